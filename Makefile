@@ -1,0 +1,42 @@
+# placelink: two commands on a fresh machine with Python 3.11, pip and make.
+#   make demo   set up, generate the small synthetic county, run the whole pipeline, print where to look
+#   make test   set up and run lint + the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+# uv must use this machine's Python: its managed-Python download cannot reach the web here.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(shell command -v python3.11 2>/dev/null || command -v $(PYTHON))
+UV := $(shell command -v uv 2>/dev/null || echo $(PYTHON) -m uv)
+RUN := $(UV) run --frozen --no-sync
+
+.PHONY: setup demo test lint bench ui mlflow-ui dbt-docs clean
+
+setup: .venv/.placelink-synced
+
+.venv/.placelink-synced: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
+		{ echo "installing uv with pip"; $(PYTHON) -m pip install --quiet --disable-pip-version-check uv; }
+	$(UV) sync --frozen
+	@touch $@
+
+demo: setup
+	$(RUN) placelink demo
+
+lint: setup
+	$(RUN) ruff check .
+	@if ls dbt_project/models >/dev/null 2>&1; then $(RUN) sqlfluff lint dbt_project/models dbt_project/macros --processes 2; fi
+
+test: lint
+	$(RUN) pytest
+
+bench: setup
+	$(RUN) placelink bench --scale $${SCALE:-small}
+
+ui: setup
+	$(RUN) placelink ui
+
+mlflow-ui: setup
+	$(RUN) placelink mlflow-ui
+
+clean:
+	rm -rf .placelink dbt_project/target dbt_project/logs .pytest_cache

@@ -1,0 +1,73 @@
+"""The ``placelink`` command line: every stage of the pipeline, callable without the Dagster UI.
+
+Commands are thin: they parse options and call plain functions in ``orchestration.lib`` (or, for
+``refresh``/``demo``, run the Dagster job in process). Heavy imports happen inside each command so
+``placelink --help`` stays fast. A :class:`~orchestration.lib.errors.PlacelinkError` becomes one clear
+line plus its fix and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from orchestration.lib.config import ConfigError, get_settings
+from orchestration.lib.errors import PlacelinkError
+
+app = typer.Typer(
+    name="placelink",
+    help="placelink: share, match and store multi-agency data; build linked place-level tables; train models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+HomeOption = Annotated[
+    Path | None, typer.Option("--home", help="Home folder (default: $PLACELINK_HOME or ./.placelink).")
+]
+
+
+def _settings(home: Path | None):
+    return get_settings(home=home).ensure()
+
+
+@app.command()
+def where(home: HomeOption = None) -> None:
+    """Print where everything lives: warehouse, identifiable zone, Dagster home, MLflow, published outputs."""
+    s = _settings(home)
+    rows = [
+        ("environment", s.env),
+        ("home", s.home),
+        ("landing (partner drops)", s.landing),
+        ("identifiable zone (DuckDB)", s.identifiable_db),
+        ("warehouse (DuckDB, pseudonymised)", s.warehouse_db),
+        ("published outputs", s.published),
+        ("data quality docs", s.quality_dir),
+        ("Dagster home", s.dagster_home),
+        ("MLflow tracking URI", s.mlflow_tracking_uri),
+    ]
+    for label, value in rows:
+        typer.echo(f"{label:36} {value}")
+
+
+@app.callback()
+def _root() -> None:
+    """placelink: share, match and store multi-agency data; build linked place-level tables; train models."""
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning known errors into one line plus the fix."""
+    try:
+        app()  # standalone: click reports usage errors itself and exits 2
+    except (PlacelinkError, ConfigError) as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""The Dagster code location: load every domain under ``orchestration/defs`` and add the shared resources.
+
+Kept thin on purpose: each domain folder (one per partner-facing stage) exports a ``defs``
+(``dagster.Definitions``) and this file merges them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import dagster as dg
+
+from orchestration import defs as defs_pkg
+from orchestration.defs.resources import shared_resources
+
+
+def _domain_definitions() -> list[dg.Definitions]:
+    found = []
+    for module in sorted(pkgutil.iter_modules(defs_pkg.__path__), key=lambda m: m.name):
+        if not module.ispkg:
+            continue
+        mod = importlib.import_module(f"{defs_pkg.__name__}.{module.name}")
+        domain_defs = getattr(mod, "defs", None)
+        if isinstance(domain_defs, dg.Definitions):
+            found.append(domain_defs)
+    return found
+
+
+def build_definitions() -> dg.Definitions:
+    return dg.Definitions.merge(*_domain_definitions(), dg.Definitions(resources=shared_resources()))
+
+
+defs = build_definitions()

@@ -1,0 +1,126 @@
+"""The one place that decides the environment and where everything lives.
+
+Every other module asks :func:`get_settings` for paths and the environment; nothing else reads
+``PLACELINK_ENV`` or ``PLACELINK_HOME``. A run is one folder: landing drops, the identifiable and
+warehouse DuckDB files, Dagster's home, the MLflow store, quality docs and published outputs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Environment = Literal["local", "production"]
+ENVIRONMENTS: tuple[str, ...] = ("local", "production")
+
+#: First month of the monthly partitions every feed shares.
+PARTITION_START = "2024-01-01"
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or wrong; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: Environment
+    home: Path
+
+    # --- zones -----------------------------------------------------------------------------
+    @property
+    def landing(self) -> Path:
+        """Partner drops: ``landing/<partner>/<feed>/<YYYY-MM-DD>.<ext>``."""
+        return self.home / "landing"
+
+    @property
+    def reference(self) -> Path:
+        """Reference data: geography, postcode directory, gazetteer (no personal data)."""
+        return self.home / "reference"
+
+    @property
+    def truth(self) -> Path:
+        """Synthetic ground truth. Never read by the pipeline itself, only by scoring and tests."""
+        return self.home / "truth"
+
+    @property
+    def identifiable_db(self) -> Path:
+        """The identifiable zone: the only file that ever holds clear identifiers."""
+        return self.home / "identifiable.duckdb"
+
+    @property
+    def warehouse_db(self) -> Path:
+        """The pseudonymised warehouse that dbt builds in and analysts query."""
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def published(self) -> Path:
+        """Disclosure-controlled outputs for partners and the public."""
+        return self.home / "published"
+
+    # --- services --------------------------------------------------------------------------
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.home / "mlflow"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        """SQLite locally (MLflow 3 refuses a plain file store); Postgres in production."""
+        uri = os.environ.get("PLACELINK_MLFLOW_TRACKING_URI") or os.environ.get("MLFLOW_TRACKING_URI")
+        if uri:
+            return uri
+        if self.env == "production":
+            raise ConfigError(
+                "production needs an MLflow backend: set PLACELINK_MLFLOW_TRACKING_URI "
+                "(e.g. postgresql://mlflow@db/mlflow); see README 'Run it in production'"
+            )
+        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.mlflow_dir / "artifacts"
+
+    @property
+    def quality_dir(self) -> Path:
+        return self.home / "quality"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def models_dir(self) -> Path:
+        """Versioned linkage models and other non-MLflow model files."""
+        return self.home / "models"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    def ensure(self) -> Settings:
+        """Create the home folder tree (idempotent) and return self."""
+        for path in (self.home, self.landing, self.reference, self.published, self.dagster_home,
+                     self.mlflow_dir, self.quality_dir, self.keys_dir, self.models_dir, self.logs_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def get_settings(home: str | os.PathLike | None = None, env: str | None = None) -> Settings:
+    """Resolve the environment and home folder.
+
+    Args:
+        home: overrides ``PLACELINK_HOME`` (default ``./.placelink``).
+        env: overrides ``PLACELINK_ENV`` (``local`` by default, or ``production``).
+    """
+    env_value = (env or os.environ.get("PLACELINK_ENV") or "local").strip().lower()
+    if env_value not in ENVIRONMENTS:
+        raise ConfigError(
+            f"PLACELINK_ENV={env_value!r} is not a known environment; use one of {', '.join(ENVIRONMENTS)}"
+        )
+    home_value = home or os.environ.get("PLACELINK_HOME") or ".placelink"
+    return Settings(env=env_value, home=Path(home_value).expanduser().resolve())  # type: ignore[arg-type]

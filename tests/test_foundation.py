@@ -1,0 +1,86 @@
+"""Foundation: one place decides the environment, the CLI behaves, lib/ never imports dagster."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestration.cli import app
+from orchestration.lib.config import ConfigError, get_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_settings_default_home_is_dot_placelink(monkeypatch, tmp_path):
+    monkeypatch.delenv("PLACELINK_HOME", raising=False)
+    monkeypatch.delenv("PLACELINK_ENV", raising=False)
+    monkeypatch.chdir(tmp_path)
+    s = get_settings()
+    assert s.env == "local"
+    assert s.home == tmp_path / ".placelink"
+    # every zone lives under the one home
+    for p in (s.landing, s.identifiable_db, s.warehouse_db, s.published, s.dagster_home, s.quality_dir):
+        assert s.home in p.parents
+    assert s.mlflow_tracking_uri == f"sqlite:///{tmp_path / '.placelink' / 'mlflow' / 'mlflow.db'}"
+
+
+def test_settings_reject_unknown_environment(monkeypatch):
+    monkeypatch.setenv("PLACELINK_ENV", "staging")
+    with pytest.raises(ConfigError, match="not a known environment"):
+        get_settings()
+
+
+def test_production_requires_an_mlflow_backend(monkeypatch, tmp_path):
+    monkeypatch.delenv("PLACELINK_MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    s = get_settings(home=tmp_path, env="production")
+    with pytest.raises(ConfigError, match="PLACELINK_MLFLOW_TRACKING_URI"):
+        _ = s.mlflow_tracking_uri
+
+
+def test_cli_where_prints_every_zone(tmp_path):
+    result = CliRunner().invoke(app, ["where", "--home", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert str(tmp_path / "warehouse.duckdb") in result.output
+    assert str(tmp_path / "published") in result.output
+
+
+def test_every_cli_command_has_help():
+    import typer.main
+
+    group = typer.main.get_command(app)
+    assert group.commands, "the CLI has no commands"
+    for name in group.commands:
+        result = CliRunner().invoke(app, [name, "--help"])
+        assert result.exit_code == 0, f"placelink {name} --help failed: {result.output}"
+        assert "Usage" in result.output
+
+
+def test_cli_error_is_one_line_with_exit_code_2(tmp_path):
+    env = {**os.environ, "PLACELINK_ENV": "nonsense", "PLACELINK_HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "orchestration.cli", "where"], env=env,
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    assert "PLACELINK_ENV='nonsense'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_lib_never_imports_dagster():
+    offenders = []
+    for path in (ROOT / "orchestration" / "lib").rglob("*.py"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(n == "dagster" or n.startswith(("dagster.", "dagster_")) for n in names):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, f"orchestration/lib must not import dagster: {offenders}"
