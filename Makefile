@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 # uv must use this machine's Python: its managed-Python download cannot reach the web here.
 export UV_PYTHON_DOWNLOADS := never
-export UV_PYTHON := $(shell command -v python3.11 2>/dev/null || command -v $(PYTHON))
+export UV_PYTHON := $(shell $$(command -v python3.11 || echo $(PYTHON)) -c "import sys; print(sys.executable)")
 UV := $(shell command -v uv 2>/dev/null || echo $(PYTHON) -m uv)
 RUN := $(UV) run --frozen --no-sync
 
