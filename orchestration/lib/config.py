@@ -102,6 +102,16 @@ class Settings:
     def logs_dir(self) -> Path:
         return self.home / "logs"
 
+    @property
+    def audit_db(self) -> Path:
+        """Append-only, hash-chained audit log of every ingest, linkage, export and person-level read."""
+        return self.home / "audit.duckdb"
+
+    @property
+    def governance_dir(self) -> Path:
+        """Governance state: erasure exclusion list, export approvals, per-role query files."""
+        return self.home / "governance"
+
     def ensure(self) -> Settings:
         """Create the home folder tree (idempotent) and return self."""
         for path in (self.home, self.landing, self.reference, self.published, self.dagster_home,
