@@ -1,0 +1,86 @@
+"""Ingest partner drops into the identifiable zone, per feed contract and sharing agreement.
+
+Public surface: :func:`ingest` (every feed/partition, what the CLI runs), :func:`ingest_partition`
+(one feed, one month; what each Dagster partition runs) and the helpers the sensor uses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from orchestration.lib.config import Settings
+from orchestration.lib.contracts import Feed, load_contracts
+from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.ingest.load import (
+    PartitionResult,
+    drop_feed,
+    drop_partition,
+    feed_drops,
+    ingest_partition,
+    read_opt_outs,
+    sha256_of,
+)
+
+__all__ = ["IngestReport", "PartitionResult", "drop_partition", "feed_drops", "ingest", "ingest_partition",
+           "read_opt_outs", "sha256_of", "month_partition"]
+
+
+def month_partition(month: str) -> str:
+    """``2025-03`` / ``2025-03-01`` -> ``2025-03-01``; a clear error otherwise."""
+    try:
+        return dt.date.fromisoformat(month.strip()[:7] + "-01").isoformat()
+    except ValueError:
+        raise PlacelinkError(f"month {month!r} is not YYYY-MM", where="--month", fix="e.g. --month 2025-03") from None
+
+
+@dataclass
+class IngestReport:
+    results: list[PartitionResult] = field(default_factory=list)
+    failures: list[tuple[str, str, str]] = field(default_factory=list)  # (feed, partition, message)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def ingest(settings: Settings, *, partner: str | None = None, feed: str | None = None,
+           month: str | None = None, feeds_dir: str | Path | None = None, rebuild: bool = False,
+           today: dt.date | None = None,
+           progress: Callable[[Feed, str, PartitionResult | None, str | None], None] | None = None
+           ) -> IngestReport:
+    """Load every landing drop (optionally one partner / feed / month) into ``identifiable.duckdb``.
+
+    The same code each Dagster partition runs; a failing feed (schema change, expired agreement) is
+    reported and the others still load.
+    """
+    contracts = load_contracts(feeds_dir)
+    feeds = contracts.feeds(partner, feed)
+    wanted = month_partition(month) if month else None
+    opt_outs = read_opt_outs(settings.reference)
+    report = IngestReport()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(settings.identifiable_db)) as con:
+        for f in feeds:
+            if rebuild:
+                drop_feed(con, f)
+            partitions = sorted(feed_drops(settings.landing, f))
+            if wanted:
+                partitions = [wanted]
+            for part in partitions:
+                try:
+                    res = ingest_partition(con, f, part, settings.landing, home=settings.home,
+                                           opt_outs=opt_outs, today=today)
+                except PlacelinkError as exc:
+                    report.failures.append((f.source, part, str(exc)))
+                    if progress:
+                        progress(f, part, None, str(exc))
+                    continue
+                report.results.append(res)
+                if progress:
+                    progress(f, part, res, None)
+    return report

@@ -1,0 +1,476 @@
+"""Load one feed's monthly partition from ``landing/`` into the identifiable zone.
+
+For one (feed, partition) this reads every drop whose date falls in the month, checks the header against
+the contract (a renamed or missing column stops the feed, nothing written), applies the sharing agreement
+(expired / no lawful basis -> refuse; columns outside it -> dropped and reported; NHS national data
+opt-out), types each value, and then, in ONE transaction, replaces the partition in:
+
+* ``raw.<partner>__<feed>``  loaded rows (+ ``_record_id, _partition, _source_file, _line, _loaded_at``)
+* ``ops.quarantine``         malformed rows with file, line, reason and raw text
+* ``ops.load_log``           which file fed which partition (sha256, counts, status)
+* ``link.person_records``    the standard person record of every loaded row (feeds with people)
+
+so a rerun gives exactly the same rows. For every file, loaded + quarantined = received.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from orchestration.lib.contracts import Column, Feed
+from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.ingest.coerce import SQL_TYPES, CoerceError, coerce
+from orchestration.lib.ingest.readers import Drop, read_drop
+from orchestration.lib.pseudonymise import (
+    normalise_name,
+    normalise_nhs_number,
+    normalise_postcode,
+    normalise_sex,
+    normalise_text,
+)
+
+DROP_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.[A-Za-z0-9.]+$")
+OPT_OUT_REASON = "national_data_opt_out"
+_ARROW = {"string": pa.string(), "integer": pa.int64(), "float": pa.float64(), "date": pa.date32(),
+          "datetime": pa.timestamp("us"), "boolean": pa.bool_()}
+
+OPS_DDL = """
+CREATE SCHEMA IF NOT EXISTS raw;
+CREATE SCHEMA IF NOT EXISTS ops;
+CREATE SCHEMA IF NOT EXISTS link;
+CREATE TABLE IF NOT EXISTS ops.quarantine (
+    partner VARCHAR, feed VARCHAR, "partition" DATE, source_file VARCHAR, line BIGINT,
+    reason VARCHAR, raw_text VARCHAR, quarantined_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS ops.load_log (
+    partner VARCHAR, feed VARCHAR, "partition" DATE, source_file VARCHAR, sha256 VARCHAR,
+    rows_received BIGINT, rows_loaded BIGINT, rows_quarantined BIGINT, loaded_at TIMESTAMP,
+    status VARCHAR, note VARCHAR);
+CREATE TABLE IF NOT EXISTS link.person_records (
+    record_id VARCHAR, source VARCHAR, given_name VARCHAR, family_name VARCHAR, date_of_birth DATE,
+    sex VARCHAR, postcode VARCHAR, address VARCHAR, nhs_number VARCHAR, uprn BIGINT, age_band VARCHAR,
+    event_date DATE, "partition" DATE);
+"""
+PERSON_COLUMNS = ["record_id", "source", "given_name", "family_name", "date_of_birth", "sex", "postcode",
+                  "address", "nhs_number", "uprn", "age_band", "event_date", "partition"]
+
+
+@dataclass
+class FileResult:
+    source_file: str
+    sha256: str
+    status: str                # loaded | empty | duplicate
+    rows_received: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    note: str | None = None
+
+
+@dataclass
+class PartitionResult:
+    partner: str
+    feed: str
+    partition: str             # YYYY-MM-01
+    files: list[FileResult] = field(default_factory=list)
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    columns_dropped: list[str] = field(default_factory=list)
+    preview_markdown: str = ""
+
+    @property
+    def rows_received(self) -> int:
+        return sum(f.rows_received for f in self.files)
+
+    @property
+    def rows_loaded(self) -> int:
+        return sum(f.rows_loaded for f in self.files)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(f.rows_quarantined for f in self.files)
+
+    def metadata(self) -> dict:
+        """Plain values for a Dagster materialisation / CLI summary."""
+        return {
+            "partition": self.partition,
+            "rows_received": self.rows_received,
+            "rows_loaded": self.rows_loaded,
+            "rows_quarantined": self.rows_quarantined,
+            "quarantined_by_reason": dict(sorted(self.quarantined_by_reason.items())),
+            "columns_dropped": self.columns_dropped,
+            "source_files": [{"file": f.source_file, "sha256": f.sha256, "status": f.status,
+                              "received": f.rows_received, "loaded": f.rows_loaded,
+                              "quarantined": f.rows_quarantined, "note": f.note} for f in self.files],
+        }
+
+
+# --- landing --------------------------------------------------------------------------------------
+
+def drop_partition(path: Path) -> str | None:
+    """Partition (first of month) of a drop named ``<YYYY-MM-DD>.<ext>``; None if the name is not a drop."""
+    m = DROP_NAME.match(path.name)
+    if not m:
+        return None
+    try:
+        day = dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    except ValueError:
+        return None
+    return day.replace(day=1).isoformat()
+
+
+def feed_drops(landing: Path, feed: Feed) -> dict[str, list[Path]]:
+    """``{partition: [drop files, sorted]}`` for one feed's landing folder."""
+    folder = landing / feed.partner / feed.id
+    out: dict[str, list[Path]] = {}
+    if folder.is_dir():
+        for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+            part = drop_partition(path)
+            if part:
+                out.setdefault(part, []).append(path)
+    return out
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_opt_outs(reference: Path) -> set[str]:
+    """NHS numbers that opted out of secondary use (``reference/nhs_opt_outs.csv``, column ``nhs_number``)."""
+    path = reference / "nhs_opt_outs.csv"
+    if not path.is_file():
+        return set()
+    import csv
+
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        if "nhs_number" not in (reader.fieldnames or []):
+            raise PlacelinkError("the opt-out list has no nhs_number column", where=str(path),
+                                 fix="write a CSV with a header line 'nhs_number'")
+        return {n for n in (normalise_nhs_number(r["nhs_number"], validate=False) for r in reader) if n}
+
+
+# --- schema and agreement ---------------------------------------------------------------------------
+
+def check_agreement(feed: Feed, today: dt.date | None = None) -> None:
+    problems = feed.agreement.problems(today)
+    if problems:
+        raise PlacelinkError(f"feed {feed.source} may not load: " + "; ".join(problems),
+                             where=f"orchestration/feeds/{feed.partner}.yml feeds[{feed.id}].agreement",
+                             fix="renew the sharing agreement (valid_to) or record its lawful basis, then rerun")
+
+
+def check_header(feed: Feed, drop: Drop, rel: str) -> list[str]:
+    """Raise on a missing/renamed contract column; return unexpected extra columns (dropped)."""
+    import difflib
+
+    expected = [c.name for c in feed.columns]
+    missing = [c for c in expected if c not in drop.header]
+    unexpected = [c for c in drop.header if c not in expected]
+    dupes = sorted({c for c in drop.header if drop.header.count(c) > 1})
+    if missing or dupes:
+        lines = [f"schema change in {feed.source}: the file's columns differ from the contract"]
+        if missing:
+            lines.append(f"missing: {missing}")
+        if unexpected:
+            lines.append(f"unexpected: {unexpected}")
+        if dupes:
+            lines.append(f"repeated: {dupes}")
+        renames = [f"{u!r} -> {m[0]!r}" for u in unexpected
+                   if (m := difflib.get_close_matches(u, missing, n=1, cutoff=0.5))]
+        if renames:
+            lines.append(f"looks renamed: {', '.join(renames)}")
+        raise PlacelinkError("; ".join(lines), where=f"{rel}:1 (header)",
+                             fix=f"ask {feed.partner} to send the agreed columns, or update "
+                                 f"orchestration/feeds/{feed.partner}.yml if the change is agreed; nothing was loaded")
+    return unexpected
+
+
+# --- rows -> records --------------------------------------------------------------------------------
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    text = str(value).strip()
+    return text or None
+
+
+def _uprn(value: object) -> int | None:
+    text = _text(value)
+    if text and re.fullmatch(r"\d{1,12}(\.0+)?", text):
+        return int(float(text)) if "." in text else int(text)
+    return None
+
+
+def person_record(feed: Feed, record_id: str, typed: dict[str, object], partition: dt.date,
+                  event_date: dt.date | None) -> dict:
+    """The standard person record of one typed row (native column name -> value)."""
+    pm = feed.person
+    assert pm is not None
+
+    def get(name: str | None) -> object:
+        return typed.get(name) if name else None
+
+    given, family = normalise_name(get(pm.given_name)), normalise_name(get(pm.family_name))
+    if pm.full_name:
+        parts = (normalise_name(get(pm.full_name)) or "").split(" ")
+        given, family = (" ".join(parts[:-1]) or None, parts[-1] or None) if len(parts) > 1 else (parts[0] or None, None)
+    address_cols = [pm.address] if isinstance(pm.address, str) else (pm.address or [])
+    address = ", ".join(t for t in (normalise_text(get(c)) for c in address_cols) if t) or None
+    dob = get(pm.date_of_birth)
+    postcode_raw = get(pm.postcode)
+    uprn_col = feed.place.uprn if feed.place else None
+    return {
+        "record_id": f"{feed.source}:{record_id}",
+        "source": feed.source,
+        "given_name": given,
+        "family_name": family,
+        "date_of_birth": dob if isinstance(dob, dt.date) else None,
+        "sex": normalise_sex(get(pm.sex)) if pm.sex else None,
+        "postcode": normalise_postcode(postcode_raw) or normalise_text(postcode_raw),
+        "address": address,
+        # an NHS number failing its check digit would link the wrong people: null it for matching
+        "nhs_number": normalise_nhs_number(get(pm.nhs_number)) if pm.nhs_number else None,
+        "uprn": _uprn(get(uprn_col)),
+        "age_band": _text(get(pm.age_band)),
+        "event_date": event_date,
+        "partition": partition,
+    }
+
+
+def _event_date(feed: Feed, typed: dict[str, object]) -> dt.date | None:
+    if not feed.event_date:
+        return None
+    value = typed.get(feed.event_date.column)
+    if isinstance(value, dt.datetime):
+        return value.date()
+    return value if isinstance(value, dt.date) else None
+
+
+# --- masked preview ---------------------------------------------------------------------------------
+
+def _mask(col: Column, value: object) -> str:
+    if value is None:
+        return ""
+    if col.identifier == "direct":
+        return "•••"
+    if col.identifier == "quasi":
+        if isinstance(value, dt.date):
+            return f"{value.year}-••-••"
+        pc = normalise_postcode(value)
+        if pc:
+            return pc[:-2] + "••"
+        text = str(value)
+        return text[:1] + "•••" if text else ""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def preview_markdown(feed: Feed, rows: list[dict[str, object]], limit: int = 5) -> str:
+    """First rows as a markdown table with identifiers masked (direct fully, quasi coarsened).
+
+    Hand-written because pandas' ``to_markdown`` needs ``tabulate``, which is not one of our dependencies.
+    """
+    cols = feed.loaded_columns
+    head = "| " + " | ".join(c.sql_name for c in cols) + " |"
+    sep = "|" + "---|" * len(cols)
+    body = ["| " + " | ".join(_mask(c, r.get(c.name)) for c in cols) + " |" for r in rows[:limit]]
+    return "\n".join([head, sep, *body])
+
+
+# --- the partition load -----------------------------------------------------------------------------
+
+def ensure_tables(con: duckdb.DuckDBPyConnection, feed: Feed) -> None:
+    con.execute(OPS_DDL)
+    cols = [(c.sql_name, SQL_TYPES[c.type]) for c in feed.loaded_columns]
+    cols += [("_record_id", "VARCHAR"), ("_partition", "DATE"), ("_source_file", "VARCHAR"),
+             ("_line", "BIGINT"), ("_loaded_at", "TIMESTAMP")]
+    ddl = ", ".join(f'"{n}" {t}' for n, t in cols)
+    con.execute(f"CREATE TABLE IF NOT EXISTS {feed.table} ({ddl})")
+    have = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema='raw' "
+        "AND table_name=? ORDER BY ordinal_position", [feed.name]).fetchall()
+    if [(n, t) for n, t in have] != cols:
+        raise PlacelinkError(
+            f"{feed.table} was created from an older version of the contract (columns differ)",
+            where=feed.table,
+            fix=f"reload every partition: placelink ingest --partner {feed.partner} --feed {feed.id} --rebuild")
+
+
+def drop_feed(con: duckdb.DuckDBPyConnection, feed: Feed) -> None:
+    """Forget everything loaded for a feed (used by ``--rebuild`` after an agreed contract change)."""
+    con.execute(OPS_DDL)
+    con.execute(f"DROP TABLE IF EXISTS {feed.table}")
+    for table in ("ops.quarantine", "ops.load_log"):
+        con.execute(f"DELETE FROM {table} WHERE partner=? AND feed=?", [feed.partner, feed.id])
+    con.execute("DELETE FROM link.person_records WHERE source=?", [feed.source])
+
+
+def _relative(path: Path, home: Path | None) -> str:
+    try:
+        return str(path.resolve().relative_to(home.resolve())) if home else str(path)
+    except ValueError:
+        return str(path)
+
+
+def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str, landing: Path, *,
+                     home: Path | None = None, opt_outs: set[str] | None = None,
+                     today: dt.date | None = None) -> PartitionResult:
+    """Replace one monthly partition of a feed with what its landing drops hold. Idempotent.
+
+    Args:
+        con: a writable connection to the identifiable zone.
+        feed: the validated feed contract.
+        partition: ``YYYY-MM-01`` (or ``YYYY-MM``).
+        landing: the landing root (``<home>/landing``).
+        home: paths are recorded relative to it (``landing/<partner>/<feed>/<file>``).
+        opt_outs: normalised NHS numbers under the national data opt-out.
+
+    Raises:
+        PlacelinkError: agreement expired / no lawful basis; a drop's columns differ from the contract.
+    """
+    check_agreement(feed, today)
+    part_date = dt.date.fromisoformat(partition[:7] + "-01")
+    partition = part_date.isoformat()
+    files = feed_drops(landing, feed).get(partition, [])
+    result = PartitionResult(feed.partner, feed.id, partition, columns_dropped=list(feed.dropped_columns))
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    con.execute(OPS_DDL)
+    earlier = dict(con.execute(
+        "SELECT sha256, min(source_file) FROM ops.load_log WHERE partner=? AND feed=? AND status='loaded' "
+        "AND \"partition\" <> ? GROUP BY sha256", [feed.partner, feed.id, part_date]).fetchall())
+
+    loaded_cols = feed.loaded_columns
+    opt_col = feed.person.nhs_number if (feed.agreement.national_data_opt_out and feed.person) else None
+    opt_outs = opt_outs or set()
+    raw_rows: dict[str, list] = {c.sql_name: [] for c in loaded_cols}
+    meta_cols = {"_record_id": [], "_partition": [], "_source_file": [], "_line": [], "_loaded_at": []}
+    quarantine: list[tuple] = []
+    people: list[dict] = []
+    preview_rows: list[dict] = []
+    reasons: Counter[str] = Counter()
+    extra_dropped: set[str] = set()
+
+    # read and check every file first: a schema change anywhere means nothing is written
+    reads: list[tuple[Path, str, str, Drop | None]] = []
+    seen: dict[str, str] = {}
+    for path in files:
+        rel = _relative(path, home)
+        digest = sha256_of(path)
+        if digest in seen or digest in earlier:
+            reads.append((path, rel, digest, None))
+            continue
+        seen[digest] = rel
+        drop = read_drop(path, feed.format, [c.name for c in feed.columns])
+        if not drop.empty:
+            extra_dropped.update(check_header(feed, drop, rel))
+        reads.append((path, rel, digest, drop))
+
+    for _path, rel, digest, drop in reads:
+        if drop is None:
+            first = seen.get(digest) if seen.get(digest) != rel else None
+            result.files.append(FileResult(rel, digest, "duplicate",
+                                           note=f"same content (sha256) as {first or earlier.get(digest)}; skipped"))
+            continue
+        if drop.empty:
+            result.files.append(FileResult(rel, digest, "empty", note="the file is empty: no header, no rows"))
+            continue
+        fr = FileResult(rel, digest, "loaded")
+        for row in drop.rows:
+            fr.rows_received += 1
+            reason = row.problem
+            typed: dict[str, object] = {}
+            record_id = None
+            if reason is None:
+                assert row.values is not None
+                rid_parts = [_text(row.values.get(c)) for c in feed.record_id_columns]
+                if any(p is None for p in rid_parts):
+                    reason = f"missing_record_id: {feed.record_id_columns} must not be empty"
+                else:
+                    record_id = "|".join(rid_parts)  # type: ignore[arg-type]
+                    try:
+                        for col in loaded_cols:
+                            typed[col.name] = coerce(col, row.values.get(col.name))
+                    except CoerceError as exc:
+                        reason = exc.reason
+            if reason is None and opt_col and normalise_nhs_number(typed.get(opt_col), validate=False) in opt_outs:
+                # the row is accounted for but nothing identifying about an opted-out patient is kept
+                quarantine.append((feed.partner, feed.id, part_date, rel, row.line, OPT_OUT_REASON,
+                                   None, now))
+                reasons[OPT_OUT_REASON] += 1
+                fr.rows_quarantined += 1
+                continue
+            if reason is not None:
+                quarantine.append((feed.partner, feed.id, part_date, rel, row.line, reason, row.raw_text, now))
+                reasons[reason.split(":", 1)[0]] += 1
+                fr.rows_quarantined += 1
+                continue
+            fr.rows_loaded += 1
+            for col in loaded_cols:
+                raw_rows[col.sql_name].append(typed[col.name])
+            meta_cols["_record_id"].append(record_id)
+            meta_cols["_partition"].append(part_date)
+            meta_cols["_source_file"].append(rel)
+            meta_cols["_line"].append(row.line)
+            meta_cols["_loaded_at"].append(now)
+            if len(preview_rows) < 5:
+                preview_rows.append(typed)
+            if feed.person:
+                people.append(person_record(feed, record_id, typed, part_date,  # type: ignore[arg-type]
+                                            _event_date(feed, typed)))
+        assert fr.rows_loaded + fr.rows_quarantined == fr.rows_received
+        result.files.append(fr)
+
+    result.columns_dropped = sorted(set(feed.dropped_columns) | extra_dropped)
+    result.quarantined_by_reason = dict(reasons)
+    result.preview_markdown = preview_markdown(feed, preview_rows)
+
+    arrays = {c.sql_name: pa.array(raw_rows[c.sql_name], type=_ARROW[c.type]) for c in loaded_cols}
+    arrays |= {"_record_id": pa.array(meta_cols["_record_id"], pa.string()),
+               "_partition": pa.array(meta_cols["_partition"], pa.date32()),
+               "_source_file": pa.array(meta_cols["_source_file"], pa.string()),
+               "_line": pa.array(meta_cols["_line"], pa.int64()),
+               "_loaded_at": pa.array(meta_cols["_loaded_at"], pa.timestamp("us"))}
+    incoming = pa.table(arrays)
+    person_tbl = pa.table({
+        k: pa.array([p[k] for p in people], type=t) for k, t in zip(PERSON_COLUMNS, [
+            pa.string(), pa.string(), pa.string(), pa.string(), pa.date32(), pa.string(), pa.string(),
+            pa.string(), pa.string(), pa.int64(), pa.string(), pa.date32(), pa.date32()], strict=True)})
+    log_rows = [(feed.partner, feed.id, part_date, f.source_file, f.sha256, f.rows_received, f.rows_loaded,
+                 f.rows_quarantined, now, f.status, f.note) for f in result.files]
+
+    con.execute("BEGIN TRANSACTION")
+    try:
+        ensure_tables(con, feed)
+        con.execute(f"DELETE FROM {feed.table} WHERE _partition = ?", [part_date])
+        con.execute('DELETE FROM ops.quarantine WHERE partner=? AND feed=? AND "partition"=?',
+                    [feed.partner, feed.id, part_date])
+        con.execute('DELETE FROM ops.load_log WHERE partner=? AND feed=? AND "partition"=?',
+                    [feed.partner, feed.id, part_date])
+        con.execute('DELETE FROM link.person_records WHERE source=? AND "partition"=?', [feed.source, part_date])
+        con.register("_incoming", incoming)
+        con.execute(f"INSERT INTO {feed.table} BY NAME SELECT * FROM _incoming")
+        con.unregister("_incoming")
+        if people:
+            con.register("_people", person_tbl)
+            con.execute("INSERT INTO link.person_records BY NAME SELECT * FROM _people")
+            con.unregister("_people")
+        if quarantine:
+            con.executemany("INSERT INTO ops.quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?)", quarantine)
+        if log_rows:
+            con.executemany("INSERT INTO ops.load_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", log_rows)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return result

@@ -1,0 +1,229 @@
+"""Pseudonymisation: normalise identifiers, then HMAC-SHA256 them with a secret key.
+
+The same clear value gives the same token in every feed and every night (as long as the key stays the
+same); another key gives unlinkable tokens. The key comes from ``PLACELINK_PSEUDONYM_KEY`` (hex or any
+string of at least 32 characters) or the file named by ``PLACELINK_PSEUDONYM_KEY_FILE``. Only the local
+profile may fall back to a generated key in ``<home>/keys/pseudonym.key`` (it says so loudly);
+production refuses to run without one.
+
+Standard library ``hmac``/``hashlib`` do the cryptography; the normalisers are ours because they encode
+English public-sector conventions (NHS number spacing, postcode format) that no library packages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import sys
+import unicodedata
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+from orchestration.lib.config import Settings
+from orchestration.lib.errors import PlacelinkError
+
+KEY_ENV = "PLACELINK_PSEUDONYM_KEY"
+KEY_FILE_ENV = "PLACELINK_PSEUDONYM_KEY_FILE"
+MIN_KEY_BYTES = 16
+
+
+class DemoKeyWarning(UserWarning):
+    """The local profile is using a generated pseudonym key: fine for a demo, never for real data."""
+
+
+# --- normalisers -----------------------------------------------------------------------------------
+
+def strip_accents(text: str) -> str:
+    return "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+
+
+def normalise_text(value: object) -> str | None:
+    """Case, accents and spacing folded: ``'  Zoë  O'Brien '`` -> ``'ZOE O'BRIEN'``."""
+    if value is None:
+        return None
+    text = re.sub(r"\s+", " ", strip_accents(str(value))).strip().upper()
+    return text or None
+
+
+def normalise_name(value: object) -> str | None:
+    """A name for comparison: accents and case folded, punctuation other than ``-``/``'`` removed."""
+    text = normalise_text(value)
+    if text is None:
+        return None
+    text = re.sub(r"[^A-Z' -]", " ", text.replace("’", "'"))
+    text = re.sub(r"\s+", " ", text).strip()
+    return text or None
+
+
+def nhs_number_is_valid(digits: str) -> bool:
+    """Modulus-11 check digit of a 10-digit NHS number."""
+    if len(digits) != 10 or not digits.isdigit():
+        return False
+    total = sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True))
+    check = 11 - total % 11
+    check = 0 if check == 11 else check
+    return check != 10 and check == int(digits[9])
+
+
+def normalise_nhs_number(value: object, *, validate: bool = True) -> str | None:
+    """``'943 476 5919'`` / ``'943-476-5919'`` -> ``'9434765919'``; None if not 10 digits (or bad check digit)."""
+    if value is None:
+        return None
+    raw = str(value).strip()
+    if raw.endswith(".0"):  # an Excel cell read as a number
+        raw = raw[:-2]
+    digits = re.sub(r"[\s\-]", "", raw)
+    if len(digits) != 10 or not digits.isdigit():
+        return None
+    if validate and not nhs_number_is_valid(digits):
+        return None
+    return digits
+
+
+_POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)([0-9][A-Z]{2})$")
+
+
+def normalise_postcode(value: object) -> str | None:
+    """``'ab12cd'``/``' AB1  2CD'`` -> ``'AB1 2CD'`` (outward, one space, inward); None if not a postcode shape."""
+    if value is None:
+        return None
+    compact = re.sub(r"[^A-Z0-9]", "", str(value).upper())
+    m = _POSTCODE.match(compact)
+    return f"{m.group(1)} {m.group(2)}" if m else None
+
+
+def postcode_sector(value: object) -> str | None:
+    """``'AB1 2CD'`` -> ``'AB1 2'``: a coarse place that is not a full postcode."""
+    pc = normalise_postcode(value)
+    return pc[:-2] if pc else None
+
+
+_SEX = {"M": "M", "MALE": "M", "1": "M", "MAN": "M", "BOY": "M",
+        "F": "F", "FEMALE": "F", "2": "F", "WOMAN": "F", "GIRL": "F"}
+
+
+def normalise_sex(value: object) -> str:
+    """Any of M/F/Male/Female/1/2 (NHS codes) -> ``M``/``F``; everything else -> ``U``."""
+    text = normalise_text(value)
+    return _SEX.get(text or "", "U")
+
+
+_NHS_ETHNIC = {**dict.fromkeys("ABC", "White"), **dict.fromkeys("DEFG", "Mixed"),
+               **dict.fromkeys("HJKL", "Asian"), **dict.fromkeys("MNP", "Black"),
+               **dict.fromkeys("RS", "Other"), "Z": "Unknown", "99": "Unknown"}
+_ETHNIC_WORDS = (("MIXED", "Mixed"), ("MULTIPLE", "Mixed"), ("ASIAN", "Asian"), ("INDIAN", "Asian"),
+                 ("PAKISTANI", "Asian"), ("BANGLADESHI", "Asian"), ("CHINESE", "Asian"), ("BLACK", "Black"),
+                 ("AFRICAN", "Black"), ("CARIBBEAN", "Black"), ("WHITE", "White"), ("GYPSY", "White"),
+                 ("TRAVELLER", "White"), ("ROMA", "White"), ("ARAB", "Other"), ("OTHER", "Other"))
+
+
+def ethnicity_group(value: object) -> str:
+    """ONS 2021 high-level group (Asian, Black, Mixed, White, Other, Unknown) of a code or label.
+
+    Accepts NHS ethnic category codes (``A``..``Z``), DfE-style codes (``WBRI``, ``ABAN`` ...) and labels
+    (``White British``, ``Black or Black British`` ...).
+    """
+    text = normalise_text(value)
+    if not text or text in ("NOT STATED", "UNKNOWN", "REFUSED", "NOT KNOWN", "PREFER NOT TO SAY"):
+        return "Unknown"
+    if text in _NHS_ETHNIC:
+        return _NHS_ETHNIC[text]
+    if re.fullmatch(r"[A-Z]{4}", text):  # DfE codes: first letter is the group
+        return {"W": "White", "M": "Mixed", "A": "Asian", "B": "Black", "C": "Asian", "O": "Other",
+                "N": "Unknown", "R": "White", "G": "White", "I": "White"}.get(text[0], "Unknown")
+    for word, group in _ETHNIC_WORDS:
+        if word in text:
+            return group
+    return "Unknown"
+
+
+# --- keys and tokens -------------------------------------------------------------------------------
+
+def _decode_key(text: str, where: str) -> bytes:
+    text = text.strip()
+    try:
+        key = bytes.fromhex(text) if re.fullmatch(r"(?:[0-9a-fA-F]{2})+", text) else text.encode()
+    except ValueError:
+        key = text.encode()
+    if len(key) < MIN_KEY_BYTES:
+        raise PlacelinkError(f"the pseudonym key is too short ({len(key)} bytes; need {MIN_KEY_BYTES}+)",
+                             where=where, fix="generate one with: python -c 'import secrets; print(secrets.token_hex(32))'")
+    return key
+
+
+def load_key(settings: Settings) -> bytes:
+    """The pseudonymisation key: env var, else key file, else (local profile only) a generated demo key."""
+    env_key = os.environ.get(KEY_ENV)
+    if env_key:
+        return _decode_key(env_key, KEY_ENV)
+    key_file = os.environ.get(KEY_FILE_ENV)
+    if key_file:
+        path = Path(key_file)
+        if not path.is_file():
+            raise PlacelinkError(f"{KEY_FILE_ENV} points to {path}, which does not exist", where=KEY_FILE_ENV,
+                                 fix="create the key file or correct the path")
+        return _decode_key(path.read_text(encoding="utf-8"), str(path))
+    if settings.env == "production":
+        raise PlacelinkError(
+            "production refuses to pseudonymise without a key", where=f"{KEY_ENV} / {KEY_FILE_ENV}",
+            fix=f"set {KEY_ENV} (hex, 32+ bytes) or {KEY_FILE_ENV} to a secret file managed by your key store")
+    path = settings.keys_dir / "pseudonym.key"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32) + "\n", encoding="utf-8")
+        path.chmod(0o600)
+    message = (f"DEMO PSEUDONYM KEY in use ({path}): generated for the local profile only. "
+               f"Tokens are not protected by a managed secret; set {KEY_ENV} or {KEY_FILE_ENV} for real data.")
+    warnings.warn(message, DemoKeyWarning, stacklevel=2)
+    print(f"WARNING: {message}", file=sys.stderr)
+    return _decode_key(path.read_text(encoding="utf-8"), str(path))
+
+
+class Pseudonymiser:
+    """HMAC-SHA256 tokens of normalised identifiers.
+
+    ``kind`` separates domains (an NHS number and a record id with the same text give different
+    tokens), so a token of one kind can never be joined to another kind by accident.
+
+    Examples:
+        >>> p = Pseudonymiser(b"k" * 32)
+        >>> p.nhs_number("943 476 5919") == p.nhs_number("9434765919")
+        True
+    """
+
+    def __init__(self, key: bytes):
+        if len(key) < MIN_KEY_BYTES:
+            raise PlacelinkError("pseudonym key too short", fix=f"use {MIN_KEY_BYTES}+ bytes")
+        self._key = key
+
+    def token(self, kind: str, value: object) -> str | None:
+        if value is None or (isinstance(value, float) and value != value):
+            return None
+        text = str(value)
+        if not text:
+            return None
+        return hmac.new(self._key, f"{kind}\x1f{text}".encode(), hashlib.sha256).hexdigest()
+
+    def tokens(self, kind: str, values: Iterable[object]) -> list[str | None]:
+        return [self.token(kind, v) for v in values]
+
+    # identifiers, normalised first so spacing/case/accents never split one person into two tokens
+    def nhs_number(self, value: object) -> str | None:
+        return self.token("nhs_number", normalise_nhs_number(value, validate=False))
+
+    def name(self, value: object) -> str | None:
+        return self.token("name", normalise_name(value))
+
+    def postcode(self, value: object) -> str | None:
+        return self.token("postcode", normalise_postcode(value))
+
+    def date_of_birth(self, value: object) -> str | None:
+        return self.token("date_of_birth", None if value is None else str(value)[:10])
+
+
+def pseudonymiser(settings: Settings) -> Pseudonymiser:
+    return Pseudonymiser(load_key(settings))
