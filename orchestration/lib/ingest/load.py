@@ -399,7 +399,9 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
                 else:
                     record_id = "|".join(rid_parts)  # type: ignore[arg-type]
                     try:
-                        for col in loaded_cols:
+                        # every contract column is typed (a malformed row is malformed even in a column the
+                        # agreement drops); only allowed columns are kept below
+                        for col in feed.columns:
                             typed[col.name] = coerce(col, row.values.get(col.name))
                     except CoerceError as exc:
                         reason = exc.reason
@@ -423,6 +425,8 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
             meta_cols["_source_file"].append(rel)
             meta_cols["_line"].append(row.line)
             meta_cols["_loaded_at"].append(now)
+            for name in feed.dropped_columns:
+                typed.pop(name, None)
             if len(preview_rows) < 5:
                 preview_rows.append(typed)
             if feed.person:
