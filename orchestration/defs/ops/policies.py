@@ -1,0 +1,92 @@
+"""Retry, failure and freshness policies every domain can use.
+
+Transient failures (a locked file, a network blip) are retried per step with exponential backoff; data
+errors (a bad drop, a broken contract: :class:`~orchestration.lib.errors.PlacelinkError`) fail at once,
+because retrying cannot fix the data. Freshness: a feed that has not been loaded by its due day shows as
+late (``FAIL``) in the Dagster UI.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import dagster as dg
+
+from orchestration.lib.errors import PlacelinkError
+
+T = TypeVar("T")
+
+#: Day of the month by which partners deliver the previous month's drop (contracts may override it
+#: with ``partitioning: {cadence: monthly, due_day: N}``).
+DEFAULT_DUE_DAY = 5
+TIMEZONE = "Europe/London"
+
+
+def transient_retry_policy(delay: float = 30, max_retries: int = 3) -> dg.RetryPolicy:
+    """Retry a failed step up to ``max_retries`` times, waiting ``delay`` s, then 2x, 4x (with jitter)."""
+    return dg.RetryPolicy(
+        max_retries=max_retries, delay=delay, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+    )
+
+
+#: What every ops job uses: 30 s, 60 s, 120 s (+/- jitter) before giving up.
+TRANSIENT_RETRY_POLICY = transient_retry_policy()
+
+
+def as_failure(exc: PlacelinkError) -> dg.Failure:
+    """A data error as a Dagster failure that is never retried, keeping where/fix visible in the UI."""
+    metadata = {"error": type(exc).__name__}
+    if exc.where:
+        metadata["where"] = exc.where
+    if exc.fix:
+        metadata["fix"] = exc.fix
+    return dg.Failure(description=str(exc), metadata=metadata, allow_retries=False)
+
+
+@contextmanager
+def data_errors_fail_fast() -> Iterator[None]:
+    """``with data_errors_fail_fast(): ...`` inside an asset: PlacelinkError -> non-retryable Failure."""
+    try:
+        yield
+    except PlacelinkError as exc:
+        raise as_failure(exc) from exc
+
+
+def fail_fast_on_data_errors(fn: Callable[..., T]) -> Callable[..., T]:
+    """Decorator form of :func:`data_errors_fail_fast` for asset/op bodies (put it under ``@dg.asset``)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with data_errors_fail_fast():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def feed_freshness_policy(due_day: int = DEFAULT_DUE_DAY, timezone: str = TIMEZONE) -> dg.FreshnessPolicy:
+    """Freshness for a monthly feed: loaded within the 28 days before 09:00 on ``due_day`` each month.
+
+    A partner that has not delivered (so the nightly refresh loaded nothing new) turns ``FAIL`` ("late")
+    in the UI at 09:00 on the due day, and back to ``PASS`` once its drop is loaded. 28 days is the
+    longest look-back Dagster allows for a monthly deadline (the shortest month).
+    """
+    if not 1 <= due_day <= 28:
+        raise PlacelinkError(
+            f"due_day {due_day} is not a day every month has",
+            where="feed contract partitioning.due_day",
+            fix="use a day between 1 and 28",
+        )
+    return dg.FreshnessPolicy.cron(
+        deadline_cron=f"0 9 {due_day} * *", lower_bound_delta=dt.timedelta(days=28), timezone=timezone
+    )
+
+
+def with_feed_freshness(spec: dg.AssetSpec, due_day: int | None = None) -> dg.AssetSpec:
+    """For ``Definitions.map_asset_specs``: give a feed asset the monthly policy unless it has one."""
+    return dg.apply_freshness_policy(
+        spec, feed_freshness_policy(due_day or DEFAULT_DUE_DAY), overwrite_existing=False
+    )

@@ -1,0 +1,132 @@
+"""Run the nightly refresh in this process: ``placelink refresh [--full]`` and ``placelink demo``.
+
+Runs go into the Dagster instance at ``get_settings().dagster_home`` (its ``dagster.yaml`` is copied
+from ``infra/dagster.<env>.yaml`` when missing), so every run, materialisation and check result shows
+in the Dagster UI afterwards (``placelink ui``). Lives outside ``orchestration/lib`` because it drives
+Dagster; the planning itself is in :mod:`orchestration.defs.ops.planning`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from orchestration.defs.ops.jobs import ops_downstream_refresh_job, ops_partitioned_refresh_job
+from orchestration.defs.ops.planning import REFRESH_TAG, RefreshPlan, plan_refresh
+from orchestration.lib.config import Settings, get_settings
+from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.ops.profiles import ensure_dagster_home
+
+#: progress(message, done, total): called before each run (done = runs finished so far) and at the end.
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class RunOutcome:
+    label: str
+    run_id: str
+    success: bool
+    seconds: float
+    assets: list[str]
+
+
+@dataclass
+class RefreshResult:
+    refresh_id: str
+    plan: RefreshPlan
+    runs: list[RunOutcome] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return all(r.success for r in self.runs)
+
+
+def instance_for(settings: Settings) -> dg.DagsterInstance:
+    """The persistent Dagster instance of this home (the one ``placelink ui`` shows)."""
+    return dg.DagsterInstance.from_config(str(ensure_dagster_home(settings)))
+
+
+def _load_defs() -> dg.Definitions:
+    from orchestration.definitions import defs
+
+    return defs
+
+
+def refresh(
+    full: bool = False,
+    progress: Progress | None = None,
+    *,
+    defs: dg.Definitions | None = None,
+    settings: Settings | None = None,
+    instance: dg.DagsterInstance | None = None,
+) -> RefreshResult:
+    """Load new or changed drops month by month, then rebuild everything downstream once.
+
+    Args:
+        full: reload every month that has drops (loaded or not) and rebuild everything downstream.
+        progress: optional callback ``(message, done, total)``.
+        defs: the code location (default: ``orchestration.definitions.defs``).
+        settings / instance: default to this home's settings and its persistent Dagster instance.
+
+    Raises:
+        PlacelinkError: a run failed; the message names the run ids to open in the Dagster UI.
+    """
+    settings = settings or get_settings().ensure()
+    defs = defs or _load_defs()
+    instance = instance or instance_for(settings)
+    progress = progress or (lambda message, done, total: None)
+    plan = plan_refresh(defs.resolve_asset_graph(), instance, settings.landing, full=full)
+    refresh_id = dt.datetime.now(dt.UTC).strftime("refresh-%Y%m%dT%H%M%SZ") + ("-full" if full else "")
+    result = RefreshResult(refresh_id, plan)
+
+    batches: list[tuple[str, dict, list[dg.AssetKey]]] = []
+    if plan.partitions and plan.single_run:
+        # the feed assets asked for one run over a range (BackfillPolicy.single_run): honour it
+        first, last = min(plan.partitions), max(plan.partitions)
+        keys = sorted({k for ks in plan.partitions.values() for k in ks}, key=lambda k: k.to_user_string())
+        batches.append((f"months {first}..{last}",
+                        {"tags": {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}},
+                        keys))
+    else:
+        for pk, keys in plan.partitions.items():
+            batches.append((f"month {pk}", {"partition_key": pk}, keys))
+    total = len(batches) + (1 if plan.downstream else 0)
+    if total == 0:
+        progress("nothing to do: no new or changed drops", 0, 0)
+        return result
+
+    partitioned_job = defs.resolve_job_def(ops_partitioned_refresh_job.name)
+    for label, kwargs, keys in batches:
+        progress(f"loading {label}: {len(keys)} asset(s)", len(result.runs), total)
+        tags = {REFRESH_TAG: refresh_id, **kwargs.pop("tags", {})}
+        result.runs.append(_execute(partitioned_job, instance, label, keys, tags=tags, **kwargs))
+
+    failed = [r for r in result.runs if not r.success]
+    if plan.downstream and not failed:
+        progress(f"rebuilding downstream: {len(plan.downstream)} asset(s)", len(result.runs), total)
+        job = defs.resolve_job_def(ops_downstream_refresh_job.name)
+        result.runs.append(_execute(job, instance, "downstream", plan.downstream, tags={REFRESH_TAG: refresh_id}))
+        failed = [r for r in result.runs if not r.success]
+    progress("done" if not failed else "failed", len(result.runs), total)
+    if failed:
+        raise PlacelinkError(
+            f"{len(failed)} refresh run(s) failed: "
+            + ", ".join(f"{r.label} (run {r.run_id})" for r in failed)
+            + ("; downstream not rebuilt" if plan.downstream and failed[0].label != "downstream" else ""),
+            where=f"Dagster instance {settings.dagster_home}",
+            fix="open the failed run in the Dagster UI (placelink ui) to see the step error, fix it, "
+                "then run placelink refresh again",
+        )
+    return result
+
+
+def _execute(job, instance, label, keys, **kwargs) -> RunOutcome:
+    start = time.monotonic()
+    res = job.execute_in_process(instance=instance, asset_selection=keys, raise_on_error=False, **kwargs)
+    return RunOutcome(label, res.run_id, res.success, time.monotonic() - start,
+                      [k.to_user_string() for k in keys])
