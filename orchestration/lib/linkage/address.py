@@ -1,0 +1,149 @@
+"""Address matching: free-text address + postcode -> UPRN (gazetteer) -> LSOA (postcode directory).
+
+Why our own DuckDB model rather than ``uk-address-matcher``: that package pins duckdb<2 and splink<5 so it
+cannot live in our lock (measured in ``benchmarks/address_matcher_comparison.py``, see docs/matching.md).
+This model is candidate generation + scoring in DuckDB SQL; the string similarity is DuckDB's built-in
+Jaro-Winkler, not a hand-written fuzzy matcher:
+
+1. normalise: upper case, punctuation out, common abbreviations expanded (RD -> ROAD, APT -> FLAT ...), the
+   postcode stripped from the text;
+2. candidates: gazetteer addresses in the record's postcode; when the postcode is missing or unknown, the
+   addresses whose street's first word and house number both appear in the text;
+3. score: every gazetteer token (flat, number, house name, street words) is looked up in the record's tokens
+   (numbers exactly, words by best Jaro-Winkler); the score is the mean, minus a penalty when the record has a
+   number the candidate lacks (a different flat); a small bonus when the postcode (or, without one, the
+   town) agrees;
+4. decide: best score >= ``FUZZY_MIN`` and clear of the runner-up -> UPRN (``exact`` when every token is equal
+   and the postcode agrees, else ``fuzzy``); otherwise ``postcode_only`` (LSOA from the postcode directory) or
+   ``none``. A UPRN supplied by the feed and present in the gazetteer is taken as ``exact``.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from orchestration.lib.linkage.normalise import postcode_sql, run
+
+FUZZY_MIN = 0.8
+#: Best candidate must beat the runner-up by this much, or the address is ambiguous.
+MARGIN = 0.02
+
+# Abbreviation expansions applied to whole words (address text and gazetteer alike).
+ABBREVIATIONS = {
+    "RD": "ROAD", "ST": "STREET", "STR": "STREET", "LN": "LANE", "AVE": "AVENUE", "AV": "AVENUE",
+    "CL": "CLOSE", "DR": "DRIVE", "CRES": "CRESCENT", "CRS": "CRESCENT", "GDNS": "GARDENS", "PL": "PLACE",
+    "SQ": "SQUARE", "CT": "COURT", "TER": "TERRACE", "TERR": "TERRACE", "GRN": "GREEN", "PK": "PARK",
+    "APARTMENT": "FLAT", "APT": "FLAT", "FLT": "FLAT", "HSE": "HOUSE", "WY": "WAY", "GRV": "GROVE",
+}
+STOPWORDS = ("FLAT", "THE", "AND", "OF")
+
+
+def _normalise_text_sql(expr: str) -> str:
+    text = f"' ' || regexp_replace(upper(coalesce(CAST({expr} AS VARCHAR), '')), '[^A-Z0-9]+', ' ', 'g') || ' '"
+    # number/letter splits: "12A" stays, "FLAT12" -> "FLAT 12"
+    text = f"regexp_replace({text}, '([A-Z]{{2,}})([0-9])', '\\1 \\2', 'g')"
+    for short, long in ABBREVIATIONS.items():
+        text = f"replace({text}, ' {short} ', ' {long} ')"
+    return f"trim(regexp_replace({text}, ' +', ' ', 'g'))"
+
+
+def _tokens_sql(expr: str) -> str:
+    stop = ", ".join(f"'{w}'" for w in STOPWORDS)
+    return f"list_filter(string_split({expr}, ' '), lambda t: t <> '' AND t NOT IN ({stop}))"
+
+
+def match_addresses(con: duckdb.DuckDBPyConnection, records: str, gazetteer: str, postcodes: str,
+                    out_table: str = "address_matches") -> str:
+    """Match every record of ``records`` (``record_id, address, postcode[, uprn]``) and write ``out_table``:
+    ``record_id, uprn, lsoa_code, match_score, match_method``. Returns ``out_table``."""
+    cols = {r[0] for r in con.execute(f"DESCRIBE {records}").fetchall()}
+    addr = "address" if "address" in cols else "NULL"
+    given_uprn = "CAST(uprn AS VARCHAR)" if "uprn" in cols else "NULL"
+    run(con, f"""
+        CREATE OR REPLACE TEMP TABLE _gaz AS
+        SELECT CAST(uprn AS VARCHAR) AS uprn, {postcode_sql('postcode')} AS postcode, lsoa_code,
+               {_tokens_sql(_normalise_text_sql("concat_ws(' ', saon, paon, street)"))} AS tokens,
+               split_part({_normalise_text_sql('street')}, ' ', 1) AS street_key,
+               {_tokens_sql(_normalise_text_sql("concat_ws(' ', locality, town)"))} AS place_tokens,
+               regexp_extract({_normalise_text_sql('paon')}, '^([0-9]+[A-Z]?)', 1) AS paon_num
+        FROM {gazetteer}
+    """)
+    run(con, f"""
+        CREATE OR REPLACE TEMP TABLE _pc AS
+        SELECT {postcode_sql('postcode')} AS postcode, any_value(lsoa_code) AS lsoa_code
+        FROM {postcodes} GROUP BY 1
+    """)
+    run(con, f"""
+        CREATE OR REPLACE TEMP TABLE _rec AS
+        WITH r AS (
+            SELECT CAST(record_id AS VARCHAR) AS record_id, {postcode_sql('postcode')} AS postcode,
+                   {_normalise_text_sql(addr)} AS text, nullif(trim({given_uprn}), '') AS given_uprn
+            FROM {records}
+        )
+        SELECT record_id, r.postcode, given_uprn,
+               -- drop the postcode if it was typed into the address text
+               {_tokens_sql("trim(replace(' ' || text || ' ', ' ' || coalesce(replace(r.postcode, ' ', ' '), '#') || ' ', ' '))")}
+                   AS tokens,
+               pc.lsoa_code AS pc_lsoa
+        FROM r LEFT JOIN _pc pc ON pc.postcode = r.postcode
+    """)
+    run(con, """
+        CREATE OR REPLACE TEMP TABLE _cand AS
+        SELECT r.record_id, g.uprn, g.lsoa_code, g.tokens AS g_tokens, r.tokens AS r_tokens, TRUE AS same_pc,
+               g.place_tokens
+        FROM _rec r JOIN _gaz g ON g.postcode = r.postcode
+        WHERE len(r.tokens) > 0
+        UNION ALL
+        SELECT DISTINCT r.record_id, g.uprn, g.lsoa_code, g.tokens, r.tokens, coalesce(g.postcode = r.postcode, FALSE),
+               g.place_tokens
+        FROM _rec r, unnest(r.tokens) AS t(tok)
+        JOIN _gaz g ON g.street_key = t.tok AND list_contains(r.tokens, g.paon_num)
+        WHERE r.pc_lsoa IS NULL AND len(r.tokens) > 0
+    """)
+    run(con, """
+        CREATE OR REPLACE TEMP TABLE _scored AS
+        WITH s AS (
+            SELECT record_id, uprn, lsoa_code, same_pc,
+                len(place_tokens) > 0 AND len(list_intersect(place_tokens, r_tokens)) = len(place_tokens) AS same_town,
+                list_avg(list_transform(g_tokens, lambda gt:
+                    CASE WHEN regexp_matches(gt, '^[0-9]') THEN CAST(list_contains(r_tokens, gt) AS DOUBLE)
+                         ELSE coalesce(list_max(list_transform(
+                                  list_filter(r_tokens, lambda rt: NOT regexp_matches(rt, '^[0-9]')),
+                                  lambda rt: jaro_winkler_similarity(gt, rt))), 0.0) END)) AS token_score,
+                len(list_filter(r_tokens, lambda rt: regexp_matches(rt, '^[0-9]') AND NOT list_contains(g_tokens, rt)))
+                    AS extra_numbers
+            FROM _cand
+        )
+        SELECT *, greatest(0.0, token_score - 0.25 * extra_numbers) * 0.95 + CASE WHEN same_pc THEN 0.05 ELSE 0 END
+                   + CASE WHEN same_town AND NOT same_pc THEN 0.03 ELSE 0 END AS score
+        FROM s
+    """)
+    run(con, f"""
+        CREATE OR REPLACE TABLE {out_table} AS
+        WITH ranked AS (
+            SELECT *, row_number() OVER (PARTITION BY record_id ORDER BY score DESC, uprn) AS rk,
+                   lead(score) OVER (PARTITION BY record_id ORDER BY score DESC, uprn) AS runner_up
+            FROM _scored
+        ), best AS (SELECT * FROM ranked WHERE rk = 1)
+        SELECT r.record_id,
+            CASE WHEN gu.uprn IS NOT NULL THEN gu.uprn
+                 WHEN b.score >= {FUZZY_MIN} AND b.score - coalesce(b.runner_up, 0) >= {MARGIN} THEN b.uprn END
+                AS uprn,
+            CASE WHEN gu.uprn IS NOT NULL THEN gu.lsoa_code
+                 WHEN b.score >= {FUZZY_MIN} AND b.score - coalesce(b.runner_up, 0) >= {MARGIN} THEN b.lsoa_code
+                 ELSE r.pc_lsoa END AS lsoa_code,
+            round(CASE WHEN gu.uprn IS NOT NULL THEN 1.0
+                 WHEN b.score >= {FUZZY_MIN} AND b.score - coalesce(b.runner_up, 0) >= {MARGIN} THEN b.score
+                 WHEN r.pc_lsoa IS NOT NULL THEN 0.0 ELSE NULL END, 4) AS match_score,
+            CASE WHEN gu.uprn IS NOT NULL THEN 'exact'
+                 WHEN b.score >= {FUZZY_MIN} AND b.score - coalesce(b.runner_up, 0) >= {MARGIN}
+                     THEN CASE WHEN b.score >= 0.9999 THEN 'exact' ELSE 'fuzzy' END
+                 WHEN r.pc_lsoa IS NOT NULL THEN 'postcode_only'
+                 ELSE 'none' END AS match_method
+        FROM _rec r
+        LEFT JOIN best b ON b.record_id = r.record_id
+        LEFT JOIN _gaz gu ON gu.uprn = r.given_uprn
+    """)
+    for t in ("_gaz", "_pc", "_rec", "_cand", "_scored"):
+        run(con, f"DROP TABLE IF EXISTS {t}")
+    return out_table

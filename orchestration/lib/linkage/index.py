@@ -1,0 +1,270 @@
+"""The stable person and household index: keys that do not change from one night to the next.
+
+- **First run / full re-link**: Splink scores every blocked pair, pairs at or above the match threshold (plus
+  valid-NHS-number links and clerical "match" decisions, minus clerical "non_match" decisions) are clustered
+  with connected components. Each cluster keeps the previous ``person_id`` that covers most of its records
+  (greedy, largest overlap first); the rest get new keys. Keys merged and split are reported.
+- **Incremental (nightly)**: only records not yet in the index are scored, against the index
+  (``predict_between``) and among themselves (``predict_within``). A new record joins the person it links to;
+  existing persons are never merged or split here, so existing keys never change -- a record that links two
+  existing persons is counted as a merge candidate and its pairs go to the review queue.
+- **Weak-identifier records** (no date of birth and no family name, e.g. food bank vouchers: first name, age
+  band, postcode) cannot be linked at person level with any certainty: they keep a singleton ``person_id``
+  and are linked at household level only (through their UPRN).
+- ``household_id`` is ``H<uprn>`` of the record's own address, else of the person's most frequent UPRN.
+
+New keys are ``P`` + 12 hex of SHA-256 of the cluster's first record id: deterministic, no counter to keep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+import pandas as pd
+
+from orchestration.lib.linkage import person as pm
+from orchestration.lib.linkage.normalise import run
+
+INDEX_COLUMNS = ["record_id", "person_id"]
+
+
+@dataclass
+class LinkResult:
+    person_index: pd.DataFrame            # record_id, person_id
+    household_index: pd.DataFrame         # record_id, household_id
+    review_queue: pd.DataFrame            # borderline pairs with the comparison detail
+    changes: pd.DataFrame                 # record_id, old_person_id, new_person_id, change
+    summary: dict = field(default_factory=dict)
+    model: dict | None = None
+
+
+def _new_key_sql(col: str) -> str:
+    return f"'P' || substr(sha256({col}), 1, 12)"
+
+
+def _edges(con, db_api, linker, mode: str, decisions: pd.DataFrame | None) -> None:
+    """Create ``_edges`` (unique_id_l, unique_id_r, match_probability) and ``_review`` for this run."""
+    if mode == "full":
+        pred = linker.inference.predict(threshold_match_probability=pm.REVIEW_BAND[0], warning_mode="never")
+        run(con, f"CREATE OR REPLACE TEMP TABLE _pred AS SELECT * FROM {pred.physical_name}")
+        nhs_sql = pm.deterministic_nhs_edges_sql("_strong")
+    else:
+        old = db_api.register("_strong_old")
+        new = db_api.register("_strong_new")
+        between = linker.inference.predict_between(old, new, threshold_match_probability=pm.REVIEW_BAND[0],
+                                                   warning_mode="never")
+        within = linker.inference.predict_within(new, threshold_match_probability=pm.REVIEW_BAND[0],
+                                                 warning_mode="never")
+        run(con, f"CREATE OR REPLACE TEMP TABLE _pred AS SELECT * FROM {between.physical_name} "
+                    f"UNION ALL BY NAME SELECT * FROM {within.physical_name}")
+        nhs_sql = f"""SELECT * FROM ({pm.deterministic_nhs_edges_sql('_strong')})
+                      WHERE unique_id_l IN (SELECT unique_id FROM _strong_new)
+                         OR unique_id_r IN (SELECT unique_id FROM _strong_new)"""
+    dec = decisions if decisions is not None and len(decisions) else pd.DataFrame(
+        {"record_id_l": pd.Series(dtype=str), "record_id_r": pd.Series(dtype=str),
+         "decision": pd.Series(dtype=str)})
+    con.register("_decisions_df", dec)
+    run(con, """CREATE OR REPLACE TEMP TABLE _decisions AS
+        SELECT least(CAST(record_id_l AS VARCHAR), CAST(record_id_r AS VARCHAR)) AS a,
+               greatest(CAST(record_id_l AS VARCHAR), CAST(record_id_r AS VARCHAR)) AS b,
+               lower(trim(decision)) AS decision FROM _decisions_df""")
+    run(con, f"""
+        CREATE OR REPLACE TEMP TABLE _edges AS
+        WITH e AS (
+            -- Cannot-link: an entirely different given name (not a nickname, typo or transposition) at the
+            -- same address is the signature of twins and siblings, and an entirely different date of birth
+            -- (not a swap, typo or within a year) that of a parent and child with one name; they agree on
+            -- everything else, so EM cannot tell them from matches. Such pairs link only through a valid NHS
+            -- number or a clerical decision (they still reach the review queue).
+            SELECT least(unique_id_l, unique_id_r) AS a, greatest(unique_id_l, unique_id_r) AS b,
+                   match_probability FROM _pred WHERE gamma_given_name <> 0 AND gamma_dob <> 0
+            UNION ALL SELECT least(unique_id_l, unique_id_r), greatest(unique_id_l, unique_id_r), match_probability
+                FROM ({nhs_sql})
+            UNION ALL SELECT a, b, 1.0 FROM _decisions WHERE decision = 'match'
+        )
+        SELECT a AS unique_id_l, b AS unique_id_r, max(match_probability) AS match_probability
+        FROM e WHERE (a, b) NOT IN (SELECT (a, b) FROM _decisions WHERE decision IN ('non_match', 'nonmatch', 'no'))
+        GROUP BY 1, 2
+    """)
+    # the clerical review queue: borderline pairs nobody has decided yet, with every comparison's detail
+    run(con, f"""
+        CREATE OR REPLACE TEMP TABLE _review AS
+        SELECT p.* FROM _pred p
+        WHERE p.match_probability >= {pm.REVIEW_BAND[0]} AND p.match_probability < {pm.REVIEW_BAND[1]}
+          AND (least(p.unique_id_l, p.unique_id_r), greatest(p.unique_id_l, p.unique_id_r))
+              NOT IN (SELECT (a, b) FROM _decisions)
+        ORDER BY p.match_probability DESC
+    """)
+
+
+def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.DataFrame | None = None,
+                 model: dict | None = None, full: bool = False,
+                 decisions: pd.DataFrame | None = None) -> LinkResult:
+    """Link the prepared records (see :func:`normalise.prepare_records`) into the stable index.
+
+    Args:
+        con: DuckDB connection holding ``prepared`` (the engine seam: Splink runs on this connection).
+        prepared: table of prepared records (``unique_id`` = record_id).
+        previous: the existing ``record_id, person_id`` index (None or empty on the first run).
+        model: a trained Splink model dict; trained on ``prepared`` when None.
+        full: re-link everything (otherwise only records not in ``previous`` are linked).
+        decisions: clerical decisions ``record_id_l, record_id_r, decision (match|non_match)``.
+    """
+    from splink import DuckDBAPI
+
+    prev = previous if previous is not None else pd.DataFrame(columns=INDEX_COLUMNS)
+    prev = prev[INDEX_COLUMNS].astype(str)
+    con.register("_prev_df", prev)
+    run(con, "CREATE OR REPLACE TEMP TABLE _prev AS SELECT record_id, person_id FROM _prev_df")
+    con.unregister("_prev_df")
+    n_total = con.execute(f"SELECT count(*) FROM {prepared}").fetchall()[0][0]
+    mode = "full" if (full or len(prev) == 0) else "incremental"
+    run(con, f"CREATE OR REPLACE TEMP TABLE _strong AS SELECT * FROM {prepared} WHERE NOT weak_identifiers")
+    n_strong = con.execute("SELECT count(*) FROM _strong").fetchall()[0][0]
+    db_api = DuckDBAPI(con)
+    summary: dict = {"mode": mode, "records": n_total, "weak_identifier_records": n_total - n_strong}
+    review = pd.DataFrame()
+    n_new_strong = n_strong if mode == "full" else con.execute(
+        "SELECT count(*) FROM _strong WHERE unique_id NOT IN (SELECT record_id FROM _prev)").fetchall()[0][0]
+    if n_strong >= 2 and n_new_strong > 0:
+        sdf = db_api.register("_strong")
+        if model is None:
+            model = pm.train_model(db_api, sdf)
+            summary["model_trained"] = True
+            sdf = db_api.register("_strong", table_name="_strong_for_predict")
+        linker = pm.make_linker(db_api, sdf, model)
+        if mode == "incremental":
+            run(con, "CREATE OR REPLACE TEMP TABLE _strong_old AS "
+                        "SELECT * FROM _strong WHERE unique_id IN (SELECT record_id FROM _prev)")
+            run(con, "CREATE OR REPLACE TEMP TABLE _strong_new AS "
+                        "SELECT * FROM _strong WHERE unique_id NOT IN (SELECT record_id FROM _prev)")
+            for col in ("given_name", "family_name"):
+                linker.table_management.compute_tf_table(col)
+        _edges(con, db_api, linker, mode, decisions)
+        review = con.execute("SELECT * FROM _review").df()
+    else:
+        for t in ("_edges", "_pred"):
+            run(con, f"CREATE OR REPLACE TEMP TABLE {t} (unique_id_l VARCHAR, unique_id_r VARCHAR, "
+                        "match_probability DOUBLE)")
+    summary["pairs_scored_above_review_floor"] = con.execute("SELECT count(*) FROM _pred").fetchall()[0][0]
+    summary["review_queue_pairs"] = len(review)
+
+    if mode == "full":
+        _full_assign(con, db_api, prepared)
+    else:
+        _incremental_assign(con, db_api, prepared)
+    changes = con.execute("""
+        SELECT p.record_id, p.person_id AS old_person_id, n.person_id AS new_person_id,
+               CASE WHEN p.person_id IS NULL THEN 'new' ELSE 'changed' END AS change
+        FROM _new_index n LEFT JOIN _prev p USING (record_id)
+        WHERE p.person_id IS DISTINCT FROM n.person_id AND p.person_id IS NOT NULL
+    """).df()
+    summary.update(_change_summary(con))
+    person_index = con.execute("SELECT record_id, person_id FROM _new_index ORDER BY record_id").df()
+    run(con, f"""
+        CREATE OR REPLACE TEMP TABLE _hh AS
+        WITH u AS (SELECT n.record_id, n.person_id, p.uprn FROM _new_index n JOIN {prepared} p
+                   ON p.unique_id = n.record_id),
+        mode_uprn AS (SELECT person_id, mode(uprn) AS uprn FROM u WHERE uprn IS NOT NULL GROUP BY 1)
+        SELECT u.record_id, CASE WHEN coalesce(u.uprn, m.uprn) IS NOT NULL THEN 'H' || coalesce(u.uprn, m.uprn) END
+                   AS household_id
+        FROM u LEFT JOIN mode_uprn m USING (person_id)
+    """)
+    household_index = con.execute("SELECT * FROM _hh ORDER BY record_id").df()
+    summary["persons"] = int(person_index["person_id"].nunique()) if len(person_index) else 0
+    summary["households"] = int(household_index["household_id"].nunique()) if len(household_index) else 0
+    return LinkResult(person_index, household_index, review, changes, summary, model)
+
+
+def _full_assign(con, db_api, prepared: str) -> None:
+    run(con, f"CREATE OR REPLACE TEMP TABLE _nodes AS SELECT unique_id FROM {prepared}")
+    cc = pm.connected_components(con, db_api, "_nodes", "_edges", threshold=pm.MATCH_THRESHOLD)
+    run(con, f"CREATE OR REPLACE TEMP TABLE _cc AS SELECT unique_id AS record_id, cluster_id FROM {cc}")
+    # overlap of each new cluster with each previous person, assigned greedily largest-first
+    overlaps = con.execute("""
+        SELECT c.cluster_id, p.person_id, count(*) AS n
+        FROM _cc c JOIN _prev p USING (record_id) GROUP BY 1, 2 ORDER BY n DESC, p.person_id, c.cluster_id
+    """).fetchall()
+    taken_c, taken_p, keep = set(), set(), []
+    # Plain Python greedy matching: the overlap list is at most one row per (cluster, previous person).
+    for cluster_id, person_id, _n in overlaps:
+        if cluster_id not in taken_c and person_id not in taken_p:
+            taken_c.add(cluster_id)
+            taken_p.add(person_id)
+            keep.append((cluster_id, person_id))
+    con.register("_keep_df", pd.DataFrame(keep, columns=["cluster_id", "person_id"]).astype(str))
+    run(con, f"""
+        CREATE OR REPLACE TEMP TABLE _new_index AS
+        WITH firsts AS (SELECT cluster_id, min(record_id) AS first_record FROM _cc GROUP BY 1),
+        keys AS (
+            SELECT f.cluster_id, coalesce(k.person_id, {_new_key_sql('f.first_record')}) AS person_id
+            FROM firsts f LEFT JOIN _keep_df k ON k.cluster_id = CAST(f.cluster_id AS VARCHAR)
+        )
+        SELECT c.record_id, k.person_id FROM _cc c JOIN keys k USING (cluster_id)
+    """)
+    con.unregister("_keep_df")
+
+
+def _incremental_assign(con, db_api, prepared: str) -> None:
+    # Graph over new records plus one node per existing person; existing persons are never joined to
+    # each other, so a new record with links to several persons takes the one it links to most strongly.
+    run(con, f"""
+        CREATE OR REPLACE TEMP TABLE _new AS
+        SELECT unique_id AS record_id FROM {prepared} WHERE unique_id NOT IN (SELECT record_id FROM _prev)
+    """)
+    run(con, f"""
+        CREATE OR REPLACE TEMP TABLE _to_old AS
+        SELECT n.record_id, p.person_id, max(e.match_probability) AS p
+        FROM _edges e
+        JOIN _new n ON n.record_id IN (e.unique_id_l, e.unique_id_r)
+        JOIN _prev p ON p.record_id IN (e.unique_id_l, e.unique_id_r) AND p.record_id <> n.record_id
+        WHERE e.match_probability >= {pm.MATCH_THRESHOLD}
+        GROUP BY 1, 2
+    """)
+    run(con, """
+        CREATE OR REPLACE TEMP TABLE _direct AS
+        SELECT record_id, arg_max(person_id, p) AS person_id, count(*) AS n_persons FROM _to_old GROUP BY 1
+    """)
+    # new records without a direct link: cluster them among themselves; a cluster containing a directly
+    # linked record takes that record's person
+    run(con, f"""
+        CREATE OR REPLACE TEMP TABLE _new_edges AS
+        SELECT e.* FROM _edges e
+        WHERE e.unique_id_l IN (SELECT record_id FROM _new) AND e.unique_id_r IN (SELECT record_id FROM _new)
+          AND e.match_probability >= {pm.MATCH_THRESHOLD}
+    """)
+    run(con, "CREATE OR REPLACE TEMP TABLE _nodes AS SELECT record_id AS unique_id FROM _new")
+    cc = pm.connected_components(con, db_api, "_nodes", "_new_edges", threshold=pm.MATCH_THRESHOLD)
+    run(con, f"""
+        CREATE OR REPLACE TEMP TABLE _new_index AS
+        WITH c AS (SELECT unique_id AS record_id, cluster_id FROM {cc}),
+        cluster_person AS (
+            SELECT c.cluster_id, mode(d.person_id) AS person_id FROM c JOIN _direct d USING (record_id) GROUP BY 1
+        ),
+        firsts AS (SELECT cluster_id, min(record_id) AS first_record FROM c GROUP BY 1)
+        SELECT c.record_id, coalesce(d.person_id, cp.person_id, {_new_key_sql('f.first_record')}) AS person_id
+        FROM c LEFT JOIN _direct d USING (record_id) LEFT JOIN cluster_person cp USING (cluster_id)
+        JOIN firsts f USING (cluster_id)
+        UNION ALL SELECT record_id, person_id FROM _prev
+    """)
+
+
+def _change_summary(con) -> dict:
+    merged = con.execute("""
+        SELECT count(*) FROM (SELECT n.person_id FROM _new_index n JOIN _prev p USING (record_id)
+                              GROUP BY 1 HAVING count(DISTINCT p.person_id) > 1)
+    """).fetchall()[0][0]
+    split = con.execute("""
+        SELECT count(*) FROM (SELECT p.person_id FROM _new_index n JOIN _prev p USING (record_id)
+                              GROUP BY 1 HAVING count(DISTINCT n.person_id) > 1)
+    """).fetchall()[0][0]
+    changed = con.execute("""SELECT count(*) FROM _new_index n JOIN _prev p USING (record_id)
+                             WHERE n.person_id <> p.person_id""").fetchall()[0][0]
+    new_records = con.execute("SELECT count(*) FROM _new_index WHERE record_id NOT IN "
+                              "(SELECT record_id FROM _prev)").fetchall()[0][0]
+    out = {"persons_merged": int(merged), "persons_split": int(split), "records_rekeyed": int(changed),
+           "new_records": int(new_records)}
+    if con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = '_direct'").fetchall()[0][0]:
+        out["merge_candidates"] = int(con.execute("SELECT count(*) FROM _direct WHERE n_persons > 1").fetchall()[0][0])
+    return out

@@ -1,0 +1,88 @@
+"""Linkage quality against ground truth: pairwise precision/recall/F1 and cluster metrics.
+
+Pairwise counts come from the contingency table of (predicted cluster, true cluster) -- sum of n*(n-1)/2 --
+so they are exact without enumerating pairs, in DuckDB at any scale. Cluster agreement scores come from
+scikit-learn (adjusted Rand index, homogeneity, completeness, V-measure).
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+
+def pairwise_metrics(predicted: pd.DataFrame, truth: pd.DataFrame, pred_col: str = "person_id",
+                     true_col: str = "person_id") -> dict:
+    """Score ``predicted`` (record_id, pred_col) against ``truth`` (record_id, true_col) on their common records."""
+    con = duckdb.connect()
+    con.register("p", predicted[["record_id", pred_col]].rename(columns={pred_col: "pc"}))
+    con.register("t", truth[["record_id", true_col]].rename(columns={true_col: "tc"}))
+    con.execute("""CREATE TABLE j AS SELECT CAST(p.pc AS VARCHAR) AS pc, CAST(t.tc AS VARCHAR) AS tc
+                   FROM p JOIN t ON CAST(p.record_id AS VARCHAR) = CAST(t.record_id AS VARCHAR)
+                   WHERE t.tc IS NOT NULL AND p.pc IS NOT NULL""")
+    tp, pred_pairs, true_pairs, n = con.execute("""
+        SELECT
+          (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM (SELECT count(*) n FROM j GROUP BY pc, tc)),
+          (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM (SELECT count(*) n FROM j GROUP BY pc)),
+          (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM (SELECT count(*) n FROM j GROUP BY tc)),
+          (SELECT count(*) FROM j)
+    """).fetchall()[0]
+    tp, pred_pairs, true_pairs = float(tp), float(pred_pairs), float(true_pairs)
+    precision = tp / pred_pairs if pred_pairs else 1.0
+    recall = tp / true_pairs if true_pairs else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if (precision + recall) else 0.0
+    out = {"records_scored": int(n), "true_pairs": int(true_pairs), "predicted_pairs": int(pred_pairs),
+           "true_positive_pairs": int(tp), "precision": round(precision, 5), "recall": round(recall, 5),
+           "f1": round(f1, 5)}
+    if n:
+        from sklearn import metrics as skm
+
+        j = con.execute("SELECT pc, tc FROM j").df()
+        h, c, v = skm.homogeneity_completeness_v_measure(j["tc"], j["pc"])
+        out.update({
+            "adjusted_rand_index": round(float(skm.adjusted_rand_score(j["tc"], j["pc"])), 5),
+            "homogeneity": round(float(h), 5), "completeness": round(float(c), 5), "v_measure": round(float(v), 5),
+            "predicted_clusters": int(j["pc"].nunique()), "true_clusters": int(j["tc"].nunique()),
+        })
+    return out
+
+
+def address_metrics(matches: pd.DataFrame, truth: pd.DataFrame, records: pd.DataFrame | None = None) -> dict:
+    """UPRN match rate and accuracy, LSOA accuracy where the postcode is valid, counts by method.
+
+    ``truth`` has ``record_id, uprn, lsoa_code``; ``matches`` is the address_matches table; ``records`` (optional)
+    has ``record_id, address, postcode`` to restrict accuracy to records that carry an address / postcode."""
+    con = duckdb.connect()
+    con.register("m", matches)
+    con.register("t", truth[["record_id", "uprn", "lsoa_code"]])
+    has_rec = records is not None
+    if has_rec:
+        cols = set(records.columns)
+        r = records[["record_id"] + [c for c in ("address", "postcode", "uprn") if c in cols]].copy()
+        for c in ("address", "postcode", "uprn"):
+            if c not in r:
+                r[c] = None
+        con.register("r", r)
+    with_addr = ("AND (nullif(trim(CAST(r.address AS VARCHAR)), '') IS NOT NULL OR r.uprn IS NOT NULL)"
+                 if has_rec else "")
+    join_r = "JOIN r ON CAST(r.record_id AS VARCHAR) = CAST(m.record_id AS VARCHAR)" if has_rec else ""
+    row = con.execute(f"""
+        SELECT count(*) FILTER (WHERE t.uprn IS NOT NULL {with_addr}) AS with_address,
+               count(*) FILTER (WHERE m.uprn IS NOT NULL AND t.uprn IS NOT NULL {with_addr}) AS matched,
+               count(*) FILTER (WHERE CAST(m.uprn AS VARCHAR) = CAST(t.uprn AS VARCHAR) {with_addr}) AS correct,
+               count(*) FILTER (WHERE m.lsoa_code IS NOT NULL) AS lsoa_given,
+               count(*) FILTER (WHERE m.lsoa_code = t.lsoa_code) AS lsoa_correct
+        FROM m JOIN t ON CAST(t.record_id AS VARCHAR) = CAST(m.record_id AS VARCHAR) {join_r}
+    """).fetchall()[0]
+    with_address, matched, correct, lsoa_given, lsoa_correct = row
+    by_method = dict(con.execute("SELECT match_method, count(*) FROM m GROUP BY 1 ORDER BY 1").fetchall())
+    return {
+        "address_records": int(with_address),
+        "address_match_rate": round(matched / with_address, 5) if with_address else None,
+        # accuracy over every record with an address: unmatched records count as wrong
+        "address_uprn_accuracy": round(correct / with_address, 5) if with_address else None,
+        "address_uprn_precision": round(correct / matched, 5) if matched else None,
+        # LSOA accuracy over records given an LSOA (which needs a valid postcode or a matched address)
+        "lsoa_accuracy": round(lsoa_correct / lsoa_given, 5) if lsoa_given else None,
+        **{f"address_method_{k}": int(v) for k, v in by_method.items()},
+    }

@@ -1,0 +1,197 @@
+"""Person linkage with Splink 5 on DuckDB: model settings, unsupervised training, prediction.
+
+The engine seam is the ``DuckDBAPI`` built from the connection passed in; the settings, comparisons and
+blocking rules are engine-neutral Splink objects, so the same model runs on Spark with ``SparkAPI``.
+
+Model:
+- ``nhs_number`` (only when the modulus-11 check digit is valid) is an exact comparison *and* a
+  deterministic link: two records with the same valid NHS number are the same person.
+- ``given_name``: exact (term-frequency adjusted), nickname (``nicknames`` package sets intersect),
+  Jaro-Winkler bands, and given/family transposed.
+- ``family_name``: exact (term-frequency adjusted), transposed, Jaro-Winkler bands.
+- ``dob``: exact, day/month swapped, one-character typo, within a year.
+- ``postcode`` (full/sector/district/area), ``uprn`` (from address matching) and ``sex``.
+- parameters: u by random sampling, m and lambda by EM on the data itself (no labels).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+MODEL_PREFIX = "person_model"
+
+#: Pairs at or above this probability are clustered into one person.
+MATCH_THRESHOLD = 0.95
+#: Pairs between these two probabilities go to the clerical review queue.
+REVIEW_BAND = (0.5, 0.95)
+
+
+def _quiet_splink() -> None:
+    for name in ("splink", "splink.internals"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def model_settings():
+    """The Splink settings (comparisons, blocking rules) for the standard person record."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+    from splink import SettingsCreator, block_on
+
+    given = cl.CustomComparison(
+        output_column_name="given_name",
+        comparison_levels=[
+            cll.NullLevel("given_name"),
+            cll.ExactMatchLevel("given_name", term_frequency_adjustments=True),
+            cll.ArrayIntersectLevel("given_name_set", min_intersection=1).configure(
+                label_for_charts="Nickname / canonical name match"
+            ),
+            cll.JaroWinklerLevel("given_name", 0.92),
+            cll.CustomLevel("given_name_l = family_name_r", label_for_charts="Given/family transposed"),
+            cll.JaroWinklerLevel("given_name", 0.8),
+            cll.ElseLevel(),
+        ],
+    )
+    family = cl.CustomComparison(
+        output_column_name="family_name",
+        comparison_levels=[
+            cll.NullLevel("family_name"),
+            cll.ExactMatchLevel("family_name", term_frequency_adjustments=True),
+            cll.CustomLevel("family_name_l = given_name_r", label_for_charts="Given/family transposed"),
+            cll.JaroWinklerLevel("family_name", 0.92),
+            cll.JaroWinklerLevel("family_name", 0.8),
+            cll.ElseLevel(),
+        ],
+    )
+    dob = cl.CustomComparison(
+        output_column_name="dob",
+        comparison_levels=[
+            cll.NullLevel("dob"),
+            cll.ExactMatchLevel("dob"),
+            cll.CustomLevel(
+                "substr(dob_l, 1, 4) = substr(dob_r, 1, 4) AND substr(dob_l, 6, 2) = substr(dob_r, 9, 2) "
+                "AND substr(dob_l, 9, 2) = substr(dob_r, 6, 2)",
+                label_for_charts="Day and month swapped",
+            ),
+            cll.DamerauLevenshteinLevel("dob", 1),
+            cll.AbsoluteDateDifferenceLevel("dob", input_is_string=True, threshold=1, metric="year"),
+            cll.ElseLevel(),
+        ],
+    )
+    comparisons = [
+        cl.ExactMatch("nhs_number"),
+        given,
+        family,
+        dob,
+        cl.PostcodeComparison("postcode"),
+        cl.ExactMatch("uprn"),
+        cl.ExactMatch("sex"),
+    ]
+    blocking = [
+        block_on("nhs_number"),
+        block_on("family_name", "dob"),
+        block_on("given_name", "dob"),
+        block_on("given_name", "family_name"),
+        block_on("family_name", "postcode"),
+        block_on("dob", "postcode"),
+        block_on("uprn", "given_name"),
+    ]
+    return SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name="unique_id",
+        comparisons=comparisons,
+        blocking_rules_to_generate_predictions=blocking,
+        retain_intermediate_calculation_columns=True,
+        retain_matching_columns=True,
+        additional_columns_to_retain=["source"],
+    )
+
+
+@dataclass
+class TrainedModel:
+    settings: dict
+    path: Path | None
+
+
+def train_model(db_api, records_sdf, seed: int = 42, max_pairs_u: float = 2e6) -> dict:
+    """Train the model on the records themselves (no labels) and return the Splink model dict."""
+    from splink import Linker, block_on
+
+    _quiet_splink()
+    linker = Linker(records_sdf, model_settings(), log_level=logging.WARNING)
+    linker.training.estimate_probability_two_random_records_match(
+        [block_on("nhs_number"), block_on("given_name", "family_name", "dob", "postcode")], recall=0.8
+    )
+    linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs_u, seed=seed)
+    # Two EM sessions, each blocking on what the other estimates, so every comparison gets m values.
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("dob"), max_pairs=2e6)
+    linker.training.estimate_parameters_using_expectation_maximisation(
+        block_on("given_name", "family_name"), max_pairs=2e6
+    )
+    return linker.misc.save_model_to_json()
+
+
+def save_model(model: dict, models_dir: Path) -> Path:
+    """Save a trained model as versioned JSON (``person_model_v<N>.json``) and return its path."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    existing = sorted(models_dir.glob(f"{MODEL_PREFIX}_v*.json"), key=_version_of)
+    version = (_version_of(existing[-1]) + 1) if existing else 1
+    path = models_dir / f"{MODEL_PREFIX}_v{version:04d}.json"
+    model = dict(model)
+    model["placelink"] = {"version": version, "trained_at": datetime.now(UTC).isoformat()}
+    path.write_text(json.dumps(model, indent=2), encoding="utf-8")
+    return path
+
+
+def latest_model(models_dir: Path) -> Path | None:
+    existing = sorted(models_dir.glob(f"{MODEL_PREFIX}_v*.json"), key=_version_of) if models_dir.exists() else []
+    return existing[-1] if existing else None
+
+
+def _version_of(path: Path) -> int:
+    return int(path.stem.rsplit("_v", 1)[1])
+
+
+def load_model(path: Path) -> dict:
+    model = json.loads(path.read_text(encoding="utf-8"))
+    model.pop("placelink", None)
+    return model
+
+
+def make_linker(db_api, records_sdf, model: dict):
+    from splink import Linker
+
+    _quiet_splink()
+    return Linker(records_sdf, model, log_level=logging.WARNING)
+
+
+def deterministic_nhs_edges_sql(table: str) -> str:
+    """Edges between records sharing a valid NHS number: trusted exactly, whatever the model says."""
+    return f"""
+        SELECT l.unique_id AS unique_id_l, r.unique_id AS unique_id_r, 1.0 AS match_probability
+        FROM {table} l JOIN {table} r ON l.nhs_number = r.nhs_number AND l.unique_id < r.unique_id
+        WHERE l.nhs_number IS NOT NULL
+    """
+
+
+def predict_pairs(linker, threshold: float = REVIEW_BAND[0]):
+    """All scored pairs at or above ``threshold`` (a SplinkDataFrame)."""
+    return linker.inference.predict(threshold_match_probability=threshold, warning_mode="never")
+
+
+def connected_components(con: duckdb.DuckDBPyConnection, db_api, nodes_table: str, edges_table: str,
+                         threshold: float = MATCH_THRESHOLD) -> str:
+    """Cluster ``nodes_table.unique_id`` by edges at or above ``threshold``; returns a table name with
+    ``unique_id, cluster_id``."""
+    from splink.clustering import cluster_pairwise_predictions_at_threshold
+
+    cc = cluster_pairwise_predictions_at_threshold(
+        db_api.register(nodes_table), db_api.register(edges_table), db_api=db_api,
+        node_id_column_name="unique_id", threshold_match_probability=threshold,
+    )
+    return cc.physical_name
