@@ -1,0 +1,219 @@
+"""The audit trail: an append-only, hash-chained log of who did what to which data, when and why.
+
+Every ingest, linkage, export, erasure, retention run and person-level read through placelink's own
+entry points calls :func:`record_event`. The log lives in its own DuckDB file (``Settings.audit_db``),
+which no role connection ever attaches. The platform exposes only :func:`record_event` (append) and
+:func:`read_events` (read); there is no update or delete function.
+
+Tamper evidence: each row stores ``hash = sha256(prev_hash + canonical_row)``, where ``canonical_row`` is
+the row's fields as sorted, compact JSON. Editing a row breaks its own hash; deleting or inserting a row
+breaks the next row's ``prev_hash``; truncating the end is caught by the head anchor
+(``governance/audit_head.json``, rewritten on every append) — :func:`verify` checks all three. Someone with
+write access to both files could rebuild a consistent chain, so production deployments should also copy
+the head hash somewhere the operators cannot write (``placelink audit --verify`` prints it).
+
+Example:
+    >>> record_event(settings, action="ingest", target="raw.police__street_crimes",
+    ...              purpose="place_indicators", agreement_id="DSA-POL-2024-01",
+    ...              details={"rows_loaded": 1200})
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from orchestration.lib.config import Settings, get_settings
+from orchestration.lib.governance._store import locked_connect
+
+GENESIS_HASH = "0" * 64
+TABLE = "audit_log"
+#: Field order of a row; the hash covers every field except ``hash`` itself.
+FIELDS = ("seq", "occurred_at", "who", "role", "action", "target", "purpose", "agreement_id", "details",
+          "prev_hash")
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+_DDL = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    seq BIGINT PRIMARY KEY,
+    occurred_at VARCHAR NOT NULL,   -- ISO 8601 UTC text, so the hashed value round-trips exactly
+    who VARCHAR NOT NULL,
+    role VARCHAR NOT NULL,
+    action VARCHAR NOT NULL,
+    target VARCHAR,
+    purpose VARCHAR,
+    agreement_id VARCHAR,
+    details VARCHAR,                -- canonical JSON
+    prev_hash VARCHAR NOT NULL,
+    hash VARCHAR NOT NULL
+)
+"""
+
+
+def current_user() -> str:
+    """Who is acting: ``PLACELINK_USER`` (set by the UI/launcher for named people) or the OS user."""
+    return os.environ.get("PLACELINK_USER") or getpass.getuser()
+
+
+def current_role() -> str:
+    """The role the caller acts in (``PLACELINK_ROLE``; pipeline processes run as ``engineer``)."""
+    return os.environ.get("PLACELINK_ROLE") or "engineer"
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted, compact JSON; dates and paths become strings so any details dict can be hashed."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+
+
+def row_hash(row: dict[str, Any]) -> str:
+    """sha256(prev_hash + canonical JSON of every other field)."""
+    body = {k: row[k] for k in FIELDS if k != "prev_hash"}
+    return hashlib.sha256((row["prev_hash"] + canonical_json(body)).encode("utf-8")).hexdigest()
+
+
+def _head_path(settings: Settings):
+    return settings.governance_dir / "audit_head.json"
+
+
+def record_event(
+    settings: Settings | None = None,
+    *,
+    action: str,
+    target: str | None = None,
+    purpose: str | None = None,
+    agreement_id: str | None = None,
+    details: dict[str, Any] | None = None,
+    who: str | None = None,
+    role: str | None = None,
+) -> dict[str, Any]:
+    """Append one event to the audit log and return it (with its ``seq`` and ``hash``).
+
+    Args:
+        settings: where the home is (default :func:`get_settings`).
+        action: what happened, a short verb: ``ingest``, ``link``, ``pseudonymise``, ``build``,
+            ``export``, ``approve_export``, ``read``, ``erase``, ``retention``, ``train`` ...
+        target: what it happened to, e.g. ``raw.police__street_crimes`` or a file path.
+        purpose: the agreement purpose the processing serves (e.g. ``place_indicators``).
+        agreement_id: the data sharing agreement that permits it (e.g. ``DSA-POL-2024-01``).
+        details: any JSON-able facts (row counts, file hashes, SQL text). Never put clear identifiers here.
+        who / role: default :func:`current_user` / :func:`current_role`.
+    """
+    settings = settings or get_settings()
+    with locked_connect(settings.audit_db) as con:
+        con.execute(_DDL)
+        last = con.execute(f"SELECT seq, hash FROM {TABLE} ORDER BY seq DESC LIMIT 1").fetchone()
+        row: dict[str, Any] = {
+            "seq": (last[0] + 1) if last else 1,
+            "occurred_at": datetime.now(UTC).strftime(TIME_FORMAT),
+            "who": who or current_user(),
+            "role": role or current_role(),
+            "action": action,
+            "target": target,
+            "purpose": purpose,
+            "agreement_id": agreement_id,
+            "details": canonical_json(details or {}),
+            "prev_hash": last[1] if last else GENESIS_HASH,
+        }
+        row["hash"] = row_hash(row)
+        cols = [*FIELDS, "hash"]
+        con.execute(f"INSERT INTO {TABLE} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                    [row[c] for c in cols])
+        # The head anchor is written while the lock is still held, so it always names the real last row.
+        head = _head_path(settings)
+        head.parent.mkdir(parents=True, exist_ok=True)
+        tmp = head.with_suffix(".tmp")
+        tmp.write_text(canonical_json({"seq": row["seq"], "hash": row["hash"]}))
+        tmp.replace(head)
+    return row
+
+
+def read_events(
+    settings: Settings | None = None,
+    *,
+    action: str | None = None,
+    who: str | None = None,
+    target_contains: str | None = None,
+    agreement_id: str | None = None,
+    since: str | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Read events, newest last, filtered by exact action/who/agreement, target substring, ISO ``since``."""
+    settings = settings or get_settings()
+    where, params = [], []
+    for col, value in (("action", action), ("who", who), ("agreement_id", agreement_id)):
+        if value:
+            where.append(f"{col} = ?")
+            params.append(value)
+    if target_contains:
+        where.append("contains(coalesce(target, ''), ?)")
+        params.append(target_contains)
+    if since:
+        where.append("occurred_at >= ?")
+        params.append(since)
+    sql = f"SELECT * FROM {TABLE}" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY seq"
+    with locked_connect(settings.audit_db, read_only=True) as con:
+        if con is None or not _has_table(con):
+            return []
+        cur = con.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    for r in rows:
+        r["details"] = json.loads(r["details"]) if r["details"] else {}
+    return rows[-limit:] if limit else rows
+
+
+def _has_table(con) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [TABLE]).fetchone()[0])
+
+
+@dataclass
+class AuditVerification:
+    ok: bool
+    rows: int
+    head_hash: str | None
+    problems: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"audit log intact: {self.rows} events, head {self.head_hash}"
+        return f"audit log TAMPERED ({len(self.problems)} problems): " + "; ".join(self.problems[:10])
+
+
+def verify(settings: Settings | None = None) -> AuditVerification:
+    """Recompute the hash chain and compare with the head anchor; list every inconsistency found."""
+    settings = settings or get_settings()
+    with locked_connect(settings.audit_db, read_only=True) as con:
+        if con is None or not _has_table(con):
+            rows = []
+        else:
+            cur = con.execute(f"SELECT {', '.join(FIELDS)}, hash FROM {TABLE} ORDER BY seq")
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    problems: list[str] = []
+    prev_hash, prev_seq = GENESIS_HASH, 0
+    for row in rows:
+        where = f"{settings.audit_db.name} row seq={row['seq']}"
+        if row["seq"] != prev_seq + 1:
+            problems.append(f"{where}: expected seq {prev_seq + 1} (rows deleted or inserted)")
+        if row["prev_hash"] != prev_hash:
+            problems.append(f"{where}: prev_hash does not match the previous row (a row before it was "
+                            "deleted, inserted or changed)")
+        if row_hash(row) != row["hash"]:
+            problems.append(f"{where}: contents do not match its hash (the row was modified)")
+        prev_hash, prev_seq = row["hash"], row["seq"]
+    head_file = _head_path(settings)
+    if head_file.exists():
+        head = json.loads(head_file.read_text())
+        if head.get("seq") != prev_seq or head.get("hash") != prev_hash:
+            problems.append(f"{head_file.name}: the log ends at seq {prev_seq} but the head anchor says seq "
+                            f"{head.get('seq')} (rows removed from the end, or the anchor was edited)")
+    elif rows:
+        problems.append(f"{head_file}: head anchor missing (it is written on every append)")
+    return AuditVerification(ok=not problems, rows=len(rows), head_hash=prev_hash if rows else None,
+                             problems=problems)

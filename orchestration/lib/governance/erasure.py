@@ -1,0 +1,337 @@
+"""Erasure and objection: remove one person from everything placelink holds, prove it, keep them out.
+
+``erase(settings, partner="police", record_id="PR-000123")`` (or ``person_key=TOKEN``):
+
+1. resolves the person: the partner's raw row(s) with that record id -> their standard ``record_id``
+   (``<partner>.<feed>:<id>``) -> ``person_id`` in ``link.person_index`` -> every record linked to that
+   person, from every feed (an objection is to the linked processing, not to one partner's row);
+2. deletes, scanning **every base table** of the identifiable zone and the warehouse: rows whose
+   ``_record_id``/``record_id``/``person_id`` (identifiable) or ``person_key``/``record_key`` (warehouse)
+   belong to the person; ``ops.quarantine`` rows of the partner whose raw text contains the record id; and
+   rows of published Parquet/CSV files that carry those keys (published place counts are aggregates: the
+   next refresh recomputes them without the person);
+3. re-scans and fails loudly if anything is left;
+4. adds the person to the exclusion list (``governance/governance.duckdb``, table ``erasures``: hashes of
+   the record ids, HMAC tokens of their NHS number and name+date of birth, their ``person_key``), which
+   ingest, linkage and ML training honour through :func:`is_excluded_record`, :func:`is_excluded_person`
+   and :func:`excluded_person_keys`;
+5. writes a proof-of-erasure (what was deleted where, counts, a hash of that proof) to the audit log.
+
+The landing drops that held the person are listed in the proof; they stay as delivered by the partner
+(the exclusion list keeps them from loading again) until retention deletes them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from orchestration.lib.config import Settings, get_settings
+from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.governance._store import locked_connect
+from orchestration.lib.governance._tables import base_tables, open_zone, qualified
+from orchestration.lib.governance.audit import canonical_json, current_user, record_event
+
+_ERASURES_DDL = """
+CREATE TABLE IF NOT EXISTS erasures (
+    erasure_id VARCHAR, erased_at TIMESTAMP, kind VARCHAR,   -- kind: record | person_key | identity
+    value_hash VARCHAR,                                      -- sha256 / HMAC token, never a clear value
+    reason VARCHAR, requested_by VARCHAR, proof_hash VARCHAR
+)
+"""
+
+
+def governance_db(settings: Settings):
+    return settings.governance_dir / "governance.duckdb"
+
+
+def record_hash(partner: str, feed: str, record_id: str) -> str:
+    """The exclusion-list form of a record id: sha256 of ``<partner>.<feed>:<record_id>``."""
+    return hashlib.sha256(f"{partner}.{feed}:{record_id}".encode()).hexdigest()
+
+
+def _identity_tokens(settings: Settings, *, nhs_number=None, given_name=None, family_name=None,
+                     date_of_birth=None) -> list[str]:
+    """HMAC tokens (pseudonymisation key) that recognise the person in future drops."""
+    from orchestration.lib.pseudonymise import normalise_name, pseudonymiser
+
+    p = pseudonymiser(settings)
+    out = []
+    nhs = p.nhs_number(nhs_number) if nhs_number else None
+    if nhs:
+        out.append(nhs)
+    g, f = normalise_name(given_name), normalise_name(family_name)
+    if g and f and date_of_birth:
+        out.append(p.token("erasure_name_dob", f"{g}|{f}|{str(date_of_birth)[:10]}"))
+    return out
+
+
+# --- the exclusion list, for other stages -------------------------------------------------------------
+
+def _excluded(settings: Settings, kind: str) -> set[str]:
+    with locked_connect(governance_db(settings), read_only=True) as con:
+        if con is None:
+            return set()
+        con.execute("SELECT 1")
+        if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name='erasures'").fetchone()[0]:
+            return set()
+        return {r[0] for r in con.execute("SELECT value_hash FROM erasures WHERE kind = ?", [kind]).fetchall()}
+
+
+def excluded_record_hashes(settings: Settings | None = None) -> set[str]:
+    """Load once per ingest run, then test ``record_hash(partner, feed, id) in hashes``."""
+    return _excluded(settings or get_settings(), "record")
+
+
+def is_excluded_record(settings: Settings, partner: str, feed: str, record_id: str) -> bool:
+    return record_hash(partner, feed, str(record_id)) in excluded_record_hashes(settings)
+
+
+def excluded_person_keys(settings: Settings | None = None) -> set[str]:
+    """``person_key`` values ML training and scoring must drop."""
+    return _excluded(settings or get_settings(), "person_key")
+
+
+def excluded_identity_tokens(settings: Settings | None = None) -> set[str]:
+    return _excluded(settings or get_settings(), "identity")
+
+
+def is_excluded_person(settings: Settings, *, nhs_number=None, given_name=None, family_name=None,
+                       date_of_birth=None) -> bool:
+    """True if these identifiers belong to an erased/objecting person (for ingest or linkage)."""
+    tokens = _identity_tokens(settings, nhs_number=nhs_number, given_name=given_name, family_name=family_name,
+                              date_of_birth=date_of_birth)
+    return bool(set(tokens) & excluded_identity_tokens(settings))
+
+
+# --- erase ----------------------------------------------------------------------------------------------
+
+@dataclass
+class ErasureProof:
+    erasure_id: str
+    request: dict[str, Any]
+    deleted: list[dict[str, Any]] = field(default_factory=list)   # where, table, column, rows
+    remaining: list[dict[str, Any]] = field(default_factory=list)  # must stay empty
+    landing_files: list[str] = field(default_factory=list)
+    proof_hash: str = ""
+
+    @property
+    def total(self) -> int:
+        return sum(d["rows"] for d in self.deleted)
+
+
+def _person_key(settings: Settings, person_id: str) -> str | None:
+    """The warehouse ``person_key`` of a ``person_id``: the pseudonymise stage's own function."""
+    from orchestration.lib import pseudonymise
+
+    fn = getattr(pseudonymise, "person_key", None)
+    if fn is not None:
+        return fn(settings, person_id)
+    return pseudonymise.pseudonymiser(settings).token("person_id", person_id)
+
+
+def _record_key(settings: Settings, record_id: str) -> str | None:
+    from orchestration.lib import pseudonymise
+
+    fn = getattr(pseudonymise, "record_key", None)
+    if fn is not None:
+        return fn(settings, record_id)
+    return pseudonymise.pseudonymiser(settings).token("record_id", record_id)
+
+
+def _resolve(settings: Settings, partner: str | None, record_id: str | None, person_key: str | None):
+    """-> (link record ids, person ids, raw (partner, feed, _record_id) triples, identity rows)."""
+    link_ids: set[str] = set()
+    person_ids: set[str] = set()
+    with open_zone(settings.identifiable_db, read_only=True) as con:
+        if con is None:
+            raise PlacelinkError("there is no identifiable zone to erase from", where=str(settings.identifiable_db),
+                                 fix="check --home")
+        tables = base_tables(con)
+        if record_id is not None:
+            for (schema, table), cols in tables.items():
+                if schema == "raw" and table.startswith(f"{partner}__") and "_record_id" in cols:
+                    n = con.execute(f"SELECT count(*) FROM {qualified(schema, table)} WHERE "
+                                    "CAST(_record_id AS VARCHAR) = ?", [record_id]).fetchone()[0]
+                    if n:
+                        link_ids.add(f"{partner}.{table.split('__', 1)[1]}:{record_id}")
+            if not link_ids:
+                feeds = sorted(t for s, t in tables if s == "raw" and t.startswith(f"{partner}__"))
+                raise PlacelinkError(f"no record {record_id!r} from partner {partner!r}",
+                                     where=f"{settings.identifiable_db.name}: raw.{partner}__* ({len(feeds)} tables)",
+                                     fix="use the record id exactly as the partner's file has it, or --person-key")
+        has_index = ("link", "person_index") in tables
+        if has_index and link_ids:
+            person_ids |= {r[0] for r in con.execute(
+                "SELECT DISTINCT CAST(person_id AS VARCHAR) FROM link.person_index WHERE record_id IN "
+                "(SELECT unnest(?))", [sorted(link_ids)]).fetchall() if r[0] is not None}
+        if has_index and person_key is not None:
+            for (pid,) in con.execute("SELECT DISTINCT CAST(person_id AS VARCHAR) FROM link.person_index").fetchall():
+                if pid is not None and _person_key(settings, pid) == person_key:
+                    person_ids.add(pid)
+        if has_index and person_ids:
+            link_ids |= {r[0] for r in con.execute(
+                "SELECT record_id FROM link.person_index WHERE CAST(person_id AS VARCHAR) IN (SELECT unnest(?))",
+                [sorted(person_ids)]).fetchall()}
+        identities = []
+        if ("link", "person_records") in tables and link_ids:
+            cur = con.execute("SELECT given_name, family_name, date_of_birth, nhs_number FROM link.person_records "
+                              "WHERE record_id IN (SELECT unnest(?))", [sorted(link_ids)])
+            identities = cur.fetchall()
+    raw_ids = []
+    for lid in sorted(link_ids):
+        source, rid = lid.split(":", 1)
+        p, f = source.split(".", 1)
+        raw_ids.append((p, f, rid))
+    return link_ids, person_ids, raw_ids, identities
+
+
+def _scan_identifiable(con, tables, link_ids, person_ids, raw_ids, *, delete: bool) -> list[dict[str, Any]]:
+    found = []
+
+    def hit(schema, table, column, where, params):
+        n = con.execute(f"SELECT count(*) FROM {qualified(schema, table)} WHERE {where}", params).fetchone()[0]
+        if n:
+            if delete:
+                con.execute(f"DELETE FROM {qualified(schema, table)} WHERE {where}", params)
+            found.append({"where": "identifiable", "table": f"{schema}.{table}", "column": column, "rows": n})
+
+    by_feed: dict[tuple[str, str], list[str]] = {}
+    for p, f, rid in raw_ids:
+        by_feed.setdefault((p, f), []).append(rid)
+    for (schema, table), cols in sorted(tables.items()):
+        if schema == "raw" and "_record_id" in cols and "__" in table:
+            p, f = table.split("__", 1)
+            if by_feed.get((p, f)):
+                hit(schema, table, "_record_id", "CAST(_record_id AS VARCHAR) IN (SELECT unnest(?))",
+                    [by_feed[(p, f)]])
+        elif "record_id" in cols and link_ids:
+            hit(schema, table, "record_id", "CAST(record_id AS VARCHAR) IN (SELECT unnest(?))", [sorted(link_ids)])
+        if "person_id" in cols and person_ids:
+            hit(schema, table, "person_id", "CAST(person_id AS VARCHAR) IN (SELECT unnest(?))", [sorted(person_ids)])
+        if {"partner", "feed", "raw_text"} <= cols:
+            for (p, f), rids in sorted(by_feed.items()):
+                # the record id as a whole token of the raw line, so "12" does not match "123"
+                pattern = "(^|[^A-Za-z0-9])(" + "|".join(re.escape(r) for r in rids) + ")([^A-Za-z0-9]|$)"
+                hit(schema, table, "raw_text", "partner = ? AND feed = ? AND regexp_matches(raw_text, ?)",
+                    [p, f, pattern])
+    return found
+
+
+def _scan_warehouse(con, tables, person_keys, record_keys, *, delete: bool) -> list[dict[str, Any]]:
+    found = []
+    for (schema, table), cols in sorted(tables.items()):
+        for column, values in (("person_key", person_keys), ("record_key", record_keys)):
+            if column in cols and values:
+                where = f"CAST({column} AS VARCHAR) IN (SELECT unnest(?))"
+                n = con.execute(f"SELECT count(*) FROM {qualified(schema, table)} WHERE {where}",
+                                [sorted(values)]).fetchone()[0]
+                if n:
+                    if delete:
+                        con.execute(f"DELETE FROM {qualified(schema, table)} WHERE {where}", [sorted(values)])
+                    found.append({"where": "warehouse", "table": f"{schema}.{table}", "column": column, "rows": n})
+    return found
+
+
+def _scan_published(settings: Settings, person_keys, record_keys, *, delete: bool) -> list[dict[str, Any]]:
+    found = []
+    if not settings.published.exists():
+        return found
+    con = duckdb.connect(":memory:")
+    try:
+        for path in sorted(settings.published.rglob("*")):
+            reader = {".parquet": "read_parquet", ".csv": "read_csv_auto"}.get(path.suffix)
+            if not reader:
+                continue
+            cols = {c.lower() for c in con.execute(f"SELECT * FROM {reader}(?) LIMIT 0", [str(path)]).df().columns}
+            conds, params = [], []
+            for column, values in (("person_key", person_keys), ("record_key", record_keys)):
+                if column in cols and values:
+                    conds.append(f"CAST({column} AS VARCHAR) IN (SELECT unnest(?))")
+                    params.append(sorted(values))
+            if not conds:
+                continue
+            where = " OR ".join(conds)
+            n = con.execute(f"SELECT count(*) FROM {reader}(?) WHERE {where}", [str(path), *params]).fetchone()[0]
+            if n:
+                if delete:
+                    fmt = "PARQUET" if path.suffix == ".parquet" else "CSV, HEADER"
+                    tmp = path.with_name(path.name + ".tmp")
+                    con.execute(f"COPY (SELECT * FROM {reader}(?) WHERE NOT ({where})) TO '{tmp}' (FORMAT {fmt})",
+                                [str(path), *params])
+                    tmp.replace(path)
+                found.append({"where": "published", "table": str(path.relative_to(settings.home)),
+                              "column": "person_key/record_key", "rows": n})
+    finally:
+        con.close()
+    return found
+
+
+def erase(settings: Settings | None = None, *, partner: str | None = None, record_id: str | None = None,
+          person_key: str | None = None, reason: str = "erasure request (UK GDPR Art. 17)",
+          requested_by: str | None = None, dry_run: bool = False) -> ErasureProof:
+    """Erase one person everywhere; returns the proof (also written to the audit log). See module doc."""
+    settings = settings or get_settings()
+    if (record_id is None) == (person_key is None) or (record_id is not None and not partner):
+        raise PlacelinkError("say who to erase: --partner P --record-id ID, or --person-key TOKEN",
+                             fix="placelink erase --partner police --record-id PR-000123")
+    link_ids, person_ids, raw_ids, identities = _resolve(settings, partner, record_id, person_key)
+    person_keys = {k for k in (_person_key(settings, pid) for pid in person_ids) if k}
+    if person_key:
+        person_keys.add(person_key)
+    record_keys = {k for k in (_record_key(settings, lid) for lid in link_ids) if k}
+    proof = ErasureProof(erasure_id=str(uuid.uuid4()), request={
+        "partner": partner, "record_id_hash": record_hash(partner, "*", record_id) if record_id else None,
+        "person_key": person_key, "reason": reason, "requested_by": requested_by or current_user(),
+        "records": len(link_ids), "persons": len(person_ids), "dry_run": dry_run})
+
+    with open_zone(settings.identifiable_db, read_only=dry_run) as con:
+        tables = base_tables(con)
+        if ("raw" in {s for s, _ in tables}) and raw_ids:
+            for p, f, rid in raw_ids:
+                if ("raw", f"{p}__{f}") in tables and "_source_file" in tables[("raw", f"{p}__{f}")]:
+                    proof.landing_files += [r[0] for r in con.execute(
+                        f"SELECT DISTINCT _source_file FROM raw.\"{p}__{f}\" WHERE CAST(_record_id AS VARCHAR) = ?",
+                        [rid]).fetchall()]
+        proof.deleted += _scan_identifiable(con, tables, link_ids, person_ids, raw_ids, delete=not dry_run)
+        if not dry_run:
+            proof.remaining += _scan_identifiable(con, tables, link_ids, person_ids, raw_ids, delete=False)
+    with open_zone(settings.warehouse_db, read_only=dry_run) as con:
+        if con is not None:
+            tables = base_tables(con)
+            proof.deleted += _scan_warehouse(con, tables, person_keys, record_keys, delete=not dry_run)
+            if not dry_run:
+                proof.remaining += _scan_warehouse(con, tables, person_keys, record_keys, delete=False)
+    proof.deleted += _scan_published(settings, person_keys, record_keys, delete=not dry_run)
+    if not dry_run:
+        proof.remaining += _scan_published(settings, person_keys, record_keys, delete=False)
+    proof.landing_files = sorted(set(proof.landing_files))
+    body = {"erasure_id": proof.erasure_id, "request": proof.request, "deleted": proof.deleted,
+            "remaining": proof.remaining, "landing_files": proof.landing_files}
+    proof.proof_hash = hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+    if not dry_run:
+        hashes = [("record", record_hash(p, f, rid)) for p, f, rid in raw_ids]
+        hashes += [("person_key", k) for k in sorted(person_keys)]
+        for given, family, dob, nhs in identities:
+            hashes += [("identity", t) for t in _identity_tokens(
+                settings, nhs_number=nhs, given_name=given, family_name=family, date_of_birth=dob)]
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        with locked_connect(governance_db(settings)) as gcon:
+            gcon.execute(_ERASURES_DDL)
+            gcon.executemany("INSERT INTO erasures VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             [[proof.erasure_id, now, kind, value, reason, proof.request["requested_by"],
+                               proof.proof_hash] for kind, value in sorted(set(hashes))])
+    record_event(settings, action="erase_dry_run" if dry_run else "erase", target=f"person ({len(link_ids)} records)",
+                 purpose="erasure", details={**body, "proof_hash": proof.proof_hash})
+    if proof.remaining:
+        raise PlacelinkError(f"erasure {proof.erasure_id} left rows behind: {proof.remaining}",
+                             where="; ".join(r["table"] for r in proof.remaining),
+                             fix="a writer may have re-added them; re-run placelink erase and report this")
+    return proof

@@ -1,0 +1,316 @@
+"""Roles ("safe people"), enforced by what a connection can physically reach, not by convention.
+
+=========  ==========================================================================================
+role       what :func:`connect` opens
+=========  ==========================================================================================
+engineer   the identifiable zone and the warehouse, both attached ``READ_ONLY`` (the pipeline writes,
+           people read)
+analyst    only ``governance/roles/analyst.duckdb``: a copy of the warehouse's place-level ``marts`` and
+           ``published`` schemas, attached ``READ_ONLY``; plus ``analyst_person.duckdb`` (the person- and
+           household-level marts ``marts.person_*`` / ``marts.household_*``) only for a project whose
+           agreement allows person-level work. File access, ``ATTACH`` of other files and extension
+           loading are switched off (``enable_external_access=false``) and the configuration is locked
+           (``lock_configuration=true``), so an analyst query cannot open the identifiable zone, the
+           warehouse's ``src``/``staging`` schemas or the audit log.
+public     the files under ``published/`` (Parquet/CSV), loaded into memory; then locked as above.
+=========  ==========================================================================================
+
+Why copies for analysts: DuckDB has no GRANTs, and a view in a separate file still needs the warehouse
+attached, which would expose every schema in it. Copying the few (aggregate) marts into a role file keeps
+"an analyst cannot read it" true by construction. The role files are rebuilt when the warehouse is newer
+(:func:`refresh_role_files`, also a Dagster asset after dbt).
+
+Every query by an engineer or analyst is appended to the audit trail (``action=read``), flagged
+``person_level`` when it touches the identifiable zone or person-level tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import yaml
+
+from orchestration.lib.config import Settings, get_settings
+from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.governance.audit import record_event
+
+Role = Literal["engineer", "analyst", "public"]
+ROLES: tuple[str, ...] = ("engineer", "analyst", "public")
+
+#: Warehouse schemas an analyst may see (person-level marts excluded unless the project allows).
+ANALYST_SCHEMAS = ("marts", "published")
+PERSON_LEVEL_PATTERNS = ("person_*", "household_*")
+#: Warehouse schemas that hold one row per person/record (pseudonymised) — engineer-only.
+PERSON_LEVEL_SCHEMAS = ("src", "staging", "intermediate", "ml")
+
+#: Approved projects ("safe projects"): ``orchestration/projects/<id>.yml``.
+PROJECTS_DIR = Path(__file__).resolve().parents[2] / "projects"
+
+
+def role_dir(settings: Settings) -> Path:
+    return settings.governance_dir / "roles"
+
+
+def is_person_level(schema: str, table: str) -> bool:
+    return schema == "marts" and any(fnmatch.fnmatch(table, p) for p in PERSON_LEVEL_PATTERNS)
+
+
+# --- projects --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Project:
+    id: str
+    title: str
+    purpose: str
+    agreements: tuple[str, ...]
+    person_level: bool = False
+    lead: str | None = None
+    valid_to: dt.date | None = None
+    path: Path | None = None
+
+
+def load_projects(projects_dir: Path | None = None) -> dict[str, Project]:
+    out = {}
+    for path in sorted((projects_dir or PROJECTS_DIR).glob("*.yml")):
+        data = (yaml.safe_load(path.read_text()) or {}).get("project") or {}
+        try:
+            out[data["id"]] = Project(
+                id=data["id"], title=data.get("title", ""), purpose=data["purpose"],
+                agreements=tuple(data.get("agreements") or ()), person_level=bool(data.get("person_level")),
+                lead=data.get("lead"), valid_to=data.get("valid_to"), path=path)
+        except KeyError as exc:
+            raise PlacelinkError(f"project file misses key {exc}", where=str(path),
+                                 fix="give project: id, title, purpose, agreements, person_level") from None
+    return out
+
+
+def person_level_allowed(project_id: str, *, projects_dir: Path | None = None, feeds_dir: Path | None = None,
+                         today: dt.date | None = None) -> tuple[bool, str]:
+    """Whether ``project_id`` may see person-level marts, and why (or why not).
+
+    Allowed only when the project asks for person-level access, is in date, and every agreement it names
+    exists and permits the project's purpose.
+    """
+    from orchestration.lib.governance.register import agreements_by_id
+
+    projects = load_projects(projects_dir)
+    project = projects.get(project_id)
+    if project is None:
+        return False, f"no project {project_id!r} in {projects_dir or PROJECTS_DIR} (known: {sorted(projects)})"
+    if not project.person_level:
+        return False, f"project {project_id} is approved for place-level work only (person_level: false)"
+    today = today or dt.date.today()
+    if project.valid_to and today > project.valid_to:
+        return False, f"project {project_id} ended on {project.valid_to}"
+    agreements = agreements_by_id(feeds_dir)
+    for agreement_id in project.agreements:
+        agreement = agreements.get(agreement_id)
+        if agreement is None:
+            return False, f"project {project_id} names agreement {agreement_id}, which no feed contract has"
+        if project.purpose not in agreement["purposes"]:
+            return False, (f"agreement {agreement_id} does not permit purpose {project.purpose!r} "
+                           f"(it permits {agreement['purposes']})")
+    if not project.agreements:
+        return False, f"project {project_id} names no agreements"
+    return True, f"project {project_id} ({project.purpose}) is covered by {', '.join(project.agreements)}"
+
+
+# --- role files --------------------------------------------------------------------------------------
+
+def _require(path: Path, what: str) -> None:
+    if not path.exists():
+        raise PlacelinkError(f"{what} does not exist yet", where=str(path),
+                             fix="run the pipeline first (placelink refresh, or placelink demo)")
+
+
+def refresh_role_files(settings: Settings | None = None) -> dict[str, list[str]]:
+    """(Re)build the analyst role files from the warehouse; returns {file name: [schema.table, ...]}.
+
+    Built into a temporary file and renamed into place, so a reader never sees a half-built file.
+    """
+    settings = settings or get_settings()
+    _require(settings.warehouse_db, "the warehouse")
+    out_dir = role_dir(settings)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        src = duckdb.connect(str(settings.warehouse_db), read_only=True)
+    except duckdb.IOException as exc:
+        raise PlacelinkError("the warehouse is being written by another process", where=str(settings.warehouse_db),
+                             fix="retry when the running job has finished") from exc
+    try:
+        tables = src.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_catalog = "
+            "current_database() AND table_schema IN (SELECT unnest(?)) ORDER BY 1, 2",
+            [list(ANALYST_SCHEMAS)]).fetchall()
+    finally:
+        src.close()
+    place = [(s, t) for s, t in tables if not is_person_level(s, t)]
+    person = [(s, t) for s, t in tables if is_person_level(s, t)]
+    built = {}
+    for name, chosen in (("analyst.duckdb", place), ("analyst_person.duckdb", person)):
+        final = out_dir / name
+        tmp = out_dir / f".{name}.building"
+        tmp.unlink(missing_ok=True)
+        con = duckdb.connect(str(tmp))
+        try:
+            con.execute(f"ATTACH '{settings.warehouse_db}' AS wh (READ_ONLY)")
+            for schema, table in chosen:
+                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                con.execute(f'CREATE TABLE "{schema}"."{table}" AS SELECT * FROM wh."{schema}"."{table}"')
+            con.execute("DETACH wh")
+        finally:
+            con.close()
+        os.replace(tmp, final)
+        built[name] = [f"{s}.{t}" for s, t in chosen]
+    return built
+
+
+def _role_files_stale(settings: Settings) -> bool:
+    f = role_dir(settings) / "analyst.duckdb"
+    return not f.exists() or f.stat().st_mtime < settings.warehouse_db.stat().st_mtime
+
+
+# --- connections ---------------------------------------------------------------------------------------
+
+@dataclass
+class RoleConnection:
+    """A read-only connection for one role. Use :meth:`query`; every query is audited (except public)."""
+
+    role: str
+    settings: Settings
+    project: str | None
+    purpose: str | None
+    _con: duckdb.DuckDBPyConnection
+    person_level_access: bool = False
+    catalogs: list[str] = field(default_factory=list)
+
+    def query(self, sql: str, params: list[Any] | None = None):
+        """Run ``sql`` and return a pandas DataFrame; errors become :class:`PlacelinkError`."""
+        tables = _referenced_tables(sql)
+        person = self._touches_person_level(tables)
+        try:
+            df = self._con.execute(sql, params or []).df()
+        except duckdb.Error as exc:
+            self._audit(sql, tables, person, denied=str(exc).splitlines()[0])
+            raise PlacelinkError(
+                f"{self.role} query refused or failed: {str(exc).splitlines()[0]}",
+                where=f"role {self.role}" + (f", project {self.project}" if self.project else ""),
+                fix=f"the {self.role} role can see: {', '.join(self.catalogs)}; list them with "
+                    "`placelink query --role ROLE --tables`") from exc
+        self._audit(sql, tables, person, rows=len(df))
+        return df
+
+    def tables(self) -> list[str]:
+        rows = self._con.execute(
+            "SELECT table_catalog || '.' || table_schema || '.' || table_name FROM information_schema.tables "
+            "WHERE table_schema NOT IN ('information_schema', 'pg_catalog') ORDER BY 1").fetchall()
+        return [r[0] for r in rows]
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> RoleConnection:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _touches_person_level(self, tables: list[str]) -> bool:
+        for name in tables:
+            parts = name.lower().split(".")
+            if "identifiable" in parts[:1] or (len(parts) >= 2 and parts[-2] in PERSON_LEVEL_SCHEMAS):
+                return True
+            if len(parts) >= 2 and is_person_level(parts[-2], parts[-1]):
+                return True
+            if len(parts) == 1 and any(fnmatch.fnmatch(parts[0], p) for p in PERSON_LEVEL_PATTERNS):
+                return True
+        return False
+
+    def _audit(self, sql: str, tables: list[str], person: bool, **extra) -> None:
+        if self.role == "public":
+            return
+        record_event(self.settings, action="read", role=self.role, purpose=self.purpose,
+                     target=",".join(tables) or None,
+                     details={"sql": sql, "person_level": person, "project": self.project, **extra})
+
+
+def _referenced_tables(sql: str) -> list[str]:
+    try:
+        return sorted(duckdb.get_table_names(sql, qualified=True))
+    except duckdb.Error:
+        return []
+
+
+def _lock_down(con: duckdb.DuckDBPyConnection) -> None:
+    # After these two settings no statement on this connection can read or attach another file, load an
+    # extension or switch the settings back (measured on DuckDB 2.0: tests/governance/test_roles.py).
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+def connect(role: str, settings: Settings | None = None, *, project: str | None = None,
+            purpose: str | None = None, projects_dir: Path | None = None,
+            feeds_dir: Path | None = None) -> RoleConnection:
+    """Open a read-only connection that can reach only what ``role`` may see.
+
+    Args:
+        role: ``engineer``, ``analyst`` or ``public``.
+        project: for analysts, the approved project (``orchestration/projects/<id>.yml``) the work is for;
+            person-level marts are attached only if :func:`person_level_allowed` says so.
+        purpose: recorded on each audited read.
+    """
+    settings = settings or get_settings()
+    if role not in ROLES:
+        raise PlacelinkError(f"unknown role {role!r}", fix=f"use one of {', '.join(ROLES)}")
+    con = duckdb.connect(":memory:")
+    person_access = False
+    if role == "engineer":
+        _require(settings.identifiable_db, "the identifiable zone")
+        _require(settings.warehouse_db, "the warehouse")
+        con.execute(f"ATTACH '{settings.identifiable_db}' AS identifiable (READ_ONLY)")
+        con.execute(f"ATTACH '{settings.warehouse_db}' AS warehouse (READ_ONLY)")
+        con.execute("USE warehouse")
+        catalogs = ["identifiable", "warehouse"]
+        person_access = True
+    elif role == "analyst":
+        _require(settings.warehouse_db, "the warehouse")
+        if _role_files_stale(settings):
+            try:
+                refresh_role_files(settings)
+            except PlacelinkError as exc:
+                if not (role_dir(settings) / "analyst.duckdb").exists():
+                    raise
+                warnings.warn(f"analyst view may be stale: {exc}", stacklevel=2)
+        con.execute(f"ATTACH '{role_dir(settings) / 'analyst.duckdb'}' AS warehouse (READ_ONLY)")
+        catalogs = ["warehouse (marts, published; place-level)"]
+        if project:
+            person_access, why = person_level_allowed(project, projects_dir=projects_dir, feeds_dir=feeds_dir)
+            if not person_access:
+                con.close()
+                raise PlacelinkError(f"person-level marts refused: {why}", where=f"project {project}",
+                                     fix="work without --project (place-level marts) or get the project "
+                                         "approved for person-level work")
+            con.execute(f"ATTACH '{role_dir(settings) / 'analyst_person.duckdb'}' AS person_marts (READ_ONLY)")
+            catalogs.append("person_marts (marts.person_*, marts.household_*)")
+        con.execute("USE warehouse")
+        _lock_down(con)
+    else:
+        con.execute("CREATE SCHEMA published")
+        loaded = []
+        for path in sorted(settings.published.glob("*")) if settings.published.exists() else []:
+            reader = {".parquet": "read_parquet", ".csv": "read_csv_auto"}.get(path.suffix)
+            if reader:
+                con.execute(f'CREATE TABLE published."{path.stem}" AS SELECT * FROM {reader}(?)', [str(path)])
+                loaded.append(path.stem)
+        con.execute("USE published")
+        catalogs = [f"published ({len(loaded)} files)"]
+        _lock_down(con)
+    return RoleConnection(role=role, settings=settings, project=project, purpose=purpose, _con=con,
+                          person_level_access=person_access, catalogs=catalogs)
