@@ -431,7 +431,7 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
                 preview_rows.append(typed)
             if feed.person:
                 people.append(person_record(feed, record_id, typed, part_date,  # type: ignore[arg-type]
-                                            _event_date(feed, typed)))
+                                            _event_date(feed, typed)) | {"_line": row.line})
         assert fr.rows_loaded + fr.rows_quarantined == fr.rows_received
         result.files.append(fr)
 
@@ -449,7 +449,8 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
     person_tbl = pa.table({
         k: pa.array([p[k] for p in people], type=t) for k, t in zip(PERSON_COLUMNS, [
             pa.string(), pa.string(), pa.string(), pa.string(), pa.date32(), pa.string(), pa.string(),
-            pa.string(), pa.string(), pa.int64(), pa.string(), pa.date32(), pa.date32()], strict=True)})
+            pa.string(), pa.string(), pa.int64(), pa.string(), pa.date32(), pa.date32()], strict=True)}
+        | {"_line": pa.array([p["_line"] for p in people], pa.int64())})
     log_rows = [(feed.partner, feed.id, part_date, f.source_file, f.sha256, f.rows_received, f.rows_loaded,
                  f.rows_quarantined, now, f.status, f.note) for f in result.files]
 
@@ -466,8 +467,16 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
         con.execute(f"INSERT INTO {feed.table} BY NAME SELECT * FROM _incoming")
         con.unregister("_incoming")
         if people:
+            # record_id is the matching key and must be unique: within a partition the last line wins;
+            # across partitions the newest partition wins (a resent record replaces the older copy)
             con.register("_people", person_tbl)
-            con.execute("INSERT INTO link.person_records BY NAME SELECT * FROM _people")
+            con.execute('DELETE FROM link.person_records WHERE source=? AND "partition" < ? '
+                        "AND record_id IN (SELECT record_id FROM _people)", [feed.source, part_date])
+            con.execute(
+                "INSERT INTO link.person_records BY NAME SELECT * EXCLUDE (_line) FROM _people p "
+                "WHERE NOT EXISTS (SELECT 1 FROM link.person_records o WHERE o.record_id = p.record_id "
+                'AND o."partition" > p."partition") '
+                "QUALIFY row_number() OVER (PARTITION BY p.record_id ORDER BY p._line DESC) = 1")
             con.unregister("_people")
         if quarantine:
             con.executemany("INSERT INTO ops.quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?)", quarantine)
