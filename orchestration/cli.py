@@ -55,6 +55,33 @@ def where(home: HomeOption = None) -> None:
         typer.echo(f"{label:36} {value}")
 
 
+
+@app.command()
+def refresh(
+    full: Annotated[bool, typer.Option("--full", help="Reload every month that has drops and rebuild everything.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Run the nightly refresh now: load new or changed drops month by month, then everything downstream."""
+    from orchestration.ops_cli import run_refresh
+
+    run_refresh(full=full, home=home)
+
+
+@app.command()
+def demo(home: HomeOption = None) -> None:
+    """Generate the small synthetic county if the home has no drops, run a full refresh, say where to look."""
+    from orchestration.ops_cli import run_demo
+
+    run_demo(home=home)
+
+
+@app.command()
+def ui(home: HomeOption = None, port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 3000) -> None:
+    """Start the Dagster UI and daemon (dagster dev) for this home on http://127.0.0.1:PORT."""
+    from orchestration.ops_cli import run_ui
+
+    raise typer.Exit(run_ui(home=home, port=port))
+
 @app.callback()
 def _root() -> None:
     """placelink: share, match and store multi-agency data; build linked place-level tables; train models."""
