@@ -206,3 +206,31 @@ def _address_text(r, rng) -> str:
         parts.append(f", {r.town}")
     text = " ".join(parts).replace(" ,", ",").replace("/ ", "/")
     return text.upper() if rng.random() < 0.5 else text.title()
+
+
+def write_home(home, county: dict[str, pd.DataFrame], records: pd.DataFrame | None = None) -> None:
+    """Lay ``county`` out as a placelink home: reference CSVs, ``truth/records.parquet`` and
+    ``link.person_records`` in the identifiable zone (``records`` overrides which records are loaded)."""
+    import duckdb
+
+    from orchestration.lib.config import get_settings
+
+    s = get_settings(home=home).ensure()
+    s.truth.mkdir(parents=True, exist_ok=True)
+    county["gazetteer"].to_csv(s.reference / "gazetteer.csv", index=False)
+    county["postcodes"].to_csv(s.reference / "postcodes.csv", index=False)
+    t = county["truth"]
+    src_id = t["record_id"].str.split(":", n=1, expand=True)
+    partner_feed = src_id[0].str.split(".", n=1, expand=True)
+    pd.DataFrame({"partner": partner_feed[0], "feed": partner_feed[1], "record_id": src_id[1],
+                  "person_id": t["person_id"], "household_id": t["household_id"], "uprn": t["uprn"],
+                  "lsoa_code": t["lsoa_code"]}).to_parquet(s.truth / "records.parquet", index=False)
+    recs = county["records"] if records is None else records
+    con = duckdb.connect(str(s.identifiable_db))
+    con.register("_recs", recs)
+    con.execute("CREATE SCHEMA IF NOT EXISTS link").fetchall()
+    con.execute("""CREATE OR REPLACE TABLE link.person_records AS SELECT record_id, source, given_name, family_name,
+        try_cast(date_of_birth AS DATE) AS date_of_birth, sex, postcode, address, nhs_number,
+        try_cast(uprn AS BIGINT) AS uprn, NULL::VARCHAR AS age_band, NULL::DATE AS event_date,
+        NULL::DATE AS "partition" FROM _recs""").fetchall()
+    con.close()

@@ -1,0 +1,283 @@
+"""The matching stage as the CLI and Dagster call it: read the identifiable zone, match, write, measure, log.
+
+- :func:`run_matching` -- address matching + person linkage over ``link.person_records`` in the
+  identifiable zone; writes ``link.address_matches``, ``link.person_index``, ``link.household_index``,
+  appends ``link.person_index_changes``, exports the clerical review queue, scores against ``truth/`` when
+  present and logs a linkage run to MLflow. Returns the metrics (the Dagster asset puts them in metadata).
+- :func:`link_file` -- the generic ``placelink link INPUT OUTPUT`` for any standard-person-record file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from orchestration.lib.config import Settings, get_settings
+from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.linkage import metrics as lm
+from orchestration.lib.linkage import person as pm
+from orchestration.lib.linkage.address import match_addresses
+from orchestration.lib.linkage.index import update_index
+from orchestration.lib.linkage.normalise import check_columns, prepare_records, run
+
+REVIEW_QUEUE = "person_review_queue.csv"
+REVIEW_DECISIONS = "person_review_decisions.csv"
+#: Columns a reviewer sees for each borderline pair.
+REVIEW_DETAIL = ["given_name", "family_name", "dob", "sex", "postcode", "uprn", "nhs_number"]
+
+Progress = Callable[[str], None]
+
+
+def review_dir(settings: Settings) -> Path:
+    return settings.home / "review"
+
+
+def _read_table_file(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise PlacelinkError("input file does not exist", where=str(path), fix="check the path")
+    suffix = path.suffix.lower()
+    con = duckdb.connect()
+    if suffix == ".parquet":
+        return con.execute("SELECT * FROM read_parquet(?)", [str(path)]).df()
+    if suffix in (".csv", ".txt", ".tsv"):
+        # every column as text: record ids, NHS numbers and postcodes must not be re-typed
+        return con.execute("SELECT * FROM read_csv(?, all_varchar = true, header = true)", [str(path)]).df()
+    raise PlacelinkError(f"unsupported file type {suffix!r}", where=str(path), fix="use .csv or .parquet")
+
+
+def _write_table_file(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".parquet":
+        df.to_parquet(path, index=False)
+    else:
+        df.to_csv(path, index=False)
+
+
+def link_frame(df: pd.DataFrame, model: dict | None = None, where: str = "input") -> pd.DataFrame:
+    """Link a standard-person-record frame on its own; returns ``record_id, person_id``."""
+    check_columns(df.columns, where=where)
+    if df["record_id"].isna().any():
+        row = int(df.index[df["record_id"].isna()][0]) + 2
+        raise PlacelinkError("record_id is empty", where=f"{where}: row {row}, column record_id",
+                             fix="give every record a unique record_id")
+    dupes = df["record_id"][df["record_id"].duplicated()]
+    if len(dupes):
+        raise PlacelinkError(f"record_id {dupes.iloc[0]!r} appears more than once", where=f"{where}: column record_id",
+                             fix="record_id must be unique")
+    if len(df) == 0:
+        return pd.DataFrame({"record_id": pd.Series(dtype=str), "person_id": pd.Series(dtype=str)})
+    con = duckdb.connect()
+    con.register("_input_df", df)
+    run(con, "CREATE TABLE _input AS SELECT * FROM _input_df")
+    prepare_records(con, "_input", "_prepared")
+    result = update_index(con, "_prepared", model=model)
+    return result.person_index
+
+
+def link_file(input_path: Path, output_path: Path, model_path: Path | None = None) -> dict:
+    """``placelink link INPUT OUTPUT``: any CSV/Parquet in the standard person record -> ``record_id, person_id``."""
+    df = _read_table_file(Path(input_path))
+    model = pm.load_model(model_path) if model_path else None
+    t0 = time.perf_counter()
+    out = link_frame(df, model=model, where=str(input_path))
+    _write_table_file(out, Path(output_path))
+    return {"records": len(df), "persons": int(out["person_id"].nunique()) if len(out) else 0,
+            "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _truth_records(settings: Settings) -> pd.DataFrame | None:
+    path = settings.truth / "records.parquet"
+    if not path.exists():
+        return None
+    t = pd.read_parquet(path)
+    t = t[t["person_id"].notna()] if "person_id" in t else t
+    t = t.assign(record_id=t["partner"].astype(str) + "." + t["feed"].astype(str) + ":" + t["record_id"].astype(str))
+    return t
+
+
+def run_matching(settings: Settings | None = None, full: bool = False, progress: Progress | None = None,
+                 log_to_mlflow: bool = True) -> dict:
+    """Match everything in the identifiable zone. Incremental unless ``full`` (or no index exists yet)."""
+    settings = (settings or get_settings()).ensure()
+    say = progress or (lambda _msg: None)
+    t_start = time.perf_counter()
+    if not settings.identifiable_db.exists():
+        raise PlacelinkError("the identifiable zone does not exist yet", where=str(settings.identifiable_db),
+                             fix="run `placelink ingest` first")
+    con = duckdb.connect()
+    run(con, f"ATTACH '{settings.identifiable_db}' AS idz")
+    tables = {(r[0], r[1]) for r in con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'idz'").fetchall()}
+    if ("link", "person_records") not in tables:
+        raise PlacelinkError("table link.person_records is missing", where=str(settings.identifiable_db),
+                             fix="run `placelink ingest` first: it writes the standard person records")
+    run(con, "CREATE SCHEMA IF NOT EXISTS idz.link")
+    run(con, "CREATE TEMP TABLE _records AS SELECT * FROM idz.link.person_records")
+    n = con.execute("SELECT count(*) FROM _records").fetchall()[0][0]
+    say(f"{n:,} person records")
+
+    # --- addresses -------------------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    gaz, pcs = settings.reference / "gazetteer.csv", settings.reference / "postcodes.csv"
+    for p in (gaz, pcs):
+        if not p.exists():
+            raise PlacelinkError("reference file is missing", where=str(p),
+                                 fix="run `placelink generate` (or place the gazetteer/postcode directory there)")
+    run(con, f"CREATE TEMP TABLE _gazetteer AS SELECT * FROM read_csv('{gaz}', all_varchar = true, header = true)")
+    run(con, f"CREATE TEMP TABLE _postcodes AS SELECT * FROM read_csv('{pcs}', all_varchar = true, header = true)")
+    match_addresses(con, "_records", "_gazetteer", "_postcodes", out_table="_address_matches")
+    run(con, "CREATE OR REPLACE TABLE idz.link.address_matches AS SELECT * FROM _address_matches")
+    address_seconds = time.perf_counter() - t0
+    say(f"address matching: {address_seconds:.1f}s")
+
+    # --- people ----------------------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    run(con, """CREATE TEMP TABLE _linkable AS
+        SELECT r.* EXCLUDE (uprn), coalesce(a.uprn, CAST(r.uprn AS VARCHAR)) AS uprn
+        FROM _records r LEFT JOIN _address_matches a USING (record_id)""")
+    prepare_records(con, "_linkable", "_prepared")
+    previous = (con.execute("SELECT record_id, person_id FROM idz.link.person_index").df()
+                if ("link", "person_index") in tables else None)
+    model_path = None if full else pm.latest_model(settings.models_dir)
+    model = pm.load_model(model_path) if model_path else None
+    decisions = _read_decisions(settings)
+    mode = "full" if (full or previous is None or len(previous) == 0) else "incremental"
+    say(f"person linkage ({mode}{', training a new model' if model is None else ', model ' + model_path.name})")
+    result = update_index(con, "_prepared", previous=previous, model=model, full=full, decisions=decisions)
+    if model is None and result.model is not None:
+        model_path = pm.save_model(result.model, settings.models_dir)
+    link_seconds = time.perf_counter() - t0
+    say(f"person linkage: {link_seconds:.1f}s, {result.summary.get('persons', 0):,} persons")
+
+    con.register("_pi", result.person_index)
+    con.register("_hi", result.household_index)
+    run(con, "CREATE OR REPLACE TABLE idz.link.person_index AS SELECT CAST(record_id AS VARCHAR) AS record_id, "
+             "CAST(person_id AS VARCHAR) AS person_id FROM _pi")
+    run(con, "CREATE OR REPLACE TABLE idz.link.household_index AS SELECT CAST(record_id AS VARCHAR) AS record_id, "
+             "CAST(household_id AS VARCHAR) AS household_id FROM _hi")
+    run_at = datetime.now(UTC).replace(tzinfo=None)
+    changes = result.changes.assign(run_at=run_at, mode=mode)
+    run(con, """CREATE TABLE IF NOT EXISTS idz.link.person_index_changes (
+        run_at TIMESTAMP, mode VARCHAR, record_id VARCHAR, old_person_id VARCHAR, new_person_id VARCHAR,
+        change VARCHAR)""")
+    if len(changes):
+        con.register("_changes", changes)
+        run(con, "INSERT INTO idz.link.person_index_changes BY NAME SELECT * FROM _changes")
+    queue_path = _export_review_queue(settings, result.review_queue)
+
+    # --- measure ---------------------------------------------------------------------------------------------
+    out: dict = {"mode": mode, "records": int(n), "address_seconds": round(address_seconds, 2),
+                 "link_seconds": round(link_seconds, 2),
+                 "records_per_minute": round(n / max(link_seconds + address_seconds, 1e-9) * 60),
+                 "model": model_path.name if model_path else None, "review_queue": str(queue_path),
+                 **{k: v for k, v in result.summary.items() if not isinstance(v, bool)}}
+    am = con.execute("SELECT * FROM _address_matches").df()
+    out.update({f"address_method_{k}": int(v) for k, v in am["match_method"].value_counts().items()})
+    truth = _truth_records(settings)
+    if truth is not None:
+        records = con.execute("SELECT record_id, address, postcode, uprn, source, "
+                              "(date_of_birth IS NULL AND family_name IS NULL) AS weak FROM _records").df()
+        out.update({f"person_{k}": v for k, v in lm.pairwise_metrics(result.person_index, truth).items()})
+        strong = records.loc[~records["weak"], ["record_id"]]
+        strong_index = result.person_index.merge(strong, on="record_id")
+        out.update({f"person_strong_{k}": v for k, v in
+                    lm.pairwise_metrics(strong_index, truth).items() if k in ("precision", "recall", "f1")})
+        if "household_id" in truth:
+            out.update({f"household_{k}": v for k, v in
+                        lm.pairwise_metrics(result.household_index, truth, "household_id", "household_id").items()
+                        if k in ("precision", "recall", "f1")})
+        if {"uprn", "lsoa_code"} <= set(truth.columns):
+            out.update(lm.address_metrics(am, truth, records))
+    out["total_seconds"] = round(time.perf_counter() - t_start, 2)
+    if log_to_mlflow:
+        _log_mlflow(settings, out, model_path, con, result)
+    con.close()
+    return out
+
+
+def _read_decisions(settings: Settings) -> pd.DataFrame | None:
+    path = review_dir(settings) / REVIEW_DECISIONS
+    if not path.exists():
+        return None
+    df = pd.read_csv(path, dtype=str)
+    missing = [c for c in ("record_id_l", "record_id_r", "decision") if c not in df.columns]
+    if missing:
+        raise PlacelinkError(f"review decisions lack column(s) {', '.join(missing)}", where=str(path),
+                             fix="keep the columns record_id_l, record_id_r, decision (match | non_match)")
+    bad = df[~df["decision"].str.strip().str.lower().isin(["match", "non_match"]) & df["decision"].notna()]
+    if len(bad):
+        raise PlacelinkError(f"decision {bad['decision'].iloc[0]!r} is not match or non_match",
+                             where=f"{path}: row {int(bad.index[0]) + 2}, column decision",
+                             fix="write match or non_match (or leave the row out)")
+    return df[df["decision"].notna()]
+
+
+def _export_review_queue(settings: Settings, review: pd.DataFrame) -> Path:
+    """Write the borderline pairs a person should decide, with every comparison's detail, and an empty
+    decisions file next to it (``decision`` = match | non_match) that the next run reads back."""
+    out_dir = review_dir(settings)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / REVIEW_QUEUE
+    cols = ["unique_id_l", "unique_id_r", "match_probability", "match_weight"]
+    cols += [f"{c}_{s}" for c in REVIEW_DETAIL for s in ("l", "r")]
+    cols += [c for c in review.columns if c.startswith("gamma_") or c.startswith("bf_")]
+    if len(review):
+        q = review[[c for c in cols if c in review.columns]].rename(
+            columns={"unique_id_l": "record_id_l", "unique_id_r": "record_id_r"})
+    else:
+        q = pd.DataFrame(columns=["record_id_l", "record_id_r", "match_probability"])
+    q.to_csv(path, index=False)
+    decisions = out_dir / REVIEW_DECISIONS
+    if not decisions.exists():
+        pd.DataFrame(columns=["record_id_l", "record_id_r", "decision", "reviewer", "note"]).to_csv(
+            decisions, index=False)
+    return path
+
+
+def _log_mlflow(settings: Settings, out: dict, model_path: Path | None, con, result) -> None:
+    """One MLflow run per matching run in experiment ``linkage``: metrics, m/u parameters, charts, model."""
+    import mlflow
+
+    settings.mlflow_artifacts.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    if mlflow.get_experiment_by_name("linkage") is None:
+        mlflow.create_experiment("linkage", artifact_location=settings.mlflow_artifacts.as_uri())
+    mlflow.set_experiment("linkage")
+    with mlflow.start_run(run_name=f"linkage-{out['mode']}"):
+        mlflow.log_params({"mode": out["mode"], "model": out.get("model"), "match_threshold": pm.MATCH_THRESHOLD,
+                           "review_band": str(pm.REVIEW_BAND)})
+        mlflow.log_metrics({k: float(v) for k, v in out.items()
+                            if isinstance(v, int | float) and not isinstance(v, bool)})
+        if model_path and model_path.exists():
+            mlflow.log_artifact(str(model_path), artifact_path="model")
+            model = pm.load_model(model_path)
+            mu = {}
+            for comp in model.get("comparisons", []):
+                for i, lvl in enumerate(comp.get("comparison_levels", [])):
+                    for k in ("m_probability", "u_probability"):
+                        if lvl.get(k) is not None:
+                            mu[f"{comp['output_column_name']}.{i}.{k[0]}"] = float(lvl[k])
+            mlflow.log_metrics(mu)
+            chart = _match_weights_chart_html(model)
+            if chart:
+                mlflow.log_text(chart, "match_weights_chart.html")
+
+
+def _match_weights_chart_html(model: dict) -> str | None:
+    """Splink's own altair match-weights chart for the model, as standalone HTML."""
+    try:
+        from splink import DuckDBAPI
+
+        db_api = DuckDBAPI(duckdb.connect())
+        cols = ["unique_id", "source", "given_name", "family_name", "dob", "sex", "postcode", "nhs_number", "uprn"]
+        df = pd.DataFrame({c: pd.Series(dtype=str) for c in cols})
+        df["given_name_set"] = pd.Series(dtype=object)
+        linker = pm.make_linker(db_api, db_api.register(df), model)
+        return linker.visualisations.match_weights_chart().to_html()
+    except Exception as exc:  # the chart is a convenience; never fail a run over it
+        return f"<p>match weights chart unavailable: {exc}</p>"
