@@ -127,22 +127,23 @@ class ErasureProof:
 
 
 def _person_key(settings: Settings, person_id: str) -> str | None:
-    """The warehouse ``person_key`` of a ``person_id``: the pseudonymise stage's own function."""
+    """The warehouse ``person_key`` of a ``person_id`` (same HMAC kind as ``lib/warehouse_sources.py``)."""
     from orchestration.lib import pseudonymise
 
     fn = getattr(pseudonymise, "person_key", None)
     if fn is not None:
         return fn(settings, person_id)
-    return pseudonymise.pseudonymiser(settings).token("person_id", person_id)
+    return pseudonymise.pseudonymiser(settings).token("person", person_id)
 
 
 def _record_key(settings: Settings, record_id: str) -> str | None:
+    """The warehouse ``record_key`` of a standard ``record_id`` (``<partner>.<feed>:<id>``)."""
     from orchestration.lib import pseudonymise
 
     fn = getattr(pseudonymise, "record_key", None)
     if fn is not None:
         return fn(settings, record_id)
-    return pseudonymise.pseudonymiser(settings).token("record_id", record_id)
+    return pseudonymise.pseudonymiser(settings).token("record", record_id)
 
 
 def _resolve(settings: Settings, partner: str | None, record_id: str | None, person_key: str | None):

@@ -1,0 +1,123 @@
+"""Erase one person: gone from every table of every DuckDB file and every published file, audited, excluded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.governance.audit import read_events, verify
+from orchestration.lib.governance.erasure import (
+    erase,
+    excluded_person_keys,
+    is_excluded_person,
+    is_excluded_record,
+)
+
+from .conftest import PEOPLE
+
+
+def scan_everything(home: Path, needles: list[str]) -> dict[str, int]:
+    """Every cell of every table in every DuckDB file and every Parquet/CSV under ``home``, as text."""
+    hits: dict[str, int] = {}
+    con = duckdb.connect(":memory:")
+    for i, db in enumerate(sorted(home.rglob("*.duckdb"))):
+        con.execute(f"ATTACH '{db}' AS db{i} (READ_ONLY)")
+        for schema, table in con.execute(
+                "SELECT table_schema, table_name FROM information_schema.tables WHERE table_catalog = ?",
+                [f"db{i}"]).fetchall():
+            rel = f'db{i}."{schema}"."{table}"'
+            for needle in needles:
+                n = con.execute(f"SELECT count(*) FROM {rel} t WHERE contains(CAST(t AS VARCHAR), ?)",
+                                [needle]).fetchone()[0]
+                if n:
+                    hits[f"{db.name}:{schema}.{table}:{needle}"] = n
+    for f in sorted(home.joinpath("published").rglob("*")):
+        reader = {".parquet": "read_parquet", ".csv": "read_csv_auto"}.get(f.suffix)
+        if reader:
+            for needle in needles:
+                n = con.execute(f"SELECT count(*) FROM {reader}(?) t WHERE contains(CAST(t AS VARCHAR), ?)",
+                                [str(f), needle]).fetchone()[0]
+                if n:
+                    hits[f"{f.name}:{needle}"] = n
+    con.close()
+    return hits
+
+
+def test_erase_one_person_removes_them_from_every_table(zone_home):
+    s, keys = zone_home["settings"], zone_home["keys"]
+    alice, bob = PEOPLE["P1"], PEOPLE["P2"]
+    alice_needles = ["PR-1'", "Alice", alice["nhs"], keys["P1"], keys["police.person_records:PR-1"],
+                     keys["nhs.ae_attendances:AE-1"], "police.person_records:PR-1", "nhs.ae_attendances:AE-1"]
+    before = scan_everything(s.home, [n.rstrip("'") for n in alice_needles])
+    assert any("identifiable.duckdb:raw.police__person_records" in k for k in before)
+    assert any("warehouse.duckdb:src.nhs__ae_attendances" in k for k in before)
+    assert any("person_extract.parquet" in k for k in before)
+
+    proof = erase(s, partner="police", record_id="PR-1", requested_by="dpo@police.example")
+
+    # everything that held Alice, in the identifiable zone, the warehouse and published files, is empty of her
+    # (record ids are searched as whole values so PR-1 does not match PR-10)
+    after = scan_everything(s.home, [n.rstrip("'") for n in alice_needles if not n.startswith("PR-")])
+    leftovers = {k: v for k, v in after.items() if not k.startswith("governance.duckdb:main.erasures")}
+    assert leftovers == {}, leftovers
+    con = duckdb.connect(str(s.identifiable_db), read_only=True)
+    assert con.execute("SELECT count(*) FROM raw.police__person_records WHERE _record_id = 'PR-1'").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM ops.quarantine WHERE raw_text LIKE 'PR-10,%'").fetchone()[0] == 1
+    # Bob (same household) is untouched
+    assert con.execute("SELECT count(*) FROM link.person_records WHERE given_name = 'Bob'").fetchone()[0] == 3
+    assert con.execute("SELECT count(*) FROM link.household_index").fetchone()[0] == 3
+    con.close()
+    assert scan_everything(s.home, [bob["nhs"], keys["P2"]])
+
+    deleted = {(d["table"], d["column"]): d["rows"] for d in proof.deleted}
+    assert deleted[("raw.police__person_records", "_record_id")] == 1
+    assert deleted[("raw.nhs__ae_attendances", "_record_id")] == 2       # AE-1 and AE-3: the same person
+    assert deleted[("link.person_index", "record_id")] == 3
+    assert deleted[("ops.quarantine", "raw_text")] == 1
+    assert deleted[("src.nhs__ae_attendances", "person_key")] == 2
+    assert deleted[("marts.person_footprint", "person_key")] == 1
+    assert deleted[("published/person_extract.parquet", "person_key/record_key")] == 1
+    assert proof.remaining == [] and len(proof.proof_hash) == 64
+
+    event = read_events(s, action="erase")[-1]
+    assert event["details"]["proof_hash"] == proof.proof_hash
+    assert event["details"]["request"]["requested_by"] == "dpo@police.example"
+    assert verify(s).ok
+    # the audit log and exclusion list never hold her clear identifiers
+    assert scan_everything(s.home, ["Alice", "Smith", alice["nhs"], "PR-1,"]) == {}
+
+    # future ingest / linkage / training honour the exclusion list
+    assert is_excluded_record(s, "police", "person_records", "PR-1")
+    assert is_excluded_record(s, "nhs", "ae_attendances", "AE-3")
+    assert not is_excluded_record(s, "police", "person_records", "PR-2")
+    assert is_excluded_person(s, nhs_number="943 476 5919")
+    assert is_excluded_person(s, given_name="alice", family_name="SMITH", date_of_birth="1990-02-03")
+    assert not is_excluded_person(s, nhs_number=bob["nhs"])
+    assert keys["P1"] in excluded_person_keys(s) and keys["P2"] not in excluded_person_keys(s)
+
+
+def test_erase_by_person_key(zone_home):
+    s, keys = zone_home["settings"], zone_home["keys"]
+    proof = erase(s, person_key=keys["P2"])
+    assert proof.request["records"] == 3
+    assert scan_everything(s.home, ["Bob", PEOPLE["P2"]["nhs"]]) == {}
+
+
+def test_dry_run_deletes_nothing(zone_home):
+    s = zone_home["settings"]
+    proof = erase(s, partner="police", record_id="PR-1", dry_run=True)
+    assert proof.total > 0
+    assert scan_everything(s.home, ["Alice"])
+    assert not is_excluded_record(s, "police", "person_records", "PR-1")
+    assert read_events(s, action="erase_dry_run")
+
+
+def test_unknown_record_says_where_it_looked(zone_home):
+    with pytest.raises(PlacelinkError, match="no record 'PR-404' from partner 'police'") as exc:
+        erase(zone_home["settings"], partner="police", record_id="PR-404")
+    assert "raw.police__*" in str(exc.value)
+    with pytest.raises(PlacelinkError, match="say who to erase"):
+        erase(zone_home["settings"], record_id="PR-1")
