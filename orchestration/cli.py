@@ -82,6 +82,32 @@ def ui(home: HomeOption = None, port: Annotated[int, typer.Option(help="Port on 
 
     raise typer.Exit(run_ui(home=home, port=port))
 
+
+@app.command()
+def link(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="CSV or Parquet in the standard person record.")],
+    output_path: Annotated[Path, typer.Argument(metavar="OUTPUT", help="CSV or Parquet to write record_id, person_id.")],
+    model: Annotated[Path | None, typer.Option(help="A saved linkage model JSON (default: train on the input).")] = None,
+) -> None:
+    """Link any file in the standard person record (record_id + any of the person columns) into persons."""
+    from orchestration.lib.linkage.run import link_file
+
+    out = link_file(input_path, output_path, model_path=model)
+    typer.echo(f"{out['records']:,} records -> {out['persons']:,} persons in {out['seconds']}s; wrote {output_path}")
+
+
+@app.command()
+def match(
+    full: Annotated[bool, typer.Option("--full", help="Retrain and re-link everything; report keys merged/split.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Address matching and person linkage over the identifiable zone (incremental unless --full)."""
+    from orchestration.lib.linkage.run import run_matching
+
+    out = run_matching(_settings(home), full=full, progress=lambda msg: console.print(f"[dim]match:[/] {msg}"))
+    for key, value in out.items():
+        typer.echo(f"{key:36} {value}")
+
 @app.callback()
 def _root() -> None:
     """placelink: share, match and store multi-agency data; build linked place-level tables; train models."""

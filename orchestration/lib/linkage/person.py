@@ -123,7 +123,7 @@ def train_model(db_api, records_sdf, seed: int = 42, max_pairs_u: float = 2e6) -
     from splink import Linker, block_on
 
     _quiet_splink()
-    linker = Linker(records_sdf, model_settings(), log_level=logging.WARNING)
+    linker = Linker(records_sdf, model_settings(), log_level=logging.ERROR)
     linker.training.estimate_probability_two_random_records_match(
         [block_on("nhs_number"), block_on("given_name", "family_name", "dob", "postcode")], recall=0.8
     )
@@ -167,7 +167,7 @@ def make_linker(db_api, records_sdf, model: dict):
     from splink import Linker
 
     _quiet_splink()
-    return Linker(records_sdf, model, log_level=logging.WARNING)
+    return Linker(records_sdf, model, log_level=logging.ERROR)
 
 
 def deterministic_nhs_edges_sql(table: str) -> str:
