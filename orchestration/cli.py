@@ -113,6 +113,12 @@ def _root() -> None:
     """placelink: share, match and store multi-agency data; build linked place-level tables; train models."""
 
 
+# governance commands (audit, query, erase, retention, agreements, approve-export): orchestration/governance_cli.py
+from orchestration.governance_cli import register as _register_governance  # noqa: E402
+
+_register_governance(app)
+
+
 def main() -> None:
     """Console-script entry point: run the app, turning known errors into one line plus the fix."""
     try:
