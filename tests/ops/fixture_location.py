@@ -24,8 +24,15 @@ MONTHLY = dg.MonthlyPartitionsDefinition(start_date="2024-11-01", end_offset=1)
 FEEDS = [("police", "street_crimes"), ("nhs", "ae_attendances")]
 
 
-def _hold():
-    time.sleep(float(os.environ.get("PLACELINK_TEST_HOLD_SECONDS", "0")))
+def _hold(name: str = "", entered: float | None = None):
+    """Keep the DuckDB file open a while (tests of overlapping runs) and log when we held it."""
+    seconds = float(os.environ.get("PLACELINK_TEST_HOLD_SECONDS", "0"))
+    start = time.time()
+    time.sleep(seconds)
+    log = os.environ.get("PLACELINK_TEST_HOLD_LOG")
+    if log:
+        with open(log, "a") as fh:
+            fh.write(f"{name} {entered or start} {start} {time.time()}\n")
 
 
 def _feed_asset(partner: str, feed: str):
@@ -35,6 +42,7 @@ def _feed_asset(partner: str, feed: str):
         freshness_policy=feed_freshness_policy(),
     )
     def _asset(context, identifiable_db: DuckDBResource) -> dg.MaterializeResult:
+        entered = time.time()
         pk = context.partition_key
         rows = []
         for drop in list_drops(get_settings().landing, partner, feed):
@@ -52,7 +60,7 @@ def _feed_asset(partner: str, feed: str):
             con.execute(f"delete from {table} where part = ?", [pk])
             if rows:
                 con.executemany(f"insert into {table} values (?, ?, ?)", rows)
-            _hold()
+            _hold(f"{table}:{pk}", entered)
         return dg.MaterializeResult(metadata={"rows": len(rows)})
 
     return _asset

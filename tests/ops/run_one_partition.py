@@ -1,0 +1,16 @@
+"""Helper process for the concurrency test: run one month of the fixture's police feed in this process."""
+
+import sys
+
+import dagster as dg
+
+from tests.ops.fixture_location import build_fixture_defs
+
+if __name__ == "__main__":
+    dagster_home, partition = sys.argv[1], sys.argv[2]
+    instance = dg.DagsterInstance.from_config(dagster_home)
+    job = build_fixture_defs().resolve_job_def("ops_partitioned_refresh_job")
+    result = job.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False,
+                                    asset_selection=[dg.AssetKey(["raw", "police__street_crimes"])])
+    print("RUN", result.run_id, "SUCCESS" if result.success else "FAILURE")
+    sys.exit(0 if result.success else 1)
