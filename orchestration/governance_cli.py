@@ -21,8 +21,10 @@ from orchestration.lib.errors import PlacelinkError
 HomeOption = Annotated[
     Path | None, typer.Option("--home", help="Home folder (default: $PLACELINK_HOME or ./.placelink).")
 ]
+FeedsDirOption = Annotated[
+    Path | None, typer.Option("--feeds-dir", help="Feed contracts folder (default: orchestration/feeds).")
+]
 FormatOption = Annotated[str, typer.Option("--format", help="table, md or csv (audit: table, json).")]
-out = Console(soft_wrap=True)
 
 
 def _settings(home: Path | None):
@@ -39,7 +41,7 @@ def _table(rows: list[dict], title: str, columns: list[str] | None = None) -> No
         table.add_column(c, overflow="fold")
     for r in rows:
         table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
-    out.print(table)
+    Console().print(table)  # made per call so COLUMNS set by the caller (or a test) is honoured
 
 
 def audit(
@@ -126,23 +128,24 @@ def erase(
 def retention(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what has expired; delete nothing.")] = False,
     today: Annotated[str | None, typer.Option(help="Pretend today is this date (YYYY-MM-DD).")] = None,
+    feeds_dir: FeedsDirOption = None,
     home: HomeOption = None,
 ) -> None:
     """Delete every record older than its feed agreement's retention period, everywhere (audited)."""
     from orchestration.lib.governance.retention import apply_retention
 
     result = apply_retention(_settings(home), dry_run=dry_run,
-                             today=dt.date.fromisoformat(today) if today else None)
+                             today=dt.date.fromisoformat(today) if today else None, feeds_dir=feeds_dir)
     rows = [d for d in result.deleted if d["rows"]]
     _table(rows, ("expired (dry run)" if dry_run else "deleted") + f": {result.total} rows/files",
            ["zone", "table", "feed", "cutoff", "by", "rows"])
 
 
-def agreements(fmt: FormatOption = "table") -> None:
+def agreements(fmt: FormatOption = "table", feeds_dir: FeedsDirOption = None) -> None:
     """The register for the DPO: every feed, purpose, lawful basis, retention, expiry and what uses it."""
     from orchestration.lib.governance.register import agreements_register, render
 
-    rows = agreements_register()
+    rows = agreements_register(feeds_dir)
     if fmt in ("md", "csv"):
         typer.echo(render(rows, fmt), nl=False)
     elif fmt == "table":
