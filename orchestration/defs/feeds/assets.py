@@ -1,0 +1,148 @@
+"""Assets built from the feed contracts: ``raw/<partner>__<feed>`` (monthly) and ``src/<partner>__<feed>``.
+
+Nothing here knows a partner by name: each contract file in ``orchestration/feeds/`` becomes a group of
+assets. The bodies are thin calls into :mod:`orchestration.lib.ingest` and
+:mod:`orchestration.lib.warehouse_sources`.
+"""
+
+
+import re
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from orchestration.defs.partitions import monthly_partitions
+from orchestration.defs.resources import IDENTIFIABLE_POOL, WAREHOUSE_POOL
+from orchestration.lib.config import get_settings
+from orchestration.lib.contracts import Contract, Contracts, Feed
+from orchestration.lib.ingest import ingest_partition, read_opt_outs
+from orchestration.lib.ingest.load import PartitionResult
+from orchestration.lib.pseudonymise import pseudonymiser
+from orchestration.lib.warehouse_sources import IDZ, attach_identifiable, build_warehouse_source
+
+#: the matching stage's tables each ``src`` asset joins (defined by the matching domain)
+LINK_KEYS = [dg.AssetKey(["link", t]) for t in ("person_index", "household_index", "address_matches")]
+#: reference tables in the warehouse (``ref.<name>``), copied from ``<home>/reference/*.csv``
+REFERENCE_TABLES = ["districts", "wards", "msoas", "lsoas", "lsoa_population", "postcodes", "gazetteer",
+                    "schools"]
+
+
+def raw_key(feed: Feed) -> dg.AssetKey:
+    return dg.AssetKey(["raw", feed.name])
+
+
+def src_key(feed: Feed) -> dg.AssetKey:
+    return dg.AssetKey(["src", feed.name])
+
+
+def _tag(value: str) -> str:
+    """Dagster tag values allow letters, digits, ``-_.`` and at most 63 characters."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", value)[:63]
+
+
+def materialisation_metadata(feed: Feed, res: PartitionResult) -> dict:
+    meta = res.metadata()
+    return {
+        "rows_received": dg.MetadataValue.int(res.rows_received),
+        "rows_loaded": dg.MetadataValue.int(res.rows_loaded),
+        "rows_quarantined": dg.MetadataValue.int(res.rows_quarantined),
+        "quarantined_by_reason": dg.MetadataValue.json(meta["quarantined_by_reason"]),
+        "columns_dropped_by_agreement": dg.MetadataValue.json(meta["columns_dropped"]),
+        "source_files": dg.MetadataValue.json(meta["source_files"]),
+        "preview (identifiers masked)": dg.MetadataValue.md(res.preview_markdown),
+        "agreement": dg.MetadataValue.text(feed.agreement.id),
+        "dagster/row_count": dg.MetadataValue.int(res.rows_loaded),
+    }
+
+
+def build_raw_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
+    agreement = feed.agreement
+
+    @dg.asset(
+        key=raw_key(feed),
+        group_name=feed.partner,
+        owners=[contract.partner.owner],
+        description=f"{feed.description}\n\nPartner: {contract.partner.name}. Agreement {agreement.id}: "
+                    f"purposes {', '.join(agreement.purposes)}; retention {agreement.retention_months} months. "
+                    f"Identifiable zone table `{feed.table}`.",
+        kinds={"duckdb"},
+        tags={"agreement": _tag(agreement.id), "partner": _tag(feed.partner), "zone": "identifiable"},
+        metadata={"contract": dg.MetadataValue.path(str(contract.path)),
+                  "table": feed.table, "purposes": agreement.purposes,
+                  "retention_months": agreement.retention_months,
+                  "allowed_columns": agreement.allowed_columns},
+        partitions_def=monthly_partitions,
+        pool=IDENTIFIABLE_POOL,
+    )
+    def _raw(context: dg.AssetExecutionContext, identifiable_db: DuckDBResource) -> dg.MaterializeResult:
+        settings = get_settings()
+        with identifiable_db.get_connection() as con:
+            # DuckDBResource only closes on success; an open handle would block readers in this process
+            try:
+                res = ingest_partition(con, feed, context.partition_key, settings.landing,
+                                       home=settings.home, opt_outs=read_opt_outs(settings.reference))
+            finally:
+                con.close()
+        context.log.info(f"{feed.source} {res.partition}: received {res.rows_received}, loaded "
+                         f"{res.rows_loaded}, quarantined {res.rows_quarantined} {res.quarantined_by_reason}")
+        return dg.MaterializeResult(metadata=materialisation_metadata(feed, res))
+
+    return _raw
+
+
+def build_src_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=src_key(feed),
+        group_name="pseudonymised",
+        owners=[contract.partner.owner],
+        description=f"Pseudonymised {feed.source}: record/person/household keys, UPRN, LSOA, coarsened "
+                    f"demographics and the feed's non-identifying columns. {feed.description}",
+        kinds={"duckdb"},
+        tags={"agreement": _tag(feed.agreement.id), "partner": _tag(feed.partner), "zone": "warehouse"},
+        deps=[raw_key(feed), *LINK_KEYS, dg.AssetKey(["ref", "postcodes"])],
+        pool=WAREHOUSE_POOL,
+    )
+    def _src(context: dg.AssetExecutionContext, warehouse_db: DuckDBResource,
+             identifiable_db: DuckDBResource) -> dg.MaterializeResult:
+        pz = pseudonymiser(get_settings())
+        with warehouse_db.get_connection() as con:
+            attach_identifiable(con, identifiable_db.database)
+            try:
+                rows = build_warehouse_source(con, feed, pz)
+            finally:
+                con.execute(f"DETACH {IDZ}")
+                con.close()
+        return dg.MaterializeResult(metadata={"dagster/row_count": dg.MetadataValue.int(rows),
+                                              "table": f"src.{feed.name}"})
+
+    return _src
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec(["ref", name], group_name="reference", kinds={"duckdb"},
+                        description=f"Reference table ref.{name} copied from <home>/reference/{name}.csv "
+                                    "(no personal data).", skippable=True)
+           for name in REFERENCE_TABLES],
+    pool=WAREHOUSE_POOL,
+    can_subset=True,
+)
+def reference_tables(context: dg.AssetExecutionContext, warehouse_db: DuckDBResource):
+    """Copy ``reference/*.csv`` into ``ref.*`` of the warehouse."""
+    from orchestration.lib.warehouse_sources import build_reference_tables
+
+    settings = get_settings()
+    with warehouse_db.get_connection() as con:
+        written = set(build_reference_tables(con, settings.reference))
+        for key in context.selected_asset_keys:
+            table = f"ref.{key.path[-1]}"
+            if table in written:
+                rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                yield dg.MaterializeResult(asset_key=key, metadata={"dagster/row_count": int(rows)})
+
+
+def build_feed_assets(contracts: Contracts) -> list[dg.AssetsDefinition]:
+    assets: list[dg.AssetsDefinition] = []
+    for contract in contracts:
+        for feed in contract.feeds:
+            assets += [build_raw_asset(contract, feed), build_src_asset(contract, feed)]
+    return assets
