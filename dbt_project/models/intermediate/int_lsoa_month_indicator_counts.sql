@@ -1,0 +1,69 @@
+{#- Non-zero counts per LSOA x month x indicator. A view: the incremental mart filters it by month, and DuckDB pushes
+    that filter down. School sessions are sums (not rows): sessions possible is the denominator of absence rates. -#}
+{{ config(materialized='view') }}
+
+with
+
+events as (
+
+    select
+        lsoa_code,
+        event_month as month,
+        indicator,
+        count(*) as event_count
+    from {{ ref('int_events_joined_to_places') }}
+    where
+        lsoa_code is not null
+        and feed <> 'school_attendance'
+    group by lsoa_code, event_month, indicator
+
+),
+
+crimes_total as (
+
+    select
+        lsoa_code,
+        event_month as month,
+        'crimes_total' as indicator,
+        count(*) as event_count
+    from {{ ref('int_events_joined_to_places') }}
+    where
+        lsoa_code is not null
+        and feed = 'street_crimes'
+    group by lsoa_code, event_month
+
+),
+
+school_sums as (
+
+    select
+        lsoa_code,
+        event_month as month,
+        sum(sessions_possible) as school_sessions_possible,
+        sum(sessions_missed_unauthorised) as school_unauthorised_absence_sessions,
+        sum(suspensions) as school_suspensions
+    from {{ ref('stg_county_council__school_attendance') }}
+    where lsoa_code is not null
+    group by lsoa_code, event_month
+
+),
+
+school as (
+
+    {% for indicator in ['school_sessions_possible', 'school_unauthorised_absence_sessions', 'school_suspensions'] %}
+    select
+        lsoa_code,
+        month,
+        '{{ indicator }}' as indicator,
+        {{ indicator }} as event_count
+    from school_sums
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
+
+)
+
+select * from events
+union all
+select * from crimes_total
+union all
+select * from school

@@ -1,0 +1,3 @@
+{#- Per pseudonymised household: agencies known to, events by agency and period, multiple-needs flag. -#}
+
+{{ footprint('household_key') }}

@@ -1,0 +1,35 @@
+with
+
+source as (
+
+    select * from {{ source('district_councils', 'asb_complaints') }}
+
+),
+
+renamed as (
+
+    select
+        -- keys
+        record_key,
+        person_key,
+        household_key,
+        cast(uprn as bigint) as uprn,
+        lsoa_code,
+        -- dates
+        cast(event_date as date) as event_date,
+        cast(event_month as date) as event_month,
+        cast(partition_month as date) as partition_month,
+        -- person (coarsened)
+        sex,
+        birth_year_month,
+        age_band,
+        ethnicity_group,
+        -- complaint
+        district_code,
+        category as asb_category,
+        status as complaint_status
+    from source
+
+)
+
+select * from renamed

@@ -1,0 +1,19 @@
+with
+
+source as (
+
+    select * from {{ source('reference', 'msoas') }}
+
+),
+
+renamed as (
+
+    select
+        msoa_code,
+        district_code,
+        msoa_name
+    from source
+
+)
+
+select * from renamed

@@ -1,0 +1,203 @@
+"""Run the dbt project (``dbt_project/``) as plain functions: build, parse, docs, and publish the outputs.
+
+dbt runs in process through ``dbt.cli.main.dbtRunner`` with the environment derived from
+:func:`orchestration.lib.config.get_settings`: ``PLACELINK_WAREHOUSE_DB`` (the profile's DuckDB path) and
+``PLACELINK_DBT_TARGET`` (``local`` or ``production``). No Dagster import here: the Dagster assets in
+``orchestration/defs/dbt`` and the ``placelink build|publish|dbt-docs`` commands both call these functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestration.lib.config import Settings, get_settings
+from orchestration.lib.errors import PlacelinkError
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+#: Tables written to ``published/`` as Parquet and CSV by :func:`publish`.
+PUBLISHED_TABLES = ("place_monthly_indicators",)
+
+
+def dbt_env(settings: Settings | None = None) -> dict[str, str]:
+    """The environment variables dbt's ``profiles.yml`` reads, from the one settings function."""
+    s = settings or get_settings()
+    return {
+        "PLACELINK_WAREHOUSE_DB": str(s.warehouse_db),
+        "PLACELINK_DBT_TARGET": "production" if s.env == "production" else "local",
+        "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+        "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),
+        # dbt would otherwise phone home (anonymous usage stats) and check for a new version: no internet here.
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DBT_VERSION_CHECK": "false",
+        "DBT_LOG_PATH": str(DBT_PROJECT_DIR / "logs"),
+    }
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    # dbt reads env_var() from os.environ of this process; set them for the call and restore afterwards.
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def normalise_month(month: str | None) -> str | None:
+    """``2025-03`` or ``2025-03-01`` -> ``2025-03-01``; None stays None. Anything else is a user error."""
+    if month is None or str(month).strip() == "":
+        return None
+    text = str(month).strip()
+    m = re.fullmatch(r"(\d{4})-(\d{2})(?:-01)?", text)
+    if not m or not 1 <= int(m.group(2)) <= 12:
+        raise PlacelinkError(f"month {text!r} is not a month", where="--month",
+                             fix="use YYYY-MM (e.g. 2025-03) or the first of the month (2025-03-01)")
+    return f"{m.group(1)}-{m.group(2)}-01"
+
+
+def dbt_vars(month: str | None = None, threshold: int | None = None) -> dict[str, object]:
+    """The ``--vars`` for one run: the month to rebuild (if any) and the disclosure threshold override."""
+    out: dict[str, object] = {}
+    m = normalise_month(month)
+    if m:
+        out["month"] = m
+    if threshold is not None:
+        out["disclosure_threshold"] = int(threshold)
+    return out
+
+
+def build_args(command: str = "build", select: Sequence[str] | None = None, month: str | None = None,
+               threshold: int | None = None, full_refresh: bool = False, extra: Sequence[str] = ()) -> list[str]:
+    """dbt CLI arguments (without the leading ``dbt``) for a command; pure, so tests call it directly."""
+    args = [*command.split(), "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    if select:
+        args += ["--select", *select]
+    v = dbt_vars(month, threshold)
+    if v and command not in ("parse", "deps", "clean"):
+        args += ["--vars", json.dumps(v)]
+    if full_refresh and command in ("build", "run", "seed"):
+        args.append("--full-refresh")
+    return args + list(extra)
+
+
+@dataclass
+class DbtRunResult:
+    success: bool
+    args: list[str]
+    results: list[dict] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[dict]:
+        return [r for r in self.results if r["status"] in ("error", "fail", "runtime error")]
+
+
+def run_dbt(args: Sequence[str], settings: Settings | None = None, raise_on_failure: bool = True) -> DbtRunResult:
+    """Run dbt in this process with the placelink environment and return what happened to each node."""
+    from dbt.cli.main import dbtRunner
+
+    s = settings or get_settings()
+    if args and args[0] in ("build", "run", "seed", "test", "docs", "show") and not s.warehouse_db.exists():
+        raise PlacelinkError(f"no warehouse at {s.warehouse_db}", where="dbt",
+                             fix="run `placelink pseudonymise` (or `placelink demo`) first")
+    with _environ(dbt_env(s)):
+        res = dbtRunner().invoke(list(args))
+    results = []
+    for r in getattr(res.result, "results", None) or []:
+        node = getattr(r, "node", None)
+        results.append({"unique_id": getattr(node, "unique_id", "?"), "status": str(r.status),
+                        "message": r.message, "execution_time": r.execution_time})
+    out = DbtRunResult(success=bool(res.success), args=list(args), results=results)
+    if raise_on_failure and not out.success:
+        detail = "; ".join(f"{r['unique_id']}: {r['message']}" for r in out.failures[:5]) or str(res.exception)
+        raise PlacelinkError(f"dbt {args[0]} failed: {detail}", where=str(DBT_PROJECT_DIR),
+                             fix="read dbt_project/logs/dbt.log; rerun with `placelink build --select <model>`")
+    return out
+
+
+def build(select: Sequence[str] | None = None, month: str | None = None, threshold: int | None = None,
+          full_refresh: bool = False, settings: Settings | None = None) -> DbtRunResult:
+    """``dbt build``: seeds, models and their tests (a failing test stops its children)."""
+    return run_dbt(build_args("build", select, month, threshold, full_refresh), settings)
+
+
+def parse(settings: Settings | None = None) -> Path:
+    """``dbt parse``: write ``dbt_project/target/manifest.json`` (no database needed). Returns its path."""
+    s = settings or get_settings()
+    with _environ(dbt_env(s)):
+        from dbt.cli.main import dbtRunner
+
+        res = dbtRunner().invoke(build_args("parse"))
+    manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
+    if not res.success or not manifest.exists():
+        raise PlacelinkError(f"dbt parse failed: {res.exception}", where=str(DBT_PROJECT_DIR),
+                             fix="run `uv run dbt parse --project-dir dbt_project --profiles-dir dbt_project`")
+    return manifest
+
+
+def manifest_is_stale(manifest: Path | None = None) -> bool:
+    """True when the manifest is missing or older than any file of the dbt project it describes."""
+    manifest = manifest or DBT_PROJECT_DIR / "target" / "manifest.json"
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    for sub in ("models", "macros", "seeds", "tests", "analyses"):
+        for path in (DBT_PROJECT_DIR / sub).rglob("*"):
+            if path.is_file() and path.stat().st_mtime > built:
+                return True
+    return any((DBT_PROJECT_DIR / f).stat().st_mtime > built for f in ("dbt_project.yml", "profiles.yml"))
+
+
+def ensure_manifest(settings: Settings | None = None) -> Path:
+    """Return a current manifest, running ``dbt parse`` (a few seconds) only when it is missing or outdated."""
+    manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
+    if manifest_is_stale(manifest):
+        parse(settings)
+    return manifest
+
+
+def docs_generate(settings: Settings | None = None) -> Path:
+    """``dbt docs generate`` against the warehouse; returns the folder holding ``index.html``."""
+    run_dbt(build_args("docs generate"), settings)
+    return DBT_PROJECT_DIR / "target"
+
+
+def publish(settings: Settings | None = None) -> list[Path]:
+    """Write every ``published.*`` table to ``<home>/published/<table>.parquet`` and ``.csv``.
+
+    Only the disclosure-controlled tables leave the warehouse; nothing else is exported.
+    """
+    import duckdb
+
+    s = settings or get_settings()
+    if not s.warehouse_db.exists():
+        raise PlacelinkError(f"no warehouse at {s.warehouse_db}", where="publish",
+                             fix="run `placelink build` first")
+    s.published.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    con = duckdb.connect(str(s.warehouse_db), read_only=True)
+    try:
+        present = {r[0] for r in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'published'").fetchall()}
+        for table in PUBLISHED_TABLES:
+            if table not in present:
+                raise PlacelinkError(f"published.{table} does not exist", where=str(s.warehouse_db),
+                                     fix="run `placelink build` (dbt builds the published schema) first")
+            query = f"select * from published.{table} order by month, indicator, geography_level, area_code"
+            for ext, opts in (("parquet", "(format parquet)"), ("csv", "(format csv, header)")):
+                path = s.published / f"{table}.{ext}"
+                con.execute(f"copy ({query}) to '{path}' {opts}")
+                written.append(path)
+    finally:
+        con.close()
+    return written

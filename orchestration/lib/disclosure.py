@@ -1,0 +1,360 @@
+"""Statistical disclosure control for the published place tables (DESIGN.md "Disclosure control").
+
+Primary suppression (counts 1..threshold-1; zeros stay zeros) is a SQL macro in ``dbt_project/macros/disclosure.sql``
+pinned by dbt ``unit_tests``. *Secondary* suppression lives here, in Python, because it is a property of a whole
+table's margin equations (LSOA cells add up to ward, MSOA and district totals; districts add up to the county) and
+is iterative: protecting one cell can expose another. SQL would need a recursive fixpoint over a linear-algebra test;
+numpy does it in a few lines. The dbt Python model ``published.place_monthly_indicators`` calls
+:func:`protect_place_table`, so the published table and files are exactly what this module emits.
+
+We write this rather than use a library: the established SDC tools (sdcTable, tau-Argus) are R/Java programs, and
+no maintained Python package covers cell suppression over hierarchical tables.
+
+The attacker model the tests check (:func:`attacker_bounds`): the published file shows every unsuppressed cell and
+total; suppressed cells are known to be >= 1 (zeros are published). For every suppressed cell we require that the
+margin equations do not pin it: not determined by linear algebra, and (checked by linear programming) its minimum
+and maximum feasible values differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from orchestration.lib.errors import PlacelinkError
+
+DEFAULT_THRESHOLD = 5
+LEVELS = ("lsoa", "ward", "msoa", "district", "county")
+CELL_COLUMNS = ("geography_level", "area_code", "month", "indicator", "event_count", "population")
+
+
+@dataclass(frozen=True)
+class MarginStructure:
+    """The cells of one month x indicator table in a fixed order, and its margin equations.
+
+    ``equations[j]`` is ``(total_index, child_indices)``: ``value[total] == sum(value[children])``.
+    """
+
+    cells: pd.DataFrame  # geography_level, area_code in variable order
+    equations: tuple[tuple[int, np.ndarray], ...]
+    #: Redundant equations (district = sum of its wards, = sum of its MSOAs). They add nothing to linear algebra but
+    #: let interval propagation see aggregates an attacker would use.
+    implied: tuple[tuple[int, np.ndarray], ...] = ()
+
+    @property
+    def size(self) -> int:
+        return len(self.cells)
+
+    def matrix(self) -> np.ndarray:
+        """Equations as rows of A with A @ values == 0."""
+        a = np.zeros((len(self.equations), self.size))
+        for j, (total, children) in enumerate(self.equations):
+            a[j, total] = 1.0
+            a[j, children] = -1.0
+        return a
+
+
+def margin_structure(hierarchy: pd.DataFrame) -> MarginStructure:
+    """Build the margin equations from the LSOA hierarchy (``lsoa_code, ward_code, msoa_code, district_code``).
+
+    Every ward, MSOA and district total equals the sum of its LSOAs; the county equals the sum of the districts.
+    (District = sum of wards and = sum of MSOAs follow from these, so they add nothing.)
+    """
+    missing = {"lsoa_code", "ward_code", "msoa_code", "district_code"} - set(hierarchy.columns)
+    if missing:
+        raise PlacelinkError(f"hierarchy lacks columns {sorted(missing)}", where="disclosure.margin_structure",
+                             fix="pass marts.dim_lsoa (lsoa_code, ward_code, msoa_code, district_code)")
+    h = hierarchy.sort_values("lsoa_code").reset_index(drop=True)
+    rows: list[tuple[str, str]] = [("lsoa", c) for c in h["lsoa_code"]]
+    for level in ("ward", "msoa", "district"):
+        rows += [(level, c) for c in sorted(h[f"{level}_code"].dropna().unique())]
+    rows.append(("county", "county"))
+    index = {key: i for i, key in enumerate(rows)}
+    lsoa_idx = np.arange(len(h))
+    equations = []
+    for level in ("ward", "msoa", "district"):
+        for code, members in h.groupby(f"{level}_code").groups.items():
+            equations.append((index[(level, code)], lsoa_idx[np.asarray(members)]))
+    districts = np.array([i for (lvl, _), i in index.items() if lvl == "district"])
+    equations.append((index[("county", "county")], districts))
+    implied = []
+    for level in ("ward", "msoa"):
+        parents = h[[f"{level}_code", "district_code"]].drop_duplicates()
+        for dcode, group in parents.groupby("district_code"):
+            implied.append((index[("district", dcode)],
+                            np.array([index[(level, c)] for c in sorted(group[f"{level}_code"])])))
+    cells = pd.DataFrame(rows, columns=["geography_level", "area_code"])
+    return MarginStructure(cells=cells, equations=tuple(equations), implied=tuple(implied))
+
+
+def _determined(a: np.ndarray, unknown: np.ndarray) -> np.ndarray:
+    """Indices (into ``unknown``) of suppressed cells the equations determine exactly.
+
+    x_i is determined by A_U x_U = b iff every null-space vector of A_U is zero at i.
+    """
+    if unknown.size == 0:
+        return np.array([], dtype=int)
+    sub = a[:, unknown]
+    sub = sub[np.any(sub != 0, axis=1)]
+    if sub.shape[0] == 0:
+        return np.array([], dtype=int)
+    _, s, vt = np.linalg.svd(sub, full_matrices=True)
+    rank = int(np.sum(s > 1e-9))
+    null = vt[rank:].T  # columns span the null space
+    if null.shape[1] == 0:
+        return np.arange(unknown.size)
+    return np.flatnonzero(np.linalg.norm(null, axis=1) < 1e-9)
+
+
+def secondary_suppression(values: np.ndarray, primary: np.ndarray, structure: MarginStructure,
+                          threshold: int = DEFAULT_THRESHOLD, max_rounds: int = 10_000) -> np.ndarray:
+    """Extend the primary suppression pattern until no suppressed cell can be recovered from the margins.
+
+    Rules, applied until nothing changes (each round only adds suppressions, so it terminates):
+
+    1. An equation with exactly one suppressed cell gives it away: suppress one more.
+    2. The suppressed cells of an equation add up to a published residual (total minus shown cells); if that
+       residual is below ``threshold`` or no larger than the number of suppressed cells, it is itself a small count
+       or pins the cells: suppress one more.
+    3. A suppressed cell that the whole system determines (null-space test), or whose derived bounds leave it one
+       possible value (interval propagation, :func:`_intervals`), gets the cheapest extra suppression that frees it.
+
+    "One more" is the unsuppressed, non-zero cell with the smallest count in that equation (least information lost;
+    zeros are never suppressed because zeros are published), preferring area cells to the equation's total.
+
+    Args:
+        values: true counts in ``structure`` order.
+        primary: boolean mask of primary-suppressed cells.
+        structure: from :func:`margin_structure`.
+        threshold: counts 1..threshold-1 are primary-suppressed.
+
+    Returns:
+        Boolean mask of every suppressed cell (primary and secondary).
+    """
+    values = np.asarray(values, dtype=float)
+    suppressed = np.asarray(primary, dtype=bool).copy()
+    eqs = structure.equations
+    all_eqs = structure.equations + structure.implied
+
+    def add_partner(total: int, children: np.ndarray) -> bool:
+        for group in (children, np.array([total])):
+            free = group[(~suppressed[group]) & (values[group] > 0)]
+            if free.size:
+                pick = free[np.lexsort((free, values[free]))[0]]
+                suppressed[pick] = True
+                return True
+        return False
+
+    matrix = None
+    for _ in range(max_rounds):
+        changed = False
+        for total, children in all_eqs:
+            members = np.concatenate(([total], children))
+            hidden = members[suppressed[members]]
+            k = hidden.size
+            if k == 0 or k == len(members):
+                continue  # nothing hidden, or nothing published: the equation reveals nothing
+            if k == 1:
+                weak = True
+            elif suppressed[total]:
+                weak = False  # one relation among k >= 2 unknowns; combinations are caught by rule 3
+            else:
+                residual = values[children][suppressed[children]].sum()
+                weak = residual < threshold or residual <= k
+            if weak and add_partner(total, children):
+                changed = True
+        if changed:
+            continue
+        if matrix is None:
+            matrix = structure.matrix()
+        unknown = np.flatnonzero(suppressed)
+        pinned = unknown[_determined(matrix, unknown)]
+        if pinned.size == 0:
+            pinned = _pinned_by_bounds(values, suppressed, all_eqs)
+        for i in pinned:
+            if _unpin(i, matrix, suppressed, values, all_eqs):
+                changed = True
+                break
+        if not changed and pinned.size:
+            # No single extra cell frees it: fall back to hiding every non-zero cell of the table (safe, rare).
+            suppressed |= values > 0
+            return suppressed
+        if not changed:
+            return suppressed
+    raise PlacelinkError("secondary suppression did not converge", where="disclosure.secondary_suppression",
+                         fix="report this table; raise max_rounds")
+
+
+def _intervals(values: np.ndarray, suppressed: np.ndarray, eqs: tuple[tuple[int, np.ndarray], ...],
+               max_passes: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds an attacker can derive for every cell by propagating the margin equations (interval arithmetic).
+
+    Shown cells are fixed; hidden cells start at [1, inf) because zeros are published. Each pass tightens a total
+    to [sum of children's lows, sum of children's highs] and each child to [total low - others' highs,
+    total high - others' lows]. Cheaper than a linear program per cell, and it catches the attacks that matter
+    here: small residuals whose lower bounds leave a cell only one possible value.
+    """
+    lo = np.where(suppressed, 1.0, values)
+    hi = np.where(suppressed, np.inf, values)
+    active = [(t, ch) for t, ch in eqs if suppressed[t] or suppressed[ch].any()]
+    for _ in range(max_passes):
+        changed = False
+        for t, ch in active:
+            clo, chi = lo[ch], hi[ch]
+            sum_lo = clo.sum()
+            finite = np.isfinite(chi)
+            n_inf = int((~finite).sum())
+            sum_hi_finite = chi[finite].sum()
+            new_lo_t = max(lo[t], sum_lo)
+            new_hi_t = min(hi[t], np.inf if n_inf else sum_hi_finite)
+            others_hi = np.where(
+                (n_inf - (~finite).astype(int)) > 0, np.inf, sum_hi_finite - np.where(finite, chi, 0.0))
+            others_lo = sum_lo - clo
+            new_clo = np.maximum(clo, new_lo_t - others_hi)
+            new_chi = np.minimum(chi, new_hi_t - others_lo)
+            if (new_lo_t > lo[t] + 1e-9 or new_hi_t < hi[t] - 1e-9 or np.any(new_clo > clo + 1e-9)
+                    or np.any(new_chi < chi - 1e-9)):
+                changed = True
+                lo[t], hi[t] = new_lo_t, new_hi_t
+                lo[ch], hi[ch] = new_clo, new_chi
+        if not changed:
+            break
+    return lo, hi
+
+
+def _pinned_by_bounds(values, suppressed, eqs) -> np.ndarray:
+    lo, hi = _intervals(values, suppressed, eqs)
+    return np.flatnonzero(suppressed & (hi - lo < 0.5))
+
+
+def _unpin(cell: int, matrix: np.ndarray, suppressed: np.ndarray, values: np.ndarray,
+           eqs: tuple[tuple[int, np.ndarray], ...], max_candidates: int = 25) -> bool:
+    """Suppress the cheapest extra cell that stops ``cell`` being determined; True if one was found.
+
+    Candidates are the shown, non-zero cells of equations that already hide something (only those can add
+    uncertainty to the hidden cells), tried smallest count first.
+    """
+    touched = [np.concatenate(([t], ch)) for t, ch in eqs if suppressed[t] or suppressed[ch].any()]
+    pool = np.unique(np.concatenate(touched)) if touched else np.array([], dtype=int)
+    pool = pool[(~suppressed[pool]) & (values[pool] > 0)]
+    for candidate in pool[np.lexsort((pool, values[pool]))][:max_candidates]:
+        suppressed[candidate] = True
+        unknown = np.flatnonzero(suppressed)
+        if cell not in unknown[_determined(matrix, unknown)] and cell not in _pinned_by_bounds(
+                values, suppressed, eqs):
+            return True
+        suppressed[candidate] = False
+    return False
+
+
+def protect_place_table(cells: pd.DataFrame, hierarchy: pd.DataFrame,
+                        threshold: int = DEFAULT_THRESHOLD) -> pd.DataFrame:
+    """Apply primary and secondary suppression to every month x indicator table and return the published rows.
+
+    Args:
+        cells: ``geography_level, area_code, month, indicator, event_count, population`` for every level in
+            :data:`LEVELS` (``marts.place_indicator_cells``).
+        hierarchy: ``lsoa_code, ward_code, msoa_code, district_code`` (``marts.dim_lsoa``).
+        threshold: counts 1..threshold-1 are suppressed; zeros are kept.
+
+    Returns:
+        One row per input cell: ``geography_level, area_code, month, indicator, event_count`` (null when
+        suppressed), ``population``, ``rate_per_1000`` (only where the count is shown), ``is_suppressed``.
+    """
+    if threshold < 2:
+        raise PlacelinkError(f"disclosure threshold {threshold} would suppress nothing",
+                             where="var disclosure_threshold", fix="use 5 (the default) or more")
+    missing = set(CELL_COLUMNS) - set(cells.columns)
+    if missing:
+        raise PlacelinkError(f"cells lack columns {sorted(missing)}", where="disclosure.protect_place_table",
+                             fix="pass marts.place_indicator_cells")
+    structure = margin_structure(hierarchy)
+    order = structure.cells.assign(_var=np.arange(structure.size))
+    frame = cells.merge(order, on=["geography_level", "area_code"], how="left", validate="many_to_one")
+    if frame["_var"].isna().any():
+        bad = frame.loc[frame["_var"].isna(), ["geography_level", "area_code"]].drop_duplicates().head(3)
+        raise PlacelinkError(f"cells for areas missing from the hierarchy: {bad.to_dict('records')}",
+                             where="marts.place_indicator_cells", fix="rebuild marts.dim_lsoa and the place marts")
+    frame["_var"] = frame["_var"].astype(int)
+    frame["is_suppressed"] = False
+    counts = frame["event_count"].fillna(0).to_numpy(dtype=float)
+    out_flags = np.zeros(len(frame), dtype=bool)
+    for _, idx in frame.groupby(["month", "indicator"], sort=True).indices.items():
+        values = np.zeros(structure.size)
+        present = np.zeros(structure.size, dtype=bool)
+        var = frame["_var"].to_numpy()[idx]
+        values[var] = counts[idx]
+        present[var] = True
+        primary = (values >= 1) & (values < threshold)
+        flags = secondary_suppression(values, primary, structure, threshold)
+        out_flags[idx] = flags[var]
+    frame["is_suppressed"] = out_flags
+    shown = ~frame["is_suppressed"]
+    published = pd.DataFrame({
+        "geography_level": frame["geography_level"].astype(str),
+        "area_code": frame["area_code"].astype(str),
+        "month": frame["month"],
+        "indicator": frame["indicator"].astype(str),
+        "event_count": frame["event_count"].where(shown).astype("Int64"),
+        "population": frame["population"].astype("Int64"),
+    })
+    pop = frame["population"].astype(float)
+    rate = (1000.0 * frame["event_count"].astype(float) / pop.where(pop > 0)).round(3)
+    published["rate_per_1000"] = rate.where(shown)
+    published["is_suppressed"] = frame["is_suppressed"].astype(bool)
+    return published.sort_values(["month", "indicator", "geography_level", "area_code"]).reset_index(drop=True)
+
+
+def attacker_bounds(published: pd.DataFrame, hierarchy: pd.DataFrame,
+                    month=None, indicator: str | None = None) -> pd.DataFrame:
+    """What an attacker can learn about each suppressed cell of one published month x indicator table.
+
+    Solves min and max of every suppressed cell subject to the margin equations, the published values and
+    ``cell >= 1`` (zeros are published, so a hidden cell is at least 1). Uses ``scipy.optimize.linprog``.
+
+    Returns:
+        ``geography_level, area_code, lower, upper`` per suppressed cell (``upper`` is inf when unbounded).
+    """
+    from scipy.optimize import linprog
+
+    table = published
+    if month is not None:
+        table = table[table["month"] == month]
+    if indicator is not None:
+        table = table[table["indicator"] == indicator]
+    structure = margin_structure(hierarchy)
+    order = structure.cells.assign(_var=np.arange(structure.size))
+    t = table.merge(order, on=["geography_level", "area_code"], how="inner")
+    hidden = t.loc[t["is_suppressed"], "_var"].to_numpy(dtype=int)
+    if hidden.size == 0:
+        return pd.DataFrame(columns=["geography_level", "area_code", "lower", "upper"])
+    known = t.loc[~t["is_suppressed"], ["_var", "event_count"]]
+    values = np.zeros(structure.size)
+    values[known["_var"].to_numpy(dtype=int)] = known["event_count"].to_numpy(dtype=float)
+    a = structure.matrix()
+    a_u = a[:, hidden]
+    b = -(a @ values)  # A_U x_U + A_K x_K = 0  ->  A_U x_U = -A_K x_K
+    keep = np.any(a_u != 0, axis=1)
+    a_u, b = a_u[keep], b[keep]
+    rows = []
+    for j, var in enumerate(hidden):
+        c = np.zeros(hidden.size)
+        c[j] = 1.0
+        bounds = [(1, None)] * hidden.size
+        lo = linprog(c, A_eq=a_u, b_eq=b, bounds=bounds, method="highs")
+        hi = linprog(-c, A_eq=a_u, b_eq=b, bounds=bounds, method="highs")
+        if lo.status != 0:
+            raise PlacelinkError(f"margin equations infeasible for {structure.cells.iloc[var].to_dict()}",
+                                 where="disclosure.attacker_bounds", fix="published totals are inconsistent")
+        upper = -hi.fun if hi.status == 0 else float("inf")
+        rows.append((*structure.cells.iloc[var].tolist(), lo.fun, upper))
+    return pd.DataFrame(rows, columns=["geography_level", "area_code", "lower", "upper"])
+
+
+def suppressed_fraction(published: pd.DataFrame, levels: Sequence[str] = LEVELS) -> dict[str, float]:
+    """Share of suppressed cells per geography level (for reports and the benchmark)."""
+    p = published[published["geography_level"].isin(levels)]
+    return {str(k): float(v) for k, v in p.groupby("geography_level")["is_suppressed"].mean().items()}
