@@ -57,6 +57,40 @@ def where(home: HomeOption = None) -> None:
 
 
 @app.command()
+def generate(
+    scale: Annotated[str, typer.Option(help="tiny (~3k residents), small (~20k), medium (~200k), county (~1.5M).")] = "small",
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same county.")] = 42,
+    months: Annotated[int | None, typer.Option(help="Months of events (default 24; 12 at county scale).")] = None,
+    start: Annotated[str, typer.Option(help="First month of events, YYYY-MM.")] = "2024-11",
+    out: Annotated[Path | None, typer.Option(help="Home to write into (default: the placelink home).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Generate the synthetic county: partner drops in landing/, reference/ data and ground truth in truth/."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from orchestration.lib.synthetic import generate_county
+
+    target = out if out is not None else _settings(home).home
+    with Progress(TextColumn("[bold]{task.description:12}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), console=console, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def report(stage: str, fraction: float) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=1.0)
+            bar.update(tasks[stage], completed=fraction)
+
+        summary = generate_county(target, scale=scale, seed=seed, months=months, start=start, progress=report)
+    typer.echo(f"{summary.scale} county (seed {summary.seed}): {summary.residents:,} residents, "
+               f"{summary.lsoas} LSOAs, {summary.uprns:,} addresses, {summary.months} months from {summary.start}")
+    for key, count in summary.records.items():
+        typer.echo(f"  {key:48} {count:>10,}")
+    typer.echo(f"  {'total records':48} {summary.total_records:>10,}  ({summary.files} files, "
+               f"{summary.defects:,} injected defects) in {summary.seconds}s")
+    typer.echo(f"wrote {target}/landing, {target}/reference and {target}/truth (ground truth: never ingested)")
+
+
+@app.command()
 def refresh(
     full: Annotated[bool, typer.Option("--full", help="Reload every month that has drops and rebuild everything.")] = False,
     home: HomeOption = None,
