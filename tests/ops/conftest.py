@@ -29,3 +29,13 @@ def fixture_defs(settings):
     from tests.ops.fixture_location import build_fixture_defs
 
     return build_fixture_defs()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server on 127.0.0.1 for the whole test session (stopped at the end)."""
+    from tests.ops.postgres_server import start_postgres
+
+    server = start_postgres()
+    yield server
+    server.stop()
