@@ -22,3 +22,27 @@ def _isolated_home(tmp_path, monkeypatch):
     """No test may touch the developer's ./.placelink: default every test to its own empty home."""
     monkeypatch.setenv("PLACELINK_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PLACELINK_ENV", "local")
+
+
+@pytest.fixture(scope="session")
+def small_county(tmp_path_factory) -> Path:
+    """The small synthetic county (seed 42, 24 months from 2024-11), generated ONCE per test run.
+
+    Returns the home folder holding ``landing/``, ``reference/`` and ``truth/``. Treat it as read-only:
+    copy it (``shutil.copytree``) before a test writes into the home.
+    """
+    from orchestration.lib.synthetic import generate_county
+
+    home = tmp_path_factory.mktemp("small_county")
+    generate_county(home, scale="small", seed=42)
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_county(tmp_path_factory) -> Path:
+    """A tiny county (~3k residents, seed 42, 24 months) for fast tests; read-only like ``small_county``."""
+    from orchestration.lib.synthetic import generate_county
+
+    home = tmp_path_factory.mktemp("tiny_county")
+    generate_county(home, scale="tiny", seed=42)
+    return home
