@@ -142,6 +142,67 @@ def match(
     for key, value in out.items():
         typer.echo(f"{key:36} {value}")
 
+@app.command()
+def ingest(
+    partner: Annotated[str | None, typer.Option(help="Only this partner (a contract in orchestration/feeds/).")] = None,
+    feed: Annotated[str | None, typer.Option(help="Only this feed of the partner.")] = None,
+    month: Annotated[str | None, typer.Option(help="Only this monthly partition, YYYY-MM.")] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Drop what the feed(s) loaded before, then reload "
+                                          "every month (after an agreed contract change).")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Load partner drops from landing/ into the identifiable zone: contract checks, quarantine, agreements."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from orchestration.lib.ingest import ingest as run_ingest
+
+    settings = _settings(home)
+    totals = {"received": 0, "loaded": 0, "quarantined": 0}
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("ingest", total=None)
+
+        def report(f, part, res, error) -> None:
+            bar.update(task, advance=1, description=f"{f.source} {part[:7]}")
+            if res is not None:
+                totals["received"] += res.rows_received
+                totals["loaded"] += res.rows_loaded
+                totals["quarantined"] += res.rows_quarantined
+                reasons = ", ".join(f"{k} {v}" for k, v in sorted(res.quarantined_by_reason.items()))
+                bar.console.print(f"{f.source:44} {part[:7]}  received {res.rows_received:>7,}  loaded "
+                                  f"{res.rows_loaded:>7,}  quarantined {res.rows_quarantined:>5,}"
+                                  + (f"  ({reasons})" if reasons else ""), highlight=False)
+            else:
+                bar.console.print(f"[red]{f.source} {part[:7]} FAILED:[/] {error}", highlight=False)
+
+        out = run_ingest(settings, partner=partner, feed=feed, month=month, rebuild=rebuild, progress=report)
+    typer.echo(f"{len(out.results)} partitions: received {totals['received']:,}, loaded {totals['loaded']:,}, "
+               f"quarantined {totals['quarantined']:,} -> {settings.identifiable_db}")
+    if out.failures:
+        raise PlacelinkError(f"{len(out.failures)} feed partition(s) failed; nothing was loaded for them: "
+                             + "; ".join(f"{f} {p[:7]}" for f, p, _ in out.failures),
+                             fix="read the messages above (schema change or agreement), then rerun")
+
+
+@app.command()
+def pseudonymise(
+    partner: Annotated[str | None, typer.Option(help="Only this partner's feeds.")] = None,
+    feed: Annotated[str | None, typer.Option(help="Only this feed.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Write the pseudonymised src.* tables and ref.* into the warehouse (no clear identifiers leave)."""
+    from orchestration.lib.warehouse_sources import build_warehouse_sources
+
+    settings = _settings(home)
+    with console.status("pseudonymising"):
+        out = build_warehouse_sources(
+            settings, partner=partner, feed=feed,
+            progress=lambda f, n: console.print(f"[dim]pseudonymise:[/] src.{f.name} {n:,} rows", highlight=False))
+    for table, rows in out.items():
+        typer.echo(f"{table:48} {'not loaded yet' if rows < 0 else f'{rows:>10,}'}")
+    typer.echo(f"-> {settings.warehouse_db}")
+
+
 @app.callback()
 def _root() -> None:
     """placelink: share, match and store multi-agency data; build linked place-level tables; train models."""
