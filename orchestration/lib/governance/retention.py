@@ -94,7 +94,7 @@ def _identifiable(settings, feeds, today, dry_run, result) -> None:
                         [cutoff]).fetchall()]
                 n = _count_then_delete(con, qualified(*raw), where, [cutoff], dry_run)
                 result.deleted.append({"zone": "identifiable", "table": ".".join(raw), "feed": f["table"],
-                                       "cutoff": cutoff, "by": column, "rows": n})
+                                       "cutoff": cutoff.isoformat(), "by": column, "rows": n})
             link_ids = [f"{f['partner']}.{f['feed']}:{r}" for r in expired]
             for (schema, table), cols in tables.items():
                 if schema == "raw":
@@ -111,7 +111,7 @@ def _identifiable(settings, feeds, today, dry_run, result) -> None:
                     continue
                 if n:
                     result.deleted.append({"zone": "identifiable", "table": f"{schema}.{table}", "feed": f["table"],
-                                           "cutoff": cutoff, "by": "record_id/partition", "rows": n})
+                                           "cutoff": cutoff.isoformat(), "by": "record_id/partition", "rows": n})
 
 
 def _warehouse(settings, feeds, today, dry_run, result) -> None:
@@ -133,7 +133,7 @@ def _warehouse(settings, feeds, today, dry_run, result) -> None:
                 n = _count_then_delete(con, name, where, params, dry_run)
                 if n or schema == "src":
                     result.deleted.append({"zone": "warehouse", "table": f"{schema}.{table}", "feed": f["table"],
-                                           "cutoff": cutoff, "by": "event_date", "rows": n})
+                                           "cutoff": cutoff.isoformat(), "by": "event_date", "rows": n})
 
 
 def _landing(settings, feeds, today, dry_run, result) -> None:
@@ -149,4 +149,4 @@ def _landing(settings, feeds, today, dry_run, result) -> None:
                 if not dry_run:
                     path.unlink()
                 result.deleted.append({"zone": "landing", "table": str(path.relative_to(settings.home)),
-                                       "feed": f["table"], "cutoff": cutoff, "by": "drop date", "rows": 1})
+                                       "feed": f["table"], "cutoff": cutoff.isoformat(), "by": "drop date", "rows": 1})

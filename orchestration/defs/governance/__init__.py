@@ -1,0 +1,88 @@
+"""Governance in Dagster: the weekly retention job and the daily audit-trail check (thin wrappers).
+
+The logic lives in ``orchestration.lib.governance``; these ops only call it. Retention deletes from each
+zone in its own op, declaring that zone's writer pool, so it never runs while a load or build writes the
+same DuckDB file.
+"""
+
+# no `from __future__ import annotations`: Dagster resolves the op config class from the live annotation
+import dagster as dg
+
+from orchestration.defs.resources import IDENTIFIABLE_POOL, WAREHOUSE_POOL
+from orchestration.lib.config import get_settings
+
+
+class RetentionConfig(dg.Config):
+    dry_run: bool = False
+    today: str | None = None       # YYYY-MM-DD; default: the run's date
+    feeds_dir: str | None = None   # default: orchestration/feeds
+
+
+def _retention(context: dg.OpExecutionContext, config: RetentionConfig, zone: str) -> dg.Output[int]:
+    import datetime as dt
+    from pathlib import Path
+
+    from orchestration.lib.governance.retention import apply_retention
+
+    result = apply_retention(get_settings(), zones=(zone,), dry_run=config.dry_run,
+                             today=dt.date.fromisoformat(config.today) if config.today else None,
+                             feeds_dir=Path(config.feeds_dir) if config.feeds_dir else None)
+    for d in result.deleted:
+        if d["rows"]:
+            context.log.info(f"{zone}: {d['table']} -{d['rows']} (before {d['cutoff']}, by {d['by']})")
+    return dg.Output(result.total, metadata={"rows_deleted": result.total, "dry_run": config.dry_run,
+                                             "tables": dg.MetadataValue.json(result.deleted)})
+
+
+@dg.op(pool=IDENTIFIABLE_POOL, description="Delete expired records from the identifiable zone.")
+def governance_retention_identifiable(context: dg.OpExecutionContext, config: RetentionConfig) -> dg.Output[int]:
+    return _retention(context, config, "identifiable")
+
+
+@dg.op(pool=WAREHOUSE_POOL, description="Delete expired records from the warehouse.")
+def governance_retention_warehouse(context: dg.OpExecutionContext, config: RetentionConfig) -> dg.Output[int]:
+    return _retention(context, config, "warehouse")
+
+
+@dg.op(description="Delete landing drops older than their feed's retention period.")
+def governance_retention_landing(context: dg.OpExecutionContext, config: RetentionConfig) -> dg.Output[int]:
+    return _retention(context, config, "landing")
+
+
+@dg.job(description="Enforce every feed agreement's retention period in every zone; each deletion is audited.",
+        tags={"placelink/domain": "governance"})
+def governance_retention_job():
+    governance_retention_identifiable()
+    governance_retention_warehouse()
+    governance_retention_landing()
+
+
+@dg.op(description="Recompute the audit trail's hash chain; fail if any row was changed, removed or inserted.")
+def governance_verify_audit(context: dg.OpExecutionContext) -> None:
+    from orchestration.lib.governance.audit import verify
+
+    result = verify(get_settings())
+    context.log.info(str(result))
+    if not result.ok:
+        raise dg.Failure(description=str(result), metadata={"problems": dg.MetadataValue.json(result.problems)})
+
+
+@dg.job(description="Daily tamper check of the audit trail.", tags={"placelink/domain": "governance"})
+def governance_audit_check_job():
+    governance_verify_audit()
+
+
+governance_retention_schedule = dg.ScheduleDefinition(
+    name="governance_retention_schedule", job=governance_retention_job, cron_schedule="0 4 * * 0",
+    execution_timezone="Europe/London", default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Sundays 04:00 Europe/London, after the nightly refresh: delete records past retention.")
+
+governance_audit_check_schedule = dg.ScheduleDefinition(
+    name="governance_audit_check_schedule", job=governance_audit_check_job, cron_schedule="30 6 * * *",
+    execution_timezone="Europe/London", default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="06:30 Europe/London daily: verify the audit trail's hash chain.")
+
+defs = dg.Definitions(
+    jobs=[governance_retention_job, governance_audit_check_job],
+    schedules=[governance_retention_schedule, governance_audit_check_schedule],
+)
