@@ -1,0 +1,90 @@
+"""NHS national data opt-out: an opted-out patient's NHS number (or anything else about them) is never loaded.
+
+Runs the real ingest stage (``orchestration.lib.ingest.ingest``) on a one-feed contract with
+``national_data_opt_out: true`` and then scans every table of every DuckDB file in the home.
+"""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+
+from orchestration.lib.config import get_settings
+from orchestration.lib.ingest import ingest
+
+CONTRACT = """
+partner: {id: nhs, name: Shire NHS Trust, owner: ig@nhs.example}
+feeds:
+  - id: ae_attendances
+    description: A&E attendances.
+    format: {type: jsonl, encoding: utf-8}
+    record_id: attendance_id
+    event_date: {column: arrival_datetime}
+    columns:
+      - {name: attendance_id, type: string, required: true}
+      - {name: nhs_number, type: string, identifier: direct}
+      - {name: forename, type: string, identifier: direct}
+      - {name: surname, type: string, identifier: direct}
+      - {name: arrival_datetime, type: datetime, required: true}
+    person: {given_name: forename, family_name: surname, nhs_number: nhs_number}
+    agreement:
+      id: DSA-NHS-TEST
+      purposes: [place_indicators]
+      lawful_basis: {article_6: "6(1)(e) public task", special_category: true,
+                     dpa_2018_condition: "DPA 2018 Sch.1 Part 1 para 2"}
+      allowed_columns: [attendance_id, nhs_number, forename, surname, arrival_datetime]
+      retention_months: 24
+      national_data_opt_out: {opt_out}
+"""
+ROWS = [
+    {"attendance_id": "A1", "nhs_number": "943 476 5919", "forename": "Zoe", "surname": "Keep",
+     "arrival_datetime": "2025-03-02T10:00:00"},
+    {"attendance_id": "A2", "nhs_number": "401-023-2137", "forename": "Olive", "surname": "Optout",
+     "arrival_datetime": "2025-03-03T11:30:00"},
+]
+
+
+def _home(tmp_path, opt_out: bool):
+    s = get_settings(home=tmp_path / "home").ensure()
+    feeds = tmp_path / "feeds"
+    feeds.mkdir()
+    (feeds / "nhs.yml").write_text(CONTRACT.replace("{opt_out}", "true" if opt_out else "false"))
+    s.reference.mkdir(parents=True, exist_ok=True)
+    (s.reference / "nhs_opt_outs.csv").write_text("nhs_number\n4010232137\n")
+    drop = s.landing / "nhs" / "ae_attendances" / "2025-03-04.jsonl"
+    drop.parent.mkdir(parents=True)
+    drop.write_text("\n".join(json.dumps(r) for r in ROWS) + "\n")
+    return s, feeds
+
+
+def _cells_containing(home, needles) -> dict[str, int]:
+    con = duckdb.connect(":memory:")
+    hits = {}
+    for i, db in enumerate(sorted(home.rglob("*.duckdb"))):
+        con.execute(f"ATTACH '{db}' AS d{i} (READ_ONLY)")
+        for schema, table in con.execute("SELECT table_schema, table_name FROM information_schema.tables "
+                                         "WHERE table_catalog = ?", [f"d{i}"]).fetchall():
+            for needle in needles:
+                n = con.execute(f'SELECT count(*) FROM d{i}."{schema}"."{table}" t '
+                                "WHERE regexp_replace(CAST(t AS VARCHAR), '[ -]', '', 'g') ILIKE ?",
+                                [f"%{needle}%"]).fetchone()[0]
+                if n:
+                    hits[f"{db.name}:{schema}.{table}:{needle}"] = n
+    con.close()
+    return hits
+
+
+def test_opted_out_nhs_numbers_are_never_loaded(tmp_path):
+    s, feeds = _home(tmp_path, opt_out=True)
+    report = ingest(s, feeds_dir=feeds)
+    assert report.ok, report.failures
+    assert _cells_containing(s.home, ["4010232137", "Olive", "Optout"]) == {}
+    # the other patient loads, so the scan would have found the opted-out one had it been loaded
+    assert _cells_containing(s.home, ["9434765919", "Zoe"])
+
+
+def test_control_without_the_agreement_flag_the_number_loads(tmp_path):
+    s, feeds = _home(tmp_path, opt_out=False)
+    assert ingest(s, feeds_dir=feeds).ok
+    assert _cells_containing(s.home, ["4010232137"])
