@@ -227,3 +227,20 @@ class Pseudonymiser:
 
 def pseudonymiser(settings: Settings) -> Pseudonymiser:
     return Pseudonymiser(load_key(settings))
+
+
+# --- the warehouse keys, for stages that must find a person's rows (governance: erasure, audit) ------
+
+def record_key(settings: Settings, record_id: str) -> str | None:
+    """``src.*.record_key`` of a standard ``record_id`` (``<partner>.<feed>:<id>``)."""
+    return pseudonymiser(settings).token("record", record_id)
+
+
+def person_key(settings: Settings, person_id: object) -> str | None:
+    """``src.*.person_key`` of a stable ``person_id`` from ``link.person_index``."""
+    return pseudonymiser(settings).token("person", None if person_id is None else str(person_id))
+
+
+def household_key(settings: Settings, household_id: object) -> str | None:
+    """``src.*.household_key`` of a stable ``household_id`` from ``link.household_index``."""
+    return pseudonymiser(settings).token("household", None if household_id is None else str(household_id))

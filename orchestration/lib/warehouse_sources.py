@@ -91,6 +91,19 @@ def _ethnicity_column(feed: Feed) -> str | None:
     return next((c.sql_name for c in feed.loaded_columns if "ethnic" in c.sql_name), None)
 
 
+def _ethnicity_lookup(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Code/label -> ONS group from ``ref.ethnicity_codes`` (scheme, code, label, ons_group) when present."""
+    db = con.execute("SELECT current_database()").fetchone()[0]
+    if not _has_table(con, db, "ref", "ethnicity_codes"):
+        return {}
+    out: dict[str, str] = {}
+    for code, label, group in con.execute("SELECT code, label, ons_group FROM ref.ethnicity_codes").fetchall():
+        for key in (code, label):
+            if key is not None and group:
+                out.setdefault(str(key).strip().upper(), str(group))
+    return out
+
+
 def build_warehouse_source(con: duckdb.DuckDBPyConnection, feed: Feed, pz: Pseudonymiser) -> int:
     """Create or replace ``src.<partner>__<feed>`` from the attached identifiable zone; return its rows.
 
@@ -163,7 +176,9 @@ def build_warehouse_source(con: duckdb.DuckDBPyConnection, feed: Feed, pz: Pseud
         out["birth_year_month"] = df["birth_year_month"]
         out["age"] = df["age"]
         out["age_band_raw"] = df["age_band_raw"]
-        groups = {v: ethnicity_group(v) for v in df["ethnicity_raw"].dropna().unique()}
+        known = _ethnicity_lookup(con)
+        groups = {v: known.get(str(v).strip().upper()) or ethnicity_group(v)
+                  for v in df["ethnicity_raw"].dropna().unique()}
         out["ethnicity_group"] = [groups.get(v, "Unknown") for v in values("ethnicity_raw")]
     for c in own:
         out[c] = df[c]
