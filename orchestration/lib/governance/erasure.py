@@ -127,23 +127,17 @@ class ErasureProof:
 
 
 def _person_key(settings: Settings, person_id: str) -> str | None:
-    """The warehouse ``person_key`` of a ``person_id`` (same HMAC kind as ``lib/warehouse_sources.py``)."""
-    from orchestration.lib import pseudonymise
+    """The warehouse ``person_key`` of a ``person_id`` (the pseudonymise stage's own function)."""
+    from orchestration.lib.pseudonymise import person_key
 
-    fn = getattr(pseudonymise, "person_key", None)
-    if fn is not None:
-        return fn(settings, person_id)
-    return pseudonymise.pseudonymiser(settings).token("person", person_id)
+    return person_key(settings, person_id)
 
 
 def _record_key(settings: Settings, record_id: str) -> str | None:
     """The warehouse ``record_key`` of a standard ``record_id`` (``<partner>.<feed>:<id>``)."""
-    from orchestration.lib import pseudonymise
+    from orchestration.lib.pseudonymise import record_key
 
-    fn = getattr(pseudonymise, "record_key", None)
-    if fn is not None:
-        return fn(settings, record_id)
-    return pseudonymise.pseudonymiser(settings).token("record", record_id)
+    return record_key(settings, record_id)
 
 
 def _resolve(settings: Settings, partner: str | None, record_id: str | None, person_key: str | None):
