@@ -94,9 +94,12 @@ class QualityResult:
         return [o for o in self.outcomes if defect in o.catches]
 
     def invalid_rows(self, severity: str | None = None) -> set[int]:
-        """Positions of rows failing at least one row-level expectation (optionally of one severity)."""
+        """Positions of rows with an invalid value: failing a row-level expectation other than "not null"
+        (that is completeness) or "duplicate" (its own rate), optionally of one severity."""
         rows: set[int] = set()
         for o in self.outcomes:
+            if o.expectation == "expect_column_values_to_not_be_null" or o.column == "_duplicate_of_earlier":
+                continue
             if severity is None or o.severity == severity:
                 rows.update(o.unexpected_index)
         return rows

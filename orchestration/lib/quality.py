@@ -1,0 +1,235 @@
+"""Data quality: run the GX suites in ``expectations/suites`` on DuckDB tables, and the partner scorecard.
+
+GX cannot validate a DuckDB table through SQLAlchemy here (DESIGN.md), so each table (or one monthly
+partition of a raw feed) is read into a DataFrame and validated by :mod:`expectations.runner`.
+
+Plain functions, no Dagster: the asset checks in ``orchestration/defs/quality`` and ``placelink quality``
+both call these.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from expectations.runner import QualityResult, validate_dataframe
+from expectations.suite import SuiteSpec, add_derived_columns, load_suites
+from orchestration.lib.config import Settings, get_settings
+from orchestration.lib.errors import PlacelinkError
+
+#: Plausible volume: this partition's rows within [LOW x, HIGH x] the median of up to VOLUME_MONTHS earlier
+#: partitions; with fewer than VOLUME_MIN_HISTORY months of history only "not empty" is checked.
+VOLUME_MONTHS = 6
+VOLUME_MIN_HISTORY = 3
+VOLUME_LOW, VOLUME_HIGH = 0.5, 2.0
+
+SCORECARD_TABLE = "quality.feed_scorecard"
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, name = table.split(".", 1)
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [schema, name]).fetchone()[0])
+
+
+def read_table(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, partition: str | None = None) -> pd.DataFrame:
+    """The table a suite guards as a DataFrame (one ``_partition`` of a raw feed if ``partition`` is given)."""
+    if not _table_exists(con, spec.table):
+        raise PlacelinkError(f"table {spec.table} does not exist", where=f"{spec.database} database",
+                             fix=f"materialise {spec.asset} first (placelink ingest / placelink build)")
+    if partition is not None and spec.kind == "feed":
+        return con.execute(f'SELECT * FROM {spec.table} WHERE "_partition" = CAST(? AS DATE) ORDER BY "_line"',
+                           [partition]).df()
+    return con.execute(f"SELECT * FROM {spec.table}").df()
+
+
+def volume_bounds(con: duckdb.DuckDBPyConnection, partner: str, feed: str, partition: str) -> tuple[int, int | None]:
+    """``(min, max)`` rows plausible for ``partition`` given the rows loaded in recent earlier partitions."""
+    if not _table_exists(con, "ops.load_log"):
+        return 1, None
+    history = con.execute(
+        """SELECT "partition", sum(rows_loaded) AS rows FROM ops.load_log
+           WHERE partner = ? AND feed = ? AND "partition" < CAST(? AS DATE) AND rows_loaded > 0
+           GROUP BY 1 ORDER BY 1 DESC LIMIT ?""", [partner, feed, partition, VOLUME_MONTHS]).df()
+    if len(history) < VOLUME_MIN_HISTORY:
+        return 1, None
+    median = float(history["rows"].median())
+    return max(1, math.floor(VOLUME_LOW * median)), math.ceil(VOLUME_HIGH * median)
+
+
+def validate_suite(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, *, partition: str | None = None,
+                   settings: Settings | None = None, docs: bool = True,
+                   today: pd.Timestamp | None = None) -> QualityResult:
+    """Validate the table of ``spec`` (optionally one partition) and build Data Docs under ``<home>/quality``."""
+    settings = settings or get_settings()
+    params: dict = {}
+    if today is not None:
+        params["today"] = pd.Timestamp(today)
+    if partition is not None and spec.kind == "feed" and spec.volume:
+        params["volume_min"], params["volume_max"] = volume_bounds(con, spec.partner, spec.feed, partition)
+    df = read_table(con, spec, partition)
+    quality_dir = settings.quality_dir if docs else None
+    if quality_dir is not None:
+        quality_dir.mkdir(parents=True, exist_ok=True)
+    return validate_dataframe(df, spec, params=params, quality_dir=quality_dir, partition=partition)
+
+
+def feed_suite(partner: str, feed: str) -> SuiteSpec:
+    for spec in load_suites("feed"):
+        if spec.partner == partner and spec.feed == feed:
+            return spec
+    raise PlacelinkError(f"no quality suite for feed {partner}.{feed}", where="expectations/suites",
+                         fix=f"add expectations/suites/{partner}__{feed}.yml (copy a neighbour's)")
+
+
+def run_quality(settings: Settings | None = None, *, partner: str | None = None, kind: str | None = None,
+                docs: bool = True) -> list[QualityResult]:
+    """Validate every suite whose table exists (feeds: the whole raw table), for ``placelink quality``.
+
+    Raw feeds are read from the identifiable zone read-only; marts/published from the warehouse.
+    """
+    settings = settings or get_settings()
+    results = []
+    specs = [s for s in load_suites(kind) if partner is None or s.partner == partner]
+    by_db: dict[str, list[SuiteSpec]] = {}
+    for spec in specs:
+        by_db.setdefault(spec.database, []).append(spec)
+    for database, group in by_db.items():
+        path = settings.identifiable_db if database == "identifiable" else settings.warehouse_db
+        if not Path(path).exists():
+            continue
+        with duckdb.connect(str(path), read_only=True) as con:
+            for spec in group:
+                if _table_exists(con, spec.table):
+                    results.append(validate_suite(con, spec, settings=settings, docs=docs))
+    return results
+
+
+# --- scorecard ------------------------------------------------------------------------------------------------
+def _drop_dates(source_files: pd.Series) -> pd.Series:
+    """Drop date from ``landing/<partner>/<feed>/<YYYY-MM-DD>.<ext>``."""
+    return pd.to_datetime(source_files.astype("string").str.extract(r"(\d{4}-\d{2}-\d{2})\.[^/]*$")[0],
+                          errors="coerce")
+
+
+def feed_scorecard_frame(con: duckdb.DuckDBPyConnection, spec: SuiteSpec,
+                         today: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Quality per month (partition) for one feed: aggregates only, never a record.
+
+    - ``completeness``: mean share of non-null values over the contract's columns;
+    - ``validity``: share of rows failing no row-level expectation of the suite (GX verdicts);
+    - ``timeliness``: share of rows whose event falls in the drop's month or the month before;
+      ``median_lag_days``: median days from event to drop;
+    - ``duplicate_rate``: surplus copies of a record id / rows;
+    - ``quarantine_rate``: quarantined / received rows (``ops.load_log``);
+    - ``address_match_rate``: share of the feed's person records matched to a UPRN (``link.address_matches``);
+    - ``person_linked_rate``: share whose person is also known to another feed (``link.person_index``).
+    """
+    df = read_table(con, spec)
+    if df.empty:
+        return pd.DataFrame()
+    result = validate_dataframe(df, spec, params={"today": today} if today is not None else None)
+    df = add_derived_columns(df, spec).reset_index(drop=True)
+    invalid = pd.Series(False, index=df.index)
+    invalid.iloc[sorted(result.invalid_rows())] = True
+    columns = [c for c in spec.columns if not c.startswith("_") and c in df.columns]
+    nonnull = df[columns].notna().mean(axis=1) if columns else pd.Series(1.0, index=df.index)
+    month = pd.to_datetime(df["_partition"])
+    drop = _drop_dates(df["_source_file"]).fillna(month)
+    if spec.event_date and spec.event_date in df.columns:
+        event = pd.to_datetime(df[spec.event_date], errors="coerce")
+        event_month = event.dt.to_period("M").dt.to_timestamp()
+        on_time = (event_month >= (month - pd.DateOffset(months=1))).astype(float).where(event.notna())
+        lag = (drop - event).dt.days
+    else:
+        on_time = pd.Series(float("nan"), index=df.index)
+        lag = pd.Series(float("nan"), index=df.index)
+    dup = df["_record_id"].duplicated(keep="first")
+    rows = pd.DataFrame({"month": month.dt.date, "complete": nonnull, "valid": ~invalid, "on_time": on_time,
+                         "lag": lag, "dup": dup, "record_id": f"{spec.partner}.{spec.feed}:" + df["_record_id"]})
+    card = rows.groupby("month").agg(
+        rows_loaded=("valid", "size"), completeness=("complete", "mean"), validity=("valid", "mean"),
+        timeliness=("on_time", "mean"), median_lag_days=("lag", "median"), duplicate_rate=("dup", "mean"),
+    ).reset_index()
+    card.insert(0, "feed", spec.feed)
+    card.insert(0, "partner", spec.partner)
+
+    if _table_exists(con, "ops.load_log"):
+        log = con.execute("""SELECT "partition" AS month, sum(rows_received) AS rows_received,
+                                    sum(rows_quarantined) AS rows_quarantined
+                             FROM ops.load_log WHERE partner = ? AND feed = ? GROUP BY 1""",
+                          [spec.partner, spec.feed]).df()
+        log["month"] = pd.to_datetime(log["month"]).dt.date
+        card = card.merge(log, on="month", how="left")
+        card["quarantine_rate"] = card["rows_quarantined"] / card["rows_received"].where(card["rows_received"] > 0)
+    else:
+        card["rows_received"] = card["rows_loaded"]
+        card["rows_quarantined"] = 0
+        card["quarantine_rate"] = float("nan")
+
+    card["address_match_rate"] = float("nan")
+    card["person_linked_rate"] = float("nan")
+    con.register("_quality_ids", rows[["month", "record_id"]])
+    try:
+        if _table_exists(con, "link.address_matches"):
+            m = con.execute("""SELECT i.month, avg(CASE WHEN a.uprn IS NOT NULL AND a.match_method <> 'none'
+                                                   THEN 1.0 ELSE 0.0 END) AS rate
+                               FROM _quality_ids i JOIN link.address_matches a USING (record_id)
+                               GROUP BY 1""").df()
+            card = _fill(card, m, "address_match_rate")
+        if _table_exists(con, "link.person_index"):
+            m = con.execute("""WITH p AS (SELECT record_id, person_id,
+                                             split_part(record_id, ':', 1) AS source FROM link.person_index),
+                                    multi AS (SELECT person_id FROM p GROUP BY 1 HAVING count(DISTINCT source) > 1)
+                               SELECT i.month, avg(CASE WHEN p.person_id IN (SELECT person_id FROM multi)
+                                                   THEN 1.0 ELSE 0.0 END) AS rate
+                               FROM _quality_ids i JOIN p USING (record_id) GROUP BY 1""").df()
+            card = _fill(card, m, "person_linked_rate")
+    finally:
+        con.unregister("_quality_ids")
+    card["scored_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    return card
+
+
+def _fill(card: pd.DataFrame, rates: pd.DataFrame, column: str) -> pd.DataFrame:
+    if rates.empty:
+        return card
+    rates = rates.assign(month=pd.to_datetime(rates["month"]).dt.date).rename(columns={"rate": f"_{column}"})
+    card = card.merge(rates, on="month", how="left")
+    card[column] = card.pop(f"_{column}")
+    return card
+
+
+def build_feed_scorecard(identifiable: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConnection,
+                         *, partner: str | None = None, today: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Score every loaded feed and replace ``quality.feed_scorecard`` in the warehouse (aggregates only)."""
+    cards = [feed_scorecard_frame(identifiable, spec, today=today) for spec in load_suites("feed")
+             if (partner is None or spec.partner == partner) and _table_exists(identifiable, spec.table)]
+    cards = [c for c in cards if not c.empty]
+    if not cards:
+        raise PlacelinkError("no raw feed tables to score", where="identifiable zone raw.*",
+                             fix="load some feeds first: placelink ingest")
+    card = pd.concat(cards, ignore_index=True)
+    warehouse.execute("CREATE SCHEMA IF NOT EXISTS quality")
+    warehouse.register("_scorecard", card)
+    try:
+        warehouse.execute(f"CREATE OR REPLACE TABLE {SCORECARD_TABLE} AS SELECT * FROM _scorecard "
+                          "ORDER BY partner, feed, month")
+    finally:
+        warehouse.unregister("_scorecard")
+    return card
+
+
+def write_feed_scorecard(settings: Settings | None = None, partner: str | None = None) -> pd.DataFrame:
+    """CLI/plain-function entry point: open both zones and build the scorecard."""
+    settings = settings or get_settings()
+    if not settings.identifiable_db.exists():
+        raise PlacelinkError("the identifiable zone does not exist yet", where=str(settings.identifiable_db),
+                             fix="run placelink ingest first")
+    with duckdb.connect(str(settings.identifiable_db), read_only=True) as idz, \
+            duckdb.connect(str(settings.warehouse_db)) as wh:
+        return build_feed_scorecard(idz, wh, partner=partner)
