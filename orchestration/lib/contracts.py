@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,11 @@ def snake_case(name: str) -> str:
     s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name.strip())
     s = re.sub(r"[^0-9A-Za-z]+", "_", s).strip("_").lower()
     return s if s and not s[0].isdigit() else f"c_{s}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _snake_cached(name: str) -> str:
+    return snake_case(name)
 
 
 class _Strict(BaseModel):
@@ -89,7 +95,7 @@ class Column(_Strict):
 
     @property
     def sql_name(self) -> str:
-        return snake_case(self.name)
+        return _snake_cached(self.name)
 
 
 class EventDate(_Strict):

@@ -14,6 +14,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,8 +46,11 @@ def _escape_surrogates(text: str) -> str:
     return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else c for c in text)
 
 
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
 def _has_surrogates(text: str) -> bool:
-    return any(0xDC80 <= ord(c) <= 0xDCFF for c in text)
+    return _SURROGATE.search(text) is not None
 
 
 def _decode(data: bytes, encoding: str) -> tuple[str, str]:
