@@ -121,8 +121,8 @@ def generate_county(out: Path | str, scale: str = "small", seed: int = 42, month
         report("feeds", (i + 1) / len(FEEDS))
 
     report("truth", 0.0)
-    _write_reference(home, geo, pop)
-    _write_truth(home, pop, geo, truth_parts, defect_parts, cfg)
+    opted_out = _write_reference(home, geo, pop, np.random.default_rng([seed, 99]))
+    _write_truth(home, pop, geo, truth_parts, defect_parts, cfg, opted_out)
     report("truth", 1.0)
     files = sum(1 for _ in (home / "landing").rglob("*.*"))
     summary = GenerationSummary(
@@ -135,7 +135,12 @@ def generate_county(out: Path | str, scale: str = "small", seed: int = 42, month
     return summary
 
 
-def _write_reference(home: Path, geo, pop) -> None:
+#: share of people registered with the National Data Opt-out (England: about 5%)
+OPT_OUT_RATE = 0.05
+
+
+def _write_reference(home: Path, geo, pop, rng: np.random.Generator) -> np.ndarray:
+    """Write reference/*.csv; return the opt-out mask over people."""
     ref = home / "reference"
     geo.districts.to_csv(ref / "districts.csv", index=False)
     geo.wards.to_csv(ref / "wards.csv", index=False)
@@ -163,11 +168,18 @@ def _write_reference(home: Path, geo, pop) -> None:
              ("ons_2021", "Prefer not to say", "Prefer not to say", "Unknown")]
     eth = pd.DataFrame(rows, columns=["scheme", "code", "label", "ons_group"]).drop_duplicates(["scheme", "code"])
     eth.to_csv(ref / "ethnicity_codes.csv", index=False)
+    # the National Data Opt-out list the NHS partner sends with its data (ingest drops these NHS numbers)
+    nhs = np.char.zfill(pop.people["nhs_number"].to_numpy().astype(str), 10)
+    opted = rng.random(len(nhs)) < OPT_OUT_RATE
+    pd.DataFrame({"nhs_number": np.sort(nhs[opted])}).to_csv(ref / "nhs_opt_outs.csv", index=False)
+    return opted
 
 
-def _write_truth(home: Path, pop, geo, truth_parts, defect_parts, cfg: GenerationConfig) -> None:
+def _write_truth(home: Path, pop, geo, truth_parts, defect_parts, cfg: GenerationConfig,
+                 opted_out: np.ndarray) -> None:
     t = home / "truth"
     people = pop.people.copy()
+    people["nhs_opt_out"] = opted_out
     people["nhs_number"] = np.char.zfill(people["nhs_number"].to_numpy().astype(str), 10)
     people["date_of_birth"] = people["date_of_birth"].astype("datetime64[s]")
     people.to_parquet(t / "people.parquet", index=False)
