@@ -132,13 +132,15 @@ def link(
 
 @app.command()
 def match(
-    full: Annotated[bool, typer.Option("--full", help="Retrain and re-link everything; report keys merged/split.")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Re-link everything; report keys merged/split.")] = False,
+    retrain: Annotated[bool, typer.Option("--retrain", help="Train a new model version with EM first.")] = False,
     home: HomeOption = None,
 ) -> None:
     """Address matching and person linkage over the identifiable zone (incremental unless --full)."""
     from orchestration.lib.linkage.run import run_matching
 
-    out = run_matching(_settings(home), full=full, progress=lambda msg: console.print(f"[dim]match:[/] {msg}"))
+    out = run_matching(_settings(home), full=full, retrain=retrain,
+                       progress=lambda msg: console.print(f"[dim]match:[/] {msg}"))
     for key, value in out.items():
         typer.echo(f"{key:36} {value}")
 

@@ -101,8 +101,10 @@ def _truth_records(settings: Settings) -> pd.DataFrame | None:
 
 
 def run_matching(settings: Settings | None = None, full: bool = False, progress: Progress | None = None,
-                 log_to_mlflow: bool = True) -> dict:
-    """Match everything in the identifiable zone. Incremental unless ``full`` (or no index exists yet)."""
+                 log_to_mlflow: bool = True, retrain: bool = False) -> dict:
+    """Match everything in the identifiable zone. Incremental unless ``full`` (or no index exists yet).
+
+    The latest saved model is reused; a new model version is trained with EM when none exists or ``retrain``."""
     settings = (settings or get_settings()).ensure()
     say = progress or (lambda _msg: None)
     t_start = time.perf_counter()
@@ -143,7 +145,7 @@ def run_matching(settings: Settings | None = None, full: bool = False, progress:
     prepare_records(con, "_linkable", "_prepared")
     previous = (con.execute("SELECT record_id, person_id FROM idz.link.person_index").df()
                 if ("link", "person_index") in tables else None)
-    model_path = None if full else pm.latest_model(settings.models_dir)
+    model_path = None if retrain else pm.latest_model(settings.models_dir)
     model = pm.load_model(model_path) if model_path else None
     decisions = _read_decisions(settings)
     mode = "full" if (full or previous is None or len(previous) == 0) else "incremental"

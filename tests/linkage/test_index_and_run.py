@@ -1,0 +1,156 @@
+"""The stable index across nights, full re-link reports, clerical decisions fed back, MLflow, metrics."""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+import pytest
+
+from orchestration.lib.config import get_settings
+from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.linkage.metrics import pairwise_metrics
+from orchestration.lib.linkage.run import REVIEW_DECISIONS, REVIEW_QUEUE, run_matching
+from orchestration.lib.linkage.testdata import make_county, write_home
+
+
+def _index(settings) -> pd.DataFrame:
+    con = duckdb.connect(str(settings.identifiable_db), read_only=True)
+    try:
+        return con.execute("SELECT * FROM link.person_index").df()
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def county():
+    return make_county(n_people=800, seed=5)
+
+
+@pytest.fixture(scope="module")
+def two_nights(county, tmp_path_factory):
+    """Night 1 loads 85% of the records; night 2 adds the rest and links them incrementally."""
+    home = tmp_path_factory.mktemp("nights")
+    settings = get_settings(home=home)
+    recs = county["records"]
+    first = recs.iloc[: int(len(recs) * 0.85)]
+    write_home(home, county, first)
+    night1 = run_matching(settings)
+    index1 = _index(settings)
+    write_home(home, county)
+    night2 = run_matching(settings)
+    index2 = _index(settings)
+    return settings, night1, index1, night2, index2
+
+
+def test_first_night_meets_the_bar(two_nights):
+    _, night1, _, _, _ = two_nights
+    assert night1["mode"] == "full"
+    assert night1["person_f1"] >= 0.95, night1
+    assert night1["address_uprn_accuracy"] >= 0.97, night1
+    assert night1["lsoa_accuracy"] >= 0.99, night1
+
+
+def test_keys_are_stable_across_nights(two_nights):
+    _, _, index1, night2, index2 = two_nights
+    assert night2["mode"] == "incremental"
+    both = index1.merge(index2, on="record_id", suffixes=("_1", "_2"))
+    assert len(both) == len(index1)
+    assert (both["person_id_1"] == both["person_id_2"]).all()
+    assert night2["records_rekeyed"] == 0 and night2["new_records"] == len(index2) - len(index1)
+
+
+def test_incremental_links_new_records_to_existing_people(two_nights, county):
+    _, _, index1, night2, index2 = two_nights
+    new = index2[~index2["record_id"].isin(index1["record_id"])]
+    truth = county["truth"].set_index("record_id")["person_id"]
+    known_truth = set(truth[index1["record_id"]])
+    # new records of people already in the index should mostly get an existing key
+    returning = new[new["record_id"].map(truth).isin(known_truth)]
+    existing_keys = set(index1["person_id"])
+    share = returning["person_id"].isin(existing_keys).mean()
+    assert share >= 0.9, share
+    assert night2["person_f1"] >= 0.95, night2
+
+
+def test_full_relink_reports_and_keeps_most_keys(two_nights):
+    settings, _, _, _, index2 = two_nights
+    out = run_matching(settings, full=True)
+    index3 = _index(settings)
+    both = index2.merge(index3, on="record_id", suffixes=("_2", "_3"))
+    kept = (both["person_id_2"] == both["person_id_3"]).mean()
+    assert kept >= 0.97, kept
+    assert out["records_rekeyed"] == int((both["person_id_2"] != both["person_id_3"]).sum())
+    for key in ("persons_merged", "persons_split"):
+        assert key in out
+    con = duckdb.connect(str(settings.identifiable_db), read_only=True)
+    logged = con.execute("SELECT count(*) FROM link.person_index_changes WHERE mode = 'full'").fetchall()[0][0]
+    con.close()
+    assert logged == out["records_rekeyed"]
+
+
+def test_review_queue_exported_and_decisions_fed_back(county, tmp_path):
+    home = tmp_path / "review_home"
+    settings = get_settings(home=home)
+    write_home(home, county)
+    run_matching(settings, log_to_mlflow=False)
+    queue = pd.read_csv(settings.home / "review" / REVIEW_QUEUE, dtype=str)
+    assert len(queue) > 0
+    assert {"record_id_l", "record_id_r", "match_probability", "given_name_l", "given_name_r"} <= set(queue.columns)
+    index = _index(settings).set_index("record_id")["person_id"]
+    # decide one borderline pair "match" and one linked pair "non_match"
+    apart = queue[[index[a] != index[b] for a, b in zip(queue["record_id_l"], queue["record_id_r"], strict=True)]]
+    a, b = apart.iloc[0]["record_id_l"], apart.iloc[0]["record_id_r"]
+    singles = index.groupby(index).size()
+    pair_person = singles[singles == 2].index[0]
+    c, d = sorted(index[index == pair_person].index)
+    pd.DataFrame({"record_id_l": [a, c], "record_id_r": [b, d], "decision": ["match", "non_match"]}).to_csv(
+        settings.home / "review" / REVIEW_DECISIONS, index=False)
+    out = run_matching(settings, full=True, log_to_mlflow=False)
+    index = _index(settings).set_index("record_id")["person_id"]
+    assert index[a] == index[b]
+    assert index[c] != index[d]
+    queue = pd.read_csv(settings.home / "review" / REVIEW_QUEUE, dtype=str)
+    decided = {frozenset((a, b)), frozenset((c, d))}
+    assert not any(frozenset(p) in decided for p in zip(queue["record_id_l"], queue["record_id_r"], strict=True))
+    assert out["mode"] == "full"
+
+
+def test_bad_decision_value_is_a_clear_error(county, tmp_path):
+    home = tmp_path / "bad_decisions"
+    settings = get_settings(home=home)
+    write_home(home, county.__class__({k: v.head(50) if k in ("records", "truth") else v
+                                       for k, v in county.items()}))
+    (settings.home / "review").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"record_id_l": ["x"], "record_id_r": ["y"], "decision": ["maybe"]}).to_csv(
+        settings.home / "review" / REVIEW_DECISIONS, index=False)
+    with pytest.raises(PlacelinkError, match="row 2, column decision"):
+        run_matching(settings, log_to_mlflow=False)
+
+
+def test_matching_without_ingest_says_what_to_run(tmp_path):
+    with pytest.raises(PlacelinkError, match="placelink ingest"):
+        run_matching(get_settings(home=tmp_path / "empty"))
+
+
+def test_linkage_run_logged_to_mlflow(two_nights):
+    import mlflow
+
+    settings = two_nights[0]
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    runs = mlflow.search_runs(experiment_names=["linkage"])
+    assert len(runs) >= 2
+    latest = runs.iloc[0]
+    assert latest["metrics.person_f1"] >= 0.95
+    assert "metrics.given_name.1.m" in runs.columns
+    client = mlflow.MlflowClient()
+    names = {a.path for a in client.list_artifacts(latest["run_id"])}
+    assert "match_weights_chart.html" in names and "model" in names
+
+
+def test_pairwise_metrics_known_answer():
+    truth = pd.DataFrame({"record_id": list("abcde"), "person_id": ["1", "1", "1", "2", "2"]})
+    pred = pd.DataFrame({"record_id": list("abcde"), "person_id": ["x", "x", "y", "y", "y"]})
+    m = pairwise_metrics(pred, truth)
+    # true pairs: ab ac bc de = 4; predicted: ab cd ce de = 4; correct: ab de = 2
+    assert (m["true_pairs"], m["predicted_pairs"], m["true_positive_pairs"]) == (4, 4, 2)
+    assert m["precision"] == m["recall"] == m["f1"] == 0.5
