@@ -64,7 +64,7 @@ def attach_identifiable(con: duckdb.DuckDBPyConnection, path: Path, wait_seconds
 
 def _has_table(con: duckdb.DuckDBPyConnection, database: str, schema: str, table: str) -> bool:
     return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name=? AND schema_name=? "
-                            "AND table_name=?", [database, schema, table]).fetchone()[0])
+                            "AND table_name=?", [database, schema, table]).fetchall()[0][0])
 
 
 def feed_output_columns(feed: Feed) -> list[str]:
@@ -93,7 +93,7 @@ def _ethnicity_column(feed: Feed) -> str | None:
 
 def _ethnicity_lookup(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """Code/label -> ONS group from ``ref.ethnicity_codes`` (scheme, code, label, ons_group) when present."""
-    db = con.execute("SELECT current_database()").fetchone()[0]
+    db = con.execute("SELECT current_database()").fetchall()[0][0]
     if not _has_table(con, db, "ref", "ethnicity_codes"):
         return {}
     out: dict[str, str] = {}
@@ -115,7 +115,7 @@ def build_warehouse_source(con: duckdb.DuckDBPyConnection, feed: Feed, pz: Pseud
                              fix=f"run `placelink ingest --partner {feed.partner} --feed {feed.id}` first")
     link = {t: _has_table(con, IDZ, "link", t) for t in
             ("person_index", "household_index", "address_matches", "person_records")}
-    has_ref_pc = _has_table(con, con.execute("SELECT current_database()").fetchone()[0], "ref", "postcodes")
+    has_ref_pc = _has_table(con, con.execute("SELECT current_database()").fetchall()[0][0], "ref", "postcodes")
     rid = f"'{feed.source}:' || r._record_id"
     place = feed.place.columns() if feed.place else {}
     raw_col = {c.name: c.sql_name for c in feed.columns}
@@ -196,7 +196,7 @@ def build_warehouse_source(con: duckdb.DuckDBPyConnection, feed: Feed, pz: Pseud
         FROM _src ORDER BY partition_month, event_date, record_key
     """)
     con.unregister("_src")
-    return int(con.execute(f"SELECT count(*) FROM src.{feed.name}").fetchone()[0])
+    return int(con.execute(f"SELECT count(*) FROM src.{feed.name}").fetchall()[0][0])
 
 
 def build_reference_tables(con: duckdb.DuckDBPyConnection, reference: Path) -> list[str]:
@@ -225,7 +225,7 @@ def build_warehouse_sources(settings: Settings, *, feeds_dir: str | Path | None 
     out: dict[str, int] = {}
     with duckdb.connect(str(settings.warehouse_db)) as con:
         for table in build_reference_tables(con, settings.reference):
-            out[table] = int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+            out[table] = int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
         attach_identifiable(con, settings.identifiable_db)
         for f in feeds:
             if not _has_table(con, IDZ, "raw", f.name):

@@ -136,7 +136,7 @@ def reference_tables(context: dg.AssetExecutionContext, warehouse_db: DuckDBReso
         for key in context.selected_asset_keys:
             table = f"ref.{key.path[-1]}"
             if table in written:
-                rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                rows = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
                 yield dg.MaterializeResult(asset_key=key, metadata={"dagster/row_count": int(rows)})
 
 

@@ -290,8 +290,17 @@ def preview_markdown(feed: Feed, rows: list[dict[str, object]], limit: int = 5) 
 
 # --- the partition load -----------------------------------------------------------------------------
 
+def ensure_ops_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the ops/link tables once (DDL commits are slow; skip them when the tables exist)."""
+    have = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND "
+                       "((schema_name='ops' AND table_name IN ('quarantine','load_log')) OR "
+                       "(schema_name='link' AND table_name='person_records'))").fetchall()[0][0]
+    if have < 3:
+        con.execute(OPS_DDL)
+
+
 def ensure_tables(con: duckdb.DuckDBPyConnection, feed: Feed) -> None:
-    con.execute(OPS_DDL)
+    ensure_ops_tables(con)
     cols = [(c.sql_name, SQL_TYPES[c.type]) for c in feed.loaded_columns]
     cols += [("_record_id", "VARCHAR"), ("_partition", "DATE"), ("_source_file", "VARCHAR"),
              ("_line", "BIGINT"), ("_loaded_at", "TIMESTAMP")]
@@ -309,7 +318,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, feed: Feed) -> None:
 
 def drop_feed(con: duckdb.DuckDBPyConnection, feed: Feed) -> None:
     """Forget everything loaded for a feed (used by ``--rebuild`` after an agreed contract change)."""
-    con.execute(OPS_DDL)
+    ensure_ops_tables(con)
     con.execute(f"DROP TABLE IF EXISTS {feed.table}")
     for table in ("ops.quarantine", "ops.load_log"):
         con.execute(f"DELETE FROM {table} WHERE partner=? AND feed=?", [feed.partner, feed.id])
@@ -345,7 +354,7 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
     files = feed_drops(landing, feed).get(partition, [])
     result = PartitionResult(feed.partner, feed.id, partition, columns_dropped=list(feed.dropped_columns))
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
-    con.execute(OPS_DDL)
+    ensure_ops_tables(con)
     earlier = dict(con.execute(
         "SELECT sha256, min(source_file) FROM ops.load_log WHERE partner=? AND feed=? AND status='loaded' "
         "AND \"partition\" <> ? GROUP BY sha256", [feed.partner, feed.id, part_date]).fetchall())
