@@ -1,0 +1,392 @@
+"""Features from the warehouse marts, cut at monthly cutoffs so nothing from the future leaks in.
+
+Every example is (unit, cutoff): features use only months *before* the cutoff, the label only the
+``horizon`` months from the cutoff on. Splits are by time (see :func:`time_splits`): the test period is the
+last ``horizon`` months, validation the ``horizon`` before it, and training cutoffs end early enough that
+their labels are all observed before validation starts.
+
+Only indicators whose feed is listed in the model's ethics record are used (and that record has already
+been checked against the feed agreements); an indicator whose feed cannot be told is left out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import yaml
+
+from orchestration.lib.errors import PlacelinkError
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+#: Which feed each event type / indicator comes from (docs/architecture.md, int_events_joined_to_places).
+#: The warehouse's own (event_type, partner, feed) triples take precedence; this covers the marts-only case.
+EVENT_TYPE_FEEDS = {
+    "crime:": "police.street_crimes",
+    "police_person:": "police.person_records",
+    "social_care_referral": "county_council.social_care_referrals",
+    "school_absence": "county_council.school_attendance",
+    "homelessness_presentation": "district_councils.homelessness_presentations",
+    "asb_complaint": "district_councils.asb_complaints",
+    "ae_attendance": "nhs.ae_attendances",
+    "food_bank_referral": "voluntary.food_bank_referrals",
+    "fire_safe_and_well_visit": "fire.safe_and_well_visits",
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model predicts (``ml/models/<name>/model.yml``)."""
+
+    name: str
+    kind: str  # "risk" | "demand"
+    unit: str
+    outcome: str
+    horizon_months: int
+    lookbacks_months: tuple[int, ...]
+    min_history_months: int
+    primary_metric: str
+    registered_model: str
+    predictions_table: str
+    marts: tuple[str, ...]
+    top_fraction: float = 0.05
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.primary_metric in {"auc", "average_precision", "precision_at_top"}
+
+
+def load_spec(model: str, models_dir: Path | None = None) -> ModelSpec:
+    path = (models_dir or MODELS_DIR) / model / "model.yml"
+    if not path.exists():
+        known = sorted(p.name for p in (models_dir or MODELS_DIR).iterdir() if (p / "model.yml").exists())
+        raise PlacelinkError(f"unknown model {model!r}", where=str(path), fix=f"use one of {known}")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return ModelSpec(
+        name=raw["name"], kind=raw["kind"], unit=raw["unit"], outcome=raw["outcome"],
+        horizon_months=int(raw["horizon_months"]), lookbacks_months=tuple(raw["lookbacks_months"]),
+        min_history_months=int(raw["min_history_months"]), primary_metric=raw["primary_metric"],
+        registered_model=raw["registered_model"], predictions_table=raw["predictions_table"],
+        marts=tuple(raw.get("marts") or ()), top_fraction=float(raw.get("top_fraction", 0.05)),
+    )
+
+
+def list_models(models_dir: Path | None = None) -> list[str]:
+    return sorted(p.name for p in (models_dir or MODELS_DIR).iterdir() if (p / "model.yml").exists())
+
+
+# ---- months -------------------------------------------------------------------------------------------
+
+
+def month_index(values) -> np.ndarray:
+    """Months as integers (year * 12 + month - 1) so windows are plain integer ranges."""
+    ts = pd.to_datetime(pd.Series(values))
+    return (ts.dt.year * 12 + ts.dt.month - 1).to_numpy(dtype=np.int64)
+
+
+def month_start(index: int) -> dt.date:
+    return dt.date(int(index) // 12, int(index) % 12 + 1, 1)
+
+
+def feature_name(indicator: str) -> str:
+    return re.sub(r"[^0-9a-zA-Z]+", "_", indicator).strip("_").lower()
+
+
+# ---- warehouse access -------------------------------------------------------------------------------
+
+
+def connect_read_only(warehouse: Path) -> duckdb.DuckDBPyConnection:
+    if not Path(warehouse).exists():
+        raise PlacelinkError("warehouse not found", where=str(warehouse),
+                             fix="run the pipeline first (placelink refresh, or placelink build after ingest)")
+    return duckdb.connect(str(warehouse), read_only=True)
+
+
+def _existing_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    rows = con.execute("select table_schema || '.' || table_name from information_schema.tables").fetchall()
+    return {r[0] for r in rows}
+
+
+def require_tables(con: duckdb.DuckDBPyConnection, tables, warehouse: Path | str) -> None:
+    missing = sorted(set(tables) - _existing_tables(con))
+    if missing:
+        raise PlacelinkError(f"the warehouse lacks the dbt models {missing}", where=str(warehouse),
+                             fix="run `placelink build` (dbt) so the marts exist before training")
+
+
+def indicator_feeds(con: duckdb.DuckDBPyConnection, indicators) -> dict[str, str | None]:
+    """Map each indicator to '<partner>.<feed>' (None when it cannot be told)."""
+    known: dict[str, str] = {}
+    if "intermediate.int_events_joined_to_places" in _existing_tables(con):
+        rows = con.execute("select distinct event_type, partner || '.' || feed "
+                           "from intermediate.int_events_joined_to_places").fetchall()
+        known = {r[0]: r[1] for r in rows if r[0]}
+    out: dict[str, str | None] = {}
+    for ind in indicators:
+        if ind in known:
+            out[ind] = known[ind]
+            continue
+        out[ind] = next((feed for prefix, feed in EVENT_TYPE_FEEDS.items()
+                         if ind == prefix or (prefix.endswith(":") and ind.startswith(prefix))), None)
+    return out
+
+
+def permitted_indicators(con, indicators, feeds: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Indicators whose feed is in ``feeds``; and the dropped ones with the reason."""
+    mapping = indicator_feeds(con, indicators)
+    allowed, dropped = [], {}
+    for ind in sorted(indicators):
+        feed = mapping.get(ind)
+        if feed is None:
+            dropped[ind] = "feed unknown"
+        elif feed not in feeds:
+            dropped[ind] = f"feed {feed} not in the ethics record"
+        else:
+            allowed.append(ind)
+    return allowed, dropped
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """A short content digest of a table, so a run records exactly which data it saw."""
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes() + ",".join(map(str, frame.columns)).encode()).hexdigest()[:16]
+
+
+# ---- splits -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: tuple[int, ...]
+    valid: int
+    test: int
+    score: int  # first month after the data: predictions look forward from here
+
+    def describe(self) -> dict[str, str]:
+        return {"train_cutoffs": f"{month_start(self.train[0])}..{month_start(self.train[-1])}",
+                "valid_cutoff": str(month_start(self.valid)), "test_cutoff": str(month_start(self.test)),
+                "score_cutoff": str(month_start(self.score))}
+
+
+def time_splits(first: int, end: int, horizon: int, min_history: int) -> Splits:
+    """Cutoffs for months ``first`` .. ``end - 1`` (``end`` exclusive) with no label overlap across splits."""
+    test = end - horizon
+    valid = test - horizon
+    train = tuple(range(first + min_history, valid - horizon + 1))
+    if not train:
+        need = min_history + 3 * horizon
+        raise PlacelinkError(
+            f"not enough history: {end - first} months in the marts, the time-based splits need {need} "
+            f"({min_history} of history, then train, validation and test windows of {horizon})",
+            where="marts", fix="generate or load more months (placelink generate --months 24)")
+    return Splits(train=train, valid=valid, test=test, score=end)
+
+
+@dataclass
+class Frames:
+    """Model-ready examples. ``train/valid/test`` hold unit, cutoff, features and ``label``."""
+
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    features: list[str]
+    splits: Splits
+    inputs: dict[str, pd.DataFrame] = field(default_factory=dict)  # dbt model name -> data read
+    dropped_indicators: dict[str, str] = field(default_factory=dict)
+    scoring: pd.DataFrame | None = None
+
+
+# ---- household risk ------------------------------------------------------------------------------------
+
+_HOUSEHOLD_EVENTS_SQL = """
+with homes as (
+    select person_key, arg_max(household_key, event_date) as household_key
+    from intermediate.int_events_joined_to_places
+    where person_key is not null and household_key is not null
+    group by all
+)
+select homes.household_key, e.person_key, e.month, e.indicator, e.event_count
+from marts.person_monthly_events e join homes using (person_key)
+"""
+
+_HOUSEHOLD_GROUPS_SQL = """
+with per_person as (
+    select household_key, person_key, count(*) as n_events,
+           arg_max(sex, event_date) as sex, arg_max(age_band, event_date) as age_band,
+           arg_max(ethnicity_group, event_date) as ethnicity_group
+    from intermediate.int_events_joined_to_places
+    where household_key is not null and person_key is not null
+    group by all
+), reference_person as (
+    select * from per_person
+    qualify row_number() over (partition by household_key order by n_events desc, person_key) = 1
+), place as (
+    select household_key, arg_max(lsoa_code, event_date) as lsoa_code
+    from intermediate.int_events_joined_to_places where household_key is not null group by all
+)
+select r.household_key, coalesce(r.sex, 'U') as sex, coalesce(r.age_band, 'Unknown') as age_band,
+       coalesce(r.ethnicity_group, 'Unknown') as ethnicity_group, p.lsoa_code, d.imd_decile
+from reference_person r join place p using (household_key)
+left join ({dim}) d using (lsoa_code)
+"""
+
+
+def _dim_lsoa_sql(con) -> str:
+    tables = _existing_tables(con)
+    if "marts.dim_lsoa" in tables:
+        return "select lsoa_code, imd_decile from marts.dim_lsoa"
+    if "ref.lsoas" in tables:
+        return "select lsoa_code, imd_decile from ref.lsoas"
+    return "select null::varchar as lsoa_code, null::integer as imd_decile where false"
+
+
+def household_groups(con) -> pd.DataFrame:
+    """Fairness attributes per household: its reference person's (most events) sex, age band, ethnicity
+    group, and the deprivation quintile of its latest LSOA. Audit only; never model inputs."""
+    groups = con.execute(_HOUSEHOLD_GROUPS_SQL.format(dim=_dim_lsoa_sql(con))).df()
+    decile = pd.to_numeric(groups["imd_decile"], errors="coerce")
+    groups["deprivation_quintile"] = ((decile + 1) // 2).astype("Int64").astype("string").fillna("Unknown")
+    return groups
+
+
+def _window(events: pd.DataFrame, start: int, stop: int) -> pd.DataFrame:
+    return events[(events["m"] >= start) & (events["m"] < stop)]
+
+
+def _risk_examples(events: pd.DataFrame, groups: pd.DataFrame, cutoff: int, spec: ModelSpec,
+                   indicators: list[str], with_label: bool) -> pd.DataFrame:
+    history = _window(events, cutoff - 12, cutoff)
+    units = pd.Index(history["household_key"].unique(), name="household_key")  # known in the last year
+    out = pd.DataFrame(index=units)
+    for lookback in spec.lookbacks_months:
+        win = _window(history, cutoff - lookback, cutoff)
+        counts = win.pivot_table(index="household_key", columns="indicator", values="event_count",
+                                 aggfunc="sum", fill_value=0)
+        for ind in indicators:
+            col = counts[ind] if ind in counts.columns else 0
+            out[f"n_{feature_name(ind)}_{lookback}m"] = pd.Series(col, index=counts.index).reindex(units).fillna(0)
+        out[f"events_{lookback}m"] = win.groupby("household_key")["event_count"].sum().reindex(units).fillna(0)
+    out["distinct_event_types_12m"] = history.groupby("household_key")["indicator"].nunique().reindex(units)
+    out["persons_seen_12m"] = history.groupby("household_key")["person_key"].nunique().reindex(units)
+    out["months_since_last_event"] = cutoff - history.groupby("household_key")["m"].max().reindex(units)
+    out = out.join(groups.set_index("household_key")[["imd_decile"]], how="left")
+    out["imd_decile"] = pd.to_numeric(out["imd_decile"], errors="coerce").fillna(5.5)
+    out = out.astype("float64").reset_index()
+    out.insert(1, "cutoff", month_start(cutoff))
+    if with_label:
+        future = _window(events, cutoff, cutoff + spec.horizon_months)
+        hit = future.loc[future["indicator"] == spec.outcome, "household_key"].unique()
+        out["label"] = out["household_key"].isin(hit).astype("int64")
+    return out
+
+
+def risk_frames(con, spec: ModelSpec, feeds: list[str], warehouse: Path | str = "warehouse") -> Frames:
+    require_tables(con, ["marts.person_monthly_events", "intermediate.int_events_joined_to_places"], warehouse)
+    events = con.execute(_HOUSEHOLD_EVENTS_SQL).df()
+    if events.empty:
+        raise PlacelinkError("marts.person_monthly_events has no linked events", where=str(warehouse),
+                             fix="run linkage and dbt (placelink refresh) before training")
+    indicators, dropped = permitted_indicators(con, events["indicator"].unique(), feeds)
+    if spec.outcome not in indicators:
+        raise PlacelinkError(
+            f"outcome {spec.outcome!r} is not available from the permitted feeds ({dropped.get(spec.outcome, 'no events')})",
+            where=f"ml/models/{spec.name}/model.yml: outcome",
+            fix="list the outcome's feed in the ethics record's data.feeds, or choose another outcome")
+    events = events[events["indicator"].isin(indicators)].copy()
+    events["m"] = month_index(events["month"])
+    groups = household_groups(con)
+    splits = time_splits(int(events["m"].min()), int(events["m"].max()) + 1, spec.horizon_months,
+                         spec.min_history_months)
+    make = lambda c, lab=True: _risk_examples(events, groups, c, spec, indicators, lab)  # noqa: E731
+    train = pd.concat([make(c) for c in splits.train], ignore_index=True)
+    valid, test, scoring = make(splits.valid), make(splits.test), make(splits.score, False)
+    attach = groups.drop(columns=["imd_decile"])
+    test = test.merge(attach, on="household_key", how="left")
+    scoring = scoring.merge(attach[["household_key", "lsoa_code"]], on="household_key", how="left")
+    features = [c for c in train.columns if c not in {"household_key", "cutoff", "label"}]
+    inputs = {"marts.person_monthly_events": events.drop(columns=["m"]),
+              "intermediate.int_events_joined_to_places": groups}
+    return Frames(train, valid, test, features, splits, inputs, dropped, scoring)
+
+
+# ---- LSOA demand -----------------------------------------------------------------------------------------
+
+
+def demand_frames(con, spec: ModelSpec, feeds: list[str], warehouse: Path | str = "warehouse") -> Frames:
+    require_tables(con, ["marts.lsoa_monthly_indicators"], warehouse)
+    lmi = con.execute("select lsoa_code, month, indicator, event_count, population "
+                      "from marts.lsoa_monthly_indicators").df()
+    if lmi.empty:
+        raise PlacelinkError("marts.lsoa_monthly_indicators is empty", where=str(warehouse),
+                             fix="run dbt (placelink build) before training")
+    indicators, dropped = permitted_indicators(con, lmi["indicator"].unique(), feeds)
+    if spec.outcome not in indicators:
+        raise PlacelinkError(
+            f"service {spec.outcome!r} is not available from the permitted feeds ({dropped.get(spec.outcome, 'absent')})",
+            where=f"ml/models/{spec.name}/model.yml: outcome",
+            fix="list the service's feed in the ethics record's data.feeds, or choose another indicator")
+    lmi = lmi[lmi["indicator"].isin(indicators)].copy()
+    lmi["m"] = month_index(lmi["month"])
+    first, end = int(lmi["m"].min()), int(lmi["m"].max()) + 1
+    lsoas = np.array(sorted(lmi["lsoa_code"].unique()))
+    # dense LSOA x month x indicator array: the marts hold zeros explicitly, and ~1,000 LSOAs x 24 months x
+    # tens of indicators is small, so window sums become cumulative-sum differences
+    counts = np.zeros((len(lsoas), end - first, len(indicators)))
+    li = np.searchsorted(lsoas, lmi["lsoa_code"].to_numpy())
+    ii = np.searchsorted(np.array(indicators), lmi["indicator"].to_numpy())
+    np.add.at(counts, (li, lmi["m"].to_numpy() - first, ii), lmi["event_count"].to_numpy(dtype=float))
+    cum = np.concatenate([np.zeros((len(lsoas), 1, len(indicators))), counts.cumsum(axis=1)], axis=1)
+    target = indicators.index(spec.outcome)
+    pop = (lmi.sort_values("m").groupby("lsoa_code")["population"].last().reindex(lsoas)
+           .astype("float64").fillna(0).to_numpy())
+    dim = con.execute(_dim_lsoa_sql(con)).df().set_index("lsoa_code")["imd_decile"]
+    imd = pd.to_numeric(dim.reindex(lsoas), errors="coerce").to_numpy(dtype=float)
+    horizon = spec.horizon_months
+
+    def window(c: int, start: int, stop: int, ind: int | slice = target) -> np.ndarray:
+        lo, hi = max(start - first, 0), max(min(stop - first, end - first), 0)
+        return cum[:, hi, ind] - cum[:, lo, ind]
+
+    def examples(c: int, with_label: bool = True) -> pd.DataFrame:
+        cols = {
+            "lsoa_code": lsoas, "cutoff": month_start(c),
+            "target_last_month": window(c, c - 1, c),
+            "target_last_quarter": window(c, c - 3, c),  # = the last-value baseline
+            "target_last_12m": window(c, c - 12, c),
+            "target_same_quarter_last_year": window(c, c - 12, c - 12 + horizon),  # = seasonal naive
+            "quarter_start_month": float(month_start(c).month),
+            "population": pop, "imd_decile": np.nan_to_num(imd, nan=5.5),
+        }
+        for k, ind in enumerate(indicators):
+            if k != target:
+                for lookback in spec.lookbacks_months:
+                    cols[f"n_{feature_name(ind)}_{lookback}m"] = window(c, c - lookback, c, k)
+        frame = pd.DataFrame(cols)
+        if with_label:
+            frame["label"] = window(c, c, c + horizon)
+        return frame
+
+    splits = time_splits(first, end, horizon, spec.min_history_months)
+    train = pd.concat([examples(c) for c in splits.train], ignore_index=True)
+    valid, test, scoring = examples(splits.valid), examples(splits.test), examples(splits.score, False)
+    quint = pd.Series(((imd + 1) // 2), index=lsoas).astype("Int64").astype("string").fillna("Unknown")
+    test["deprivation_quintile"] = test["lsoa_code"].map(quint)
+    features = [c for c in train.columns if c not in {"lsoa_code", "cutoff", "label"}]
+    inputs = {"marts.lsoa_monthly_indicators": lmi.drop(columns=["m"])}
+    return Frames(train, valid, test, features, splits, inputs, dropped, scoring)
+
+
+def build_frames(con, spec: ModelSpec, feeds: list[str], warehouse: Path | str = "warehouse") -> Frames:
+    if spec.kind == "risk":
+        return risk_frames(con, spec, feeds, warehouse)
+    if spec.kind == "demand":
+        return demand_frames(con, spec, feeds, warehouse)
+    raise PlacelinkError(f"unknown model kind {spec.kind!r}", where=f"ml/models/{spec.name}/model.yml: kind",
+                         fix="use 'risk' or 'demand'")
