@@ -102,6 +102,22 @@ class DbtRunResult:
         return [r for r in self.results if r["status"] in ("error", "fail", "runtime error")]
 
 
+def release_warehouse() -> None:
+    """Close the DuckDB connection dbt-duckdb keeps open in this process after a run.
+
+    DuckDB allows one writer per file and refuses a second connection with another configuration in the same
+    process, so without this the publish step (or the next stage in a Dagster run) could not open the warehouse.
+    """
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # another adapter (production target): nothing held open here
+        return
+    env = DuckDBConnectionManager._ENV
+    if env is not None and hasattr(env, "close"):
+        env.close()
+    DuckDBConnectionManager.close_all_connections()
+
+
 def run_dbt(args: Sequence[str], settings: Settings | None = None, raise_on_failure: bool = True) -> DbtRunResult:
     """Run dbt in this process with the placelink environment and return what happened to each node."""
     from dbt.cli.main import dbtRunner
@@ -111,7 +127,10 @@ def run_dbt(args: Sequence[str], settings: Settings | None = None, raise_on_fail
         raise PlacelinkError(f"no warehouse at {s.warehouse_db}", where="dbt",
                              fix="run `placelink pseudonymise` (or `placelink demo`) first")
     with _environ(dbt_env(s)):
-        res = dbtRunner().invoke(list(args))
+        try:
+            res = dbtRunner().invoke(list(args))
+        finally:
+            release_warehouse()
     results = []
     for r in getattr(res.result, "results", None) or []:
         node = getattr(r, "node", None)
