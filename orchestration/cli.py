@@ -215,6 +215,11 @@ from orchestration.governance_cli import register as _register_governance  # noq
 
 _register_governance(app)
 
+# dbt commands (build, publish, dbt-docs): orchestration/dbt_cli.py
+from orchestration.dbt_cli import register as _register_dbt  # noqa: E402
+
+_register_dbt(app)
+
 
 def main() -> None:
     """Console-script entry point: run the app, turning known errors into one line plus the fix."""
