@@ -88,7 +88,8 @@ def test_agreements_register_lists_feeds_with_lineage(zone_home, tmp_path):
                       "model.p.lsoa_monthly_indicators": ["model.p.place_monthly_indicators"]}}))
     models = tmp_path / "models"
     (models / "risk").mkdir(parents=True)
-    (models / "risk" / "ethics.yml").write_text("model: household_risk\ndata:\n  feeds: [police.person_records]\n")
+    (models / "risk" / "ethics.yml").write_text("model: household_risk\npurpose: {agreement_purpose: risk_modelling}\n"
+                                                "data:\n  feeds: [police.person_records, nhs.ae_attendances]\n")
     rows = agreements_register(feeds, manifest, models, today=dt.date(2025, 12, 1))
     by_feed = {r["feed"]: r for r in rows}
     nhs, police = by_feed["ae_attendances"], by_feed["person_records"]
@@ -96,6 +97,8 @@ def test_agreements_register_lists_feeds_with_lineage(zone_home, tmp_path):
     assert nhs["used_by_marts"] == "marts.lsoa_monthly_indicators, published.place_monthly_indicators"
     assert nhs["opt_out_applied"] == "yes"
     assert "expired 2025-01-31" in nhs["status"] and "no DPA 2018 condition" in nhs["status"]
+    # the NHS agreement permits place_indicators only: a risk model using it is flagged for the DPO
+    assert "model household_risk uses it for risk_modelling, which the agreement does not permit" in nhs["status"]
     assert police["used_by_models"] == "household_risk" and police["status"] == "ok"
     assert police["dpa_2018_condition"] == "DPA 2018 Part 3 s.35"
     md = render(rows, "md")

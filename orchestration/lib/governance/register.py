@@ -109,16 +109,19 @@ def dbt_lineage(manifest_path: Path | None = None) -> dict[str, list[str]]:
     return out
 
 
-def ml_lineage(models_dir: Path | None = None) -> dict[str, list[str]]:
-    """``<partner>__<feed>`` -> ML models whose ethics record lists the feed."""
-    out: dict[str, list[str]] = {}
+def ml_lineage(models_dir: Path | None = None) -> dict[str, list[tuple[str, str | None]]]:
+    """``<partner>__<feed>`` -> (model, the agreement purpose its ethics record claims) for each ML model
+    whose ethics record lists the feed."""
+    out: dict[str, list[tuple[str, str | None]]] = {}
     for path in sorted((models_dir or ML_MODELS_DIR).glob("*/ethics.yml")):
         data = yaml.safe_load(path.read_text()) or {}
         feeds = data.get("feeds") or (data.get("data") or {}).get("feeds") or []
         model = data.get("model") or path.parent.name
+        purpose = data.get("purpose")
+        purpose = purpose.get("agreement_purpose") if isinstance(purpose, dict) else purpose
         for feed in feeds:
             key = str(feed).replace(".", "__") if "__" not in str(feed) else str(feed)
-            out.setdefault(key, []).append(f"model:{model}")
+            out.setdefault(key, []).append((model, purpose))
     return out
 
 
@@ -138,6 +141,9 @@ def agreements_register(feeds_dir: Path | None = None, manifest_path: Path | Non
             problems.append("no DPA 2018 condition")
         if not f["retention_months"]:
             problems.append("no retention")
+        for model, purpose in models.get(f["table"], []):
+            if purpose and purpose not in f["purposes"]:
+                problems.append(f"model {model} uses it for {purpose}, which the agreement does not permit")
         valid_to = f["valid_to"]
         if isinstance(valid_to, dt.date) and valid_to < today:
             problems.append(f"expired {valid_to}")
@@ -148,7 +154,7 @@ def agreements_register(feeds_dir: Path | None = None, manifest_path: Path | Non
             "retention_months": f["retention_months"], "valid_to": str(valid_to or ""),
             "opt_out_applied": "yes" if f["national_data_opt_out"] else "no",
             "used_by_marts": ", ".join(marts.get(f["table"], [])),
-            "used_by_models": ", ".join(m.removeprefix("model:") for m in models.get(f["table"], [])),
+            "used_by_models": ", ".join(m for m, _ in models.get(f["table"], [])),
             "status": "; ".join(problems) or "ok",
         })
     return rows
