@@ -33,6 +33,7 @@ def main() -> int:
             "--out", str(home)]
     if args.months:
         argv += ["--months", str(args.months)]
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=ROOT)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -46,7 +47,9 @@ def main() -> int:
         "benchmark": "generate", "scale": args.scale, "seed": args.seed, "returncode": code,
         "wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "output_mb": round(size_mb, 1),
-        "cpus": os.cpu_count(), "residents": summary.get("residents"), "months": summary.get("months"),
+        "cpus": os.cpu_count(),
+        # wall time on a shared machine: compare cpu_s with wall_s; the generator is single-threaded
+        "load_avg_before": round(load_before, 2), "load_avg_after": round(os.getloadavg()[0], 2), "residents": summary.get("residents"), "months": summary.get("months"),
         "total_records": summary.get("total_records"), "records": summary.get("records"),
         "targets": {"wall_s": 300, "peak_rss_mb": 6144} if args.scale == "county" else None,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -526,7 +527,9 @@ def write_feed(rng: np.random.Generator, key: str, rows: pd.DataFrame, log: Defe
     by_rid = allrows[["_rid", "_file", "_line", "_record_id", "_is_copy"]]
     ident = dlog.merge(by_rid, on="_rid")
     extra = []
-    for k, name in ((0, "wrong_column_count"), (1, "impossible_date"), (2, "bad_encoding")):
+    # a JSON line cannot have a wrong column count: the writer truncates it instead
+    first_kind = "invalid_json" if spec.type == "jsonl" else "wrong_column_count"
+    for k, name in ((0, first_kind), (1, "impossible_date"), (2, "bad_encoding")):
         m = kind == k
         extra.append(pd.DataFrame({"_file": files[m], "_line": lines[m],
                                    "_record_id": allrows["_record_id"].to_numpy()[m], "defect": name,
@@ -580,4 +583,23 @@ def _write_excel(path: Path, df: pd.DataFrame, spec: FeedSpec, kind: np.ndarray)
         if kind[i] == 0:
             row = row + ["see notes"]
         ws.append(row)
-    wb.save(path)
+    # byte-identical output for a seed: openpyxl stamps "now" into docProps and into every zip entry,
+    # so fix the document times and rewrite the archive with a constant entry time
+    import datetime as dt
+    import zipfile
+
+    fixed = dt.datetime(2024, 1, 1)
+    wb.properties.created = wb.properties.modified = fixed
+    raw = io.BytesIO()
+    wb.save(raw)
+    out = io.BytesIO()
+    with zipfile.ZipFile(raw) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                data = re.sub(rb"<dcterms:modified[^>]*>[^<]*</dcterms:modified>",
+                              b'<dcterms:modified xsi:type="dcterms:W3CDTF">2024-01-01T00:00:00Z</dcterms:modified>',
+                              data)
+            dst.writestr(zipfile.ZipInfo(info.filename, date_time=(2024, 1, 1, 0, 0, 0)), data,
+                         compress_type=zipfile.ZIP_DEFLATED)
+    path.write_bytes(out.getvalue())
