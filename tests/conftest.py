@@ -46,3 +46,20 @@ def tiny_county(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("tiny_county")
     generate_county(home, scale="tiny", seed=42)
     return home
+
+
+@pytest.fixture(scope="session")
+def ingested_county(small_county, tmp_path_factory) -> Path:
+    """A copy of ``small_county`` with every drop ingested into ``identifiable.duckdb`` (plain functions,
+    no Dagster), using the real contracts in ``orchestration/feeds/``. Read-only like ``small_county``.
+    """
+    import shutil
+
+    from orchestration.lib.config import get_settings
+    from orchestration.lib.ingest import ingest
+
+    home = tmp_path_factory.mktemp("ingested_county") / "home"
+    shutil.copytree(small_county, home)
+    report = ingest(get_settings(home=home, env="local"))
+    assert report.ok, f"ingest of the small county failed: {report.failures}"
+    return home

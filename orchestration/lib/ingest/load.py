@@ -28,7 +28,7 @@ import pyarrow as pa
 from orchestration.lib.contracts import Column, Feed
 from orchestration.lib.errors import PlacelinkError
 from orchestration.lib.ingest.coerce import SQL_TYPES, CoerceError, coerce
-from orchestration.lib.ingest.readers import Drop, read_drop
+from orchestration.lib.ingest.readers import Drop, RawRow, read_drop
 from orchestration.lib.pseudonymise import (
     normalise_name,
     normalise_nhs_number,
@@ -258,6 +258,34 @@ def _event_date(feed: Feed, typed: dict[str, object]) -> dt.date | None:
     return value if isinstance(value, dt.date) else None
 
 
+# --- quarantine text ---------------------------------------------------------------------------------
+
+NOT_IN_AGREEMENT = "[not in agreement]"
+
+
+def quarantine_text(feed: Feed, drop: Drop, row: RawRow, disallowed: set[str]) -> str:
+    """The raw text kept for a quarantined row, with columns outside the agreement redacted.
+
+    A column the agreement does not allow must never reach a table, quarantine included: fields are
+    redacted by header position; a row whose fields cannot be matched to the header (wrong column count)
+    is withheld entirely when the feed has such columns — the file and line say where to look.
+    """
+    if not disallowed:
+        return row.raw_text
+    if row.fields is not None and len(row.fields) == len(drop.header):
+        sep = feed.format.delimiter
+        return sep.join(NOT_IN_AGREEMENT if h in disallowed else f for h, f in zip(drop.header, row.fields,
+                                                                                     strict=True))
+    if row.values is not None:
+        import json
+
+        return json.dumps({k: (NOT_IN_AGREEMENT if k in disallowed else _text(v)) for k, v in row.values.items()},
+                          ensure_ascii=False)
+    n = len(row.fields) if row.fields is not None else "?"
+    return (f"[withheld: {n} fields where the header has {len(drop.header)}, and this feed has columns outside "
+            f"its agreement; see line {row.line} of the landing file]")
+
+
 # --- masked preview ---------------------------------------------------------------------------------
 
 def _mask(col: Column, value: object) -> str:
@@ -395,6 +423,7 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
             result.files.append(FileResult(rel, digest, "empty", note="the file is empty: no header, no rows"))
             continue
         fr = FileResult(rel, digest, "loaded")
+        disallowed = set(feed.dropped_columns) | (set(drop.header) - {c.name for c in feed.columns})
         for row in drop.rows:
             fr.rows_received += 1
             reason = row.problem
@@ -422,7 +451,8 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
                 fr.rows_quarantined += 1
                 continue
             if reason is not None:
-                quarantine.append((feed.partner, feed.id, part_date, rel, row.line, reason, row.raw_text, now))
+                quarantine.append((feed.partner, feed.id, part_date, rel, row.line, reason,
+                                   quarantine_text(feed, drop, row, disallowed), now))
                 reasons[reason.split(":", 1)[0]] += 1
                 fr.rows_quarantined += 1
                 continue

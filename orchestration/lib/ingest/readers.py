@@ -30,6 +30,7 @@ class RawRow:
     raw_text: str                   # as received (undecodable bytes shown as \\xNN)
     values: dict[str, object] | None = None   # column -> value; None when the row is malformed
     problem: str | None = None      # quarantine reason when malformed
+    fields: list[str] | None = None  # the parsed fields (CSV), so quarantine can redact by column
 
 
 @dataclass
@@ -97,12 +98,13 @@ def read_csv(path: Path, fmt: Format) -> Drop:
             continue  # blank line: not a record
         if _has_surrogates(raw):
             drop.rows.append(RawRow(line, _escape_surrogates(raw), None,
-                                    f"bad_encoding: bytes that are not valid {encoding}"))
+                                    f"bad_encoding: bytes that are not valid {encoding}",
+                                    [_escape_surrogates(f) for f in fields]))
         elif len(fields) != len(header):
             drop.rows.append(RawRow(line, raw, None,
-                                    f"wrong_column_count: {len(fields)} fields, header has {len(header)}"))
+                                    f"wrong_column_count: {len(fields)} fields, header has {len(header)}", fields))
         else:
-            drop.rows.append(RawRow(line, raw, dict(zip(header, fields, strict=True))))
+            drop.rows.append(RawRow(line, raw, dict(zip(header, fields, strict=True)), None, fields))
     return drop
 
 
