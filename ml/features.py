@@ -26,13 +26,16 @@ from orchestration.lib.errors import PlacelinkError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 
-#: Which feed each event type / indicator comes from (docs/architecture.md, int_events_joined_to_places).
-#: The warehouse's own (event_type, partner, feed) triples take precedence; this covers the marts-only case.
+#: Which feed each indicator (or event type) comes from, by prefix. The warehouse's own
+#: (indicator, partner, feed) rows in int_events_joined_to_places take precedence; this covers indicators
+#: built only in the place marts (crimes_total, school_sessions_possible ...). Longest prefix wins.
 EVENT_TYPE_FEEDS = {
     "crime:": "police.street_crimes",
+    "crimes_": "police.street_crimes",
     "police_person:": "police.person_records",
+    "police_": "police.person_records",
     "social_care_referral": "county_council.social_care_referrals",
-    "school_absence": "county_council.school_attendance",
+    "school_": "county_council.school_attendance",
     "homelessness_presentation": "district_councils.homelessness_presentations",
     "asb_complaint": "district_councils.asb_complaints",
     "ae_attendance": "nhs.ae_attendances",
@@ -125,16 +128,20 @@ def indicator_feeds(con: duckdb.DuckDBPyConnection, indicators) -> dict[str, str
     """Map each indicator to '<partner>.<feed>' (None when it cannot be told)."""
     known: dict[str, str] = {}
     if "intermediate.int_events_joined_to_places" in _existing_tables(con):
-        rows = con.execute("select distinct event_type, partner || '.' || feed "
-                           "from intermediate.int_events_joined_to_places").fetchall()
-        known = {r[0]: r[1] for r in rows if r[0]}
+        columns = {r[0] for r in con.execute(
+            "select column_name from information_schema.columns where table_schema = 'intermediate' "
+            "and table_name = 'int_events_joined_to_places'").fetchall()}
+        for column in [c for c in ("event_type", "indicator") if c in columns]:
+            rows = con.execute(f"select distinct {column}, partner || '.' || feed "
+                               "from intermediate.int_events_joined_to_places").fetchall()
+            known.update({r[0]: r[1] for r in rows if r[0]})
     out: dict[str, str | None] = {}
+    prefixes = sorted(EVENT_TYPE_FEEDS, key=len, reverse=True)
     for ind in indicators:
         if ind in known:
             out[ind] = known[ind]
             continue
-        out[ind] = next((feed for prefix, feed in EVENT_TYPE_FEEDS.items()
-                         if ind == prefix or (prefix.endswith(":") and ind.startswith(prefix))), None)
+        out[ind] = next((EVENT_TYPE_FEEDS[p] for p in prefixes if ind.startswith(p)), None)
     return out
 
 

@@ -115,20 +115,26 @@ def _fit_risk(frames: Frames, spec: ModelSpec) -> Fitted:
                 f"the {name} period has no {'positive' if y.sum() == 0 else 'negative'} examples of "
                 f"{spec.outcome!r}", where=f"ml/models/{spec.name}/model.yml: outcome",
                 fix="use more months of data or a more common outcome")
-    params = {"estimator": "logistic regression on log1p(counts), standardised", "C": 0.3}
     # a linear model on log counts: on a few thousand households it beat gradient boosting here, and its
-    # weights can be read out to an ethics panel
-    base = make_pipeline(FunctionTransformer(np.log1p, feature_names_out="one-to-one"), StandardScaler(),
-                         LogisticRegression(C=params["C"], max_iter=2000))
+    # weights can be read out to an ethics panel. Regularisation is chosen on the validation period.
+    def make(c: float):
+        return make_pipeline(FunctionTransformer(np.log1p, feature_names_out="one-to-one"), StandardScaler(),
+                             LogisticRegression(C=c, max_iter=2000))
+
     with threadpool_limits(1):  # BLAS/OpenMP threads fight other stages for the two cores
-        base.fit(X_train, y_train)
+        fits = {c: make(c).fit(X_train, y_train) for c in (0.01, 0.03, 0.1, 0.3, 1.0)}
+        valid_auc = {c: roc_auc_score(y_valid, m.predict_proba(X_valid)[:, 1]) for c, m in fits.items()}
+        best = max(valid_auc, key=valid_auc.get)
         # calibrate on the validation period (later than training, earlier than test): sigmoid, because a
-        # few dozen positives are too few for isotonic regression
-        model = CalibratedClassifierCV(FrozenEstimator(base), method="sigmoid").fit(X_valid, y_valid)
+        # few dozen positives are too few for isotonic regression; a monotone map, so the ranking stays
+        model = CalibratedClassifierCV(FrozenEstimator(fits[best]), method="sigmoid").fit(X_valid, y_valid)
+    params = {"estimator": "logistic regression on log1p(counts), standardised", "C": best}
     prob = model.predict_proba(X_test)[:, 1]
-    # the prior-count rule a caseworker might use: rank by past presentations, then by all recent contact
+    # baselines a caseworker might use: the prior-count rule (past presentations), and a stronger one
+    # that breaks its many ties by all recent contact with the partners
     outcome_col = f"n_{feature_name(spec.outcome)}_{max(spec.lookbacks_months)}m"
-    baseline = X_test[outcome_col].to_numpy() * 1000 + X_test["events_12m"].to_numpy()
+    baseline = X_test[outcome_col].to_numpy()
+    contact = baseline * 1000 + X_test[f"events_{max(spec.lookbacks_months)}m"].to_numpy()
     top = spec.top_fraction
     metrics = {
         "auc": roc_auc_score(y_test, prob), "average_precision": average_precision_score(y_test, prob),
@@ -136,12 +142,15 @@ def _fit_risk(frames: Frames, spec: ModelSpec) -> Fitted:
         "valid_auc": roc_auc_score(y_valid, model.predict_proba(X_valid)[:, 1]),
         "baseline_auc": roc_auc_score(y_test, baseline),
         "baseline_precision_at_top": plots.precision_at_top(y_test, baseline, top),
+        "baseline_contact_auc": roc_auc_score(y_test, contact),
+        "baseline_contact_precision_at_top": plots.precision_at_top(y_test, contact, top),
         "test_base_rate": float(np.mean(y_test)), "mean_predicted_risk": float(np.mean(prob)),
     }
     metrics["auc_gain_over_baseline"] = metrics["auc"] - metrics["baseline_auc"]
     metrics["lift_at_top"] = metrics["precision_at_top"] / max(metrics["test_base_rate"], 1e-9)
     return Fitted(model, prob, metrics, {**params, "calibration": "sigmoid on validation period",
-                                         "top_fraction": top}, {"prior-count rule": baseline}, metrics["auc"])
+                                         "top_fraction": top}, {"prior-count rule": baseline, "prior count + contact": contact},
+                  metrics["auc"])
 
 
 def _fit_demand(frames: Frames, spec: ModelSpec) -> Fitted:

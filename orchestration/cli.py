@@ -205,6 +205,60 @@ def pseudonymise(
     typer.echo(f"-> {settings.warehouse_db}")
 
 
+FeedsDirOption = Annotated[
+    Path | None, typer.Option("--feeds-dir", help="Feed contracts folder (default: orchestration/feeds).")
+]
+
+
+@app.command()
+def train(
+    model: Annotated[list[str] | None, typer.Option("--model", help="Model to train (repeatable; default: all).")] = None,
+    feeds_dir: FeedsDirOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Train models on the marts, log them to MLflow, register a challenger and run the ethics gate."""
+    from ml.train import train_all
+
+    for r in train_all(model or None, settings=_settings(home), feeds_dir=feeds_dir):
+        key = {"risk": ("auc", "baseline_auc"), "demand": ("mae", "baseline_seasonal_naive_mae")}
+        kind = "risk" if "auc" in r.metrics else "demand"
+        metric, base = key[kind]
+        typer.echo(f"{r.model} v{r.version}: {metric} {r.metrics[metric]:.3f} (baseline {r.metrics[base]:.3f}); "
+                   f"{r.decision.summary}")
+
+
+@app.command()
+def score(
+    model: Annotated[list[str] | None, typer.Option("--model", help="Model to score (repeatable; default: all).")] = None,
+    feeds_dir: FeedsDirOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Write predictions from each model's champion to the warehouse (ml.*), with the model version on every row."""
+    from ml.score import score_all
+
+    for r in score_all(model or None, settings=_settings(home), feeds_dir=feeds_dir):
+        typer.echo(f"{r.model} v{r.version}: {r.rows} rows from {r.as_of} -> {r.table}")
+
+
+@app.command("mlflow-ui")
+def mlflow_ui(
+    home: HomeOption = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
+    print_only: Annotated[bool, typer.Option("--print", help="Print the command instead of starting it.")] = False,
+) -> None:
+    """Start the MLflow UI on 127.0.0.1 over this home's tracking store (or print the command)."""
+    import os
+    import shlex
+    import subprocess
+
+    s = _settings(home)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", s.mlflow_tracking_uri,
+           "--default-artifact-root", s.mlflow_artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(port)]
+    typer.echo(shlex.join(["mlflow", *cmd[3:]]))
+    if not print_only:
+        raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
+
+
 @app.callback()
 def _root() -> None:
     """placelink: share, match and store multi-agency data; build linked place-level tables; train models."""

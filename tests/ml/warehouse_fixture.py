@@ -22,15 +22,21 @@ CHILD_BANDS = ["0-4", "5-9", "10-15", "16-17"]
 # common contacts (A&E) say little about housing need; rarer ones (food bank, social care) say a lot,
 # so weighting the partners' events well beats counting them all alike
 PERSON_EVENTS = {
-    "social_care_referral": ("county_council", "social_care_referrals", 0.012, 1.2),
-    "school_absence": ("county_council", "school_attendance", 0.030, 0.6),
+    "social_care_referral": ("county_council", "social_care_referrals", 0.015, 1.3),
+    "school_absence": ("county_council", "school_attendance", 0.030, 1.0),
     "ae_attendance": ("nhs", "ae_attendances", 0.060, 0.2),
     "food_bank_referral": ("voluntary", "food_bank_referrals", 0.015, 1.4),
     "asb_complaint": ("district_councils", "asb_complaints", 0.010, 0.9),
-    "police_person:victim": ("police", "person_records", 0.008, 0.8),
+    "police_person:victim": ("police", "person_records", 0.010, 1.0),
     "fire_safe_and_well_visit": ("fire", "safe_and_well_visits", 0.004, 0.3),
 }
 OUTCOME = ("homelessness_presentation", "district_councils", "homelessness_presentations", 0.005, 1.3)
+# event type -> indicator, as dbt's int_events_joined_to_places names them
+INDICATORS = {"social_care_referral": "social_care_referrals", "school_absence": "school_unauthorised_absence_sessions",
+              "ae_attendance": "ae_attendances", "food_bank_referral": "food_bank_referrals",
+              "asb_complaint": "asb_complaints", "police_person:victim": "police_victims",
+              "fire_safe_and_well_visit": "fire_safe_and_well_visits",
+              "homelessness_presentation": "homelessness_presentations"}
 CONTRACT_FEEDS = {
     "police": ["street_crimes", "person_records"],
     "county_council": ["social_care_referrals", "school_attendance"],
@@ -93,10 +99,11 @@ def build_mart_warehouse(path: Path, *, n_households: int = 1200, n_lsoas: int =
     ev["event_date"] = ev["event_month"] + pd.to_timedelta(rng.integers(0, 28, len(ev)), unit="D")
     ev["event_key"] = [f"e{i:07d}" for i in range(len(ev))]
     ev["uprn"] = None
-    int_events = ev[["event_key", "partner", "feed", "event_type", "person_key", "household_key", "uprn",
+    ev["indicator"] = ev["event_type"].map(INDICATORS)
+    int_events = ev[["event_key", "partner", "feed", "event_type", "indicator", "person_key", "household_key", "uprn",
                      "lsoa_code", "event_date", "event_month", "sex", "age_band", "ethnicity_group"]]
-    person_monthly = (ev.groupby(["person_key", "event_month", "event_type"], as_index=False).size()
-                      .rename(columns={"event_month": "month", "event_type": "indicator", "size": "event_count"}))
+    person_monthly = (ev.groupby(["person_key", "event_month", "indicator"], as_index=False).size()
+                      .rename(columns={"event_month": "month", "size": "event_count"}))
 
     # place level: the linked people above plus the many residents this small fixture does not simulate,
     # with seasonality and a deprivation gradient, so an LSOA forecast has volume to learn from
@@ -105,11 +112,11 @@ def build_mart_warehouse(path: Path, *, n_households: int = 1200, n_lsoas: int =
     lsoa_rate = np.exp(0.12 * (10 - lsoa_level))[:, None] * rng.gamma(8, 1 / 8, (n_lsoas, 1))
     trend = np.linspace(0.9, 1.1, months)[None, :]
     rows = []
-    background = {"social_care_referral": 4.0, "school_absence": 6.0, "ae_attendance": 12.0,
-                  "asb_complaint": 3.0, "homelessness_presentation": 1.0, "crime:burglary": 2.0,
-                  "crime:anti-social-behaviour": 5.0, "food_bank_referral": 2.0,
-                  "fire_safe_and_well_visit": 0.5, "police_person:victim": 1.0}
-    linked = ev.groupby(["lsoa_code", "m", "event_type"]).size()
+    background = {"social_care_referrals": 4.0, "school_unauthorised_absence_sessions": 6.0,
+                  "ae_attendances": 12.0, "asb_complaints": 3.0, "homelessness_presentations": 1.0,
+                  "crimes_burglary": 2.0, "crimes_total": 9.0, "food_bank_referrals": 2.0,
+                  "fire_safe_and_well_visits": 0.5, "police_victims": 1.0}
+    linked = ev.groupby(["lsoa_code", "m", "indicator"]).size()
     for indicator, scale in background.items():
         counts = rng.poisson(scale * lsoa_rate * season[None, :] * trend)
         for i, code in enumerate(lsoas["lsoa_code"]):
