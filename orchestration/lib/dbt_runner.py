@@ -150,39 +150,62 @@ def build(select: Sequence[str] | None = None, month: str | None = None, thresho
     return run_dbt(build_args("build", select, month, threshold, full_refresh), settings)
 
 
-def parse(settings: Settings | None = None) -> Path:
-    """``dbt parse``: write ``dbt_project/target/manifest.json`` (no database needed). Returns its path."""
+def parse(settings: Settings | None = None, project_dir: Path = DBT_PROJECT_DIR) -> Path:
+    """``dbt parse``: write ``<project>/target/manifest.json`` (no database needed). Returns its path."""
     s = settings or get_settings()
     with _environ(dbt_env(s)):
         from dbt.cli.main import dbtRunner
 
-        res = dbtRunner().invoke(build_args("parse"))
-    manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
+        args = ["parse", "--project-dir", str(project_dir), "--profiles-dir", str(project_dir)]
+        res = dbtRunner().invoke(args)
+    manifest = project_dir / "target" / "manifest.json"
     if not res.success or not manifest.exists():
         raise PlacelinkError(f"dbt parse failed: {res.exception}", where=str(DBT_PROJECT_DIR),
                              fix="run `uv run dbt parse --project-dir dbt_project --profiles-dir dbt_project`")
     return manifest
 
 
-def manifest_is_stale(manifest: Path | None = None) -> bool:
+def manifest_is_stale(project_dir: Path = DBT_PROJECT_DIR) -> bool:
     """True when the manifest is missing or older than any file of the dbt project it describes."""
-    manifest = manifest or DBT_PROJECT_DIR / "target" / "manifest.json"
+    manifest = project_dir / "target" / "manifest.json"
     if not manifest.exists():
         return True
     built = manifest.stat().st_mtime
     for sub in ("models", "macros", "seeds", "tests", "analyses"):
-        for path in (DBT_PROJECT_DIR / sub).rglob("*"):
+        for path in (project_dir / sub).rglob("*"):
             if path.is_file() and path.stat().st_mtime > built:
                 return True
-    return any((DBT_PROJECT_DIR / f).stat().st_mtime > built for f in ("dbt_project.yml", "profiles.yml"))
+    return any((project_dir / f).stat().st_mtime > built for f in ("dbt_project.yml", "profiles.yml"))
 
 
-def ensure_manifest(settings: Settings | None = None) -> Path:
-    """Return a current manifest, running ``dbt parse`` (a few seconds) only when it is missing or outdated."""
-    manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
-    if manifest_is_stale(manifest):
-        parse(settings)
+def ensure_manifest(settings: Settings | None = None, project_dir: Path = DBT_PROJECT_DIR) -> Path:
+    """Return a current manifest, running ``dbt parse`` (a few seconds) only when it is missing or outdated.
+
+    Called when the Dagster definitions import, so a clean clone (no ``dbt_project/target``) loads. A file lock
+    keeps parallel importers (pytest-xdist workers, the webserver and the daemon) from parsing at once and reading
+    a half-written manifest.
+    """
+    import fcntl
+
+    manifest = project_dir / "target" / "manifest.json"
+    if not manifest_is_stale(project_dir):
+        return manifest
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    with open(manifest.parent / ".parse.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if manifest_is_stale(project_dir):
+                parse(settings, project_dir)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
     return manifest
+
+
+@contextlib.contextmanager
+def dbt_environment(settings: Settings | None = None) -> Iterator[None]:
+    """Set the variables ``profiles.yml`` reads for the duration of a block (e.g. a dagster-dbt subprocess)."""
+    with _environ(dbt_env(settings)):
+        yield
 
 
 def docs_generate(settings: Settings | None = None) -> Path:

@@ -136,7 +136,6 @@ def secondary_suppression(values: np.ndarray, primary: np.ndarray, structure: Ma
     """
     values = np.asarray(values, dtype=float)
     suppressed = np.asarray(primary, dtype=bool).copy()
-    eqs = structure.equations
     all_eqs = structure.equations + structure.implied
 
     def add_partner(total: int, children: np.ndarray) -> bool:

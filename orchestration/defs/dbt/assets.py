@@ -1,0 +1,90 @@
+"""dagster-dbt assets for dbt_project/ and the published-files asset. Thin: the logic is in lib/dbt_runner."""
+
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from orchestration.defs.resources import WAREHOUSE_POOL
+from orchestration.lib import dbt_runner
+from orchestration.lib.config import get_settings
+
+DBT_RESOURCE_KEY = "dbt"
+OWNER = "data.engineering@placelink.example"
+
+dbt_project = DbtProject(project_dir=dbt_runner.DBT_PROJECT_DIR, profiles_dir=dbt_runner.DBT_PROJECT_DIR)
+MANIFEST = dbt_runner.ensure_manifest()
+
+
+class PlacelinkDbtTranslator(DagsterDbtTranslator):
+    """Asset keys mirror the warehouse: models ``<schema>/<model>``; sources the feed assets that write them."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            source, table = dbt_resource_props["source_name"], dbt_resource_props["name"]
+            if source == "reference":
+                return dg.AssetKey(["ref", table])
+            return dg.AssetKey(["src", f"{source}__{table}"])
+        schema = dbt_resource_props.get("schema") or dbt_resource_props["config"].get("schema")
+        return dg.AssetKey([schema, dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        # group = schema (staging / intermediate / marts / published / seeds), like the asset key prefix
+        return dbt_resource_props.get("schema") or dbt_resource_props["config"].get("schema")
+
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]):
+        return [OWNER]
+
+
+class DbtBuildConfig(dg.Config):
+    month: str | None = None
+    """Rebuild one month (YYYY-MM) of the incremental models; empty = every month."""
+    disclosure_threshold: int | None = None
+    """Override var disclosure_threshold (counts 1..threshold-1 suppressed); empty = 5."""
+
+
+def dbt_resource() -> DbtCliResource:
+    return DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_runner.DBT_PROJECT_DIR))
+
+
+@dbt_assets(
+    manifest=MANIFEST,
+    project=dbt_project,
+    dagster_dbt_translator=PlacelinkDbtTranslator(),
+    name="placelink_dbt_models",
+    pool=WAREHOUSE_POOL,
+    op_tags={"placelink/stage": "dbt"},
+)
+def placelink_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig):
+    """dbt build of the selected models; tests become asset checks. Vars carry the month to rebuild."""
+    args = ["build"]
+    variables = dbt_runner.dbt_vars(config.month, config.disclosure_threshold)
+    if variables:
+        import json
+
+        args += ["--vars", json.dumps(variables)]
+    with dbt_runner.dbt_environment(get_settings()):
+        yield from dbt.cli(args, context=context).stream()
+
+
+@dg.asset(
+    key=["published", "files"],
+    group_name="published",
+    owners=[OWNER],
+    kinds={"parquet", "csv"},
+    deps=[dg.AssetKey(["published", "place_monthly_indicators"])],
+    description="Disclosure-controlled tables written to <home>/published/*.parquet and *.csv (placelink publish).",
+)
+def published_files() -> dg.MaterializeResult:
+    paths = dbt_runner.publish(get_settings())
+    return dg.MaterializeResult(metadata={"files": [str(p) for p in paths],
+                                          "dagster/row_count": _rows(paths)})
+
+
+def _rows(paths) -> int:
+    import duckdb
+
+    parquet = [p for p in paths if str(p).endswith(".parquet")]
+    return int(sum(duckdb.sql(f"select count(*) from '{p}'").fetchone()[0] for p in parquet))
