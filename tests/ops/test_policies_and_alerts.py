@@ -131,3 +131,28 @@ def test_webhook_sink_posts_text_and_fan_out_keeps_the_log(settings, monkeypatch
     assert len(JsonLinesFileSink(settings.logs_dir / "alerts.log").read()) == 2
     with pytest.raises(ValueError, match="PLACELINK_ALERT_WEBHOOK"):
         WebhookSink("ftp://x")
+
+
+def test_apply_feed_freshness_marks_every_feed_asset():
+    from orchestration.defs.ops.policies import apply_feed_freshness
+
+    monthly = dg.MonthlyPartitionsDefinition(start_date="2025-01-01")
+
+    @dg.asset(key=["raw", "police__street_crimes"], partitions_def=monthly)
+    def crimes():
+        pass
+
+    @dg.asset(key=["raw", "nhs__ae_attendances"], partitions_def=monthly)
+    def ae():
+        pass
+
+    @dg.asset(key=["link", "person_records"], deps=[crimes, ae])
+    def person_records():
+        pass
+
+    defs = apply_feed_freshness(dg.Definitions(assets=[crimes, ae, person_records]),
+                                {"raw/nhs__ae_attendances": 10})
+    graph = defs.resolve_asset_graph()
+    assert graph.get(crimes.key).freshness_policy.deadline_cron == "0 9 5 * *"
+    assert graph.get(ae.key).freshness_policy.deadline_cron == "0 9 10 * *"
+    assert graph.get(person_records.key).freshness_policy is None

@@ -90,3 +90,20 @@ def with_feed_freshness(spec: dg.AssetSpec, due_day: int | None = None) -> dg.As
     return dg.apply_freshness_policy(
         spec, feed_freshness_policy(due_day or DEFAULT_DUE_DAY), overwrite_existing=False
     )
+
+
+def apply_feed_freshness(defs: dg.Definitions, due_days: dict[str, int] | None = None) -> dg.Definitions:
+    """Give every feed asset (``raw/<partner>__<feed>``) the monthly freshness policy it lacks.
+
+    One call where the feed assets are assembled (or over the merged code location) is enough:
+    ``defs = apply_feed_freshness(defs, {"raw/nhs__ae_attendances": 10})``. Explicit policies win.
+    """
+    due_days = due_days or {}
+
+    def _apply(spec: dg.AssetSpec) -> dg.AssetSpec:
+        if spec.key.path[0] != "raw" or spec.partitions_def is None:
+            return spec
+        return with_feed_freshness(spec, due_days.get(spec.key.to_user_string()))
+
+    # filtering in the function (not with selection=) keeps this from resolving the whole graph
+    return defs.map_asset_specs(func=_apply)
