@@ -12,6 +12,7 @@ This module never imports dagster.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -225,8 +226,16 @@ def build_gx_suite(spec: SuiteSpec, params: dict) -> Any:
 
     Each GX expectation carries ``meta`` with our severity, the defects it catches and why it exists.
     """
+    os.environ["GX_ANALYTICS_ENABLED"] = "false"  # GX must never phone home from here
     import great_expectations as gx
     import great_expectations.expectations as gxe
+    from great_expectations.data_context.data_context.context_factory import project_manager
+    from great_expectations.exceptions import DataContextRequiredError
+
+    try:
+        project_manager.get_current_project()
+    except DataContextRequiredError:
+        gx.get_context(mode="ephemeral")  # GX 1.x builds suites only inside an active context
 
     suite = gx.ExpectationSuite(name=spec.name, meta={"kind": spec.kind, "table": spec.table})
     for i, exp in enumerate(spec.all_expectations):

@@ -10,6 +10,7 @@ both call these.
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import duckdb
@@ -33,7 +34,7 @@ def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     schema, name = table.split(".", 1)
     return bool(con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, name]).fetchone()[0])
+        [schema, name]).fetchall()[0][0])
 
 
 def read_table(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, partition: str | None = None) -> pd.DataFrame:
@@ -102,7 +103,7 @@ def run_quality(settings: Settings | None = None, *, partner: str | None = None,
         path = settings.identifiable_db if database == "identifiable" else settings.warehouse_db
         if not Path(path).exists():
             continue
-        with duckdb.connect(str(path), read_only=True) as con:
+        with connect_read_only(path) as con:
             for spec in group:
                 if _table_exists(con, spec.table):
                     results.append(validate_suite(con, spec, settings=settings, docs=docs))
@@ -224,12 +225,24 @@ def build_feed_scorecard(identifiable: duckdb.DuckDBPyConnection, warehouse: duc
     return card
 
 
+def connect_read_only(path: str | Path, wait_seconds: float = 120) -> duckdb.DuckDBPyConnection:
+    """Open a zone read-only, waiting while another process (an ingest) holds its write lock."""
+    path = Path(path)
+    if not path.exists():
+        raise PlacelinkError(f"{path.name} does not exist yet", where=str(path),
+                             fix="run placelink ingest first")
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=True)
+        except duckdb.IOException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
 def write_feed_scorecard(settings: Settings | None = None, partner: str | None = None) -> pd.DataFrame:
     """CLI/plain-function entry point: open both zones and build the scorecard."""
     settings = settings or get_settings()
-    if not settings.identifiable_db.exists():
-        raise PlacelinkError("the identifiable zone does not exist yet", where=str(settings.identifiable_db),
-                             fix="run placelink ingest first")
-    with duckdb.connect(str(settings.identifiable_db), read_only=True) as idz, \
-            duckdb.connect(str(settings.warehouse_db)) as wh:
+    with connect_read_only(settings.identifiable_db) as idz, duckdb.connect(str(settings.warehouse_db)) as wh:
         return build_feed_scorecard(idz, wh, partner=partner)

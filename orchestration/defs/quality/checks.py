@@ -1,0 +1,146 @@
+"""Data quality in Dagster: GX suites as asset checks on every feed, and the partner scorecard asset.
+
+Per feed ``raw/<partner>__<feed>`` one multi-check runs the feed's suite on the partition just loaded and
+reports two checks: ``quality_structure`` (blocking: a broken structure stops ``src/...`` and everything
+downstream in the same run) and ``quality_warnings`` (severity WARN: soft expectations, never blocking).
+The logic lives in :mod:`orchestration.lib.quality` and :mod:`expectations`; this module only wraps it.
+"""
+
+import json
+import warnings
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from expectations.runner import QualityResult
+from expectations.suite import SuiteSpec, load_suites
+from orchestration.defs.partitions import monthly_partitions
+from orchestration.defs.resources import IDENTIFIABLE_POOL, WAREHOUSE_POOL
+from orchestration.lib.config import get_settings
+from orchestration.lib.errors import PlacelinkError
+
+STRUCTURE = "quality_structure"
+WARNINGS = "quality_warnings"
+SCORECARD_KEY = dg.AssetKey(["quality", "feed_scorecard"])
+
+
+def _outcome_table(outcomes) -> str:
+    if not outcomes:
+        return "none"
+    lines = ["| expectation | column | unexpected | % | observed / error |", "|---|---|---|---|---|"]
+    for o in outcomes:
+        pct = "" if o.unexpected_percent is None else f"{o.unexpected_percent:.2f}"
+        note = o.error or ("" if o.observed_value is None else str(o.observed_value))
+        lines.append(f"| {o.expectation} | {o.column or ''} | {o.unexpected_count if o.unexpected_count is not None else ''}"
+                     f" | {pct} | {note[:120]} |")
+    return "\n".join(lines)
+
+
+def check_metadata(result: QualityResult, severity: str) -> dict:
+    """Statistics, failed expectations, unexpected counts, masked samples and the Data Docs link."""
+    failed = result.blocking_failures if severity == "blocking" else result.warnings
+    meta = {
+        "suite": result.suite,
+        "rows_validated": dg.MetadataValue.int(result.rows),
+        "statistics": dg.MetadataValue.json(result.statistics),
+        "failed_expectations": dg.MetadataValue.md(_outcome_table(failed)),
+        "unexpected_counts": dg.MetadataValue.json(
+            {f"{o.expectation}:{o.column or '-'}": o.unexpected_count for o in failed
+             if o.unexpected_count is not None}),
+        "masked_failing_rows": dg.MetadataValue.json(
+            {f"{o.expectation}:{o.column or '-'}": o.sample for o in failed if o.sample}),
+    }
+    if result.docs_path:
+        meta["data_docs"] = dg.MetadataValue.url(result.docs_path)
+    return meta
+
+
+def build_feed_check(spec: SuiteSpec) -> dg.AssetChecksDefinition:
+    """The two quality checks of one raw feed, from one GX validation of the partition."""
+    key = dg.AssetKey(spec.asset.split("/"))
+    # Partitioned checks are a Dagster preview; we need them so each check validates the month just
+    # loaded (not the whole table) and blocks only that partition's downstream.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        check_specs = [
+            dg.AssetCheckSpec(STRUCTURE, asset=key, blocking=True, partitions_def=monthly_partitions,
+                              description=f"GX suite {spec.name}, blocking part: columns, types, record ids, "
+                                          "not empty. Failure stops downstream assets."),
+            dg.AssetCheckSpec(WARNINGS, asset=key, blocking=False, partitions_def=monthly_partitions,
+                              description=f"GX suite {spec.name}, soft part: codes, formats, NHS check digit, "
+                                          "dates, volume, duplicates. Warns only."),
+        ]
+
+    @dg.multi_asset_check(
+        name=f"{spec.name}_quality",
+        specs=check_specs,
+        pool=IDENTIFIABLE_POOL,
+        compute_kind="great_expectations",
+    )
+    def _check(context: dg.AssetCheckExecutionContext, identifiable_db: DuckDBResource):
+        from orchestration.lib.quality import validate_suite
+
+        partition = context.partition_key if context.has_partition_key else None
+        try:
+            with identifiable_db.get_connection() as con:
+                result = validate_suite(con, spec, partition=partition, settings=get_settings())
+        except PlacelinkError as exc:
+            yield dg.AssetCheckResult(asset_key=key, check_name=STRUCTURE, passed=False,
+                                      severity=dg.AssetCheckSeverity.ERROR, description=str(exc))
+            yield dg.AssetCheckResult(asset_key=key, check_name=WARNINGS, passed=False,
+                                      severity=dg.AssetCheckSeverity.WARN, description="not run: " + str(exc))
+            return
+        context.log.info(json.dumps(result.summary(), default=str))
+        yield dg.AssetCheckResult(
+            asset_key=key, check_name=STRUCTURE, passed=result.passed_blocking,
+            severity=dg.AssetCheckSeverity.ERROR, metadata=check_metadata(result, "blocking"),
+            description=None if result.passed_blocking else
+            f"{len(result.blocking_failures)} structural expectation(s) failed: "
+            + ", ".join(f"{o.expectation}({o.column or ''})" for o in result.blocking_failures[:5]))
+        yield dg.AssetCheckResult(
+            asset_key=key, check_name=WARNINGS, passed=not result.warnings,
+            severity=dg.AssetCheckSeverity.WARN, metadata=check_metadata(result, "warn"))
+
+    return _check
+
+
+def build_scorecard_asset(raw_keys: list[dg.AssetKey]) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=SCORECARD_KEY,
+        group_name="quality",
+        description="Per partner, feed and month: completeness, validity (GX), timeliness, duplicate rate, "
+                    "quarantine rate and match rates. Aggregates only (warehouse quality.feed_scorecard).",
+        kinds={"duckdb", "great_expectations"},
+        deps=raw_keys,
+        pool=WAREHOUSE_POOL,
+        tags={"zone": "warehouse"},
+    )
+    def feed_scorecard(context: dg.AssetExecutionContext, identifiable_db: DuckDBResource,
+                       warehouse_db: DuckDBResource) -> dg.MaterializeResult:
+        from orchestration.lib.quality import build_feed_scorecard, connect_read_only
+
+        with connect_read_only(identifiable_db.database) as idz, warehouse_db.get_connection() as wh:
+            card = build_feed_scorecard(idz, wh)
+        latest = card.sort_values("month").groupby(["partner", "feed"]).tail(1)
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": dg.MetadataValue.int(len(card)),
+            "table": "quality.feed_scorecard",
+            "latest_month": dg.MetadataValue.json(json.loads(
+                latest.drop(columns=["scored_at"]).round(3).to_json(orient="records", date_format="iso"))),
+        })
+
+    return feed_scorecard
+
+
+def build_quality_definitions(feed_names: list[str]) -> dg.Definitions:
+    """Checks for the given feeds (``<partner>__<feed>``) that have a suite, plus the scorecard asset."""
+    specs = {s.name: s for s in load_suites("feed")}
+    missing = [n for n in feed_names if n not in specs]
+    if missing:
+        raise PlacelinkError(f"feeds without a quality suite: {missing}", where="expectations/suites",
+                             fix="add expectations/suites/<partner>__<feed>.yml for each")
+    checks = [build_feed_check(specs[n]) for n in feed_names]
+    raw_keys = [dg.AssetKey(specs[n].asset.split("/")) for n in feed_names]
+    assets = [build_scorecard_asset(raw_keys)] if raw_keys else []
+    return dg.Definitions(asset_checks=checks, assets=assets)
+
