@@ -146,8 +146,10 @@ def _resolve(settings: Settings, partner: str | None, record_id: str | None, per
     person_ids: set[str] = set()
     with open_zone(settings.identifiable_db, read_only=True) as con:
         if con is None:
+            if person_key is not None:  # a warehouse-only home (e.g. a partner's copy): erase by key alone
+                return link_ids, person_ids, [], []
             raise PlacelinkError("there is no identifiable zone to erase from", where=str(settings.identifiable_db),
-                                 fix="check --home")
+                                 fix="check --home, or erase by --person-key")
         tables = base_tables(con)
         if record_id is not None:
             for (schema, table), cols in tables.items():
@@ -287,7 +289,7 @@ def erase(settings: Settings | None = None, *, partner: str | None = None, recor
         "records": len(link_ids), "persons": len(person_ids), "dry_run": dry_run})
 
     with open_zone(settings.identifiable_db, read_only=dry_run) as con:
-        tables = base_tables(con)
+        tables = base_tables(con) if con is not None else {}
         if ("raw" in {s for s, _ in tables}) and raw_ids:
             for p, f, rid in raw_ids:
                 if ("raw", f"{p}__{f}") in tables and "_source_file" in tables[("raw", f"{p}__{f}")]:
@@ -295,7 +297,7 @@ def erase(settings: Settings | None = None, *, partner: str | None = None, recor
                         f"SELECT DISTINCT _source_file FROM raw.\"{p}__{f}\" WHERE CAST(_record_id AS VARCHAR) = ?",
                         [rid]).fetchall()]
         proof.deleted += _scan_identifiable(con, tables, link_ids, person_ids, raw_ids, delete=not dry_run)
-        if not dry_run:
+        if not dry_run and con is not None:
             proof.remaining += _scan_identifiable(con, tables, link_ids, person_ids, raw_ids, delete=False)
     with open_zone(settings.warehouse_db, read_only=dry_run) as con:
         if con is not None:
