@@ -177,10 +177,52 @@ def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.Dat
     return LinkResult(person_index, household_index, review, changes, summary, model)
 
 
+def _anchored_clusters(con, db_api, prepared: str, nodes: str, edges: str, out: str) -> None:
+    """Connected components that a record without a date of birth cannot bridge.
+
+    Plain connected components chain: one "Molly O'Brien, no DOB" record links to the mother (1976) and to
+    the daughter (2014) and merges them. So clusters are formed from edges between records that have a
+    date of birth (anchors); a record without one then joins the cluster of its single best link, and
+    only records with no anchor link cluster among themselves. Writes ``out`` (unique_id, cluster_id)."""
+    run(con, f"""CREATE OR REPLACE TEMP TABLE _anchor_nodes AS
+        SELECT n.unique_id, p.dob IS NOT NULL AS anchor FROM {nodes} n JOIN {prepared} p USING (unique_id)""")
+    run(con, f"""CREATE OR REPLACE TEMP TABLE _anchor_edges AS
+        SELECT e.* FROM {edges} e
+        JOIN _anchor_nodes l ON l.unique_id = e.unique_id_l JOIN _anchor_nodes r ON r.unique_id = e.unique_id_r
+        WHERE l.anchor AND r.anchor AND e.match_probability >= {pm.MATCH_THRESHOLD}""")
+    run(con, "CREATE OR REPLACE TEMP TABLE _anchor_only AS SELECT unique_id FROM _anchor_nodes WHERE anchor")
+    cc = pm.connected_components(con, db_api, "_anchor_only", "_anchor_edges", threshold=pm.MATCH_THRESHOLD)
+    run(con, f"CREATE OR REPLACE TEMP TABLE _anchor_cc AS SELECT unique_id, cluster_id FROM {cc}")
+    # each undated record's best link to an anchor
+    run(con, f"""CREATE OR REPLACE TEMP TABLE _loose_best AS
+        WITH e AS (
+            SELECT unique_id_l AS loose, unique_id_r AS other, match_probability FROM {edges}
+            UNION ALL SELECT unique_id_r, unique_id_l, match_probability FROM {edges}
+        )
+        SELECT e.loose AS unique_id, arg_max(c.cluster_id, e.match_probability) AS cluster_id
+        FROM e JOIN _anchor_nodes n ON n.unique_id = e.loose AND NOT n.anchor
+        JOIN _anchor_cc c ON c.unique_id = e.other
+        WHERE e.match_probability >= {pm.MATCH_THRESHOLD}
+        GROUP BY 1""")
+    run(con, """CREATE OR REPLACE TEMP TABLE _loose_nodes AS
+        SELECT unique_id FROM _anchor_nodes WHERE NOT anchor AND unique_id NOT IN (SELECT unique_id FROM _loose_best)""")
+    run(con, """CREATE OR REPLACE TEMP TABLE _loose_edges AS
+        SELECT e.* FROM _anchor_edges e WHERE FALSE""")
+    run(con, f"""INSERT INTO _loose_edges SELECT e.* FROM {edges} e
+        WHERE e.unique_id_l IN (SELECT unique_id FROM _loose_nodes)
+          AND e.unique_id_r IN (SELECT unique_id FROM _loose_nodes)
+          AND e.match_probability >= {pm.MATCH_THRESHOLD}""")
+    cc2 = pm.connected_components(con, db_api, "_loose_nodes", "_loose_edges", threshold=pm.MATCH_THRESHOLD)
+    run(con, f"""CREATE OR REPLACE TEMP TABLE {out} AS
+        SELECT unique_id, CAST(cluster_id AS VARCHAR) AS cluster_id FROM _anchor_cc
+        UNION ALL SELECT unique_id, CAST(cluster_id AS VARCHAR) FROM _loose_best
+        UNION ALL SELECT unique_id, 'loose:' || CAST(cluster_id AS VARCHAR) FROM {cc2}""")
+
+
 def _full_assign(con, db_api, prepared: str) -> None:
     run(con, f"CREATE OR REPLACE TEMP TABLE _nodes AS SELECT unique_id FROM {prepared}")
-    cc = pm.connected_components(con, db_api, "_nodes", "_edges", threshold=pm.MATCH_THRESHOLD)
-    run(con, f"CREATE OR REPLACE TEMP TABLE _cc AS SELECT unique_id AS record_id, cluster_id FROM {cc}")
+    _anchored_clusters(con, db_api, prepared, "_nodes", "_edges", "_clusters")
+    run(con, "CREATE OR REPLACE TEMP TABLE _cc AS SELECT unique_id AS record_id, cluster_id FROM _clusters")
     # overlap of each new cluster with each previous person, assigned greedily largest-first
     overlaps = con.execute("""
         SELECT c.cluster_id, p.person_id, count(*) AS n
@@ -235,10 +277,10 @@ def _incremental_assign(con, db_api, prepared: str) -> None:
           AND e.match_probability >= {pm.MATCH_THRESHOLD}
     """)
     run(con, "CREATE OR REPLACE TEMP TABLE _nodes AS SELECT record_id AS unique_id FROM _new")
-    cc = pm.connected_components(con, db_api, "_nodes", "_new_edges", threshold=pm.MATCH_THRESHOLD)
+    _anchored_clusters(con, db_api, prepared, "_nodes", "_new_edges", "_clusters")
     run(con, f"""
         CREATE OR REPLACE TEMP TABLE _new_index AS
-        WITH c AS (SELECT unique_id AS record_id, cluster_id FROM {cc}),
+        WITH c AS (SELECT unique_id AS record_id, cluster_id FROM _clusters),
         cluster_person AS (
             SELECT c.cluster_id, mode(d.person_id) AS person_id FROM c JOIN _direct d USING (record_id) GROUP BY 1
         ),

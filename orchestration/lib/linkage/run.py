@@ -97,6 +97,7 @@ def _truth_records(settings: Settings) -> pd.DataFrame | None:
     t = pd.read_parquet(path)
     t = t[t["person_id"].notna()] if "person_id" in t else t
     t = t.assign(record_id=t["partner"].astype(str) + "." + t["feed"].astype(str) + ":" + t["record_id"].astype(str))
+    return t.drop_duplicates("record_id")
     return t
 
 
