@@ -197,8 +197,8 @@ def render_address(rng: np.random.Generator, df: pd.DataFrame, rates: DefectRate
     style = rng.choice(6, n, p=[0.4, 0.15, 0.15, 0.1, 0.1, 0.1])
     has_saon = saon != ""
     flat_num = saon.str.replace("Flat ", "", regex=False)
-    abbreviated = street.replace(ABBREVIATIONS, regex=True) if False else street.str.replace(
-        r"\b(" + "|".join(ABBREVIATIONS) + r")$", lambda mt: ABBREVIATIONS[mt.group(1)], regex=True)
+    abbreviated = street.str.replace(r"\b(" + "|".join(ABBREVIATIONS) + r")$",
+                                     lambda mt: ABBREVIATIONS[mt.group(1)], regex=True)
     line = np.where(has_saon, saon + ", " + paon + " " + street, paon + " " + street)
     line = np.where(style == 2, np.where(has_saon, saon + " " + paon + " " + abbreviated,
                                          paon + " " + abbreviated), line)

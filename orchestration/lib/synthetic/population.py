@@ -88,8 +88,7 @@ def simulate_population(rng: np.random.Generator, geo: Geography, months: int, s
     t = hh_type[person_hh0]
     lo = np.select([t == 1, t == 3, t == 4, t == 5, t == 6], [65, 65, 24, 18, 18], 20)
     hi = np.select([t == 1, t == 3, t == 4, t == 5, t == 6], [96, 92, 56, 52, 70], 65)
-    head_age = rng.uniform(lo, hi)[np.r_[0, np.cumsum(size)[:-1]]]  # first member's draw is the household's
-    adult_age = np.where(pos == 0, head_age[person_hh0] if False else rng.uniform(lo, hi), 0)
+    adult_age = np.where(pos == 0, rng.uniform(lo, hi), 0)  # the head's age; others are set relative to it
     hh_head_age = np.zeros(n_hh)
     hh_head_age[person_hh0[pos == 0]] = adult_age[pos == 0]
     partner_age = np.clip(hh_head_age[person_hh0] + rng.normal(0, 4, len(t)), 18, 99)
