@@ -1,0 +1,96 @@
+"""``ml/<model>_training`` (train, register challenger, gate, promote or refuse) and the prediction tables
+``ml/household_risk_scores`` / ``ml/lsoa_demand_forecasts`` written from each model's champion.
+
+A refusal by the gate is a decision, not a failure: the training asset succeeds and says why in its metadata
+(the model card is in MLflow). A feed agreement that forbids the purpose fails the asset: nothing is trained.
+"""
+
+from pathlib import Path
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from orchestration.defs.resources import WAREHOUSE_POOL
+from orchestration.lib.config import Settings, get_settings
+from orchestration.lib.errors import PlacelinkError
+
+GROUP = "ml"
+OWNERS = ["team:data-science"]
+#: model -> (dbt models it reads, predictions asset name)
+MODELS = {
+    "household_risk": (["marts/person_monthly_events", "intermediate/int_events_joined_to_places", "marts/dim_lsoa"],
+                       "household_risk_scores"),
+    "lsoa_demand": (["marts/lsoa_monthly_indicators", "marts/dim_lsoa"], "lsoa_demand_forecasts"),
+}
+
+
+class MLConfig(dg.Config):
+    feeds_dir: str | None = None  # feed contracts folder; default orchestration/feeds
+
+
+def _settings(warehouse_db: DuckDBResource) -> Settings:
+    settings = get_settings()
+    warehouse = Path(warehouse_db.database).resolve()
+    if warehouse != settings.warehouse_db:
+        settings = type(settings)(env=settings.env, home=warehouse.parent)
+    return settings
+
+
+def _training_asset(model: str, deps: list[str]) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=dg.AssetKey(["ml", f"{model}_training"]), group_name=GROUP, owners=OWNERS, kinds={"mlflow", "sklearn"},
+        deps=[dg.AssetKey(d.split("/")) for d in deps],
+        # reads the warehouse; DuckDB's file lock shuts readers in other processes out while a writer is
+        # open, so it queues with the writers
+        pool=WAREHOUSE_POOL,
+        description=f"Train `{model}` on the marts, log it to MLflow, register a new version as `challenger`, "
+                    "run the ethics gate (record complete, agreements permit the purpose, fairness thresholds, "
+                    "beats the champion on the held-out period) and promote it to `champion` only if it passes.",
+    )
+    def training(context: dg.AssetExecutionContext, config: MLConfig, warehouse_db: DuckDBResource):
+        from ml.train import train_model
+
+        try:
+            result = train_model(model, settings=_settings(warehouse_db), feeds_dir=config.feeds_dir)
+        except PlacelinkError as exc:
+            raise dg.Failure(description=str(exc)) from exc
+        context.log.info(result.decision.summary)
+        metadata = {
+            "model_version": dg.MetadataValue.text(result.version),
+            "promoted": dg.MetadataValue.bool(result.promoted),
+            "decision": dg.MetadataValue.text(result.decision.summary),
+            "mlflow_run_id": dg.MetadataValue.text(result.run_id),
+            "model_card": dg.MetadataValue.md(result.card_markdown),
+            **{f"gate/{k}": dg.MetadataValue.bool(v) for k, v in result.decision.checks.items()},
+            **{f"metric/{k}": dg.MetadataValue.float(float(v)) for k, v in result.metrics.items()},
+            **{f"fairness/{k}": dg.MetadataValue.float(float(v)) for k, v in result.fairness.items()},
+        }
+        return dg.MaterializeResult(metadata=metadata)
+
+    return training
+
+
+def _scores_asset(model: str, table: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=dg.AssetKey(["ml", table]), group_name=GROUP, owners=OWNERS, kinds={"duckdb", "mlflow"},
+        deps=[dg.AssetKey(["ml", f"{model}_training"])], pool=WAREHOUSE_POOL,
+        description=f"Predictions of `{model}` from its `champion` alias, written to warehouse table ml.{table} "
+                    "with model_name and model_version on every row.",
+    )
+    def scores(context: dg.AssetExecutionContext, config: MLConfig, warehouse_db: DuckDBResource):
+        from ml.score import score_model
+
+        try:
+            result = score_model(model, settings=_settings(warehouse_db), feeds_dir=config.feeds_dir)
+        except PlacelinkError as exc:
+            raise dg.Failure(description=str(exc)) from exc
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": dg.MetadataValue.int(result.rows),
+            "model_version": dg.MetadataValue.text(result.version),
+            "as_of": dg.MetadataValue.text(str(result.as_of)), "table": dg.MetadataValue.text(result.table)})
+
+    return scores
+
+
+ML_ASSETS = [a for model, (deps, table) in MODELS.items()
+             for a in (_training_asset(model, deps), _scores_asset(model, table))]

@@ -1,0 +1,46 @@
+"""The ML assets run in process with dg.materialize: training records the gate's decision as metadata and the
+scores asset writes the champion's predictions with its version."""
+
+from __future__ import annotations
+
+import dagster as dg
+import duckdb
+from dagster_duckdb import DuckDBResource
+
+from orchestration.defs.ml.assets import ML_ASSETS
+
+
+def test_train_then_score_lsoa_demand_in_process(fresh_home, ml_source):
+    selected = [a for a in ML_ASSETS if a.key.path[-1].startswith("lsoa_demand")]
+    config = {"feeds_dir": str(ml_source / "feeds")}
+    result = dg.materialize(
+        selected, resources={"warehouse_db": DuckDBResource(database=str(fresh_home.warehouse_db))},
+        run_config={"ops": {a.node_def.name: {"config": config} for a in selected}},
+    )
+    assert result.success
+    training = result.asset_materializations_for_node(selected[0].node_def.name)[0].metadata
+    assert training["promoted"].value is True and training["gate/beats_champion"].value is True
+    assert training["metric/mae"].value < training["metric/baseline_last_value_mae"].value
+    scores = result.asset_materializations_for_node(selected[1].node_def.name)[0].metadata
+    version = scores["model_version"].value
+    con = duckdb.connect(str(fresh_home.warehouse_db), read_only=True)
+    try:
+        versions = con.execute("select distinct model_version from ml.lsoa_demand_forecasts").fetchall()
+    finally:
+        con.close()
+    assert versions == [(version,)] and version == training["model_version"].value
+
+
+def test_a_forbidden_feed_fails_the_training_asset(fresh_home, ml_source, tmp_path):
+    from warehouse_fixture import write_feed_contracts
+
+    feeds = write_feed_contracts(tmp_path / "feeds", overrides={"police.street_crimes": ["place_indicators"]})
+    training = next(a for a in ML_ASSETS if a.key.path[-1] == "lsoa_demand_training")
+    result = dg.materialize(
+        [training], resources={"warehouse_db": DuckDBResource(database=str(fresh_home.warehouse_db))},
+        run_config={"ops": {training.node_def.name: {"config": {"feeds_dir": str(feeds)}}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "police.street_crimes" in str(failure.event_specific_data.error)

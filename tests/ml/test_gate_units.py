@@ -1,0 +1,99 @@
+"""Pure pieces of the gate: ethics record validation, feed agreements, fairness thresholds, time splits."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from ml import gate
+from ml.ethics import check_feed_agreements, load_record, record_path, require_permitted
+from ml.fairness import FairnessReport, check_thresholds, risk_fairness
+from ml.features import list_models, load_spec, time_splits
+from orchestration.lib.errors import PlacelinkError
+
+
+@pytest.mark.parametrize("model", list_models())
+def test_committed_ethics_records_are_complete_and_permitted_by_the_real_contracts(model):
+    record = load_record(record_path(model))
+    assert record.complete, record.problems
+    checks = require_permitted(record)  # orchestration/feeds/*.yml
+    assert checks and all(c.permitted for c in checks)
+    assert load_spec(model).name == model
+
+
+def test_incomplete_record_lists_every_missing_answer(tmp_path):
+    raw = yaml.safe_load(record_path("household_risk").read_text())
+    del raw["lawful_basis"]["article_6"]
+    raw["action_following_prediction"] = "tbd"
+    del raw["fairness"]["thresholds"]
+    path = tmp_path / "ethics.yml"
+    path.write_text(yaml.safe_dump(raw))
+    record = load_record(path)
+    assert not record.complete
+    joined = " | ".join(record.problems)
+    for field in ("lawful_basis.article_6", "action_following_prediction", "fairness.thresholds"):
+        assert field in joined, joined
+
+
+def test_agreements_refuse_missing_contracts_other_purposes_and_expired_agreements(tmp_path):
+    from warehouse_fixture import write_feed_contracts
+
+    feeds = write_feed_contracts(tmp_path, overrides={"nhs.ae_attendances": ["service_planning"]})
+    checks = {c.feed: c for c in check_feed_agreements(
+        ["nhs.ae_attendances", "fire.safe_and_well_visits", "ambulance.calls"], "risk_modelling", feeds)}
+    assert not checks["nhs.ae_attendances"].permitted and "service_planning" in checks["nhs.ae_attendances"].reason
+    assert checks["fire.safe_and_well_visits"].permitted
+    assert not checks["ambulance.calls"].permitted and "no contract" in checks["ambulance.calls"].reason
+    later = check_feed_agreements(["fire.safe_and_well_visits"], "risk_modelling", feeds, today=dt.date(2031, 1, 1))
+    assert not later[0].permitted and "ended" in later[0].reason
+
+
+def test_record_without_purpose_cannot_train(tmp_path):
+    raw = yaml.safe_load(record_path("lsoa_demand").read_text())
+    del raw["purpose"]
+    path = tmp_path / "ethics.yml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(PlacelinkError, match="agreement_purpose"):
+        require_permitted(load_record(path))
+
+
+def test_gate_needs_every_check_and_says_why():
+    record = load_record(record_path("lsoa_demand"))
+    agreements = check_feed_agreements(record.feeds, record.purpose)
+    ok = FairnessReport(pd.DataFrame(), {})
+    assert gate.evaluate(record, agreements, ok, 5.0, None, higher_is_better=False, metric="mae").promote
+    worse = gate.evaluate(record, agreements, ok, 5.0, 4.0, higher_is_better=False, metric="mae")
+    assert not worse.promote and "does not beat champion" in worse.summary
+    unfair = FairnessReport(pd.DataFrame(), {}, ["deprivation_quintile: relative_bias_max = 0.4 > 0.25"])
+    refused = gate.evaluate(record, agreements, unfair, 3.0, 4.0, higher_is_better=False, metric="mae")
+    assert not refused.promote and refused.checks["beats_champion"] and "relative_bias_max" in refused.summary
+
+
+def test_thresholds_compare_in_the_right_direction_and_reject_typos():
+    summary = {"sex.tpr_difference": 0.2, "sex.selection_rate_ratio": 0.7}
+    assert check_thresholds(summary, {"tpr_difference_max": 0.25, "selection_rate_ratio_min": 0.6}, ["sex"]) == []
+    assert len(check_thresholds(summary, {"tpr_difference_max": 0.1, "selection_rate_ratio_min": 0.8}, ["sex"])) == 2
+    assert "unknown fairness threshold" in check_thresholds(summary, {"tpr_diff_max": 0.1}, ["sex"])[0]
+
+
+def test_risk_fairness_ignores_groups_too_small_to_compare():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"label": rng.integers(0, 2, 400), "sex": ["F"] * 200 + ["M"] * 195 + ["U"] * 5})
+    score = rng.random(400)
+    report = risk_fairness(frame, score, "label", ["sex"], top_fraction=0.2, min_group_size=50,
+                           min_group_positives=5, thresholds={"fpr_difference_max": 0.5})
+    table = report.table.set_index("group")
+    assert not table.loc["U", "compared"] and table.loc["F", "compared"]
+    assert report.summary["sex.groups_compared"] == 2 and report.passed
+
+
+def test_time_splits_leave_no_label_overlap():
+    s = time_splits(first=0, end=24, horizon=6, min_history=3)
+    assert s.test == 18 and s.valid == 12 and s.score == 24
+    assert max(s.train) + 6 <= s.valid  # every training label is observed before validation starts
+    with pytest.raises(PlacelinkError, match="not enough history"):
+        time_splits(first=0, end=12, horizon=6, min_history=3)
