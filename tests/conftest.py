@@ -63,3 +63,21 @@ def ingested_county(small_county, tmp_path_factory) -> Path:
     report = ingest(get_settings(home=home, env="local"))
     assert report.ok, f"ingest of the small county failed: {report.failures}"
     return home
+
+
+@pytest.fixture(scope="session")
+def dbt_warehouse(tmp_path_factory) -> Path:
+    """A home whose ``warehouse.duckdb`` holds the small dbt fixture sources (tests/dbt/warehouse_fixture.py:
+    12 LSOAs, 6 months, every feed) and every dbt model built on them by ``dbt build`` (tests included),
+    built ONCE per test run. Read-only: copy the home before writing into it.
+    """
+    from orchestration.lib import dbt_runner
+    from orchestration.lib.config import get_settings
+    from orchestration.lib.warehouse_fixture import build_fixture_warehouse
+
+    home = tmp_path_factory.mktemp("dbt_warehouse") / "home"
+    settings = get_settings(home=home, env="local").ensure()
+    build_fixture_warehouse(settings.warehouse_db)
+    dbt_runner.build(settings=settings)
+    dbt_runner.publish(settings)
+    return home

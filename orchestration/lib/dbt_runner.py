@@ -35,8 +35,15 @@ def dbt_env(settings: Settings | None = None) -> dict[str, str]:
         # dbt would otherwise phone home (anonymous usage stats) and check for a new version: no internet here.
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DBT_VERSION_CHECK": "false",
-        "DBT_LOG_PATH": str(DBT_PROJECT_DIR / "logs"),
+        # Runs write their artefacts (run_results, compiled SQL, docs) under the home, so builds of different
+        # homes (tests, engineers) never overwrite each other; only `dbt parse` writes dbt_project/target.
+        "DBT_LOG_PATH": str(s.logs_dir / "dbt"),
     }
+
+
+def target_dir(settings: Settings | None = None) -> Path:
+    """Where dbt runs for this home write target/ (compiled SQL, run_results.json, the docs site)."""
+    return (settings or get_settings()).home / "dbt" / "target"
 
 
 @contextlib.contextmanager
@@ -126,9 +133,12 @@ def run_dbt(args: Sequence[str], settings: Settings | None = None, raise_on_fail
     if args and args[0] in ("build", "run", "seed", "test", "docs", "show") and not s.warehouse_db.exists():
         raise PlacelinkError(f"no warehouse at {s.warehouse_db}", where="dbt",
                              fix="run `placelink pseudonymise` (or `placelink demo`) first")
+    args = list(args)
+    if args and args[0] != "parse" and "--target-path" not in args:
+        args += ["--target-path", str(target_dir(s))]
     with _environ(dbt_env(s)):
         try:
-            res = dbtRunner().invoke(list(args))
+            res = dbtRunner().invoke(args)
         finally:
             release_warehouse()
     results = []
@@ -140,7 +150,7 @@ def run_dbt(args: Sequence[str], settings: Settings | None = None, raise_on_fail
     if raise_on_failure and not out.success:
         detail = "; ".join(f"{r['unique_id']}: {r['message']}" for r in out.failures[:5]) or str(res.exception)
         raise PlacelinkError(f"dbt {args[0]} failed: {detail}", where=str(DBT_PROJECT_DIR),
-                             fix="read dbt_project/logs/dbt.log; rerun with `placelink build --select <model>`")
+                             fix=f"read {s.logs_dir / 'dbt' / 'dbt.log'}; rerun with `placelink build --select <model>`")
     return out
 
 
@@ -211,7 +221,7 @@ def dbt_environment(settings: Settings | None = None) -> Iterator[None]:
 def docs_generate(settings: Settings | None = None) -> Path:
     """``dbt docs generate`` against the warehouse; returns the folder holding ``index.html``."""
     run_dbt(build_args("docs generate"), settings)
-    return DBT_PROJECT_DIR / "target"
+    return target_dir(settings)
 
 
 def publish(settings: Settings | None = None) -> list[Path]:

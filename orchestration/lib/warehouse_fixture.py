@@ -1,4 +1,7 @@
-"""A small pseudonymised warehouse (``ref.*`` + ``src.<partner>__<feed>``) to test the dbt project against.
+"""A small synthetic pseudonymised warehouse (``ref.*`` + ``src.<partner>__<feed>``) for the dbt stage.
+
+Tests (session fixture ``dbt_warehouse``) and ``benchmarks/bench_dbt.py`` build dbt on it without running
+generate -> ingest -> match -> pseudonymise first; the real pipeline writes the same tables.
 
 The columns follow docs/architecture.md ("Warehouse"): the common pseudonymised columns, then each feed's
 non-identifying native columns in snake_case. Rows are random but seeded, so tests are repeatable; a few LSOAs

@@ -1,0 +1,160 @@
+"""dbt on the fixture warehouse: every model builds and its tests pass (session fixture ``dbt_warehouse``);
+the marts add up; the published table passes disclosure control; one month rebuilds on its own."""
+
+from __future__ import annotations
+
+import shutil
+
+import duckdb
+import pandas as pd
+import pytest
+
+from orchestration.lib import dbt_runner
+from orchestration.lib.config import get_settings
+from orchestration.lib.disclosure import attacker_bounds
+from orchestration.lib.errors import PlacelinkError
+
+ARCHITECTURE_MODELS = [
+    "intermediate.int_events_joined_to_places", "marts.lsoa_monthly_indicators", "marts.ward_monthly_indicators",
+    "marts.msoa_monthly_indicators", "marts.district_monthly_indicators", "marts.lsoa_profile",
+    "marts.person_footprint", "marts.household_footprint", "marts.person_monthly_events", "marts.dim_lsoa",
+    "marts.dim_ward", "marts.dim_district", "marts.dim_calendar", "published.place_monthly_indicators",
+    "staging.stg_police__street_crimes", "staging.stg_nhs__ae_attendances",
+]
+
+
+@pytest.fixture(scope="module")
+def con(dbt_warehouse):
+    c = duckdb.connect(str(get_settings(home=dbt_warehouse).warehouse_db), read_only=True)
+    yield c
+    c.close()
+
+
+def q(con, sql) -> pd.DataFrame:
+    return con.execute(sql).df()
+
+
+def test_every_model_the_later_stages_rely_on_exists(con):
+    tables = set(q(con, "select table_schema || '.' || table_name as t from information_schema.tables")["t"])
+    assert set(ARCHITECTURE_MODELS) <= tables
+
+
+def test_lsoa_mart_counts_every_placed_event_and_keeps_zeros(con):
+    src = q(con, "select count(*) n from src.nhs__ae_attendances where lsoa_code is not null")["n"].item()
+    mart = q(con, "select sum(event_count) n from marts.lsoa_monthly_indicators where indicator='ae_attendances'")
+    assert mart["n"].item() == src
+    shape = q(con, """select count(*) n, count(distinct lsoa_code) l, count(distinct month) m,
+                      count(distinct indicator) i, sum((event_count = 0)::int) zeros
+                      from marts.lsoa_monthly_indicators""").iloc[0]
+    assert shape["n"] == shape["l"] * shape["m"] * shape["i"] == 12 * 6 * 25
+    assert shape["zeros"] > 0
+    crimes = q(con, """select sum(case when indicator = 'crimes_total' then event_count else 0 end) total,
+                       sum(case when indicator like 'crimes_%' and indicator <> 'crimes_total'
+                           then event_count else 0 end) by_group from marts.lsoa_monthly_indicators""").iloc[0]
+    assert crimes["total"] == crimes["by_group"] > 0
+
+
+def test_district_total_equals_the_sum_of_its_lsoas_before_suppression(con):
+    diff = q(con, """
+        select d.district_code, d.month, d.indicator, d.event_count, sum(l.event_count) lsoa_sum
+        from marts.district_monthly_indicators d
+        join marts.lsoa_monthly_indicators l using (district_code, month, indicator)
+        group by all having d.event_count <> sum(l.event_count)""")
+    assert diff.empty, diff
+    assert q(con, "select count(*) n from marts.district_monthly_indicators")["n"].item() == 2 * 6 * 25
+
+
+def test_no_published_count_is_between_one_and_four(con):
+    bad = q(con, "select * from published.place_monthly_indicators where event_count between 1 and 4")
+    assert bad.empty, bad
+    stats = q(con, """select sum(is_suppressed::int) hidden, sum((event_count = 0)::int) zeros,
+                      sum((rate_per_1000 is not null and event_count is null)::int) rate_without_count
+                      from published.place_monthly_indicators""").iloc[0]
+    assert stats["hidden"] > 0 and stats["zeros"] > 0 and stats["rate_without_count"] == 0
+
+
+def test_published_values_are_the_true_values_where_shown(con):
+    wrong = q(con, """
+        select * from published.place_monthly_indicators p
+        join marts.place_indicator_cells c using (geography_level, area_code, month, indicator)
+        where not p.is_suppressed and p.event_count <> c.event_count""")
+    assert wrong.empty, wrong
+    missed = q(con, """
+        select * from published.place_monthly_indicators p
+        join marts.place_indicator_cells c using (geography_level, area_code, month, indicator)
+        where c.is_primary_suppressed and not p.is_suppressed""")
+    assert missed.empty, missed
+
+
+def test_no_suppressed_cell_is_recoverable_from_the_published_margins(con):
+    """Solve the margin equations (linprog) for every suppressed cell of two months x every indicator."""
+    published = q(con, "select * from published.place_monthly_indicators")
+    hierarchy = q(con, "select lsoa_code, ward_code, msoa_code, district_code from marts.dim_lsoa")
+    months = sorted(published["month"].unique())[:2]
+    checked = 0
+    for (month, indicator), table in published[published["month"].isin(months)].groupby(["month", "indicator"]):
+        bounds = attacker_bounds(table, hierarchy)
+        pinned = bounds[bounds["upper"] - bounds["lower"] < 1e-6]
+        assert pinned.empty, f"{month} {indicator}: recoverable cells\n{pinned}"
+        checked += len(bounds)
+    assert checked > 100
+
+
+def test_published_files_match_the_published_table(dbt_warehouse, con):
+    s = get_settings(home=dbt_warehouse)
+    parquet = duckdb.sql(f"select * from '{s.published / 'place_monthly_indicators.parquet'}'").df()
+    csv = pd.read_csv(s.published / "place_monthly_indicators.csv")
+    table = q(con, "select count(*) n, sum(event_count) s from published.place_monthly_indicators").iloc[0]
+    assert len(parquet) == len(csv) == table["n"]
+    assert parquet["event_count"].sum() == csv["event_count"].sum() == table["s"]
+
+
+def test_people_marts_flag_multiple_needs_from_the_latest_twelve_months(con):
+    fp = q(con, "select * from marts.person_footprint")
+    assert fp["person_key"].is_unique and len(fp) > 100
+    assert (fp["multiple_needs_flag"] == (fp["agency_count_12m"] >= 3)).all()
+    one = fp.iloc[0]
+    events = q(con, f"""select count(distinct agency) n from intermediate.int_events_joined_to_places
+                        where person_key = '{one.person_key}'""")["n"].item()
+    assert events == one["agency_count"]
+    hh = q(con, "select * from marts.household_footprint")
+    assert hh["household_key"].is_unique and (hh["people_count"] >= 1).all()
+
+
+def test_lsoa_profile_ranks_within_district(con):
+    prof = q(con, "select * from marts.lsoa_profile where indicator = 'ae_attendances'")
+    assert len(prof) == 12
+    for _, d in prof.groupby("district_code"):
+        top = d.sort_values("rate_per_1000_12m", ascending=False).iloc[0]
+        assert top["rank_in_district"] == 1
+
+
+@pytest.mark.slow
+def test_one_month_rebuilds_on_its_own(dbt_warehouse, tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(dbt_warehouse, home)
+    s = get_settings(home=home)
+    with duckdb.connect(str(s.warehouse_db)) as c:
+        before = c.execute("""select month, sum(event_count) from marts.lsoa_monthly_indicators
+                              where indicator = 'ae_attendances' group by 1 order by 1""").fetchall()
+        c.execute("delete from src.nhs__ae_attendances where event_month in ('2025-02-01', '2025-03-01')")
+    dbt_runner.build(select=["int_events_joined_to_places+"], month="2025-02", settings=s)
+    with duckdb.connect(str(s.warehouse_db), read_only=True) as c:
+        after = dict(c.execute("""select month, sum(event_count) from marts.lsoa_monthly_indicators
+                                  where indicator = 'ae_attendances' group by 1 order by 1""").fetchall())
+    for month, total in before:
+        if str(month) == "2025-02-01":
+            assert after[month] == 0  # rebuilt from the changed source
+        else:
+            assert after[month] == total  # untouched, including 2025-03 whose source also changed
+
+
+def test_a_bad_month_is_refused_before_dbt_runs():
+    with pytest.raises(PlacelinkError, match="not a month"):
+        dbt_runner.build_args("build", month="2025-3")
+    assert dbt_runner.build_args("build", month="2025-03")[-2:] == ["--vars", '{"month": "2025-03-01"}']
+
+
+def test_build_without_a_warehouse_says_what_to_run(tmp_path):
+    with pytest.raises(PlacelinkError, match="pseudonymise"):
+        dbt_runner.build(settings=get_settings(home=tmp_path / "empty"))

@@ -1,0 +1,109 @@
+"""Disclosure control on hand-made tables: secondary suppression closes every way back to a hidden cell.
+
+The attacker is ``attacker_bounds`` (linear programming over the published margins with hidden cells >= 1); the
+first test shows it does recover cells from a primary-only pattern, so the later "bounds differ" checks can fail.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from orchestration.lib.disclosure import (
+    attacker_bounds,
+    margin_structure,
+    protect_place_table,
+    secondary_suppression,
+)
+from orchestration.lib.errors import PlacelinkError
+
+# two districts; D1 has wards W1 (L1, L2) and W2 (L3, L4), MSOAs M1 (L1, L3) and M2 (L2, L4); D2 = W3 = M3 = L5, L6
+HIERARCHY = pd.DataFrame({
+    "lsoa_code": ["L1", "L2", "L3", "L4", "L5", "L6"],
+    "ward_code": ["W1", "W1", "W2", "W2", "W3", "W3"],
+    "msoa_code": ["M1", "M2", "M1", "M2", "M3", "M3"],
+    "district_code": ["D1", "D1", "D1", "D1", "D2", "D2"],
+})
+
+
+def cells(lsoa_counts: dict[str, int], month="2025-03-01", indicator="x") -> pd.DataFrame:
+    h = HIERARCHY.assign(event_count=HIERARCHY["lsoa_code"].map(lsoa_counts).fillna(0).astype(int))
+    rows = [("lsoa", r.lsoa_code, r.event_count) for r in h.itertuples()]
+    for level in ("ward", "msoa", "district"):
+        rows += [(level, code, int(v)) for code, v in h.groupby(f"{level}_code")["event_count"].sum().items()]
+    rows.append(("county", "county", int(h["event_count"].sum())))
+    df = pd.DataFrame(rows, columns=["geography_level", "area_code", "event_count"])
+    return df.assign(month=pd.Timestamp(month), indicator=indicator, population=1000)
+
+
+def primary_only(table: pd.DataFrame, threshold=5) -> pd.DataFrame:
+    hidden = table["event_count"].between(1, threshold - 1)
+    return table.assign(is_suppressed=hidden, event_count=table["event_count"].where(~hidden).astype("Int64"))
+
+
+def test_attacker_recovers_a_cell_from_primary_suppression_alone():
+    table = cells({"L1": 3, "L2": 20, "L3": 30, "L4": 40, "L5": 50, "L6": 60})
+    bounds = attacker_bounds(primary_only(table), HIERARCHY)
+    l1 = bounds[bounds["area_code"] == "L1"].iloc[0]
+    assert l1["lower"] == l1["upper"] == 3  # ward W1 (23) minus L2 (20): the hidden 3 is recovered
+
+
+@pytest.mark.parametrize("counts", [
+    {"L1": 3, "L2": 20, "L3": 30, "L4": 40, "L5": 50, "L6": 60},      # one small cell
+    {"L1": 1, "L2": 1, "L3": 30, "L4": 40, "L5": 50, "L6": 60},       # two small cells that sum to 2
+    {"L1": 2, "L2": 0, "L3": 0, "L4": 9, "L5": 1, "L6": 0},           # small districts, zeros around
+    {"L1": 4, "L2": 4, "L3": 4, "L4": 4, "L5": 4, "L6": 4},           # everything small
+    {"L1": 0, "L2": 3, "L3": 7, "L4": 0, "L5": 12, "L6": 2},
+])
+def test_no_suppressed_cell_can_be_recovered_from_published_margins(counts):
+    published = protect_place_table(cells(counts), HIERARCHY)
+    shown = published[~published["is_suppressed"]]
+    assert not shown["event_count"].between(1, 4).any(), "a published count is in 1..4"
+    bounds = attacker_bounds(published, HIERARCHY)
+    assert len(bounds) == published["is_suppressed"].sum() > 0
+    pinned = bounds[bounds["upper"] - bounds["lower"] < 1e-6]
+    assert pinned.empty, f"recoverable cells:\n{pinned}"
+
+
+def test_zeros_are_kept_and_rates_only_where_the_count_is_shown():
+    table = cells({"L1": 3, "L2": 0, "L3": 30, "L4": 40, "L5": 50, "L6": 60})
+    published = protect_place_table(table, HIERARCHY)
+    l2 = published[published["area_code"] == "L2"].iloc[0]
+    assert l2["event_count"] == 0 and not l2["is_suppressed"]
+    assert published.loc[published["is_suppressed"], "rate_per_1000"].isna().all()
+    shown = published[~published["is_suppressed"]]
+    assert np.allclose(shown["rate_per_1000"], 1000 * shown["event_count"].astype(float) / 1000)
+
+
+def test_unsuppressed_cells_keep_their_true_values():
+    counts = {"L1": 3, "L2": 20, "L3": 30, "L4": 40, "L5": 50, "L6": 60}
+    truth = cells(counts).set_index(["geography_level", "area_code"])["event_count"]
+    published = protect_place_table(cells(counts), HIERARCHY).set_index(["geography_level", "area_code"])
+    shown = published[~published["is_suppressed"]]
+    assert (shown["event_count"].astype(int) == truth.loc[shown.index]).all()
+
+
+def test_threshold_is_configurable():
+    table = cells({"L1": 7, "L2": 20, "L3": 30, "L4": 40, "L5": 50, "L6": 60})
+    assert not protect_place_table(table, HIERARCHY, threshold=5)["is_suppressed"].any()
+    strict = protect_place_table(table, HIERARCHY, threshold=10)
+    assert strict.loc[strict["area_code"] == "L1", "is_suppressed"].item()
+
+
+def test_secondary_suppression_picks_the_smallest_partner():
+    s = margin_structure(HIERARCHY)
+    order = list(zip(s.cells["geography_level"], s.cells["area_code"], strict=True))
+    table = cells({"L1": 3, "L2": 20, "L3": 30, "L4": 40, "L5": 50, "L6": 60}).set_index(
+        ["geography_level", "area_code"])["event_count"]
+    values = np.array([table[k] for k in order], dtype=float)
+    flags = secondary_suppression(values, (values >= 1) & (values < 5), s)
+    hidden = {order[i][1] for i in np.flatnonzero(flags)}
+    assert {"L1", "L2"} <= hidden  # L2 (20) is the smallest partner in ward W1 and in the MSOA/district
+
+
+def test_bad_inputs_say_what_to_do():
+    with pytest.raises(PlacelinkError, match="threshold"):
+        protect_place_table(cells({"L1": 3}), HIERARCHY, threshold=1)
+    with pytest.raises(PlacelinkError, match="hierarchy"):
+        protect_place_table(cells({"L1": 3}), HIERARCHY.drop(columns=["ward_code"]))
