@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dagster as dg
 import duckdb
 import pytest
 
@@ -49,3 +50,35 @@ def test_schedules_are_weekly_and_daily():
     schedules = {s.name: s for s in defs.schedules}
     assert schedules["governance_retention_schedule"].cron_schedule == "0 4 * * 0"
     assert schedules["governance_audit_check_schedule"].execution_timezone == "Europe/London"
+
+
+def test_audit_sensor_records_every_materialisation_of_a_run(zone_home, monkeypatch):
+    from orchestration.defs.governance import governance_audit_sensor
+
+    s = zone_home["settings"]
+    monkeypatch.setenv("PLACELINK_HOME", str(s.home))
+    monkeypatch.setattr("orchestration.lib.governance.register.FEEDS_DIR", zone_home["feeds_dir"])
+
+    @dg.asset(key=["raw", "police__person_records"])
+    def raw_police():
+        return 1
+
+    @dg.asset(key=["marts", "lsoa_monthly_indicators"], deps=[raw_police])
+    def mart():
+        return 1
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([raw_police, mart], instance=instance, tags={"dagster/user": "sam.engineer"})
+    assert result.success
+    run = instance.get_run_by_id(result.run_id)
+    success = instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS).records[0]
+    ctx = dg.build_run_status_sensor_context(sensor_name="governance_audit_sensor", dagster_instance=instance,
+                                             dagster_run=run, dagster_event=success.event_log_entry.dagster_event)
+    governance_audit_sensor(ctx)
+
+    events = {e["target"]: e for e in read_events(s)}
+    assert events["raw.police__person_records"]["action"] == "ingest"
+    assert events["raw.police__person_records"]["agreement_id"] == "DSA-POL-TEST"
+    assert events["raw.police__person_records"]["who"] == "sam.engineer"
+    assert events["marts.lsoa_monthly_indicators"]["action"] == "build"
+    assert events["marts.lsoa_monthly_indicators"]["details"]["run_id"] == result.run_id

@@ -82,7 +82,29 @@ governance_audit_check_schedule = dg.ScheduleDefinition(
     execution_timezone="Europe/London", default_status=dg.DefaultScheduleStatus.RUNNING,
     description="06:30 Europe/London daily: verify the audit trail's hash chain.")
 
+@dg.run_status_sensor(
+    name="governance_audit_sensor", run_status=dg.DagsterRunStatus.SUCCESS, monitor_all_code_locations=False,
+    default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
+    description="Append an audit event (who, action, asset, partition, agreement) for every asset a successful "
+                "run materialised: ingest, linkage, pseudonymisation, dbt builds, exports, ML.")
+def governance_audit_sensor(context: dg.RunStatusSensorContext):
+    from orchestration.lib.governance.pipeline_audit import record_run
+
+    run = context.dagster_run
+    records = context.instance.get_records_for_run(
+        run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=10_000).records
+    key_paths = []
+    for r in records:
+        event = r.event_log_entry.dagster_event
+        if event and event.asset_key:
+            key_paths.append((list(event.asset_key.path), event.partition))
+    who = run.tags.get("dagster/user") or run.tags.get("user") or "dagster"
+    n = record_run(get_settings(), run_id=run.run_id, job=run.job_name, who=who, key_paths=key_paths)
+    return dg.SkipReason(f"audited {n} materialisation(s) of run {run.run_id}")
+
+
 defs = dg.Definitions(
     jobs=[governance_retention_job, governance_audit_check_job],
     schedules=[governance_retention_schedule, governance_audit_check_schedule],
+    sensors=[governance_audit_sensor],
 )
