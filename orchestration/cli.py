@@ -260,8 +260,11 @@ def mlflow_ui(
 
 
 @app.callback()
-def _root() -> None:
+def _root(ctx: typer.Context) -> None:
     """placelink: share, match and store multi-agency data; build linked place-level tables; train models."""
+    from orchestration.governance_cli import audit_invocation
+
+    audit_invocation(ctx.invoked_subcommand)  # data-touching commands go in the audit trail
 
 
 # governance commands (audit, query, erase, retention, agreements, approve-export): orchestration/governance_cli.py

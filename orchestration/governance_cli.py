@@ -174,6 +174,35 @@ def approve_export(
     _table(release_status(s), "published files", ["file", "status", "approved_by", "approved_at", "sha256"])
 
 
+def audit_invocation(command: str | None, argv: list[str] | None = None) -> None:
+    """Record a data-touching CLI command in the audit trail before it runs (called by the root callback).
+
+    The subcommand's options are not parsed yet when the root callback runs, so the home comes from
+    ``--home`` in ``argv`` (the real command line) or ``PLACELINK_HOME``. Outcomes of pipeline runs are
+    recorded by the stages and by the Dagster audit sensor.
+    """
+    import sys
+
+    from orchestration.lib.governance.audit import record_event
+    from orchestration.lib.governance.pipeline_audit import CLI_ACTIONS
+
+    if command not in CLI_ACTIONS:
+        return
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if command not in argv:  # called in-process (e.g. CliRunner): the process argv is not this command's
+        argv = [command]
+    if "--help" in argv or "-h" in argv:
+        return
+    home = None
+    for i, arg in enumerate(argv):
+        if arg == "--home" and i + 1 < len(argv):
+            home = argv[i + 1]
+        elif arg.startswith("--home="):
+            home = arg.split("=", 1)[1]
+    record_event(get_settings(home=home), action=CLI_ACTIONS[command], target=f"placelink {command}",
+                 details={"argv": argv, "via": "cli"})
+
+
 def register(app: typer.Typer) -> None:
     """Add the governance commands to the main ``placelink`` app."""
     app.command()(audit)

@@ -48,3 +48,21 @@ def test_governance_commands(zone_home):
     assert r.exit_code == 0 and "person_extract.parquet" in r.output and "not approved" in r.output
     r = run("approve-export", "--by", "Olu Checker", *home)     # person_extract.parquet has person_key
     assert r.exit_code != 0 and "person_key" in str(r.exception)
+
+
+def test_data_commands_are_audited_with_argv(tmp_path):
+    import subprocess
+    import sys
+
+    from orchestration.lib.config import get_settings
+    from orchestration.lib.governance.audit import read_events
+
+    home = tmp_path / "cli_home"
+    proc = subprocess.run([sys.executable, "-m", "orchestration.cli", "pseudonymise", "--home", str(home)],
+                          capture_output=True, text=True)
+    events = read_events(get_settings(home=home))
+    assert [e["action"] for e in events] == ["pseudonymise"], proc.stderr
+    assert events[0]["details"]["argv"] == ["pseudonymise", "--home", str(home)]
+    # commands that touch no data are not audited
+    subprocess.run([sys.executable, "-m", "orchestration.cli", "where", "--home", str(home)], capture_output=True)
+    assert len(read_events(get_settings(home=home))) == 1
