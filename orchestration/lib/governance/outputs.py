@@ -130,9 +130,13 @@ def approve_export(settings: Settings | None = None, *, by: str, files: list[Pat
     files = files if files is not None else published_files(settings)
     if not files:
         raise PlacelinkError("nothing to approve", where=str(settings.published), fix="run `placelink publish` first")
-    exporters = {e["target"]: e["who"] for e in read_events(settings, action="export")}
+    exports = read_events(settings, action="export")
     for f in files:
-        if exporters.get(str(Path(f).name)) == by or exporters.get(str(f)) == by:
+        # who last exported this file: a `placelink publish` (all files), a Dagster `published/<stem>` asset,
+        # or an event naming the file itself
+        mine = [e for e in exports if e["target"] in ("placelink publish", Path(f).name, str(f),
+                                                      f"published.{Path(f).stem}")]
+        if mine and mine[-1]["who"] == by:
             raise PlacelinkError(f"{by} exported {Path(f).name} and cannot also approve it (four eyes)",
                                  where=str(f), fix="ask a second, trained output checker to approve")
     checks = check_outputs(settings, files)
