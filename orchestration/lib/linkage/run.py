@@ -133,8 +133,18 @@ def run_matching(settings: Settings | None = None, full: bool = False, progress:
                                  fix="run `placelink generate` (or place the gazetteer/postcode directory there)")
     run(con, f"CREATE TEMP TABLE _gazetteer AS SELECT * FROM read_csv('{gaz}', all_varchar = true, header = true)")
     run(con, f"CREATE TEMP TABLE _postcodes AS SELECT * FROM read_csv('{pcs}', all_varchar = true, header = true)")
-    match_addresses(con, "_records", "_gazetteer", "_postcodes", out_table="_address_matches")
-    run(con, "CREATE OR REPLACE TABLE idz.link.address_matches AS SELECT * FROM _address_matches")
+    incremental_addresses = not full and ("link", "address_matches") in tables
+    if incremental_addresses:
+        # nightly: only records not matched before (a full run re-matches everything, e.g. a new gazetteer)
+        run(con, """CREATE TEMP TABLE _new_records AS SELECT * FROM _records
+                    WHERE record_id NOT IN (SELECT record_id FROM idz.link.address_matches)""")
+        match_addresses(con, "_new_records", "_gazetteer", "_postcodes", out_table="_new_matches")
+        run(con, "DELETE FROM idz.link.address_matches WHERE record_id NOT IN (SELECT record_id FROM _records)")
+        run(con, "INSERT INTO idz.link.address_matches BY NAME SELECT * FROM _new_matches")
+        run(con, "CREATE TEMP TABLE _address_matches AS SELECT * FROM idz.link.address_matches")
+    else:
+        match_addresses(con, "_records", "_gazetteer", "_postcodes", out_table="_address_matches")
+        run(con, "CREATE OR REPLACE TABLE idz.link.address_matches AS SELECT * FROM _address_matches")
     address_seconds = time.perf_counter() - t0
     say(f"address matching: {address_seconds:.1f}s")
 
