@@ -205,6 +205,24 @@ def pseudonymise(
     typer.echo(f"-> {settings.warehouse_db}")
 
 
+@app.command()
+def quality(
+    partner: Annotated[str | None, typer.Option(help="Only this partner's feed suites.")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only suites of this kind: feed | mart | published.")] = None,
+    scorecard: Annotated[bool, typer.Option("--scorecard", help="Also rebuild quality.feed_scorecard in the "
+                                            "warehouse and print its latest month per feed.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Run the GX suites on every loaded table, print a summary and where the Data Docs are (opens nothing).
+
+    Exits 1 when a blocking (structural) expectation fails.
+    """
+    from orchestration.lib.quality import print_quality_report
+
+    raise typer.Exit(print_quality_report(_settings(home), partner=partner, kind=kind, scorecard=scorecard,
+                                          console=console))
+
+
 FeedsDirOption = Annotated[
     Path | None, typer.Option("--feeds-dir", help="Feed contracts folder (default: orchestration/feeds).")
 ]

@@ -246,3 +246,60 @@ def write_feed_scorecard(settings: Settings | None = None, partner: str | None =
     settings = settings or get_settings()
     with connect_read_only(settings.identifiable_db) as idz, duckdb.connect(str(settings.warehouse_db)) as wh:
         return build_feed_scorecard(idz, wh, partner=partner)
+
+
+_SHORT = {"expect_column_values_to_not_be_null": "missing", "expect_column_values_to_match_regex": "format",
+          "expect_column_values_to_be_in_set": "code", "expect_column_values_to_be_between": "range",
+          "expect_column_values_to_be_in_type_list": "type", "expect_column_to_exist": "no column",
+          "expect_table_row_count_to_be_between": "volume",
+          "expect_column_pair_values_a_to_be_greater_than_b": "date order"}
+
+
+def _short(o) -> str:
+    label = {"_duplicate_of_earlier": "duplicates", "_nhs_number_valid": "NHS check digit"}.get(o.column or "")
+    label = label or f"{o.column} {_SHORT.get(o.expectation, o.expectation)}" if o.column else \
+        _SHORT.get(o.expectation, o.expectation)
+    return label + (f" {o.unexpected_count:,}" if o.unexpected_count else "")
+
+
+# --- CLI report ---------------------------------------------------------------------------------------------------
+def print_quality_report(settings: Settings, *, partner: str | None = None, kind: str | None = None,
+                         scorecard: bool = False, console=None) -> int:
+    """Validate, print a rich summary table (and the scorecard) and return the exit code (1 = blocking)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    with console.status("validating with Great Expectations"):
+        results = run_quality(settings, partner=partner, kind=kind)
+    if not results:
+        raise PlacelinkError("no table to validate", where=str(settings.home),
+                             fix="load data first: placelink ingest (feeds) / placelink build (marts)")
+    table = Table(title="placelink data quality", show_lines=False)
+    for col in ("suite", "rows", "structure", "warnings", "top problems"):
+        table.add_column(col, justify="right" if col == "rows" else "left")
+    for r in results:
+        problems = sorted(r.blocking_failures + r.warnings, key=lambda o: -(o.unexpected_count or 0))
+        top = ", ".join(_short(o) for o in problems[:3])
+        table.add_row(r.suite, f"{r.rows:,}",
+                      "[green]ok[/]" if r.passed_blocking else f"[bold red]FAIL {len(r.blocking_failures)}[/]",
+                      "[green]0[/]" if not r.warnings else f"[yellow]{len(r.warnings)}[/]", top)
+    console.print(table)
+    if scorecard:
+        card = write_feed_scorecard(settings, partner=partner)
+        latest = card.sort_values("month").groupby(["partner", "feed"]).tail(1).sort_values(["partner", "feed"])
+        st = Table(title=f"feed scorecard, latest month, % ({SCORECARD_TABLE})")
+        cols = {"feed": "feed", "month": "month", "rows_loaded": "rows", "completeness": "complete",
+                "validity": "valid", "timeliness": "timely", "duplicate_rate": "dup", "quarantine_rate": "quar",
+                "address_match_rate": "addr", "person_linked_rate": "linked"}
+        for label in cols.values():
+            st.add_column(label, justify="left" if label == "feed" else "right")
+        for _, row in latest.iterrows():
+            cells = [row["feed"], str(row["month"])[:7], f"{int(row['rows_loaded']):,}"]
+            cells += ["-" if pd.isna(row[c]) else f"{100 * row[c]:.1f}" for c in list(cols)[3:]]
+            st.add_row(*cells)
+        console.print(st)
+    index = settings.quality_dir / "docs" / "index.html"
+    console.print(f"Data Docs: file://{index}" if index.exists() else "Data Docs: not built",
+                  soft_wrap=True, highlight=False)
+    return 1 if any(not r.passed_blocking for r in results) else 0
