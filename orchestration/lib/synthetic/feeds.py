@@ -72,10 +72,50 @@ SPECS: dict[str, FeedSpec] = {s.partner + "/" + s.feed: s for s in [
 # ----------------------------------------------------------------------------------------------------------
 # shared helpers
 # ----------------------------------------------------------------------------------------------------------
+class _Columns:
+    """numpy views of a DataFrame's columns, converted once.
+
+    pandas 3 stores text as Arrow strings; converting a 1.5 M-row column to numpy for every feed cost more
+    than generating the feed, so each column is converted once per run and indexed from then on.
+    """
+
+    def __init__(self, df: pd.DataFrame):
+        self._df = df
+        self._cache: dict[str, np.ndarray] = {}
+
+    def to_numpy(self, name: str) -> np.ndarray:
+        if name not in self._cache:
+            col = self._df[name]
+            self._cache[name] = col.to_numpy(dtype=object) if col.dtype.kind in "OTU" or str(col.dtype) in (
+                "str", "string") else col.to_numpy()
+        return self._cache[name]
+
+    def __getitem__(self, name: str) -> _Column:
+        return _Column(self, name)
+
+
+class _Column:
+    def __init__(self, owner: _Columns, name: str):
+        self.owner, self.name = owner, name
+
+    def to_numpy(self) -> np.ndarray:
+        return self.owner.to_numpy(self.name)
+
+
+_VIEWS: dict[int, _Columns] = {}
+
+
+def _view(df: pd.DataFrame) -> _Columns:
+    key = id(df)
+    if key not in _VIEWS or _VIEWS[key]._df is not df:
+        _VIEWS[key] = _Columns(df)
+    return _VIEWS[key]
+
+
 def _with_people(ev: pd.DataFrame, pop: Population, geo: Geography, start_rid: int) -> pd.DataFrame:
-    people = pop.people
+    people = _view(pop.people)
     pid = ev["person_id"].to_numpy()
-    gz = geo.gazetteer
+    gz = _view(geo.gazetteer)
     u = ev["uprn_idx"].to_numpy()
     df = pd.DataFrame({
         "_rid": np.arange(start_rid, start_rid + len(ev), dtype=np.int64),

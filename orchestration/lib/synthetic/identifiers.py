@@ -45,19 +45,12 @@ def format_nhs_number(numbers: np.ndarray) -> np.ndarray:
 
 
 def make_upns(rng: np.random.Generator, n: int, la_code: int = 909) -> np.ndarray:
-    """Unique pupil numbers: check letter + LA code (3) + school/establishment (4) + year (2) + serial (3)."""
-    body = np.empty((n, 12), dtype=np.int64)
-    la = np.array([int(c) for c in f"{la_code:03d}"])
-    body[:, 0:3] = la
+    """Unique pupil numbers: check letter + LA code (3) + establishment (4) + year (2) + serial (3)."""
     serial = np.arange(n, dtype=np.int64) + int(rng.integers(0, 1000))
     est = 2000 + (serial // 1000) % 8000
     year = (10 + serial // 8_000_000) % 100
-    for k, (value, width) in enumerate(((est, 4), (year, 2), (serial % 1000, 3))):
-        start = 3 + (0, 4, 6)[k]
-        for j in range(width):
-            body[:, start + j] = (value // 10 ** (width - 1 - j)) % 10
-    weights = np.arange(2, 14)
-    check = _UPN_LETTERS[(body * weights).sum(axis=1) % 23]
-    digits = ["".join(map(str, row)) for row in body]
-    out = np.array([c + d for c, d in zip(check, digits, strict=True)], dtype=object)
+    body = la_code * 10**9 + est * 10**5 + year * 10**3 + serial % 1000  # the 12 digits after the letter
+    digits = (body[:, None] // 10 ** np.arange(11, -1, -1)) % 10
+    check = _UPN_LETTERS[(digits * np.arange(2, 14)).sum(axis=1) % 23]
+    out = np.char.add(check, np.char.zfill(body.astype(str), 12)).astype(object)
     return out[rng.permutation(n)]
