@@ -121,3 +121,13 @@ def test_concurrent_appends_from_processes_keep_one_chain(tmp_path):
     s = get_settings(home=home)
     result = verify(s)
     assert result.ok and result.rows == 18, result.problems
+
+
+def test_batch_append_continues_the_chain(settings):
+    from orchestration.lib.governance.audit import record_events
+
+    rows = record_events(settings, [{"action": "ingest", "target": f"raw.p__f/{m}"} for m in range(50)])
+    assert [r["seq"] for r in rows] == list(range(6, 56))
+    assert record_events(settings, []) == []
+    result = verify(settings)
+    assert result.ok and result.rows == 55 and result.head_hash == rows[-1]["hash"]

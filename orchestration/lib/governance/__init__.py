@@ -4,7 +4,7 @@ Other stages record what they do with :func:`record_event` and honour erasures w
 :func:`excluded_person_keys` / :func:`is_excluded_record` / :func:`is_excluded_person`.
 """
 
-from orchestration.lib.governance.audit import read_events, record_event, verify
+from orchestration.lib.governance.audit import read_events, record_event, record_events, verify
 from orchestration.lib.governance.erasure import (
     erase,
     excluded_person_keys,
@@ -17,4 +17,4 @@ from orchestration.lib.governance.retention import apply_retention
 from orchestration.lib.governance.roles import connect
 
 __all__ = ["apply_retention", "connect", "erase", "excluded_person_keys", "excluded_record_hashes",
-           "is_excluded_person", "is_excluded_record", "read_events", "record_event", "record_hash", "verify"]
+           "is_excluded_person", "is_excluded_record", "read_events", "record_event", "record_events", "record_hash", "verify"]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestration.lib.config import Settings
-from orchestration.lib.governance.audit import record_event
+from orchestration.lib.governance.audit import record_events
 from orchestration.lib.governance.register import read_feed_agreements
 
 ACTIONS = {"raw": "ingest", "link": "link", "src": "pseudonymise", "published": "export", "ml": "train"}
@@ -46,8 +46,7 @@ def record_run(settings: Settings, *, run_id: str, job: str, who: str,
                feeds_dir: Path | None = None) -> int:
     """Append the events of one finished run; returns how many."""
     events = events_for_run(key_paths, feeds_dir=feeds_dir)
-    for e in events:
-        record_event(settings, who=who, role="engineer", action=e["action"], target=e["target"],
-                     agreement_id=e["agreement_id"], purpose=e["purpose"],
-                     details={**e["details"], "run_id": run_id, "job": job, "status": status, "via": "dagster"})
+    record_events(settings, [{**e, "who": who, "role": "engineer",
+                              "details": {**e["details"], "run_id": run_id, "job": job, "status": status,
+                                          "via": "dagster"}} for e in events])
     return len(events)
