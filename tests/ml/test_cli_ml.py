@@ -1,0 +1,32 @@
+"""placelink train / score / mlflow-ui from the command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from orchestration.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_mlflow_ui_prints_the_loopback_command_for_this_home(tmp_path):
+    result = CliRunner().invoke(app, ["mlflow-ui", "--print", "--home", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("mlflow ui --backend-store-uri sqlite:///") and str(tmp_path / "mlflow" / "mlflow.db") in line
+    assert "--host 127.0.0.1" in line and (tmp_path / "mlflow" / "artifacts").as_uri() in line
+
+
+def test_score_without_a_champion_is_one_clear_line(fresh_home, ml_source):
+    env = {**os.environ, "PLACELINK_HOME": str(fresh_home.home)}
+    proc = subprocess.run([sys.executable, "-m", "orchestration.cli", "score", "--model", "lsoa_demand",
+                           "--feeds-dir", str(ml_source / "feeds")], env=env, capture_output=True, text=True,
+                          cwd=ROOT)
+    assert proc.returncode == 2, proc.stderr
+    assert "no 'champion' version" in proc.stderr and "placelink train --model lsoa_demand" in proc.stderr
+    assert "Traceback" not in proc.stderr
