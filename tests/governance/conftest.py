@@ -156,6 +156,12 @@ def build_zone_home(home: Path) -> dict:
                f"t(person_key, lsoa_code)) TO '{settings.published / 'person_extract.parquet'}' (FORMAT PARQUET)")
     duckdb.sql(f"COPY (SELECT 'E01000001' lsoa_code, 12 event_count) TO '{settings.published / 'lsoa_counts.csv'}' "
                "(FORMAT CSV, HEADER)")
+    review = home / "review"
+    review.mkdir()
+    (review / "person_review_queue.csv").write_text(
+        "record_id_l,record_id_r,given_name_l,given_name_r\n"
+        "police.person_records:PR-1,nhs.ae_attendances:AE-1,Alice,\n"
+        "police.person_records:PR-2,nhs.ae_attendances:AE-2,Bob,Bob\n")
     for partner, feed, name in [("police", "person_records", "2017-12-04.csv"),
                                 ("police", "person_records", "2025-07-04.csv"),
                                 ("nhs", "ae_attendances", "2023-11-04.jsonl"),

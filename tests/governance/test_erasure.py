@@ -34,7 +34,7 @@ def scan_everything(home: Path, needles: list[str]) -> dict[str, int]:
                                 [needle]).fetchone()[0]
                 if n:
                     hits[f"{db.name}:{schema}.{table}:{needle}"] = n
-    for f in sorted(home.joinpath("published").rglob("*")):
+    for f in sorted(p for d in ("published", "review") for p in home.joinpath(d).rglob("*")):
         reader = {".parquet": "read_parquet", ".csv": "read_csv_auto"}.get(f.suffix)
         if reader:
             for needle in needles:
@@ -79,7 +79,9 @@ def test_erase_one_person_removes_them_from_every_table(zone_home):
     assert deleted[("ops.quarantine", "raw_text")] == 1
     assert deleted[("src.nhs__ae_attendances", "person_key")] == 2
     assert deleted[("marts.person_footprint", "person_key")] == 1
-    assert deleted[("published/person_extract.parquet", "person_key/record_key")] == 1
+    assert deleted[("published/person_extract.parquet", "keys/record ids")] == 1
+    assert deleted[("review/person_review_queue.csv", "keys/record ids")] == 1
+    assert "Bob" in (s.home / "review" / "person_review_queue.csv").read_text()
     assert proof.remaining == [] and len(proof.proof_hash) == 64
 
     event = read_events(s, action="erase")[-1]

@@ -236,21 +236,31 @@ def _scan_warehouse(con, tables, person_keys, record_keys, *, delete: bool) -> l
     return found
 
 
-def _scan_published(settings: Settings, person_keys, record_keys, *, delete: bool) -> list[dict[str, Any]]:
+#: Home folders whose files are never scanned: partner drops (kept as delivered, see module doc), reference
+#: data, synthetic truth, and service stores with no person rows.
+_NOT_SCANNED = {"landing", "reference", "truth", "dagster", "mlflow", "keys", "governance", "models"}
+
+
+def _scan_files(settings: Settings, person_keys, record_keys, link_ids, person_ids, *,
+                delete: bool) -> list[dict[str, Any]]:
+    """Parquet/CSV files under the home (``published/``, linkage ``review/`` queues ...) holding the person."""
     found = []
-    if not settings.published.exists():
-        return found
     con = duckdb.connect(":memory:")
     try:
-        for path in sorted(settings.published.rglob("*")):
+        for path in sorted(settings.home.rglob("*")):
+            rel = path.relative_to(settings.home)
             reader = {".parquet": "read_parquet", ".csv": "read_csv_auto"}.get(path.suffix)
-            if not reader:
+            if not reader or rel.parts[0] in _NOT_SCANNED:
                 continue
-            cols = {c.lower() for c in con.execute(f"SELECT * FROM {reader}(?) LIMIT 0", [str(path)]).df().columns}
+            cols = list(con.execute(f"SELECT * FROM {reader}(?) LIMIT 0", [str(path)]).df().columns)
             conds, params = [], []
-            for column, values in (("person_key", person_keys), ("record_key", record_keys)):
-                if column in cols and values:
-                    conds.append(f"CAST({column} AS VARCHAR) IN (SELECT unnest(?))")
+            for col in cols:
+                low = col.lower()
+                values = (person_keys if low.startswith("person_key") else record_keys if low.startswith("record_key")
+                          else link_ids if low.startswith("record_id") else person_ids if low.startswith("person_id")
+                          else None)
+                if values:
+                    conds.append(f'CAST("{col}" AS VARCHAR) IN (SELECT unnest(?))')
                     params.append(sorted(values))
             if not conds:
                 continue
@@ -263,8 +273,7 @@ def _scan_published(settings: Settings, person_keys, record_keys, *, delete: boo
                     con.execute(f"COPY (SELECT * FROM {reader}(?) WHERE NOT ({where})) TO '{tmp}' (FORMAT {fmt})",
                                 [str(path), *params])
                     tmp.replace(path)
-                found.append({"where": "published", "table": str(path.relative_to(settings.home)),
-                              "column": "person_key/record_key", "rows": n})
+                found.append({"where": rel.parts[0], "table": str(rel), "column": "keys/record ids", "rows": n})
     finally:
         con.close()
     return found
@@ -305,9 +314,9 @@ def erase(settings: Settings | None = None, *, partner: str | None = None, recor
             proof.deleted += _scan_warehouse(con, tables, person_keys, record_keys, delete=not dry_run)
             if not dry_run:
                 proof.remaining += _scan_warehouse(con, tables, person_keys, record_keys, delete=False)
-    proof.deleted += _scan_published(settings, person_keys, record_keys, delete=not dry_run)
+    proof.deleted += _scan_files(settings, person_keys, record_keys, link_ids, person_ids, delete=not dry_run)
     if not dry_run:
-        proof.remaining += _scan_published(settings, person_keys, record_keys, delete=False)
+        proof.remaining += _scan_files(settings, person_keys, record_keys, link_ids, person_ids, delete=False)
     proof.landing_files = sorted(set(proof.landing_files))
     body = {"erasure_id": proof.erasure_id, "request": proof.request, "deleted": proof.deleted,
             "remaining": proof.remaining, "landing_files": proof.landing_files}
