@@ -305,15 +305,21 @@ def erase(settings: Settings | None = None, *, partner: str | None = None, recor
                     proof.landing_files += [r[0] for r in con.execute(
                         f"SELECT DISTINCT _source_file FROM raw.\"{p}__{f}\" WHERE CAST(_record_id AS VARCHAR) = ?",
                         [rid]).fetchall()]
+        if con is not None and not dry_run:
+            con.execute("BEGIN TRANSACTION")  # all of a zone's deletions, or none of them
         proof.deleted += _scan_identifiable(con, tables, link_ids, person_ids, raw_ids, delete=not dry_run)
         if not dry_run and con is not None:
             proof.remaining += _scan_identifiable(con, tables, link_ids, person_ids, raw_ids, delete=False)
+            con.execute("COMMIT")
     with open_zone(settings.warehouse_db, read_only=dry_run) as con:
         if con is not None:
             tables = base_tables(con)
+            if not dry_run:
+                con.execute("BEGIN TRANSACTION")
             proof.deleted += _scan_warehouse(con, tables, person_keys, record_keys, delete=not dry_run)
             if not dry_run:
                 proof.remaining += _scan_warehouse(con, tables, person_keys, record_keys, delete=False)
+                con.execute("COMMIT")
     proof.deleted += _scan_files(settings, person_keys, record_keys, link_ids, person_ids, delete=not dry_run)
     if not dry_run:
         proof.remaining += _scan_files(settings, person_keys, record_keys, link_ids, person_ids, delete=False)
