@@ -74,10 +74,12 @@ def _count_then_delete(con, table: str, where: str, params: list, dry_run: bool)
 
 
 def _identifiable(settings, feeds, today, dry_run, result) -> None:
-    with open_zone(settings.identifiable_db) as con:
+    with open_zone(settings.identifiable_db, read_only=dry_run) as con:
         if con is None:
             return
         tables = base_tables(con)
+        if not dry_run:
+            con.execute("BEGIN TRANSACTION")  # a zone's deletions all happen, or none
         for f in feeds:
             cutoff = cutoff_for(f["retention_months"], today)
             raw = ("raw", f["table"])
@@ -112,13 +114,17 @@ def _identifiable(settings, feeds, today, dry_run, result) -> None:
                 if n:
                     result.deleted.append({"zone": "identifiable", "table": f"{schema}.{table}", "feed": f["table"],
                                            "cutoff": cutoff.isoformat(), "by": "record_id/partition", "rows": n})
+        if not dry_run:
+            con.execute("COMMIT")
 
 
 def _warehouse(settings, feeds, today, dry_run, result) -> None:
-    with open_zone(settings.warehouse_db) as con:
+    with open_zone(settings.warehouse_db, read_only=dry_run) as con:
         if con is None:
             return
         tables = base_tables(con)
+        if not dry_run:
+            con.execute("BEGIN TRANSACTION")  # a zone's deletions all happen, or none
         for f in feeds:
             cutoff = cutoff_for(f["retention_months"], today)
             for (schema, table), cols in tables.items():
@@ -134,6 +140,8 @@ def _warehouse(settings, feeds, today, dry_run, result) -> None:
                 if n or schema == "src":
                     result.deleted.append({"zone": "warehouse", "table": f"{schema}.{table}", "feed": f["table"],
                                            "cutoff": cutoff.isoformat(), "by": "event_date", "rows": n})
+        if not dry_run:
+            con.execute("COMMIT")
 
 
 def _landing(settings, feeds, today, dry_run, result) -> None:
