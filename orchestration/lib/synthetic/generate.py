@@ -206,7 +206,6 @@ def _write_truth(home: Path, pop, geo, truth_parts, defect_parts, cfg: Generatio
         "month": np.repeat(pop.month_starts[:months].astype(str), n_h),
         "need": pop.hh_need.reshape(-1), "crisis": pop.hh_crisis.reshape(-1),
     })
-    need = need[np.repeat(np.arange(months), n_h) >= 0]
     need = need[(pop.hh_uprn.reshape(-1) >= 0)]
     need.to_parquet(t / "household_need.parquet", index=False)
     config = {"scale": cfg.scale, "seed": cfg.seed, "months": cfg.months, "start": cfg.start,
