@@ -58,11 +58,13 @@ def test_data_commands_are_audited_with_argv(tmp_path):
     from orchestration.lib.governance.audit import read_events
 
     home = tmp_path / "cli_home"
-    proc = subprocess.run([sys.executable, "-m", "orchestration.cli", "pseudonymise", "--home", str(home)],
+    # `publish` on an empty home fails fast, after the invocation has been recorded
+    proc = subprocess.run([sys.executable, "-m", "orchestration.cli", "publish", "--home", str(home)],
                           capture_output=True, text=True)
     events = read_events(get_settings(home=home))
-    assert [e["action"] for e in events] == ["pseudonymise"], proc.stderr
-    assert events[0]["details"]["argv"] == ["pseudonymise", "--home", str(home)]
+    assert [e["action"] for e in events] == ["export"], proc.stderr
+    assert events[0]["details"]["argv"] == ["publish", "--home", str(home)]
+    assert events[0]["target"] == "placelink publish"
     # commands that touch no data are not audited
-    subprocess.run([sys.executable, "-m", "orchestration.cli", "where", "--home", str(home)], capture_output=True)
+    assert run("where", "--home", home).exit_code == 0
     assert len(read_events(get_settings(home=home))) == 1
