@@ -25,7 +25,7 @@ def _use_home(home: Path | None) -> Settings:
     return settings
 
 
-def run_refresh(full: bool, home: Path | None) -> None:
+def run_refresh(full: bool, home: Path | None, log_level: str = "WARNING") -> None:
     settings = _use_home(home)
     from orchestration.runner import refresh
 
@@ -36,7 +36,8 @@ def run_refresh(full: bool, home: Path | None) -> None:
         def progress(message: str, done: int, total: int) -> None:
             bar.update(task, description=message, completed=done, total=total or None)
 
-        result = refresh(full=full, progress=progress, settings=settings)
+        # Dagster's per-event console log would bury the progress bar; the UI has every event
+        result = refresh(full=full, progress=progress, settings=settings, log_level=log_level)
     if not result.runs:
         console.print("nothing to refresh: no new or changed partner drops (use --full to rebuild everything)")
         return

@@ -64,6 +64,7 @@ def refresh(
     defs: dg.Definitions | None = None,
     settings: Settings | None = None,
     instance: dg.DagsterInstance | None = None,
+    log_level: str = "INFO",
 ) -> RefreshResult:
     """Load new or changed drops month by month, then rebuild everything downstream once.
 
@@ -72,6 +73,7 @@ def refresh(
         progress: optional callback ``(message, done, total)``.
         defs: the code location (default: ``orchestration.definitions.defs``).
         settings / instance: default to this home's settings and its persistent Dagster instance.
+        log_level: of Dagster's console log (every event still goes to the instance's event log).
 
     Raises:
         PlacelinkError: a run failed; the message names the run ids to open in the Dagster UI.
@@ -83,6 +85,7 @@ def refresh(
     plan = plan_refresh(defs.resolve_asset_graph(), instance, settings.landing, full=full)
     refresh_id = dt.datetime.now(dt.UTC).strftime("refresh-%Y%m%dT%H%M%SZ") + ("-full" if full else "")
     result = RefreshResult(refresh_id, plan)
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level.upper()}}}}
 
     batches: list[tuple[str, dict, list[dg.AssetKey]]] = []
     if plan.partitions and plan.single_run:
@@ -104,13 +107,15 @@ def refresh(
     for label, kwargs, keys in batches:
         progress(f"loading {label}: {len(keys)} asset(s)", len(result.runs), total)
         tags = {REFRESH_TAG: refresh_id, **kwargs.pop("tags", {})}
-        result.runs.append(_execute(partitioned_job, instance, label, keys, tags=tags, **kwargs))
+        result.runs.append(_execute(partitioned_job, instance, label, keys, tags=tags, run_config=run_config,
+                                    **kwargs))
 
     failed = [r for r in result.runs if not r.success]
     if plan.downstream and not failed:
         progress(f"rebuilding downstream: {len(plan.downstream)} asset(s)", len(result.runs), total)
         job = defs.resolve_job_def(ops_downstream_refresh_job.name)
-        result.runs.append(_execute(job, instance, "downstream", plan.downstream, tags={REFRESH_TAG: refresh_id}))
+        result.runs.append(_execute(job, instance, "downstream", plan.downstream, tags={REFRESH_TAG: refresh_id},
+                                    run_config=run_config))
         failed = [r for r in result.runs if not r.success]
     progress("done" if not failed else "failed", len(result.runs), total)
     if failed:
