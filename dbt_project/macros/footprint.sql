@@ -23,7 +23,7 @@ flagged as (
 
     select
         events.*,
-        events.event_month > {{ dbt.dateadd('month', -12, 'latest.latest_month') }} as in_latest_12m
+        events.event_month > {{ add_months(-12, 'latest.latest_month') }} as in_latest_12m
     from events
     cross join latest
 
@@ -33,18 +33,18 @@ per_key as (
 
     select
         {{ key }},
-        {%- if key == 'household_key' %}
+        {% if key == 'household_key' %}
         count(distinct person_key) as people_count,
-        {%- endif %}
+        {% endif %}
         string_agg(distinct agency, ', ' order by agency) as agencies_known_to,
         count(distinct agency) as agency_count,
         count(distinct case when in_latest_12m then agency end) as agency_count_12m,
         count(*) as events_total,
         sum(case when in_latest_12m then 1 else 0 end) as events_12m,
-        {%- for agency in footprint_agencies %}
+        {% for agency in footprint_agencies %}
         sum(case when agency = '{{ agency }}' then 1 else 0 end) as {{ agency }}_events_total,
         sum(case when agency = '{{ agency }}' and in_latest_12m then 1 else 0 end) as {{ agency }}_events_12m,
-        {%- endfor %}
+        {% endfor %}
         min(event_date) as first_event_date,
         max(event_date) as last_event_date,
         arg_max(lsoa_code, event_date) as latest_lsoa_code
@@ -55,18 +55,18 @@ per_key as (
 
 select
     cast({{ key }} as varchar) as {{ key }},
-    {%- if key == 'household_key' %}
+    {% if key == 'household_key' %}
     cast(people_count as integer) as people_count,
-    {%- endif %}
+    {% endif %}
     cast(agencies_known_to as varchar) as agencies_known_to,
     cast(agency_count as integer) as agency_count,
     cast(agency_count_12m as integer) as agency_count_12m,
     cast(events_total as bigint) as events_total,
     cast(events_12m as bigint) as events_12m,
-    {%- for agency in footprint_agencies %}
+    {% for agency in footprint_agencies %}
     cast({{ agency }}_events_total as bigint) as {{ agency }}_events_total,
     cast({{ agency }}_events_12m as bigint) as {{ agency }}_events_12m,
-    {%- endfor %}
+    {% endfor %}
     cast(first_event_date as date) as first_event_date,
     cast(last_event_date as date) as last_event_date,
     cast(latest_lsoa_code as varchar) as latest_lsoa_code,

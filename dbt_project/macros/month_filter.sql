@@ -6,8 +6,9 @@
         {{ return(none) }}
     {%- endif -%}
     {%- if raw | length == 7 -%}{%- set raw = raw ~ '-01' -%}{%- endif -%}
-    {%- if not modules.re.match('^\\d{4}-\\d{2}-01$', raw) -%}
-        {{ exceptions.raise_compiler_error("var 'month' must be a month like 2025-03 or 2025-03-01, got '" ~ raw ~ "'") }}
+    {#- the full check (real month, digits) is orchestration.lib.dbt_runner.normalise_month; this catches typos -#}
+    {%- if execute and (raw | length != 10 or raw[4] != '-' or raw[7:] != '-01') -%}
+        {{ exceptions.raise_compiler_error("var month must look like 2025-03 or 2025-03-01, got " ~ raw) }}
     {%- endif -%}
     {{ return(raw) }}
 {%- endmacro %}

@@ -12,6 +12,14 @@
 }}
 
 {%- set month = month_var() %}
+{%- if month is not none %}
+    {%- set build_filter = "unioned.event_month = cast('" ~ month ~ "' as date)" %}
+{%- elif is_incremental() %}
+    {%- set build_filter = "unioned.partition_month >= (select coalesce(max(existing.partition_month), "
+        ~ "cast('1900-01-01' as date)) from " ~ this ~ " as existing)" %}
+{%- else %}
+    {%- set build_filter = "true" %}
+{%- endif %}
 
 with
 
@@ -68,30 +76,15 @@ police_people as (
 
 ),
 
-{%- set simple_feeds = [
-    ('stg_county_council__social_care_referrals', 'county_council', 'social_care_referrals',
-     'social_care_referral', 'social_care_referrals', 'childrens_social_care'),
-    ('stg_district_councils__homelessness_presentations', 'district_councils', 'homelessness_presentations',
-     'homelessness_presentation', 'homelessness_presentations', 'housing'),
-    ('stg_district_councils__asb_complaints', 'district_councils', 'asb_complaints',
-     'asb_complaint', 'asb_complaints', 'community_safety'),
-    ('stg_nhs__ae_attendances', 'nhs', 'ae_attendances', 'ae_attendance', 'ae_attendances', 'health'),
-    ('stg_voluntary__food_bank_referrals', 'voluntary', 'food_bank_referrals',
-     'food_bank_referral', 'food_bank_referrals', 'voluntary_sector'),
-    ('stg_fire__safe_and_well_visits', 'fire', 'safe_and_well_visits',
-     'fire_safe_and_well_visit', 'fire_safe_and_well_visits', 'fire'),
-] %}
+social_care as (
 
-people_feeds as (
-
-    {% for model, partner, feed, event_type, indicator, agency in simple_feeds %}
     select
         record_key as event_key,
-        '{{ partner }}' as partner,
-        '{{ feed }}' as feed,
-        '{{ event_type }}' as event_type,
-        '{{ indicator }}' as indicator,
-        '{{ agency }}' as agency,
+        'county_council' as partner,
+        'social_care_referrals' as feed,
+        'social_care_referral' as event_type,
+        'social_care_referrals' as indicator,
+        'childrens_social_care' as agency,
         person_key,
         household_key,
         uprn,
@@ -102,26 +95,135 @@ people_feeds as (
         sex,
         age_band,
         ethnicity_group
-    from {{ ref(model) }}
-    {% if not loop.last %}union all{% endif %}
-    {% endfor %}
+    from {{ ref('stg_county_council__social_care_referrals') }}
 
 ),
 
-{#- A pupil-month is an event only when something happened: unauthorised absence or a suspension. The sessions
-    themselves (denominators) are summed per place in int_lsoa_month_indicator_counts. -#}
-school as (
+homelessness as (
 
-    {% for kind, condition, indicator in [
-        ('school_absence', 'sessions_missed_unauthorised > 0', 'school_unauthorised_absence_sessions'),
-        ('school_suspension', 'suspensions > 0', 'school_suspensions'),
-    ] %}
     select
-        record_key || ':{{ kind }}' as event_key,
+        record_key as event_key,
+        'district_councils' as partner,
+        'homelessness_presentations' as feed,
+        'homelessness_presentation' as event_type,
+        'homelessness_presentations' as indicator,
+        'housing' as agency,
+        person_key,
+        household_key,
+        uprn,
+        lsoa_code,
+        event_date,
+        event_month,
+        partition_month,
+        sex,
+        age_band,
+        ethnicity_group
+    from {{ ref('stg_district_councils__homelessness_presentations') }}
+
+),
+
+asb as (
+
+    select
+        record_key as event_key,
+        'district_councils' as partner,
+        'asb_complaints' as feed,
+        'asb_complaint' as event_type,
+        'asb_complaints' as indicator,
+        'community_safety' as agency,
+        person_key,
+        household_key,
+        uprn,
+        lsoa_code,
+        event_date,
+        event_month,
+        partition_month,
+        sex,
+        age_band,
+        ethnicity_group
+    from {{ ref('stg_district_councils__asb_complaints') }}
+
+),
+
+ae as (
+
+    select
+        record_key as event_key,
+        'nhs' as partner,
+        'ae_attendances' as feed,
+        'ae_attendance' as event_type,
+        'ae_attendances' as indicator,
+        'health' as agency,
+        person_key,
+        household_key,
+        uprn,
+        lsoa_code,
+        event_date,
+        event_month,
+        partition_month,
+        sex,
+        age_band,
+        ethnicity_group
+    from {{ ref('stg_nhs__ae_attendances') }}
+
+),
+
+food_bank as (
+
+    select
+        record_key as event_key,
+        'voluntary' as partner,
+        'food_bank_referrals' as feed,
+        'food_bank_referral' as event_type,
+        'food_bank_referrals' as indicator,
+        'voluntary_sector' as agency,
+        person_key,
+        household_key,
+        uprn,
+        lsoa_code,
+        event_date,
+        event_month,
+        partition_month,
+        sex,
+        age_band,
+        ethnicity_group
+    from {{ ref('stg_voluntary__food_bank_referrals') }}
+
+),
+
+fire_visits as (
+
+    select
+        record_key as event_key,
+        'fire' as partner,
+        'safe_and_well_visits' as feed,
+        'fire_safe_and_well_visit' as event_type,
+        'fire_safe_and_well_visits' as indicator,
+        'fire' as agency,
+        person_key,
+        household_key,
+        uprn,
+        lsoa_code,
+        event_date,
+        event_month,
+        partition_month,
+        sex,
+        age_band,
+        ethnicity_group
+    from {{ ref('stg_fire__safe_and_well_visits') }}
+
+),
+
+{# A pupil-month is an event only when something happened: unauthorised absence or a suspension. The sessions
+   themselves (denominators) are summed per place in int_lsoa_month_indicator_counts. #}
+school_absence as (
+
+    select
+        record_key || ':school_absence' as event_key,
         'county_council' as partner,
         'school_attendance' as feed,
-        '{{ kind }}' as event_type,
-        '{{ indicator }}' as indicator,
+        'school_absence' as event_type,
+        'school_unauthorised_absence_sessions' as indicator,
         'education' as agency,
         person_key,
         household_key,
@@ -134,9 +236,31 @@ school as (
         age_band,
         ethnicity_group
     from {{ ref('stg_county_council__school_attendance') }}
-    where {{ condition }}
-    {% if not loop.last %}union all{% endif %}
-    {% endfor %}
+    where sessions_missed_unauthorised > 0
+
+),
+
+school_suspension as (
+
+    select
+        record_key || ':school_suspension' as event_key,
+        'county_council' as partner,
+        'school_attendance' as feed,
+        'school_suspension' as event_type,
+        'school_suspensions' as indicator,
+        'education' as agency,
+        person_key,
+        household_key,
+        uprn,
+        lsoa_code,
+        event_date,
+        event_month,
+        partition_month,
+        sex,
+        age_band,
+        ethnicity_group
+    from {{ ref('stg_county_council__school_attendance') }}
+    where suspensions > 0
 
 ),
 
@@ -146,20 +270,32 @@ unioned as (
     union all
     select * from police_people
     union all
-    select * from people_feeds
+    select * from social_care
     union all
-    select * from school
+    select * from homelessness
+    union all
+    select * from asb
+    union all
+    select * from ae
+    union all
+    select * from food_bank
+    union all
+    select * from fire_visits
+    union all
+    select * from school_absence
+    union all
+    select * from school_suspension
 
-)
+),
 
-select *
-from unioned
-{%- if month is not none %}
-where event_month = cast('{{ month }}' as date)
-{%- elif is_incremental() %}
-where event_month in (
-    select distinct event_month
+months_to_build as (
+
+    select distinct unioned.event_month
     from unioned
-    where partition_month >= (select coalesce(max(partition_month), cast('1900-01-01' as date)) from {{ this }})
+    where {{ build_filter }}
+
 )
-{%- endif %}
+
+select unioned.*
+from unioned
+inner join months_to_build on unioned.event_month = months_to_build.event_month

@@ -50,15 +50,26 @@ school_sums as (
 
 school as (
 
-    {% for indicator in ['school_sessions_possible', 'school_unauthorised_absence_sessions', 'school_suspensions'] %}
     select
         lsoa_code,
         month,
-        '{{ indicator }}' as indicator,
-        {{ indicator }} as event_count
+        'school_sessions_possible' as indicator,
+        school_sessions_possible as event_count
     from school_sums
-    {% if not loop.last %}union all{% endif %}
-    {% endfor %}
+    union all
+    select
+        lsoa_code,
+        month,
+        'school_unauthorised_absence_sessions' as indicator,
+        school_unauthorised_absence_sessions as event_count
+    from school_sums
+    union all
+    select
+        lsoa_code,
+        month,
+        'school_suspensions' as indicator,
+        school_suspensions as event_count
+    from school_sums
 
 )
 

@@ -1,3 +1,3 @@
-{#- DISTRICT x month x indicator: the LSOA mart summed over each district's LSOAs, with the district's deprivation decile. -#}
+{#- DISTRICT x month x indicator: the LSOA mart summed over its LSOAs, with its deprivation decile. -#}
 
 {{ rollup_indicators('district') }}

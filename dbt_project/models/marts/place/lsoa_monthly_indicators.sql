@@ -17,7 +17,7 @@ months as (
 
     select month from {{ ref('dim_calendar') }}
     {%- if month is not none %}
-    where month = cast('{{ month }}' as date)
+        where month = cast('{{ month }}' as date)
     {%- endif %}
 
 ),

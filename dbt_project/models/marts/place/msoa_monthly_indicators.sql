@@ -1,3 +1,3 @@
-{#- MSOA x month x indicator: the LSOA mart summed over each msoa's LSOAs, with the msoa's deprivation decile. -#}
+{#- MSOA x month x indicator: the LSOA mart summed over its LSOAs, with its deprivation decile. -#}
 
 {{ rollup_indicators('msoa') }}

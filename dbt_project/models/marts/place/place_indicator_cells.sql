@@ -10,7 +10,7 @@ lsoa as (
     select
         'lsoa' as geography_level,
         lsoa_code as area_code,
-        district_code as district_code,
+        district_code,
         month,
         indicator,
         event_count,

@@ -1,3 +1,3 @@
-{#- WARD x month x indicator: the LSOA mart summed over each ward's LSOAs, with the ward's deprivation decile. -#}
+{#- Ward x month x indicator: the LSOA mart summed over the ward's LSOAs, with its deprivation decile. -#}
 
 {{ rollup_indicators('ward') }}

@@ -1,4 +1,5 @@
-{#- Months covered by the event data (first to latest event month), with the labels analysts group by. -#}
+{#- Months covered by the event data (first to latest event month), with the labels analysts group by.
+    The spine is built from a digits cross join (0..999 months) so it is plain, portable SQL. -#}
 
 with
 
@@ -11,30 +12,44 @@ bounds as (
 
 ),
 
-{#- date_spine nests its own CTEs, so the bounds are passed as self-contained subqueries. -#}
-{%- set events = ref('int_events_joined_to_places') %}
+digits as (
+
+    select digit_values.d
+    from (values (0), (1), (2), (3), (4), (5), (6), (7), (8), (9)) as digit_values (d)
+
+),
+
+offsets as (
+
+    select units.d + 10 * tens.d + 100 * hundreds.d as n
+    from digits as units
+    cross join digits as tens
+    cross join digits as hundreds
+
+),
+
 spine as (
 
-    {{ dbt.date_spine(
-        'month',
-        "(select min(event_month) from " ~ events ~ ")",
-        "(select " ~ dbt.dateadd('month', 1, 'max(event_month)') ~ " from " ~ events ~ ")"
-    ) }}
+    select
+        bounds.latest_month,
+        cast({{ add_months('offsets.n', 'bounds.first_month') }} as date) as month
+    from bounds
+    cross join offsets
+    where offsets.n <= {{ months_between('bounds.first_month', 'bounds.latest_month') }}
 
 )
 
 select
-    cast(spine.date_month as date) as month,
-    cast({{ dbt.date_trunc('year', 'spine.date_month') }} as date) as year_start,
-    cast(extract(year from spine.date_month) as integer) as calendar_year,
-    cast(extract(month from spine.date_month) as integer) as month_number,
+    month,
+    cast({{ year_start('month') }} as date) as year_start,
+    cast(extract(year from month) as integer) as calendar_year,
+    cast(extract(month from month) as integer) as month_number,
     cast(
         case
-            when extract(month from spine.date_month) >= 4 then extract(year from spine.date_month)
-            else extract(year from spine.date_month) - 1
+            when extract(month from month) >= 4 then extract(year from month)
+            else extract(year from month) - 1
         end as integer
     ) as financial_year_start,
-    cast({{ dbt.datediff('spine.date_month', 'bounds.latest_month', 'month') }} as integer) as months_before_latest,
-    spine.date_month = bounds.latest_month as is_latest_month
+    cast({{ months_between('month', 'latest_month') }} as integer) as months_before_latest,
+    month = latest_month as is_latest_month
 from spine
-cross join bounds

@@ -1,4 +1,4 @@
-{#- Districts with residents and a population-weighted deprivation score; decile ranks districts (1 = most deprived). -#}
+{#- Districts with residents and a population-weighted IMD score; decile ranks districts (1 = most deprived). -#}
 
 with
 
