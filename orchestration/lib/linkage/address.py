@@ -8,11 +8,11 @@ Jaro-Winkler, not a hand-written fuzzy matcher:
 1. normalise: upper case, punctuation out, common abbreviations expanded (RD -> ROAD, APT -> FLAT ...), the
    postcode stripped from the text;
 2. candidates: gazetteer addresses in the record's postcode; when the postcode is missing or unknown, the
-   addresses whose street's first word and house number both appear in the text;
+   addresses whose street's first word and house number or name both appear in the text;
 3. score: every gazetteer token (flat, number, house name, street words) is looked up in the record's tokens
-   (numbers exactly, words by best Jaro-Winkler); the score is the mean, minus a penalty when the record has a
-   number the candidate lacks (a different flat); a small bonus when the postcode (or, without one, the
-   town) agrees;
+   (numbers exactly, words by best Jaro-Winkler) and every record word in the candidate's tokens; a penalty
+   when the record has a number the candidate lacks (a different flat); small bonuses when the numbers come
+   in the same order (flat 2 of no. 1, not flat 1 of no. 2) and when the postcode (or else the town) agrees;
 4. decide: best score >= ``FUZZY_MIN`` and clear of the runner-up -> UPRN (``exact`` when every token is equal
    and the postcode agrees, else ``fuzzy``); otherwise ``postcode_only`` (LSOA from the postcode directory) or
    ``none``. A UPRN supplied by the feed and present in the gazetteer is taken as ``exact``.
@@ -65,7 +65,7 @@ def match_addresses(con: duckdb.DuckDBPyConnection, records: str, gazetteer: str
                {_tokens_sql(_normalise_text_sql("concat_ws(' ', saon, paon, street)"))} AS tokens,
                split_part({_normalise_text_sql('street')}, ' ', 1) AS street_key,
                {_tokens_sql(_normalise_text_sql("concat_ws(' ', locality, town)"))} AS place_tokens,
-               regexp_extract({_normalise_text_sql('paon')}, '^([0-9]+[A-Z]?)', 1) AS paon_num
+               {_tokens_sql(_normalise_text_sql('paon'))}[1] AS paon_key
         FROM {gazetteer}
     """)
     run(con, f"""
@@ -94,11 +94,11 @@ def match_addresses(con: duckdb.DuckDBPyConnection, records: str, gazetteer: str
         FROM _rec r JOIN _gaz g ON g.postcode = r.postcode
         WHERE len(r.tokens) > 0
         UNION ALL
-        SELECT DISTINCT r.record_id, g.uprn, g.lsoa_code, g.tokens, r.tokens, coalesce(g.postcode = r.postcode, FALSE),
-               g.place_tokens
+        -- without a known postcode: same street and same house number or name
+        SELECT DISTINCT r.record_id, g.uprn, g.lsoa_code, g.tokens, r.tokens, FALSE, g.place_tokens
         FROM _rec r, unnest(r.tokens) AS t(tok)
-        JOIN _gaz g ON g.street_key = t.tok AND list_contains(r.tokens, g.paon_num)
-        WHERE r.pc_lsoa IS NULL AND len(r.tokens) > 0
+        JOIN _gaz g ON g.street_key = t.tok AND list_contains(r.tokens, g.paon_key)
+        WHERE len(r.tokens) > 0 AND r.pc_lsoa IS NULL
     """)
     run(con, """
         CREATE OR REPLACE TEMP TABLE _scored AS
@@ -110,12 +110,23 @@ def match_addresses(con: duckdb.DuckDBPyConnection, records: str, gazetteer: str
                          ELSE coalesce(list_max(list_transform(
                                   list_filter(r_tokens, lambda rt: NOT regexp_matches(rt, '^[0-9]')),
                                   lambda rt: jaro_winkler_similarity(gt, rt))), 0.0) END)) AS token_score,
+                -- record words the candidate (or its locality/town) does not explain: "ROSE COTTAGE" vs "THE COTTAGE"
+                coalesce(list_avg(list_transform(
+                    list_filter(r_tokens, lambda rt: NOT regexp_matches(rt, '^[0-9]')),
+                    lambda rt: CASE WHEN list_max(list_transform(list_concat(g_tokens, place_tokens),
+                                   lambda gt: jaro_winkler_similarity(gt, rt))) >= 0.9 THEN 1.0 ELSE 0.0 END)), 1.0)
+                    AS record_coverage,
                 len(list_filter(r_tokens, lambda rt: regexp_matches(rt, '^[0-9]') AND NOT list_contains(g_tokens, rt)))
-                    AS extra_numbers
+                    AS extra_numbers,
+                -- "Flat 2, 1 Manor Road" vs "Flat 1, 2 Manor Road": numbers in the same order
+                list_filter(r_tokens, lambda rt: regexp_matches(rt, '^[0-9]'))
+                    = list_filter(g_tokens, lambda gt: regexp_matches(gt, '^[0-9]')) AS numbers_in_order
             FROM _cand
         )
-        SELECT *, greatest(0.0, token_score - 0.25 * extra_numbers) * 0.95 + CASE WHEN same_pc THEN 0.05 ELSE 0 END
-                   + CASE WHEN same_town AND NOT same_pc THEN 0.03 ELSE 0 END AS score
+        SELECT *,
+            0.93 * greatest(0.0, 0.75 * token_score + 0.25 * record_coverage - 0.25 * extra_numbers)
+            + CASE WHEN same_pc THEN 0.05 ELSE 0 END + CASE WHEN numbers_in_order THEN 0.02 ELSE 0 END
+            + CASE WHEN same_town AND NOT same_pc THEN 0.03 ELSE 0 END AS score
         FROM s
     """)
     run(con, f"""
