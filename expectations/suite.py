@@ -206,6 +206,12 @@ def _parametrise(kwargs: dict, index: int, params: dict) -> dict:
     turn ISO date strings and the word ``today`` into suite parameters resolved at validation time."""
     out = {}
     for key, value in kwargs.items():
+        if key == "row_condition" and isinstance(value, dict):
+            # YAML {column: c, equals: v} -> a GX Condition object (string conditions are deprecated in GX 1.9)
+            from great_expectations.expectations.row_conditions import Column
+
+            out[key] = Column(value["column"]) == value["equals"]
+            continue
         if key in ("min_value", "max_value") and isinstance(value, (str, date)):
             name = f"e{index}_{key}"
             if value == "today":

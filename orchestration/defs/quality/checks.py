@@ -55,6 +55,30 @@ def check_metadata(result: QualityResult, severity: str) -> dict:
     return meta
 
 
+def _validate_and_report(context, key: dg.AssetKey, spec: SuiteSpec, db: DuckDBResource, partition: str | None):
+    from orchestration.lib.quality import validate_suite
+
+    try:
+        with db.get_connection() as con:
+            result = validate_suite(con, spec, partition=partition, settings=get_settings())
+    except PlacelinkError as exc:
+        yield dg.AssetCheckResult(asset_key=key, check_name=STRUCTURE, passed=False,
+                                  severity=dg.AssetCheckSeverity.ERROR, description=str(exc))
+        yield dg.AssetCheckResult(asset_key=key, check_name=WARNINGS, passed=False,
+                                  severity=dg.AssetCheckSeverity.WARN, description="not run: " + str(exc))
+        return
+    context.log.info(json.dumps(result.summary(), default=str))
+    yield dg.AssetCheckResult(
+        asset_key=key, check_name=STRUCTURE, passed=result.passed_blocking,
+        severity=dg.AssetCheckSeverity.ERROR, metadata=check_metadata(result, "blocking"),
+        description=None if result.passed_blocking else
+        f"{len(result.blocking_failures)} structural expectation(s) failed: "
+        + ", ".join(f"{o.expectation}({o.column or ''})" for o in result.blocking_failures[:5]))
+    yield dg.AssetCheckResult(
+        asset_key=key, check_name=WARNINGS, passed=not result.warnings,
+        severity=dg.AssetCheckSeverity.WARN, metadata=check_metadata(result, "warn"))
+
+
 def build_feed_check(spec: SuiteSpec) -> dg.AssetChecksDefinition:
     """The two quality checks of one raw feed, from one GX validation of the partition."""
     key = dg.AssetKey(spec.asset.split("/"))
@@ -78,28 +102,31 @@ def build_feed_check(spec: SuiteSpec) -> dg.AssetChecksDefinition:
         compute_kind="great_expectations",
     )
     def _check(context: dg.AssetCheckExecutionContext, identifiable_db: DuckDBResource):
-        from orchestration.lib.quality import validate_suite
-
         partition = context.partition_key if context.has_partition_key else None
-        try:
-            with identifiable_db.get_connection() as con:
-                result = validate_suite(con, spec, partition=partition, settings=get_settings())
-        except PlacelinkError as exc:
-            yield dg.AssetCheckResult(asset_key=key, check_name=STRUCTURE, passed=False,
-                                      severity=dg.AssetCheckSeverity.ERROR, description=str(exc))
-            yield dg.AssetCheckResult(asset_key=key, check_name=WARNINGS, passed=False,
-                                      severity=dg.AssetCheckSeverity.WARN, description="not run: " + str(exc))
-            return
-        context.log.info(json.dumps(result.summary(), default=str))
-        yield dg.AssetCheckResult(
-            asset_key=key, check_name=STRUCTURE, passed=result.passed_blocking,
-            severity=dg.AssetCheckSeverity.ERROR, metadata=check_metadata(result, "blocking"),
-            description=None if result.passed_blocking else
-            f"{len(result.blocking_failures)} structural expectation(s) failed: "
-            + ", ".join(f"{o.expectation}({o.column or ''})" for o in result.blocking_failures[:5]))
-        yield dg.AssetCheckResult(
-            asset_key=key, check_name=WARNINGS, passed=not result.warnings,
-            severity=dg.AssetCheckSeverity.WARN, metadata=check_metadata(result, "warn"))
+        yield from _validate_and_report(context, key, spec, identifiable_db, partition=partition)
+
+    return _check
+
+
+def build_table_check(spec: SuiteSpec) -> dg.AssetChecksDefinition:
+    """The two quality checks of a warehouse mart or published table (not partitioned)."""
+    key = dg.AssetKey(spec.asset.split("/"))
+
+    @dg.multi_asset_check(
+        name=f"{spec.name}_quality",
+        specs=[
+            dg.AssetCheckSpec(STRUCTURE, asset=key, blocking=True,
+                              description=f"GX suite {spec.name}, blocking part: allowed columns only (no "
+                                          "identifiers), keys unique and not null"
+                                          + (", suppression holds" if spec.kind == "published" else "") + "."),
+            dg.AssetCheckSpec(WARNINGS, asset=key, blocking=False,
+                              description=f"GX suite {spec.name}, soft part: totals and plausible ranges."),
+        ],
+        pool=WAREHOUSE_POOL,
+        compute_kind="great_expectations",
+    )
+    def _check(context: dg.AssetCheckExecutionContext, warehouse_db: DuckDBResource):
+        yield from _validate_and_report(context, key, spec, warehouse_db, partition=None)
 
     return _check
 
@@ -132,8 +159,9 @@ def build_scorecard_asset(raw_keys: list[dg.AssetKey]) -> dg.AssetsDefinition:
     return feed_scorecard
 
 
-def build_quality_definitions(feed_names: list[str]) -> dg.Definitions:
-    """Checks for the given feeds (``<partner>__<feed>``) that have a suite, plus the scorecard asset."""
+def build_quality_definitions(feed_names: list[str], table_assets: list[str] | None = None) -> dg.Definitions:
+    """Checks for the given feeds (``<partner>__<feed>``), the scorecard asset, and checks for the mart and
+    published suites whose asset key (``marts/<model>``) is in ``table_assets``."""
     specs = {s.name: s for s in load_suites("feed")}
     missing = [n for n in feed_names if n not in specs]
     if missing:
@@ -142,5 +170,7 @@ def build_quality_definitions(feed_names: list[str]) -> dg.Definitions:
     checks = [build_feed_check(specs[n]) for n in feed_names]
     raw_keys = [dg.AssetKey(specs[n].asset.split("/")) for n in feed_names]
     assets = [build_scorecard_asset(raw_keys)] if raw_keys else []
+    wanted = set(table_assets or [])
+    checks += [build_table_check(s) for s in load_suites() if s.kind != "feed" and s.asset in wanted]
     return dg.Definitions(asset_checks=checks, assets=assets)
 
