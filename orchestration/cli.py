@@ -151,6 +151,8 @@ def ingest(
     month: Annotated[str | None, typer.Option(help="Only this monthly partition, YYYY-MM.")] = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Drop what the feed(s) loaded before, then reload "
                                           "every month (after an agreed contract change).")] = False,
+    feeds_dir: Annotated[Path | None, typer.Option("--feeds-dir", help="Feed contracts folder "
+                                                   "(default: orchestration/feeds).")] = None,
     home: HomeOption = None,
 ) -> None:
     """Load partner drops from landing/ into the identifiable zone: contract checks, quarantine, agreements."""
@@ -177,7 +179,8 @@ def ingest(
             else:
                 bar.console.print(f"[red]{f.source} {part[:7]} FAILED:[/] {error}", highlight=False)
 
-        out = run_ingest(settings, partner=partner, feed=feed, month=month, rebuild=rebuild, progress=report)
+        out = run_ingest(settings, partner=partner, feed=feed, month=month, rebuild=rebuild,
+                         feeds_dir=feeds_dir, progress=report)
     typer.echo(f"{len(out.results)} partitions: received {totals['received']:,}, loaded {totals['loaded']:,}, "
                f"quarantined {totals['quarantined']:,} -> {settings.identifiable_db}")
     if out.failures:
@@ -190,6 +193,8 @@ def ingest(
 def pseudonymise(
     partner: Annotated[str | None, typer.Option(help="Only this partner's feeds.")] = None,
     feed: Annotated[str | None, typer.Option(help="Only this feed.")] = None,
+    feeds_dir: Annotated[Path | None, typer.Option("--feeds-dir", help="Feed contracts folder "
+                                                   "(default: orchestration/feeds).")] = None,
     home: HomeOption = None,
 ) -> None:
     """Write the pseudonymised src.* tables and ref.* into the warehouse (no clear identifiers leave)."""
@@ -198,7 +203,7 @@ def pseudonymise(
     settings = _settings(home)
     with console.status("pseudonymising"):
         out = build_warehouse_sources(
-            settings, partner=partner, feed=feed,
+            settings, partner=partner, feed=feed, feeds_dir=feeds_dir,
             progress=lambda f, n: console.print(f"[dim]pseudonymise:[/] src.{f.name} {n:,} rows", highlight=False))
     for table, rows in out.items():
         typer.echo(f"{table:48} {'not loaded yet' if rows < 0 else f'{rows:>10,}'}")
