@@ -88,3 +88,20 @@ def test_control_without_the_agreement_flag_the_number_loads(tmp_path):
     s, feeds = _home(tmp_path, opt_out=False)
     assert ingest(s, feeds_dir=feeds).ok
     assert _cells_containing(s.home, ["4010232137"])
+
+
+def test_an_erased_record_is_not_loaded_again(tmp_path, monkeypatch):
+    """Erase a patient, then rebuild the feed from the same landing drop: the exclusion list keeps them out."""
+    from orchestration.lib.governance.erasure import erase
+
+    monkeypatch.setenv("PLACELINK_PSEUDONYM_KEY", "governance-tests-key-0123456789abcdef")
+    s, feeds = _home(tmp_path, opt_out=False)
+    assert ingest(s, feeds_dir=feeds).ok
+    assert _cells_containing(s.home, ["Zoe"])
+    erase(s, partner="nhs", record_id="A1")
+    assert _cells_containing(s.home, ["Zoe", "9434765919"]) == {}
+
+    report = ingest(s, feeds_dir=feeds, rebuild=True)
+    assert report.ok, report.failures
+    assert _cells_containing(s.home, ["Zoe", "9434765919"]) == {}
+    assert _cells_containing(s.home, ["Olive"])  # the rest of the drop still loads

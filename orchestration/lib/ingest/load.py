@@ -39,6 +39,7 @@ from orchestration.lib.pseudonymise import (
 
 DROP_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.[A-Za-z0-9.]+$")
 OPT_OUT_REASON = "national_data_opt_out"
+ERASED_REASON = "erased_or_objected"  # placelink erase: on the governance exclusion list
 _ARROW = {"string": pa.string(), "integer": pa.int64(), "float": pa.float64(), "date": pa.date32(),
           "datetime": pa.timestamp("us"), "boolean": pa.bool_()}
 
@@ -390,6 +391,11 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
     loaded_cols = feed.loaded_columns
     opt_col = feed.person.nhs_number if (feed.agreement.national_data_opt_out and feed.person) else None
     opt_outs = opt_outs or set()
+    # people erased / objecting (`placelink erase`) are never loaded again, even from an old drop
+    from orchestration.lib.config import get_settings
+    from orchestration.lib.governance.erasure import excluded_record_hashes, record_hash
+
+    erased = excluded_record_hashes(get_settings(home=home)) if home else set()
     raw_rows: dict[str, list] = {c.sql_name: [] for c in loaded_cols}
     meta_cols = {"_record_id": [], "_partition": [], "_source_file": [], "_line": [], "_loaded_at": []}
     quarantine: list[tuple] = []
@@ -448,6 +454,11 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
                 quarantine.append((feed.partner, feed.id, part_date, rel, row.line, OPT_OUT_REASON,
                                    None, now))
                 reasons[OPT_OUT_REASON] += 1
+                fr.rows_quarantined += 1
+                continue
+            if reason is None and erased and record_hash(feed.partner, feed.id, record_id) in erased:
+                quarantine.append((feed.partner, feed.id, part_date, rel, row.line, ERASED_REASON, None, now))
+                reasons[ERASED_REASON] += 1
                 fr.rows_quarantined += 1
                 continue
             if reason is not None:
