@@ -105,3 +105,15 @@ def test_an_erased_record_is_not_loaded_again(tmp_path, monkeypatch):
     assert report.ok, report.failures
     assert _cells_containing(s.home, ["Zoe", "9434765919"]) == {}
     assert _cells_containing(s.home, ["Olive"])  # the rest of the drop still loads
+
+
+def test_ingest_records_each_partition_in_the_audit_trail(tmp_path):
+    from orchestration.lib.governance.audit import read_events, verify
+
+    s, feeds = _home(tmp_path, opt_out=True)
+    assert ingest(s, feeds_dir=feeds).ok
+    [event] = read_events(s, action="ingest")
+    assert event["target"] == "raw.nhs__ae_attendances" and event["agreement_id"] == "DSA-NHS-TEST"
+    assert event["details"]["rows_loaded"] == 1 and event["details"]["rows_quarantined"] == 1
+    assert event["details"]["quarantined_by_reason"] == {"national_data_opt_out": 1}
+    assert verify(s).ok

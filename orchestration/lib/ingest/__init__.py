@@ -83,4 +83,24 @@ def ingest(settings: Settings, *, partner: str | None = None, feed: str | None =
                 report.results.append(res)
                 if progress:
                     progress(f, part, res, None)
+    _audit(settings, feeds, report)
     return report
+
+
+def _audit(settings: Settings, feeds: list[Feed], report: IngestReport) -> None:
+    """One audit event per loaded partition, under the feed's agreement (Dagster runs are audited by the
+    governance sensor instead, so this sits here and not in :func:`ingest_partition`)."""
+    from orchestration.lib.governance.audit import record_events
+
+    by_feed = {(f.partner, f.id): f for f in feeds}
+    events = []
+    for r in report.results:
+        feed = by_feed[(r.partner, r.feed)]
+        events.append({"action": "ingest", "target": feed.table, "agreement_id": feed.agreement.id,
+                       "purpose": ", ".join(feed.agreement.purposes),
+                       "details": {"partition": r.partition, "rows_received": r.rows_received,
+                                   "rows_loaded": r.rows_loaded, "rows_quarantined": r.rows_quarantined,
+                                   "quarantined_by_reason": r.quarantined_by_reason, "via": "ingest()"}})
+    events += [{"action": "ingest_failed", "target": source, "details": {"partition": part, "error": msg}}
+               for source, part, msg in report.failures]
+    record_events(settings, events)
