@@ -55,6 +55,28 @@ def materialisation_metadata(feed: Feed, res: PartitionResult) -> dict:
     }
 
 
+def range_metadata(feed: Feed, results: list[PartitionResult]) -> dict:
+    """Metadata of a backfill run over several months: totals plus one line per month."""
+    reasons: dict[str, int] = {}
+    for r in results:
+        for k, v in r.quarantined_by_reason.items():
+            reasons[k] = reasons.get(k, 0) + v
+    return {
+        "rows_received": dg.MetadataValue.int(sum(r.rows_received for r in results)),
+        "rows_loaded": dg.MetadataValue.int(sum(r.rows_loaded for r in results)),
+        "rows_quarantined": dg.MetadataValue.int(sum(r.rows_quarantined for r in results)),
+        "quarantined_by_reason": dg.MetadataValue.json(dict(sorted(reasons.items()))),
+        "columns_dropped_by_agreement": dg.MetadataValue.json(sorted({c for r in results for c in r.columns_dropped})),
+        "partitions": dg.MetadataValue.json({r.partition: {"received": r.rows_received, "loaded": r.rows_loaded,
+                                                           "quarantined": r.rows_quarantined,
+                                                           "files": [f.source_file for f in r.files]}
+                                             for r in results}),
+        "preview (identifiers masked)": dg.MetadataValue.md(
+            next((r.preview_markdown for r in reversed(results) if r.rows_loaded), "")),
+        "agreement": dg.MetadataValue.text(feed.agreement.id),
+    }
+
+
 def build_raw_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
     agreement = feed.agreement
 
@@ -72,20 +94,29 @@ def build_raw_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
                   "retention_months": agreement.retention_months,
                   "allowed_columns": agreement.allowed_columns},
         partitions_def=monthly_partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
         pool=IDENTIFIABLE_POOL,
     )
     def _raw(context: dg.AssetExecutionContext, identifiable_db: DuckDBResource) -> dg.MaterializeResult:
         settings = get_settings()
+        opt_outs = read_opt_outs(settings.reference)
+        results = []
         with identifiable_db.get_connection() as con:
             # DuckDBResource only closes on success; an open handle would block readers in this process
             try:
-                res = ingest_partition(con, feed, context.partition_key, settings.landing,
-                                       home=settings.home, opt_outs=read_opt_outs(settings.reference))
+                # a backfill arrives as one run over a range of months (BackfillPolicy.single_run)
+                for partition in context.partition_keys:
+                    res = ingest_partition(con, feed, partition, settings.landing, home=settings.home,
+                                           opt_outs=opt_outs)
+                    context.log.info(f"{feed.source} {res.partition}: received {res.rows_received}, loaded "
+                                     f"{res.rows_loaded}, quarantined {res.rows_quarantined} "
+                                     f"{res.quarantined_by_reason}")
+                    results.append(res)
             finally:
                 con.close()
-        context.log.info(f"{feed.source} {res.partition}: received {res.rows_received}, loaded "
-                         f"{res.rows_loaded}, quarantined {res.rows_quarantined} {res.quarantined_by_reason}")
-        return dg.MaterializeResult(metadata=materialisation_metadata(feed, res))
+        if len(results) == 1:
+            return dg.MaterializeResult(metadata=materialisation_metadata(feed, results[0]))
+        return dg.MaterializeResult(metadata=range_metadata(feed, results))
 
     return _raw
 
