@@ -252,4 +252,9 @@ def publish(settings: Settings | None = None) -> list[Path]:
                 written.append(path)
     finally:
         con.close()
+    from orchestration.lib.governance.audit import record_events  # exports are audited (docs/governance.md)
+    from orchestration.lib.governance.outputs import sha256_file
+
+    record_events(s, [{"action": "export", "target": path.name, "purpose": "publication",
+                       "details": {"sha256": sha256_file(path), "via": "dbt_runner.publish()"}} for path in written])
     return written

@@ -235,4 +235,10 @@ def build_warehouse_sources(settings: Settings, *, feeds_dir: str | Path | None 
             if progress:
                 progress(f, out[f"src.{f.name}"])
         con.execute(f"DETACH {IDZ}")
+    from orchestration.lib.governance.audit import record_events  # the audit trail (docs/governance.md)
+
+    record_events(settings, [{"action": "pseudonymise", "target": f"src.{f.name}", "agreement_id": f.agreement.id,
+                              "purpose": ", ".join(f.agreement.purposes),
+                              "details": {"rows": out[f"src.{f.name}"], "via": "build_warehouse_sources()"}}
+                             for f in feeds if out.get(f"src.{f.name}", -1) >= 0])
     return out

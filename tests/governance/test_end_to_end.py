@@ -71,6 +71,14 @@ def test_analyst_on_the_real_marts(home):
 
 
 def test_real_published_files_pass_output_checks(home):
+    from orchestration.lib.governance.audit import current_user
+    from orchestration.lib.governance.outputs import sha256_file
+
+    exports = {e["target"]: e for e in read_events(home, action="export")}   # written by dbt_runner.publish
+    assert exports and all(exports[p.name]["details"]["sha256"] == sha256_file(p)
+                           for p in home.published.glob("*.*"))
+    with pytest.raises(PlacelinkError, match="four eyes"):
+        approve_export(home, by=current_user())
     checks = approve_export(home, by="Olu Checker")
     assert checks and all(c.ok for c in checks)
     assert {r["status"] for r in release_status(home)} == {"approved"}

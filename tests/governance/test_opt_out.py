@@ -117,3 +117,16 @@ def test_ingest_records_each_partition_in_the_audit_trail(tmp_path):
     assert event["details"]["rows_loaded"] == 1 and event["details"]["rows_quarantined"] == 1
     assert event["details"]["quarantined_by_reason"] == {"national_data_opt_out": 1}
     assert verify(s).ok
+
+
+def test_pseudonymisation_is_audited(tmp_path, monkeypatch):
+    from orchestration.lib.governance.audit import read_events
+    from orchestration.lib.warehouse_sources import build_warehouse_sources
+
+    monkeypatch.setenv("PLACELINK_PSEUDONYM_KEY", "governance-tests-key-0123456789abcdef")
+    s, feeds = _home(tmp_path, opt_out=True)
+    assert ingest(s, feeds_dir=feeds).ok
+    build_warehouse_sources(s, feeds_dir=feeds)
+    [event] = read_events(s, action="pseudonymise")
+    assert event["target"] == "src.nhs__ae_attendances" and event["details"]["rows"] == 1
+    assert event["agreement_id"] == "DSA-NHS-TEST"
