@@ -249,6 +249,9 @@ def _export_review_queue(settings: Settings, review: pd.DataFrame) -> Path:
     if not decisions.exists():
         pd.DataFrame(columns=["record_id_l", "record_id_r", "decision", "reviewer", "note"]).to_csv(
             decisions, index=False)
+    # the queue holds clear identifiers: readable by the owner (the matching service account) only
+    for p in (out_dir, path, decisions):
+        p.chmod(0o700 if p.is_dir() else 0o600)
     return path
 
 
