@@ -148,6 +148,9 @@ def test_jsonl_and_excel_feeds_and_standard_person_records(acme_home, acme):
     assert people["acme.visits:V1"] == ("ZOE", "O'BRIEN", dt.date(1980, 5, 12), "F", "SH1 2AB", "9434765919")
     assert people["acme.attendances:A1"] == ("ZOE", "O'BRIEN", dt.date(1980, 5, 12), "F", "SH1 2AB", "9434765919")
     assert people["acme.visits:V6"][4] == "SH1 2AB"      # "SH12AB" normalised
+    # V1 was sent twice: both rows are in raw, the matching input keeps record_id unique
+    assert _q(acme_home, "SELECT count(*), count(DISTINCT record_id) FROM link.person_records") == [(5, 5)]
+    assert _q(acme_home, "SELECT count(*) FROM raw.acme__visits WHERE _record_id = 'V1'") == [(2,)]
     assert people["acme.referrals:101"][:2] == ("AMY JO", "CARTER")   # full name split
     assert _q(acme_home, "SELECT arrival_datetime FROM raw.acme__attendances WHERE _record_id='A1'") == [
         (dt.datetime(2025, 3, 2, 10, 0),)]
