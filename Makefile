@@ -30,7 +30,7 @@ test: lint
 	$(RUN) pytest
 
 bench: setup
-	$(RUN) placelink bench --scale $${SCALE:-small}
+	$(RUN) python benchmarks/run.py --scale $${SCALE:-small}
 
 ui: setup
 	$(RUN) placelink ui

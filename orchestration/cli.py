@@ -282,6 +282,23 @@ def mlflow_ui(
         raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
 
 
+@app.command()
+def bench(
+    scale: Annotated[str, typer.Option(help="tiny | small | medium | county")] = "small",
+    repeats: Annotated[int, typer.Option(help="Runs per side-by-side comparison (medians are reported).")] = 3,
+    skip_peers: Annotated[bool, typer.Option("--skip-peers", help="Stages and refreshes only.")] = False,
+) -> None:
+    """Run the benchmarks (benchmarks/run.py) and write benchmarks/results/<date>-<scale>.md and .json."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+    if not script.exists():
+        raise PlacelinkError("benchmarks/run.py not found", where=str(script),
+                             fix="run placelink bench from a source checkout of placelink")
+    argv = [sys.executable, str(script), "--scale", scale, "--repeats", str(repeats)]
+    raise typer.Exit(subprocess.call(argv + (["--skip-peers"] if skip_peers else [])))
+
+
 @app.callback()
 def _root(ctx: typer.Context) -> None:
     """placelink: share, match and store multi-agency data; build linked place-level tables; train models."""
