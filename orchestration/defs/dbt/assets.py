@@ -87,4 +87,5 @@ def _rows(paths) -> int:
     import duckdb
 
     parquet = [p for p in paths if str(p).endswith(".parquet")]
-    return int(sum(duckdb.sql(f"select count(*) from '{p}'").fetchone()[0] for p in parquet))
+    with duckdb.connect() as con:
+        return int(sum(con.execute(f"select count(*) from '{p}'").fetchone()[0] for p in parquet))
