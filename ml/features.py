@@ -232,8 +232,13 @@ with per_person as (
     where household_key is not null and person_key is not null
     group by all
 ), reference_person as (
+    -- the household reference person: an adult if one is known (as in the census HRP), else whoever has
+    -- most events; children dominate some feeds (school absence) but do not head households
     select * from per_person
-    qualify row_number() over (partition by household_key order by n_events desc, person_key) = 1
+    qualify row_number() over (
+        partition by household_key
+        order by (age_band in ('0-4', '5-9', '10-15', '16-17') or age_band is null), n_events desc, person_key
+    ) = 1
 ), place as (
     select household_key, arg_max(lsoa_code, event_date) as lsoa_code
     from intermediate.int_events_joined_to_places where household_key is not null group by all
