@@ -38,5 +38,8 @@ ui: setup
 mlflow-ui: setup
 	$(RUN) placelink mlflow-ui
 
+dbt-docs: setup
+	$(RUN) placelink dbt-docs
+
 clean:
 	rm -rf .placelink dbt_project/target dbt_project/logs .pytest_cache
