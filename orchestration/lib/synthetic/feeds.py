@@ -404,7 +404,7 @@ def render_food_bank(rng, ev, pop, geo, rates, log, rid0):
     n = len(df)
     corrupt_names(rng, df, rates, log, "given", None)
     corrupt_postcode(rng, df, rates, log)
-    age = (df["_event_date"].to_numpy() - df["dob"].to_numpy().astype("datetime64[D]")).astype(np.int64) / 365.25
+    age = (df["_event_date"].to_numpy().astype("datetime64[D]") - df["dob"].to_numpy().astype("datetime64[D]")).astype(np.int64) / 365.25
     out = df[[c for c in df.columns if c.startswith("_")]].copy()
     out["Voucher No"] = _seq_ids("FB", df["_event_date"].to_numpy(), 6, rng)
     out["Date Issued"] = _fmt(df["_event_date"], "%d/%m/%Y")
