@@ -5,7 +5,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import (
+    DagsterDbtCliRuntimeError,
+    DagsterDbtTranslator,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
 
 from orchestration.defs.resources import WAREHOUSE_POOL
 from orchestration.lib import dbt_runner
@@ -66,7 +72,12 @@ def placelink_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
 
         args += ["--vars", json.dumps(variables)]
     with dbt_runner.dbt_environment(get_settings()):
-        yield from dbt.cli(args, context=context).stream()
+        try:
+            yield from dbt.cli(args, context=context).stream()
+        except DagsterDbtCliRuntimeError as exc:
+            # a failing dbt model or test is a data error: retrying (the jobs' transient retry policy) cannot
+            # fix it and only delays the alert, so fail at once
+            raise dg.Failure(description=f"dbt build failed: {exc}", allow_retries=False) from exc
 
 
 @dg.asset(
