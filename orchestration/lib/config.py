@@ -71,13 +71,15 @@ class Settings:
     @property
     def mlflow_tracking_uri(self) -> str:
         """SQLite locally (MLflow 3 refuses a plain file store); Postgres in production."""
-        uri = os.environ.get("PLACELINK_MLFLOW_TRACKING_URI") or os.environ.get("MLFLOW_TRACKING_URI")
+        # Only our own variable: mlflow.set_tracking_uri() writes MLFLOW_TRACKING_URI into os.environ, so
+        # reading that back would let one home's store leak into the next (tests, notebooks, the runner).
+        uri = os.environ.get("PLACELINK_MLFLOW_TRACKING_URI")
         if uri:
             return uri
         if self.env == "production":
             raise ConfigError(
                 "production needs an MLflow backend: set PLACELINK_MLFLOW_TRACKING_URI "
-                "(e.g. postgresql://mlflow@db/mlflow); see README 'Run it in production'"
+                "(e.g. postgresql+psycopg2://mlflow@db/mlflow); see README 'Run it in production'"
             )
         return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
