@@ -54,6 +54,24 @@ def test_incremental_then_noop_then_changed_then_full(settings, fixture_defs):
     assert (settings.dagster_home / "dagster.yaml").read_text().startswith("# Dagster instance, local profile")
     assert instance.get_materialized_partitions(dg.AssetKey(["raw", "nhs__ae_attendances"])) == {"2025-02-01"}
 
+    # every materialisation of every refresh run is in the audit trail, once, with its run and partition
+    from orchestration.lib.governance.audit import read_events, verify
+
+    events = read_events(settings)
+    materialised = [e for e in events if e.get("action") == "ingest"]
+    assert {(e["target"], _details(e).get("partition")) for e in materialised} >= {
+        ("raw.police__street_crimes", "2025-01-01"), ("raw.nhs__ae_attendances", "2025-02-01")}
+    run_ids = {_details(e)["run_id"] for e in events if "run_id" in _details(e)}
+    assert run_ids == {r.run_id for r in runs}
+    assert verify(settings).ok
+
+
+def _details(event):
+    import json
+
+    details = event.get("details") or {}
+    return json.loads(details) if isinstance(details, str) else details
+
 
 def test_a_data_error_fails_the_refresh_without_retries_and_skips_downstream(settings, fixture_defs):
     write_drop("police", "street_crimes", "2025-01-04", ["ok", "BROKEN"])
