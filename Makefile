@@ -30,7 +30,7 @@ test: lint
 	$(RUN) pytest
 
 bench: setup
-	$(RUN) python benchmarks/run.py --scale $${SCALE:-small}
+	$(RUN) python benchmarks/run.py --scale $${SCALE:-small} $${BENCH_ARGS:-}
 
 ui: setup
 	$(RUN) placelink ui

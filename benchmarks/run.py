@@ -183,8 +183,14 @@ def mart_vs_floors(home: Path, repeats: int, log: Path, work: Path) -> dict:
         con.execute(f"COPY (SELECT lsoa_code, event_month, event_type FROM intermediate.int_events_joined_to_places"
                     f" WHERE lsoa_code IS NOT NULL) TO '{events}' (FORMAT parquet)")
         n_events = con.execute(f"SELECT count(*) FROM '{events}'").fetchone()[0]
-    dbt_runs = [must(run_measured("mart", placelink("build", "--select", "lsoa_monthly_indicators"),
-                                  env_for(home), log_path=str(log)), log) for _ in range(repeats)]
+    dbt_runs, model_seconds = [], []
+    for _ in range(repeats):
+        dbt_runs.append(must(run_measured("mart", placelink("build", "--select", "lsoa_monthly_indicators"),
+                                          env_for(home), log_path=str(log)), log))
+        # dbt's own timing of the model's SQL, without process start-up, parsing and the model's tests
+        run_results = json.loads((home / "dbt" / "target" / "run_results.json").read_text())
+        model_seconds.append(next(r["execution_time"] for r in run_results["results"]
+                                  if r["unique_id"] == "model.placelink.lsoa_monthly_indicators"))
 
     def pandas_once() -> float:
         start = time.perf_counter()
@@ -200,16 +206,20 @@ def mart_vs_floors(home: Path, repeats: int, log: Path, work: Path) -> dict:
         return time.perf_counter() - start
 
     mart_s = median([m.wall_s for m in dbt_runs])
+    model_s = median(model_seconds)
     pandas_s = median([pandas_once() for _ in range(repeats)])
     floor_s = median([duckdb_once() for _ in range(repeats)])
     return {
         "events": int(n_events), "dbt_mart_wall_s_median": mart_s, "pandas_groupby_s_median": round(pandas_s, 3),
         "duckdb_groupby_s_median": round(floor_s, 3),
-        "ratio_mart_to_duckdb_floor": round(mart_s / floor_s, 1),
+        "dbt_model_sql_s_median": round(model_s, 3),
+        "ratio_mart_to_duckdb_floor": round(model_s / floor_s, 1),
+        "ratio_mart_process_to_duckdb_floor": round(mart_s / floor_s, 1),
         "ratio_pandas_to_duckdb_floor": round(pandas_s / floor_s, 1),
-        "note": "the dbt figure is a whole `placelink build --select lsoa_monthly_indicators` process (Python and "
-                "dbt start-up, parsing, the model's tests) and builds the dense LSOA x month x indicator grid "
-                "with zeros and rates; the floors only count rows",
+        "note": "the ratio uses dbt's own execution time of the model (run_results.json); the whole "
+                "`placelink build --select lsoa_monthly_indicators` process (start-up, parsing, the model's tests) "
+                "is reported beside it. The mart builds the dense LSOA x month x indicator grid with zeros, "
+                "population and rates; the floors only count rows",
     }
 
 
@@ -327,7 +337,8 @@ def write_report(res: dict, scale: str) -> Path:
               f"{lk.get('recordlinkage_wall_s_median')} s, F1 {lk.get('recordlinkage', {}).get('f1')}; "
               f"speed-up {lk.get('speedup_splink_vs_recordlinkage')}x. {lk.get('note', '')}"
               + (f" recordlinkage failed: {lk['recordlinkage_error'][-300:]}" if "recordlinkage_error" in lk else ""),
-              f"- **LSOA x month mart** over {mt.get('events')} events: dbt {mt.get('dbt_mart_wall_s_median')} s; "
+              f"- **LSOA x month mart** over {mt.get('events')} events: dbt model {mt.get('dbt_model_sql_s_median')} s "
+              f"(whole process {mt.get('dbt_mart_wall_s_median')} s); "
               f"pandas groupby {mt.get('pandas_groupby_s_median')} s; DuckDB GROUP BY (floor) "
               f"{mt.get('duckdb_groupby_s_median')} s; ratio dbt/floor {mt.get('ratio_mart_to_duckdb_floor')}x. "
               f"{mt.get('note', '')}",
