@@ -257,9 +257,25 @@ def score(
     home: HomeOption = None,
 ) -> None:
     """Write predictions from each model's champion to the warehouse (ml.*), with the model version on every row."""
-    from ml.score import score_all
+    from ml.features import list_models
+    from ml.score import score_model
 
-    for r in score_all(model or None, settings=_settings(home), feeds_dir=feeds_dir):
+    settings = _settings(home)
+    if model:  # asked for by name: a model without a champion is an error
+        results = [score_model(m, settings=settings, feeds_dir=feeds_dir) for m in model]
+    else:
+        # every model: one the ethics gate has not (yet) promoted is reported and skipped, so a refused
+        # model does not stop the others' predictions
+        results = []
+        for name in list_models():
+            try:
+                results.append(score_model(name, settings=settings, feeds_dir=feeds_dir))
+            except PlacelinkError as exc:
+                console.print(f"[yellow]skipped {name}:[/] {exc}", highlight=False, soft_wrap=True)
+        if not results:
+            raise PlacelinkError("no model has a champion to score with", where=settings.mlflow_tracking_uri,
+                                 fix="run `placelink train`; each refused model's card says why it was refused")
+    for r in results:
         typer.echo(f"{r.model} v{r.version}: {r.rows} rows from {r.as_of} -> {r.table}")
 
 

@@ -30,3 +30,14 @@ def test_score_without_a_champion_is_one_clear_line(fresh_home, ml_source):
     assert proc.returncode == 2, proc.stderr
     assert "no 'champion' version" in proc.stderr and "placelink train --model lsoa_demand" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_score_all_without_any_champion_names_the_skipped_models_and_fails(fresh_home, ml_source):
+    env = {**os.environ, "PLACELINK_HOME": str(fresh_home.home)}
+    proc = subprocess.run([sys.executable, "-m", "orchestration.cli", "score",
+                           "--feeds-dir", str(ml_source / "feeds")], env=env, capture_output=True, text=True,
+                          cwd=ROOT)
+    assert proc.returncode == 2, proc.stderr
+    assert "skipped household_risk" in proc.stderr and "skipped lsoa_demand" in proc.stderr
+    assert "no model has a champion to score with" in proc.stderr
+    assert "Traceback" not in proc.stderr
