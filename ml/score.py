@@ -75,6 +75,10 @@ def write_predictions(warehouse, table: str, frame: pd.DataFrame) -> int:
     return len(frame)
 
 
+class NoChampionError(PlacelinkError):
+    """The model has no version behind the alias yet (never trained, or every version refused by the gate)."""
+
+
 def score_model(model: str, *, settings: Settings | None = None, feeds_dir=None, alias: str = registry.CHAMPION
                 ) -> ScoreResult:
     settings = settings or get_settings()
@@ -82,7 +86,7 @@ def score_model(model: str, *, settings: Settings | None = None, feeds_dir=None,
     client = registry.configure(settings)
     champion = registry.version_by_alias(client, spec.registered_model, alias)
     if champion is None:
-        raise PlacelinkError(
+        raise NoChampionError(
             f"model {spec.registered_model!r} has no {alias!r} version, so there is nothing to score with",
             where=settings.mlflow_tracking_uri,
             fix=f"run `placelink train --model {model}`; if the gate refused it, its model card says why")

@@ -258,7 +258,7 @@ def score(
 ) -> None:
     """Write predictions from each model's champion to the warehouse (ml.*), with the model version on every row."""
     from ml.features import list_models
-    from ml.score import score_model
+    from ml.score import NoChampionError, score_model
 
     settings = _settings(home)
     if model:  # asked for by name: a model without a champion is an error
@@ -270,7 +270,7 @@ def score(
         for name in list_models():
             try:
                 results.append(score_model(name, settings=settings, feeds_dir=feeds_dir))
-            except PlacelinkError as exc:
+            except NoChampionError as exc:
                 console.print(f"[yellow]skipped {name}:[/] {exc}", highlight=False, soft_wrap=True)
         if not results:
             raise PlacelinkError("no model has a champion to score with", where=settings.mlflow_tracking_uri,

@@ -44,3 +44,15 @@ def test_a_forbidden_feed_fails_the_training_asset(fresh_home, ml_source, tmp_pa
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "police.street_crimes" in str(failure.event_specific_data.error)
+
+
+def test_scores_without_a_champion_are_not_materialised_and_the_run_goes_on(fresh_home, ml_source):
+    scores = next(a for a in ML_ASSETS if a.key.path[-1] == "lsoa_demand_forecasts")
+    result = dg.materialize(
+        [scores], resources={"warehouse_db": DuckDBResource(database=str(fresh_home.warehouse_db))},
+        run_config={"ops": {scores.node_def.name: {"config": {"feeds_dir": str(ml_source / "feeds")}}}},
+    )
+    assert result.success
+    assert result.asset_materializations_for_node(scores.node_def.name) == []
+    logs = [e.message for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
+    assert logs == []

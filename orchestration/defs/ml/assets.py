@@ -53,7 +53,7 @@ def _training_asset(model: str, deps: list[str]) -> dg.AssetsDefinition:
         try:
             result = train_model(model, settings=_settings(warehouse_db), feeds_dir=config.feeds_dir)
         except PlacelinkError as exc:
-            raise dg.Failure(description=str(exc)) from exc
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
         context.log.info(result.decision.summary)
         metadata = {
             "model_version": dg.MetadataValue.text(result.version),
@@ -73,18 +73,23 @@ def _training_asset(model: str, deps: list[str]) -> dg.AssetsDefinition:
 def _scores_asset(model: str, table: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=dg.AssetKey(["ml", table]), group_name=GROUP, owners=OWNERS, kinds={"duckdb", "mlflow"},
-        deps=[dg.AssetKey(["ml", f"{model}_training"])], pool=WAREHOUSE_POOL,
+        deps=[dg.AssetKey(["ml", f"{model}_training"])], pool=WAREHOUSE_POOL, output_required=False,
         description=f"Predictions of `{model}` from its `champion` alias, written to warehouse table ml.{table} "
                     "with model_name and model_version on every row.",
     )
     def scores(context: dg.AssetExecutionContext, config: MLConfig, warehouse_db: DuckDBResource):
-        from ml.score import score_model
+        from ml.score import NoChampionError, score_model
 
         try:
             result = score_model(model, settings=_settings(warehouse_db), feeds_dir=config.feeds_dir)
+        except NoChampionError as exc:
+            # the ethics gate has not promoted any version: no predictions, and the rest of the nightly run
+            # goes on (the training asset's metadata and model card say why it was refused)
+            context.log.warning(f"not materialised: {exc}")
+            return
         except PlacelinkError as exc:
-            raise dg.Failure(description=str(exc)) from exc
-        return dg.MaterializeResult(metadata={
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        yield dg.MaterializeResult(metadata={
             "dagster/row_count": dg.MetadataValue.int(result.rows),
             "model_version": dg.MetadataValue.text(result.version),
             "as_of": dg.MetadataValue.text(str(result.as_of)), "table": dg.MetadataValue.text(result.table)})
