@@ -176,10 +176,15 @@ def test_every_model_and_column_is_documented():
 
 
 @pytest.mark.slow
-def test_dbt_docs_generate_writes_a_catalog_of_the_warehouse(dbt_warehouse):
+def test_dbt_docs_generate_writes_a_catalog_of_the_warehouse(dbt_warehouse, tmp_path):
     import json
+    import shutil
 
-    target = dbt_runner.docs_generate(get_settings(home=dbt_warehouse))
+    # on a copy: other tests of this session hold read-only connections to the shared warehouse, and DuckDB
+    # refuses a second configuration of the same file in one process
+    home = tmp_path / "home"
+    shutil.copytree(dbt_warehouse, home)
+    target = dbt_runner.docs_generate(get_settings(home=home))
     catalog = json.loads((target / "catalog.json").read_text())
     node = catalog["nodes"]["model.placelink.lsoa_monthly_indicators"]
     assert {"lsoa_code", "month", "indicator", "event_count", "rate_per_1000"} <= {c.lower() for c in node["columns"]}
