@@ -12,7 +12,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from orchestration.lib.config import Settings, get_settings
 from orchestration.lib.errors import PlacelinkError
-from orchestration.lib.ops.profiles import ensure_dagster_home
 
 ROOT = Path(__file__).resolve().parents[1]
 console = Console(stderr=True)
@@ -82,8 +81,11 @@ def ui_command(home: Path | None, port: int) -> list[str]:
 
 
 def run_ui(home: Path | None, port: int) -> int:
+    from orchestration.runner import instance_for
+
     settings = _use_home(home)
-    env = {**os.environ, "DAGSTER_HOME": str(ensure_dagster_home(settings)), "PLACELINK_HOME": str(settings.home)}
+    instance_for(settings).dispose()  # dagster.yaml in place and the writer pools created before the daemon starts
+    env = {**os.environ, "DAGSTER_HOME": str(settings.dagster_home), "PLACELINK_HOME": str(settings.home)}
     console.print(f"Dagster UI: http://127.0.0.1:{port}  (DAGSTER_HOME={env['DAGSTER_HOME']}; Ctrl-C to stop)")
     try:
         return subprocess.call(ui_command(home, port), cwd=ROOT, env=env)

@@ -18,6 +18,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from orchestration.defs.ops.jobs import ops_downstream_refresh_job, ops_partitioned_refresh_job
 from orchestration.defs.ops.planning import REFRESH_TAG, RefreshPlan, plan_refresh
+from orchestration.defs.resources import IDENTIFIABLE_POOL, WAREHOUSE_POOL
 from orchestration.lib.config import Settings, get_settings
 from orchestration.lib.errors import PlacelinkError
 from orchestration.lib.ops.profiles import ensure_dagster_home
@@ -47,8 +48,21 @@ class RefreshResult:
 
 
 def instance_for(settings: Settings) -> dg.DagsterInstance:
-    """The persistent Dagster instance of this home (the one ``placelink ui`` shows)."""
-    return dg.DagsterInstance.from_config(str(ensure_dagster_home(settings)))
+    """The persistent Dagster instance of this home (the one ``placelink ui`` shows), pools initialised.
+
+    Dagster creates a pool's slots lazily, the first time a step claims one. On SQLite storage two
+    processes doing that at the same moment can each count zero slots and each add one, so the
+    DuckDB writer pools would briefly allow two writers (seen in CI). Creating every pool's slots here,
+    once, in one process, before any run starts closes that race; it is idempotent and keeps a limit an
+    operator set in the UI.
+    """
+    instance = dg.DagsterInstance.from_config(str(ensure_dagster_home(settings)))
+    storage = instance.event_log_storage
+    if instance.global_op_concurrency_default_limit is not None:
+        for pool in (IDENTIFIABLE_POOL, WAREHOUSE_POOL):
+            if storage.get_concurrency_info(pool).slot_count == 0:
+                storage.initialize_concurrency_limit_to_default(pool)
+    return instance
 
 
 def _load_defs() -> dg.Definitions:

@@ -21,6 +21,7 @@ import duckdb
 import pytest
 
 from orchestration.lib.ops.profiles import dagster_yaml_template
+from orchestration.runner import instance_for
 from tests.ops.conftest import write_drop
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +33,9 @@ def _two_overlapping_runs(settings, dagster_yaml: Path | None, tmp_path):
     home.mkdir(parents=True, exist_ok=True)
     if dagster_yaml:
         shutil.copyfile(dagster_yaml, home / "dagster.yaml")
-    dg.DagsterInstance.from_config(str(home)).dispose()  # create the storage before the race
+        instance_for(settings).dispose()  # storage and pool slots created before the race, as refresh/ui do
+    else:
+        dg.DagsterInstance.from_config(str(home)).dispose()  # Dagster's defaults: no pools at all
     write_drop("police", "street_crimes", "2025-01-04", ["jan1", "jan2"])
     write_drop("police", "street_crimes", "2025-02-04", ["feb1"])
     log = tmp_path / "holds.log"
@@ -68,3 +71,17 @@ def test_control_without_pool_limits_the_steps_overlap(settings, tmp_path):
         settings, None, tmp_path)[0]
     # both steps ran at once; only DuckDBResource's connect retries kept the second from failing
     assert second_entered < first_released
+
+
+def test_instance_for_creates_the_writer_pools_before_any_run(settings):
+    """Pools exist with one slot each before the first step claims one (no lazy, racy creation)."""
+    instance = instance_for(settings)
+    try:
+        infos = {p: instance.event_log_storage.get_concurrency_info(p) for p in ("identifiable_writer", "warehouse_writer")}
+        assert {p: i.slot_count for p, i in infos.items()} == {"identifiable_writer": 1, "warehouse_writer": 1}
+        assert instance.get_runs() == []
+    finally:
+        instance.dispose()
+    instance_for(settings).dispose()  # idempotent: a second call neither fails nor adds slots
+    again = dg.DagsterInstance.from_config(str(settings.dagster_home))
+    assert again.event_log_storage.get_concurrency_info("identifiable_writer").slot_count == 1
