@@ -155,6 +155,9 @@ def _decode_key(text: str, where: str) -> bytes:
     return key
 
 
+_DEMO_KEY_ANNOUNCED: set[Path] = set()
+
+
 def load_key(settings: Settings) -> bytes:
     """The pseudonymisation key: env var, else key file, else (local profile only) a generated demo key."""
     env_key = os.environ.get(KEY_ENV)
@@ -179,7 +182,9 @@ def load_key(settings: Settings) -> bytes:
     message = (f"DEMO PSEUDONYM KEY in use ({path}): generated for the local profile only. "
                f"Tokens are not protected by a managed secret; set {KEY_ENV} or {KEY_FILE_ENV} for real data.")
     warnings.warn(message, DemoKeyWarning, stacklevel=2)
-    print(f"WARNING: {message}", file=sys.stderr)
+    if path not in _DEMO_KEY_ANNOUNCED:  # once per process on stderr: every feed loads the key, one line is enough
+        _DEMO_KEY_ANNOUNCED.add(path)
+        print(f"WARNING: {message}", file=sys.stderr)
     return _decode_key(path.read_text(encoding="utf-8"), str(path))
 
 
