@@ -12,6 +12,7 @@ English public-sector conventions (NHS number spacing, postcode format) that no 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -41,21 +42,29 @@ def strip_accents(text: str) -> str:
     return "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
 
 
+_SPACES = re.compile(r"\s+")
+_NOT_NAME = re.compile(r"[^A-Z' -]")
+
+
+# The normalisers run on every identifier of every row; names, sexes and postcodes repeat a great deal,
+# so each distinct value is normalised once per process (typed: 1, 1.0 and True are different values).
+@functools.lru_cache(maxsize=1 << 18, typed=True)
 def normalise_text(value: object) -> str | None:
     """Case, accents and spacing folded: ``'  Zoë  O'Brien '`` -> ``'ZOE O'BRIEN'``."""
     if value is None:
         return None
-    text = re.sub(r"\s+", " ", strip_accents(str(value))).strip().upper()
+    text = _SPACES.sub(" ", strip_accents(str(value))).strip().upper()
     return text or None
 
 
+@functools.lru_cache(maxsize=1 << 18, typed=True)
 def normalise_name(value: object) -> str | None:
     """A name for comparison: accents and case folded, punctuation other than ``-``/``'`` removed."""
     text = normalise_text(value)
     if text is None:
         return None
-    text = re.sub(r"[^A-Z' -]", " ", text.replace("’", "'"))
-    text = re.sub(r"\s+", " ", text).strip()
+    text = _NOT_NAME.sub(" ", text.replace("’", "'"))
+    text = _SPACES.sub(" ", text).strip()
     return text or None
 
 
@@ -87,6 +96,7 @@ def normalise_nhs_number(value: object, *, validate: bool = True) -> str | None:
 _POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)([0-9][A-Z]{2})$")
 
 
+@functools.lru_cache(maxsize=1 << 18, typed=True)
 def normalise_postcode(value: object) -> str | None:
     """``'ab12cd'``/``' AB1  2CD'`` -> ``'AB1 2CD'`` (outward, one space, inward); None if not a postcode shape."""
     if value is None:

@@ -419,6 +419,10 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
             extra_dropped.update(check_header(feed, drop, rel))
         reads.append((path, rel, digest, drop))
 
+    # hoisted out of the per-row loop below (contract properties are recomputed on every access)
+    loaded_names = [(c.name, c.sql_name) for c in loaded_cols]
+    dropped_names = list(feed.dropped_columns)
+    all_columns = list(feed.columns)
     for _path, rel, digest, drop in reads:
         if drop is None:
             first = seen.get(digest) if seen.get(digest) != rel else None
@@ -445,8 +449,9 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
                     try:
                         # every contract column is typed (a malformed row is malformed even in a column the
                         # agreement drops); only allowed columns are kept below
-                        for col in feed.columns:
-                            typed[col.name] = coerce(col, row.values.get(col.name))
+                        values = row.values
+                        for col in all_columns:
+                            typed[col.name] = coerce(col, values.get(col.name))
                     except CoerceError as exc:
                         reason = exc.reason
             if reason is None and opt_col and normalise_nhs_number(typed.get(opt_col), validate=False) in opt_outs:
@@ -468,14 +473,14 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
                 fr.rows_quarantined += 1
                 continue
             fr.rows_loaded += 1
-            for col in loaded_cols:
-                raw_rows[col.sql_name].append(typed[col.name])
+            for name, sql_name in loaded_names:
+                raw_rows[sql_name].append(typed[name])
             meta_cols["_record_id"].append(record_id)
             meta_cols["_partition"].append(part_date)
             meta_cols["_source_file"].append(rel)
             meta_cols["_line"].append(row.line)
             meta_cols["_loaded_at"].append(now)
-            for name in feed.dropped_columns:
+            for name in dropped_names:
                 typed.pop(name, None)
             if len(preview_rows) < 5:
                 preview_rows.append(typed)
