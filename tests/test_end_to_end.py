@@ -9,6 +9,7 @@ of the county's people). A second nightly refresh with no new drops does nothing
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import dagster as dg
@@ -123,3 +124,39 @@ def test_a_second_nightly_refresh_with_nothing_new_does_nothing(demo_home):
         mp.setenv("PLACELINK_HOME", str(settings.home))
         again = refresh(settings=settings)
     assert again.runs == []
+
+
+@pytest.mark.browser
+def test_the_real_code_location_in_the_dagster_ui_shows_the_run_pipeline(demo_home, tmp_path, test_output):
+    """``placelink ui`` on the demo's home: every partner's group, the dbt models with their checks, all green."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.ops.test_browser import CHROMIUM_ARGS, _dismiss_community_dialog
+    from tests.ops.webserver import ROOT, DagsterDev
+
+    settings, _ = demo_home
+    server = DagsterDev(ROOT / "workspace.yaml", settings.dagster_home, {"PLACELINK_HOME": str(settings.home)},
+                        tmp_path / "dagster-dev.log")
+    try:
+        server.wait_ready()
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(90_000)
+            page.goto(f"{server.url}/asset-groups")
+            _dismiss_community_dialog(page)
+            for group in ("police", "county_council", "district_councils", "nhs", "fire", "voluntary",
+                          "matching", "marts"):
+                expect(page.get_by_text(group, exact=True).first).to_be_visible()
+            page.screenshot(path=str(test_output / "e2e_asset_graph.png"))
+            page.goto(f"{server.url}/assets/marts/lsoa_monthly_indicators?view=checks")
+            _dismiss_community_dialog(page)
+            expect(page.get_by_text(re.compile(r"not_null|unique|accepted|expression", re.I)).first).to_be_visible()
+            expect(page.get_by_text("Succeeded", exact=True).first).to_be_visible()  # the refresh's results
+            assert page.get_by_text("Failed", exact=True).count() == 0
+            page.screenshot(path=str(test_output / "e2e_mart_checks.png"))
+            browser.close()
+    finally:
+        server.stop()
+    log = (tmp_path / "dagster-dev.log").read_text()
+    assert "Error loading" not in log and "Traceback" not in log, log[-3000:]
