@@ -17,7 +17,15 @@ import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from orchestration.defs.ops.jobs import ops_downstream_refresh_job, ops_partitioned_refresh_job
-from orchestration.defs.ops.planning import REFRESH_TAG, RefreshPlan, plan_refresh
+from orchestration.defs.ops.planning import (
+    LATE_TAG,
+    MONTHS_TAG,
+    REFRESH_TAG,
+    RefreshPlan,
+    full_refresh_op_config,
+    month_ranges,
+    plan_refresh,
+)
 from orchestration.defs.resources import IDENTIFIABLE_POOL, WAREHOUSE_POOL
 from orchestration.lib.config import Settings, get_settings
 from orchestration.lib.errors import PlacelinkError
@@ -80,10 +88,17 @@ def refresh(
     instance: dg.DagsterInstance | None = None,
     log_level: str = "INFO",
 ) -> RefreshResult:
-    """Load new or changed drops month by month, then rebuild everything downstream once.
+    """Load new or changed drops (one run for all months when the feeds allow it), then rebuild what depends on
+    them once.
+
+    Nightly (``full=False``): only the feeds and months with new or changed drops are loaded, and only their
+    unpartitioned descendants are rebuilt (matching, pseudonymised sources, the dbt models built from them with
+    their incremental models adding just the new months, the checks of those assets, scoring with each model's
+    champion, publishing). Model training is not nightly (weekly schedule, ``--full``, ``placelink train``).
 
     Args:
-        full: reload every month that has drops (loaded or not) and rebuild everything downstream.
+        full: reload every month that has drops (loaded or not), rebuild every downstream asset (dbt with
+            ``--full-refresh``) and retrain the models.
         progress: optional callback ``(message, done, total)``.
         defs: the code location (default: ``orchestration.definitions.defs``).
         settings / instance: default to this home's settings and its persistent Dagster instance.
@@ -103,12 +118,16 @@ def refresh(
 
     batches: list[tuple[str, dict, list[dg.AssetKey]]] = []
     if plan.partitions and plan.single_run:
-        # the feed assets asked for one run over a range (BackfillPolicy.single_run): honour it
-        first, last = min(plan.partitions), max(plan.partitions)
-        keys = sorted({k for ks in plan.partitions.values() for k in ks}, key=lambda k: k.to_user_string())
-        batches.append((f"months {first}..{last}",
-                        {"tags": {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}},
-                        keys))
+        # the feed assets asked for one run over a range (BackfillPolicy.single_run): one run per stretch of
+        # consecutive months (usually one run in all), so a late drop for an old month does not reload every
+        # month between it and the new one
+        for months, keys in month_ranges(defs.resolve_asset_graph(), plan.partitions):
+            first, last = months[0], months[-1]
+            if first == last:
+                batches.append((f"month {first}", {"partition_key": first}, keys))
+            else:
+                batches.append((f"months {first}..{last}", {"tags": {ASSET_PARTITION_RANGE_START_TAG: first,
+                                                                    ASSET_PARTITION_RANGE_END_TAG: last}}, keys))
     else:
         for pk, keys in plan.partitions.items():
             batches.append((f"month {pk}", {"partition_key": pk}, keys))
@@ -120,7 +139,7 @@ def refresh(
     partitioned_job = defs.resolve_job_def(ops_partitioned_refresh_job.name)
     for label, kwargs, keys in batches:
         progress(f"loading {label}: {len(keys)} asset(s)", len(result.runs), total)
-        tags = {REFRESH_TAG: refresh_id, **kwargs.pop("tags", {})}
+        tags = {REFRESH_TAG: refresh_id, **({LATE_TAG: "true"} if plan.late else {}), **kwargs.pop("tags", {})}
         result.runs.append(_execute(partitioned_job, instance, label, keys, settings, tags=tags, run_config=run_config,
                                     **kwargs))
 
@@ -128,8 +147,15 @@ def refresh(
     if plan.downstream and not failed:
         progress(f"rebuilding downstream: {len(plan.downstream)} asset(s)", len(result.runs), total)
         job = defs.resolve_job_def(ops_downstream_refresh_job.name)
-        result.runs.append(_execute(job, instance, "downstream", plan.downstream, settings, tags={REFRESH_TAG: refresh_id},
-                                    run_config=run_config))
+        downstream_config = dict(run_config)
+        if full or plan.late:
+            ops = full_refresh_op_config(defs.resolve_asset_graph(), plan.downstream)
+            if ops:
+                downstream_config["ops"] = ops
+        months = sorted(plan.partitions)
+        result.runs.append(_execute(job, instance, "downstream", plan.downstream, settings,
+                                    tags={REFRESH_TAG: refresh_id, MONTHS_TAG: ",".join(months)[:4000]},
+                                    run_config=downstream_config))
         failed = [r for r in result.runs if not r.success]
     progress("done" if not failed else "failed", len(result.runs), total)
     if failed:

@@ -49,6 +49,9 @@ class DbtBuildConfig(dg.Config):
     """Rebuild one month (YYYY-MM) of the incremental models; empty = every month."""
     disclosure_threshold: int | None = None
     """Override var disclosure_threshold (counts 1..threshold-1 suppressed); empty = 5."""
+    full_refresh: bool = False
+    """Rebuild the incremental models from scratch (``dbt build --full-refresh``): ``placelink refresh --full``
+    sets it. Off (the nightly): they add only the months of the partitions loaded since their last build."""
 
 
 def dbt_resource() -> DbtCliResource:
@@ -66,6 +69,8 @@ def dbt_resource() -> DbtCliResource:
 def placelink_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig):
     """dbt build of the selected models; tests become asset checks. Vars carry the month to rebuild."""
     args = ["build"]
+    if config.full_refresh:
+        args.append("--full-refresh")
     variables = dbt_runner.dbt_vars(config.month, config.disclosure_threshold)
     if variables:
         import json

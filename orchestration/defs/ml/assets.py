@@ -1,6 +1,10 @@
 """``ml/<model>_training`` (train, register challenger, gate, promote or refuse) and the prediction tables
 ``ml/household_risk_scores`` / ``ml/lsoa_demand_forecasts`` written from each model's champion.
 
+Training is not part of the nightly refresh (asset tag ``placelink/nightly: skip``): it runs weekly
+(``ml_weekly_training_schedule``), on ``placelink refresh --full`` and on ``placelink train``; the nightly
+refresh re-scores with each model's current champion.
+
 A refusal by the gate is a decision, not a failure: the training asset succeeds and says why in its metadata
 (the model card is in MLflow). A feed agreement that forbids the purpose fails the asset: nothing is trained.
 """
@@ -10,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from orchestration.defs.ops.planning import NIGHTLY_TAG
 from orchestration.defs.resources import WAREHOUSE_POOL
 from orchestration.lib.config import Settings, get_settings
 from orchestration.lib.errors import PlacelinkError
@@ -40,6 +45,9 @@ def _training_asset(model: str, deps: list[str]) -> dg.AssetsDefinition:
     @dg.asset(
         key=dg.AssetKey(["ml", f"{model}_training"]), group_name=GROUP, owners=OWNERS, kinds={"mlflow", "sklearn"},
         deps=[dg.AssetKey(d.split("/")) for d in deps],
+        # not nightly: the nightly refresh scores with the champion; training runs weekly
+        # (ml_weekly_training_schedule), on `placelink refresh --full` and on `placelink train`
+        tags={NIGHTLY_TAG: "skip"},
         # reads the warehouse; DuckDB's file lock shuts readers in other processes out while a writer is
         # open, so it queues with the writers
         pool=WAREHOUSE_POOL,
@@ -70,10 +78,13 @@ def _training_asset(model: str, deps: list[str]) -> dg.AssetsDefinition:
     return training
 
 
-def _scores_asset(model: str, table: str) -> dg.AssetsDefinition:
+def _scores_asset(model: str, deps: list[str], table: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=dg.AssetKey(["ml", table]), group_name=GROUP, owners=OWNERS, kinds={"duckdb", "mlflow"},
-        deps=[dg.AssetKey(["ml", f"{model}_training"])], pool=WAREHOUSE_POOL, output_required=False,
+        # the marts it reads too, not only its training: the nightly refresh scores without retraining, and must
+        # score after the marts are rebuilt
+        deps=[dg.AssetKey(["ml", f"{model}_training"]), *(dg.AssetKey(d.split("/")) for d in deps)],
+        pool=WAREHOUSE_POOL, output_required=False,
         description=f"Predictions of `{model}` from its `champion` alias, written to warehouse table ml.{table} "
                     "with model_name and model_version on every row.",
     )
@@ -98,4 +109,4 @@ def _scores_asset(model: str, table: str) -> dg.AssetsDefinition:
 
 
 ML_ASSETS = [a for model, (deps, table) in MODELS.items()
-             for a in (_training_asset(model, deps), _scores_asset(model, table))]
+             for a in (_training_asset(model, deps), _scores_asset(model, deps, table))]

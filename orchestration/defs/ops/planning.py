@@ -2,8 +2,16 @@
 
 Generic over whatever the merged code location holds: time-partitioned assets keyed
 ``raw/<partner>__<feed>`` are the feeds (their drops live in ``landing/<partner>/<feed>/``); their
-time-partitioned descendants run in the same per-partition run; every unpartitioned asset is
-"downstream" and runs once afterwards. Shared by the nightly schedule and ``placelink refresh``.
+time-partitioned descendants run in the same per-partition run. Unpartitioned assets are "downstream" and
+run once afterwards:
+
+- nightly (incremental): only the unpartitioned descendants of the feeds that loaded something, plus any
+  asset never materialised in this instance (a new home, a new model) and its descendants. Assets tagged
+  ``placelink/nightly: skip`` (model training: weekly, or ``placelink train``) are left out once they have
+  been materialised; their descendants (scoring with the champion) still run.
+- ``--full``: every unpartitioned asset.
+
+Shared by the nightly schedule, its downstream sensor and ``placelink refresh``.
 """
 
 from __future__ import annotations
@@ -20,6 +28,20 @@ UNPARTITIONED = dg.AssetSelection.from_string('partitions:"none" and is:material
 
 #: Run tag shared by every run of one refresh, so the downstream run knows when the feeds are done.
 REFRESH_TAG = "placelink/refresh"
+#: Run tag on the downstream run of a nightly refresh: the partitions (months) loaded, comma separated, so
+#: steps that can narrow their work to those months (dbt's incremental models) know which.
+MONTHS_TAG = "placelink/months"
+#: Run tag on the loads of a refresh with a late drop (RefreshPlan.late): its downstream run rebuilds the
+#: incremental models from scratch.
+LATE_TAG = "placelink/late_drop"
+#: op -> run config that rebuilds it from scratch (dbt ``--full-refresh``): ``refresh --full`` and late drops.
+#: Ops missing from the code location or the run's selection are left out.
+FULL_REFRESH_OP_CONFIG = {"placelink_dbt_models": {"full_refresh": True}}
+
+#: Asset tag: ``placelink/nightly: skip`` keeps an asset out of the nightly refresh once it has been
+#: materialised (it runs on ``--full``, its own schedule or its CLI command).
+NIGHTLY_TAG = "placelink/nightly"
+NOT_NIGHTLY = dg.AssetSelection.tag(NIGHTLY_TAG, "skip")
 
 
 @dataclass
@@ -32,6 +54,9 @@ class RefreshPlan:
     feeds: dict[str, list[str]] = field(default_factory=dict)
     #: the feed assets ask for one run over a partition range (BackfillPolicy.single_run)
     single_run: bool = False
+    #: a month older than the newest one already loaded is reloaded (a late or corrected drop): the incremental
+    #: models, which add the partitions from the newest one they hold onwards, must be rebuilt from scratch
+    late: bool = False
 
     @property
     def empty(self) -> bool:
@@ -68,6 +93,7 @@ def plan_refresh(
     plan = RefreshPlan()
     by_partition: dict[str, set[dg.AssetKey]] = {}
     single_run = []
+    newest_loaded = ""
     for key in sorted(partitioned, key=lambda k: k.to_user_string()):
         feed = feed_of_asset_key(key.path)
         if feed is None:
@@ -75,8 +101,9 @@ def plan_refresh(
         node = asset_graph.get(key)
         valid = node.partitions_def.get_partition_keys()
         drops = list_drops(landing, *feed)
-        todo = pending_partitions(drops, {} if full else loaded_at(instance, key), full=full,
-                                  valid_partitions=valid)
+        loaded = {} if full else loaded_at(instance, key)
+        newest_loaded = max([newest_loaded, *loaded]) if loaded else newest_loaded
+        todo = pending_partitions(drops, loaded, full=full, valid_partitions=valid)
         if not todo:
             continue
         plan.feeds[key.to_user_string()] = todo
@@ -90,6 +117,50 @@ def plan_refresh(
         keys = dg.AssetSelection.assets(*feeds).downstream().resolve(asset_graph) & partitioned
         plan.partitions[pk] = sorted(keys, key=lambda k: k.to_user_string())
     plan.single_run = bool(single_run) and all(single_run)
-    if plan.partitions or full:
+    plan.late = bool(plan.partitions) and min(plan.partitions) < newest_loaded
+    if full:
         plan.downstream = sorted(UNPARTITIONED.resolve(asset_graph), key=lambda k: k.to_user_string())
+    elif plan.partitions:
+        feeds = [dg.AssetKey.from_user_string(k) for k in plan.feeds]
+        plan.downstream = downstream_of(asset_graph, instance, feeds)
     return plan
+
+
+def never_materialised(asset_graph, instance: dg.DagsterInstance, keys) -> set[dg.AssetKey]:
+    """The keys of ``keys`` this instance has no materialisation of (a new home, or an asset added since)."""
+    return {k for k in keys if instance.get_latest_materialization_event(k) is None}
+
+
+def downstream_of(asset_graph, instance: dg.DagsterInstance, feeds: list[dg.AssetKey]) -> list[dg.AssetKey]:
+    """The unpartitioned assets a nightly refresh rebuilds after loading ``feeds``: their descendants, plus
+    whatever was never materialised and its descendants, minus ``placelink/nightly: skip`` assets that have
+    been materialised before (model training: scoring with the current champion still runs)."""
+    unpartitioned = UNPARTITIONED.resolve(asset_graph)
+    new = never_materialised(asset_graph, instance, unpartitioned)
+    selected = dg.AssetSelection.assets(*feeds, *new).downstream().resolve(asset_graph) & unpartitioned
+    skip = NOT_NIGHTLY.resolve(asset_graph) - new
+    return sorted(selected - skip, key=lambda k: k.to_user_string())
+
+
+def month_ranges(asset_graph, partitions: dict[str, list[dg.AssetKey]]) -> list[tuple[list[str], list[dg.AssetKey]]]:
+    """The plan's months as runs over stretches of consecutive partitions (with the union of their assets), for
+    feeds that load a range in one run (``BackfillPolicy.single_run``): usually one run in all, and a late drop
+    for an old month does not reload every month between it and the new one."""
+    if not partitions:
+        return []
+    any_key = next(iter(next(iter(partitions.values()))))
+    order = {pk: i for i, pk in enumerate(asset_graph.get(any_key).partitions_def.get_partition_keys())}
+    groups: list[tuple[list[str], set[dg.AssetKey]]] = []
+    for pk in sorted(partitions, key=lambda p: order.get(p, -1)):
+        if groups and pk in order and order.get(groups[-1][0][-1]) == order[pk] - 1:
+            groups[-1][0].append(pk)
+            groups[-1][1].update(partitions[pk])
+        else:
+            groups.append(([pk], set(partitions[pk])))
+    return [(months, sorted(keys, key=lambda k: k.to_user_string())) for months, keys in groups]
+
+
+def full_refresh_op_config(asset_graph, keys) -> dict:
+    """``run_config["ops"]`` that makes the ops of ``keys`` that can rebuild from scratch do so."""
+    ops = {asset_graph.get(k).assets_def.op.name for k in keys if asset_graph.has(k)}
+    return {op: {"config": cfg} for op, cfg in FULL_REFRESH_OP_CONFIG.items() if op in ops}

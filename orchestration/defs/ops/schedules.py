@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import dagster as dg
 from dagster import DagsterRunStatus
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from orchestration.defs.ops.jobs import ops_downstream_refresh_job, ops_partitioned_refresh_job
-from orchestration.defs.ops.planning import REFRESH_TAG, plan_refresh
+from orchestration.defs.ops.planning import (
+    LATE_TAG,
+    MONTHS_TAG,
+    REFRESH_TAG,
+    UNPARTITIONED,
+    downstream_of,
+    full_refresh_op_config,
+    month_ranges,
+    plan_refresh,
+)
 from orchestration.lib.config import get_settings
 
 _UNFINISHED = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
@@ -20,20 +30,35 @@ _FAILED = [DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
     execution_timezone="Europe/London",
     job=ops_partitioned_refresh_job,
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="02:00 Europe/London: one run per month that has new or changed partner drops; "
-                "ops_nightly_downstream_sensor then rebuilds everything downstream once they succeed.",
+    description="02:00 Europe/London: load the months that have new or changed partner drops (one run per month, or "
+                "per stretch of consecutive months when the feeds load ranges); ops_nightly_downstream_sensor then "
+                "rebuilds what depends on them once they succeed.",
 )
 def nightly_refresh_schedule(context: dg.ScheduleEvaluationContext):
     plan = plan_refresh(context.repository_def.asset_graph, context.instance, get_settings().landing)
     if not plan.partitions:
         return dg.SkipReason("no new or changed partner drops since the last load")
     tick = context.scheduled_execution_time.strftime("nightly-%Y-%m-%d")
+    tags = {REFRESH_TAG: tick, **({LATE_TAG: "true"} if plan.late else {})}
+    if plan.single_run:
+        # the feeds load a range of months in one run (BackfillPolicy.single_run): one run per stretch of
+        # consecutive months, usually one in all
+        ranges = month_ranges(context.repository_def.asset_graph, plan.partitions)
+        return [
+            dg.RunRequest(run_key=f"{tick}:{months[0]}", partition_key=months[0], asset_selection=keys,
+                          tags=tags)
+            if len(months) == 1 else
+            dg.RunRequest(run_key=f"{tick}:{months[0]}..{months[-1]}", asset_selection=keys,
+                          tags={**tags, ASSET_PARTITION_RANGE_START_TAG: months[0],
+                                ASSET_PARTITION_RANGE_END_TAG: months[-1]})
+            for months, keys in ranges
+        ]
     return [
         dg.RunRequest(
             run_key=f"{tick}:{pk}",
             partition_key=pk,
             asset_selection=keys,
-            tags={REFRESH_TAG: tick},
+            tags=tags,
         )
         for pk, keys in plan.partitions.items()
     ]
@@ -45,7 +70,8 @@ def nightly_refresh_schedule(context: dg.ScheduleEvaluationContext):
     monitored_jobs=[ops_partitioned_refresh_job],
     request_job=ops_downstream_refresh_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="When the last monthly load of a nightly refresh succeeds, rebuild everything downstream once.",
+    description="When the last monthly load of a nightly refresh succeeds, rebuild once what depends on the feeds "
+                "it loaded (model training excepted: weekly).",
 )
 def ops_nightly_downstream_sensor(context: dg.RunStatusSensorContext):
     refresh = context.dagster_run.tags.get(REFRESH_TAG)
@@ -60,4 +86,19 @@ def ops_nightly_downstream_sensor(context: dg.RunStatusSensorContext):
     failed = [r.dagster_run.run_id for r in runs if r.dagster_run.status in _FAILED]
     if failed:
         return dg.SkipReason(f"downstream of {refresh} not rebuilt: monthly load run(s) {failed} failed")
-    return dg.RunRequest(run_key=f"{refresh}:downstream", tags={REFRESH_TAG: refresh})
+    feeds = sorted({k for r in runs for k in (r.dagster_run.asset_selection or ())},
+                   key=lambda k: k.to_user_string())
+    months = sorted({r.dagster_run.tags.get("dagster/partition")
+                     or "..".join(r.dagster_run.tags.get(t, "") for t in (ASSET_PARTITION_RANGE_START_TAG,
+                                                                          ASSET_PARTITION_RANGE_END_TAG))
+                     for r in runs} - {".."})
+    selection = downstream_of(context.repository_def.asset_graph, context.instance, feeds) if feeds else None
+    if selection == []:
+        return dg.SkipReason(f"nothing downstream of the feeds {refresh} loaded")
+    graph = context.repository_def.asset_graph
+    late = any(r.dagster_run.tags.get(LATE_TAG) == "true" for r in runs)
+    ops = full_refresh_op_config(graph, selection if selection is not None else
+                                 UNPARTITIONED.resolve(graph)) if late else {}
+    return dg.RunRequest(run_key=f"{refresh}:downstream", asset_selection=selection,
+                         run_config={"ops": ops} if ops else None,
+                         tags={REFRESH_TAG: refresh, MONTHS_TAG: ",".join(months)})
