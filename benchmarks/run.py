@@ -412,9 +412,18 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--sample", type=int, default=100_000, help="records for the linkage comparison")
     ap.add_argument("--skip-peers", action="store_true", help="stages and refreshes only (CI smoke test)")
+    ap.add_argument("--refresh-only", action="store_true",
+                    help="generate, then only the full and incremental refresh through Dagster (no stages, no peers)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="write the report and work files here instead of benchmarks/results (scratch measurements)")
     args = ap.parse_args()
 
-    work = WORK / args.scale
+    if args.refresh_only and args.out is None:
+        ap.error("--refresh-only needs --out: its partial report must not join the scaling table in benchmarks/results")
+    global RESULTS
+    if args.out is not None:
+        RESULTS = args.out.resolve()
+    work = (RESULTS / ".work" / args.scale) if args.out is not None else WORK / args.scale
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -436,7 +445,7 @@ def main() -> None:
     res["records"] = int(pd.read_parquet(stages_home / "truth" / "records.parquet", columns=["feed"]).shape[0])
     fresh_copy(stages_home, refresh_home)
     stages = [gen]
-    for name, cmd in STAGES:
+    for name, cmd in ([] if args.refresh_only else STAGES):
         say(f"stage {name}")
         stages.append(must(run_measured(name, placelink(*cmd), env_for(stages_home), log_path=str(log)), log))
     res["stages"] = [s.as_dict() for s in stages]
@@ -448,7 +457,7 @@ def main() -> None:
     say(f"refresh (incremental: drops of {res['held_back_month']})")
     res["refresh_incremental"] = must(run_measured("refresh_incremental", placelink("refresh"),
                                                    env_for(refresh_home), log_path=str(log)), log).as_dict()
-    if not args.skip_peers:
+    if not (args.skip_peers or args.refresh_only):
         say("linkage vs recordlinkage")
         res["linkage"] = linkage_vs_recordlinkage(stages_home, args.repeats, log, scratch, args.sample)
         (work / "partial.json").write_text(json.dumps(res, default=str))
