@@ -20,6 +20,7 @@ from orchestration.defs.ops.jobs import ops_downstream_refresh_job, ops_partitio
 from orchestration.defs.ops.planning import (
     LATE_TAG,
     MONTHS_TAG,
+    NEW_MONTHS_TAG,
     REFRESH_TAG,
     RefreshPlan,
     full_refresh_op_config,
@@ -139,7 +140,8 @@ def refresh(
     partitioned_job = defs.resolve_job_def(ops_partitioned_refresh_job.name)
     for label, kwargs, keys in batches:
         progress(f"loading {label}: {len(keys)} asset(s)", len(result.runs), total)
-        tags = {REFRESH_TAG: refresh_id, **({LATE_TAG: "true"} if plan.late else {}), **kwargs.pop("tags", {})}
+        tags = {REFRESH_TAG: refresh_id, **({LATE_TAG: "true"} if plan.late else {}),
+                **({NEW_MONTHS_TAG: "true"} if plan.new_months_only else {}), **kwargs.pop("tags", {})}
         result.runs.append(_execute(partitioned_job, instance, label, keys, settings, tags=tags, run_config=run_config,
                                     **kwargs))
 
@@ -152,9 +154,10 @@ def refresh(
             ops = full_refresh_op_config(defs.resolve_asset_graph(), plan.downstream)
             if ops:
                 downstream_config["ops"] = ops
-        months = sorted(plan.partitions)
-        result.runs.append(_execute(job, instance, "downstream", plan.downstream, settings,
-                                    tags={REFRESH_TAG: refresh_id, MONTHS_TAG: ",".join(months)[:4000]},
+        tags = {REFRESH_TAG: refresh_id}
+        if plan.new_months_only and not full:
+            tags[MONTHS_TAG] = ",".join(sorted(plan.partitions))
+        result.runs.append(_execute(job, instance, "downstream", plan.downstream, settings, tags=tags,
                                     run_config=downstream_config))
         failed = [r for r in result.runs if not r.success]
     progress("done" if not failed else "failed", len(result.runs), total)

@@ -13,6 +13,32 @@ def model(dbt, session):
     threshold = int(dbt.config.get("disclosure_threshold") or 5)
     cells = dbt.ref("place_indicator_cells").df()
     hierarchy = dbt.ref("dim_lsoa").df()[["lsoa_code", "ward_code", "msoa_code", "district_code"]]
+    # The nightly refresh passes var published_months (the months its new rows fall in): every (month, indicator)
+    # table is protected on its own, so only those months are protected again and the rest is kept as published.
+    # (a call on its own: dbt passes a config key to a Python model only when it parses a bare dbt.config.get(...))
+    published_months = dbt.config.get("published_months")
+    months = sorted({m.strip() for m in str(published_months or "").split(",") if m.strip()})
+    kept = _published_except(session, dbt.this, months) if months else None
+    if kept is not None:
+        cells = cells[cells["month"].astype("datetime64[us]").dt.strftime("%Y-%m-%d").isin(months)]
     published = protect_place_table(cells, hierarchy, threshold=threshold)
     published["month"] = published["month"].astype("datetime64[us]").dt.date
+    if kept is not None:
+        import pandas as pd
+
+        kept["month"] = kept["month"].astype("datetime64[us]").dt.date
+        for col in ("event_count", "population"):
+            kept[col] = kept[col].astype("Int64")
+        published = pd.concat([kept[published.columns], published], ignore_index=True).sort_values(
+            ["month", "indicator", "geography_level", "area_code"]).reset_index(drop=True)
     return published
+
+
+def _published_except(session, this, months):
+    """The published rows of every month but ``months``, or None when there is no published table yet."""
+    try:
+        return session.sql(
+            f"select * from {this} where strftime(cast(month as date), '%Y-%m-%d') not in "
+            f"({', '.join(repr(m) for m in months)})").df()
+    except Exception:  # noqa: BLE001 - first build (no table yet): protect every month
+        return None

@@ -13,6 +13,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from orchestration.defs.ops.planning import MONTHS_TAG
 from orchestration.defs.resources import WAREHOUSE_POOL
 from orchestration.lib import dbt_runner
 from orchestration.lib.config import get_settings
@@ -54,6 +55,28 @@ class DbtBuildConfig(dg.Config):
     sets it. Off (the nightly): they add only the months of the partitions loaded since their last build."""
 
 
+def event_months(warehouse_db, partitions: list[str]) -> list[str]:
+    """The event months (``YYYY-MM-01``) of the rows of ``partitions`` in the pseudonymised sources ``src.*``."""
+    import duckdb
+
+    parts = sorted({p.strip() for p in partitions if p.strip()})
+    if not parts:
+        return []
+    with duckdb.connect(str(warehouse_db)) as con:
+        tables = [t for (t,) in con.execute(
+            "select table_name from information_schema.columns where table_schema = 'src' "
+            "and column_name in ('partition_month', 'event_month') group by table_name having count(*) = 2"
+        ).fetchall()]
+        months: set[str] = set()
+        for table in tables:
+            rows = con.execute(
+                f"select distinct strftime(cast(event_month as date), '%Y-%m-01') from src.{table} "
+                f"where cast(partition_month as date) in (select cast(unnest(?) as date)) and event_month is not null",
+                [parts]).fetchall()
+            months.update(m for (m,) in rows if m)
+    return sorted(months)
+
+
 def dbt_resource() -> DbtCliResource:
     return DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_runner.DBT_PROJECT_DIR))
 
@@ -72,6 +95,14 @@ def placelink_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     if config.full_refresh:
         args.append("--full-refresh")
     variables = dbt_runner.dbt_vars(config.month, config.disclosure_threshold)
+    months_loaded = context.run.tags.get(MONTHS_TAG)
+    if months_loaded and not (config.full_refresh or config.month or config.disclosure_threshold):
+        # a nightly refresh of new months only: disclosure control (the published table, by far the slowest
+        # model) runs again only for the months the new rows fall in; every other month is kept as published
+        touched = event_months(get_settings().warehouse_db, months_loaded.split(","))
+        if touched:
+            variables["published_months"] = ",".join(touched)
+            context.log.info(f"published table: disclosure control for months {variables['published_months']}")
     if variables:
         import json
 

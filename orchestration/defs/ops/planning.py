@@ -28,9 +28,12 @@ UNPARTITIONED = dg.AssetSelection.from_string('partitions:"none" and is:material
 
 #: Run tag shared by every run of one refresh, so the downstream run knows when the feeds are done.
 REFRESH_TAG = "placelink/refresh"
-#: Run tag on the downstream run of a nightly refresh: the partitions (months) loaded, comma separated, so
-#: steps that can narrow their work to those months (dbt's incremental models) know which.
+#: Run tag on the downstream run of a nightly refresh that loaded only new months (RefreshPlan.new_months_only):
+#: those partitions, comma separated, so steps that can narrow their work to the months the new rows fall in
+#: (the published table's disclosure control) know which.
 MONTHS_TAG = "placelink/months"
+#: Run tag on the loads of such a refresh, for the downstream sensor.
+NEW_MONTHS_TAG = "placelink/new_months_only"
 #: Run tag on the loads of a refresh with a late drop (RefreshPlan.late): its downstream run rebuilds the
 #: incremental models from scratch.
 LATE_TAG = "placelink/late_drop"
@@ -57,6 +60,15 @@ class RefreshPlan:
     #: a month older than the newest one already loaded is reloaded (a late or corrected drop): the incremental
     #: models, which add the partitions from the newest one they hold onwards, must be rebuilt from scratch
     late: bool = False
+    #: a partition loaded before is loaded again (a corrected drop): rows may have gone, so the months a
+    #: drop touches cannot be read from its new rows alone
+    reloaded: bool = False
+
+    @property
+    def new_months_only(self) -> bool:
+        """Every partition loaded is new and newer than what was loaded before: downstream steps may narrow
+        their work to the months the new rows fall in (MONTHS_TAG)."""
+        return bool(self.partitions) and not (self.late or self.reloaded)
 
     @property
     def empty(self) -> bool:
@@ -106,6 +118,7 @@ def plan_refresh(
         todo = pending_partitions(drops, loaded, full=full, valid_partitions=valid)
         if not todo:
             continue
+        plan.reloaded = plan.reloaded or any(pk in loaded for pk in todo)
         plan.feeds[key.to_user_string()] = todo
         single_run.append(node.backfill_policy is not None
                           and node.backfill_policy.max_partitions_per_run is None)

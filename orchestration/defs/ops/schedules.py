@@ -10,6 +10,7 @@ from orchestration.defs.ops.jobs import ops_downstream_refresh_job, ops_partitio
 from orchestration.defs.ops.planning import (
     LATE_TAG,
     MONTHS_TAG,
+    NEW_MONTHS_TAG,
     REFRESH_TAG,
     UNPARTITIONED,
     downstream_of,
@@ -39,7 +40,8 @@ def nightly_refresh_schedule(context: dg.ScheduleEvaluationContext):
     if not plan.partitions:
         return dg.SkipReason("no new or changed partner drops since the last load")
     tick = context.scheduled_execution_time.strftime("nightly-%Y-%m-%d")
-    tags = {REFRESH_TAG: tick, **({LATE_TAG: "true"} if plan.late else {})}
+    tags = {REFRESH_TAG: tick, **({LATE_TAG: "true"} if plan.late else {}),
+            **({NEW_MONTHS_TAG: "true"} if plan.new_months_only else {})}
     if plan.single_run:
         # the feeds load a range of months in one run (BackfillPolicy.single_run): one run per stretch of
         # consecutive months, usually one in all
@@ -88,10 +90,7 @@ def ops_nightly_downstream_sensor(context: dg.RunStatusSensorContext):
         return dg.SkipReason(f"downstream of {refresh} not rebuilt: monthly load run(s) {failed} failed")
     feeds = sorted({k for r in runs for k in (r.dagster_run.asset_selection or ())},
                    key=lambda k: k.to_user_string())
-    months = sorted({r.dagster_run.tags.get("dagster/partition")
-                     or "..".join(r.dagster_run.tags.get(t, "") for t in (ASSET_PARTITION_RANGE_START_TAG,
-                                                                          ASSET_PARTITION_RANGE_END_TAG))
-                     for r in runs} - {".."})
+    months = sorted({m for r in runs for m in _months_of(r.dagster_run, context.repository_def.asset_graph, feeds)})
     selection = downstream_of(context.repository_def.asset_graph, context.instance, feeds) if feeds else None
     if selection == []:
         return dg.SkipReason(f"nothing downstream of the feeds {refresh} loaded")
@@ -99,6 +98,19 @@ def ops_nightly_downstream_sensor(context: dg.RunStatusSensorContext):
     late = any(r.dagster_run.tags.get(LATE_TAG) == "true" for r in runs)
     ops = full_refresh_op_config(graph, selection if selection is not None else
                                  UNPARTITIONED.resolve(graph)) if late else {}
+    tags = {REFRESH_TAG: refresh}
+    if all(r.dagster_run.tags.get(NEW_MONTHS_TAG) == "true" for r in runs) and "".join(months):
+        tags[MONTHS_TAG] = ",".join(months)
     return dg.RunRequest(run_key=f"{refresh}:downstream", asset_selection=selection,
-                         run_config={"ops": ops} if ops else None,
-                         tags={REFRESH_TAG: refresh, MONTHS_TAG: ",".join(months)})
+                         run_config={"ops": ops} if ops else None, tags=tags)
+
+
+def _months_of(run, asset_graph, feeds) -> list[str]:
+    """The partitions a load run loaded: its partition, or every partition of its range."""
+    if run.tags.get("dagster/partition"):
+        return [run.tags["dagster/partition"]]
+    start, end = run.tags.get(ASSET_PARTITION_RANGE_START_TAG), run.tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    if not (start and end and feeds):
+        return []
+    keys = asset_graph.get(feeds[0]).partitions_def.get_partition_keys()
+    return [k for k in keys if start <= k <= end]

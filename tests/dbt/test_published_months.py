@@ -1,0 +1,53 @@
+"""Nightly publishing: with var ``published_months`` only those months are protected again, the rest is kept.
+
+Disclosure control (``published.place_monthly_indicators``) is by far the slowest model at scale and protects each
+(month, indicator) table on its own, so the nightly refresh re-protects only the months its new rows fall in.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import duckdb
+
+from orchestration.lib import dbt_runner
+from orchestration.lib.config import get_settings
+
+TABLE = "published.place_monthly_indicators"
+
+
+def _rows(s, where="true"):
+    with duckdb.connect(str(s.warehouse_db), read_only=True) as c:
+        return c.execute(f"select * from {TABLE} where {where} order by all").fetchall()
+
+
+def _build(s, months: str):
+    args = dbt_runner.build_args("build", ["place_monthly_indicators"])
+    dbt_runner.run_dbt(args + ["--vars", json.dumps({"published_months": months})], settings=s)
+
+
+def test_only_the_given_months_are_protected_again(dbt_warehouse, tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(dbt_warehouse, home)
+    s = get_settings(home=home)
+    full = _rows(s)
+    with duckdb.connect(str(s.warehouse_db), read_only=True) as c:
+        months = [str(m) for (m,) in c.execute(f"select distinct month from {TABLE} order by 1").fetchall()]
+    assert len(months) >= 3
+    last, kept_month = months[-1], months[0]
+
+    # the same cells, one month re-protected: the very same table
+    _build(s, last)
+    assert _rows(s) == full
+
+    # a marker in a month that is not re-protected survives (kept as published), the re-protected month is rebuilt
+    with duckdb.connect(str(s.warehouse_db)) as c:
+        c.execute(f"update {TABLE} set population = -1 where month in ('{kept_month}', '{last}')")
+    _build(s, last)
+    assert {r[5] for r in _rows(s, f"month = '{kept_month}'")} == {-1}
+    assert _rows(s, f"month = '{last}'") == [r for r in full if str(r[2]) == last]
+
+    # without the var (a full build) every month is protected again
+    _build(s, "")
+    assert _rows(s) == full
