@@ -50,6 +50,13 @@ class Settings:
         return self.home / "identifiable.duckdb"
 
     @property
+    def identifiable_dir(self) -> Path:
+        """The identifiable zone's own folder, next to its DuckDB file: the only place files with clear
+        identifiers may be written (the clerical review queue export and the reviewers' decisions).
+        Owner-only permissions; never attached or scanned by an analyst role."""
+        return self.home / "identifiable"
+
+    @property
     def warehouse_db(self) -> Path:
         """The pseudonymised warehouse that dbt builds in and analysts query."""
         return self.home / "warehouse.duckdb"

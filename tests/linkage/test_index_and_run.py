@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import pandas as pd
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from orchestration.lib.config import get_settings
 from orchestration.lib.errors import PlacelinkError
 from orchestration.lib.linkage.metrics import pairwise_metrics
-from orchestration.lib.linkage.run import REVIEW_DECISIONS, REVIEW_QUEUE, run_matching
+from orchestration.lib.linkage.run import REVIEW_DECISIONS, REVIEW_QUEUE, review_dir, run_matching
 from orchestration.lib.linkage.testdata import make_county, write_home
 
 
@@ -93,7 +95,7 @@ def test_review_queue_exported_and_decisions_fed_back(county, tmp_path):
     settings = get_settings(home=home)
     write_home(home, county)
     run_matching(settings, log_to_mlflow=False)
-    queue = pd.read_csv(settings.home / "review" / REVIEW_QUEUE, dtype=str)
+    queue = pd.read_csv(review_dir(settings) / REVIEW_QUEUE, dtype=str)
     assert len(queue) > 0
     assert {"record_id_l", "record_id_r", "match_probability", "given_name_l", "given_name_r"} <= set(queue.columns)
     index = _index(settings).set_index("record_id")["person_id"]
@@ -104,15 +106,59 @@ def test_review_queue_exported_and_decisions_fed_back(county, tmp_path):
     pair_person = singles[singles == 2].index[0]
     c, d = sorted(index[index == pair_person].index)
     pd.DataFrame({"record_id_l": [a, c], "record_id_r": [b, d], "decision": ["match", "non_match"]}).to_csv(
-        settings.home / "review" / REVIEW_DECISIONS, index=False)
+        review_dir(settings) / REVIEW_DECISIONS, index=False)
     out = run_matching(settings, full=True, log_to_mlflow=False)
     index = _index(settings).set_index("record_id")["person_id"]
     assert index[a] == index[b]
     assert index[c] != index[d]
-    queue = pd.read_csv(settings.home / "review" / REVIEW_QUEUE, dtype=str)
+    queue = pd.read_csv(review_dir(settings) / REVIEW_QUEUE, dtype=str)
     decided = {frozenset((a, b)), frozenset((c, d))}
     assert not any(frozenset(p) in decided for p in zip(queue["record_id_l"], queue["record_id_r"], strict=True))
     assert out["mode"] == "full"
+    # the decisions are on record in the identifiable zone: they still hold after the file is emptied
+    pd.DataFrame(columns=["record_id_l", "record_id_r", "decision"]).to_csv(
+        review_dir(settings) / REVIEW_DECISIONS, index=False)
+    run_matching(settings, full=True, log_to_mlflow=False)
+    index = _index(settings).set_index("record_id")["person_id"]
+    assert index[a] == index[b] and index[c] != index[d]
+    con = duckdb.connect(str(settings.identifiable_db), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM link.review_decisions").fetchall()[0][0] == 2
+        assert con.execute("SELECT count(*) FROM link.review_queue").fetchall()[0][0] == len(queue)
+    finally:
+        con.close()
+
+
+def test_review_queue_never_leaves_the_identifiable_zone(county, tmp_path):
+    """DESIGN.md: clear identifiers exist only in the identifiable zone. The review queue (names, dates of
+    birth, NHS numbers of borderline pairs) is a table in identifiable.duckdb and an export under
+    <home>/identifiable/; no review file may appear anywhere else in the home, and a queue left by an older
+    version in <home>/review/ is taken in (its decisions kept) and removed."""
+    home = tmp_path / "zone_home"
+    settings = get_settings(home=home)
+    write_home(home, county)
+    legacy = home / "review"
+    legacy.mkdir()
+    (legacy / REVIEW_QUEUE).write_text("record_id_l,record_id_r,given_name_l\nx,y,Alice\n")
+    recs = county["records"]["record_id"]
+    pd.DataFrame({"record_id_l": [recs.iloc[0]], "record_id_r": [recs.iloc[1]], "decision": ["match"]}).to_csv(
+        legacy / REVIEW_DECISIONS, index=False)
+    out = run_matching(settings, log_to_mlflow=False)
+    zone = (settings.identifiable_dir, settings.identifiable_db)
+    assert out["review_queue_pairs"] > 0 and settings.identifiable_dir in Path(out["review_queue"]).parents
+    outside = []
+    for path in home.rglob("*"):
+        if not path.is_file() or any(path == z or z in path.parents for z in zone):
+            continue
+        if "review" in path.name.lower():
+            outside.append(str(path.relative_to(home)))
+        elif path.suffix in (".csv", ".parquet", ".json", ".txt") and b"record_id_l" in path.read_bytes():
+            outside.append(str(path.relative_to(home)))
+    assert outside == [], f"review queue exported outside the identifiable zone: {outside}"
+    assert not legacy.exists()
+    assert (review_dir(settings) / REVIEW_QUEUE).stat().st_mode & 0o077 == 0
+    index = _index(settings).set_index("record_id")["person_id"]
+    assert index[recs.iloc[0]] == index[recs.iloc[1]]  # the legacy decision was imported and applied
 
 
 def test_bad_decision_value_is_a_clear_error(county, tmp_path):
@@ -120,9 +166,9 @@ def test_bad_decision_value_is_a_clear_error(county, tmp_path):
     settings = get_settings(home=home)
     write_home(home, county.__class__({k: v.head(50) if k in ("records", "truth") else v
                                        for k, v in county.items()}))
-    (settings.home / "review").mkdir(parents=True, exist_ok=True)
+    (review_dir(settings)).mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"record_id_l": ["x"], "record_id_r": ["y"], "decision": ["maybe"]}).to_csv(
-        settings.home / "review" / REVIEW_DECISIONS, index=False)
+        review_dir(settings) / REVIEW_DECISIONS, index=False)
     with pytest.raises(PlacelinkError, match="row 2, column decision"):
         run_matching(settings, log_to_mlflow=False)
 

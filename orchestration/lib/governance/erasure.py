@@ -210,6 +210,12 @@ def _scan_identifiable(con, tables, link_ids, person_ids, raw_ids, *, delete: bo
                     [by_feed[(p, f)]])
         elif "record_id" in cols and link_ids:
             hit(schema, table, "record_id", "CAST(record_id AS VARCHAR) IN (SELECT unnest(?))", [sorted(link_ids)])
+        # pair tables (link.review_queue, link.review_decisions): either side may be the person
+        pair_cols = [c for c in ("record_id_l", "record_id_r") if c in cols]
+        if pair_cols and link_ids:
+            hit(schema, table, "/".join(pair_cols),
+                " OR ".join(f"CAST({c} AS VARCHAR) IN (SELECT unnest(?))" for c in pair_cols),
+                [sorted(link_ids)] * len(pair_cols))
         if "person_id" in cols and person_ids:
             hit(schema, table, "person_id", "CAST(person_id AS VARCHAR) IN (SELECT unnest(?))", [sorted(person_ids)])
         if {"partner", "feed", "raw_text"} <= cols:

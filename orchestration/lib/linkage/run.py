@@ -34,7 +34,12 @@ Progress = Callable[[str], None]
 
 
 def review_dir(settings: Settings) -> Path:
-    return settings.home / "review"
+    """Where the review queue is exported and decisions are read: inside the identifiable zone."""
+    return settings.identifiable_dir / "review"
+
+
+#: Before #5 the queue was written to ``<home>/review/``, outside the identifiable zone.
+LEGACY_REVIEW_DIR = "review"
 
 
 def _read_table_file(path: Path) -> pd.DataFrame:
@@ -158,7 +163,7 @@ def run_matching(settings: Settings | None = None, full: bool = False, progress:
                 if ("link", "person_index") in tables else None)
     model_path = None if retrain else pm.latest_model(settings.models_dir)
     model = pm.load_model(model_path) if model_path else None
-    decisions = _read_decisions(settings)
+    decisions = _load_decisions(con, settings)
     mode = "full" if (full or previous is None or len(previous) == 0) else "incremental"
     say(f"person linkage ({mode}{', training a new model' if model is None else ', model ' + model_path.name})")
     result = update_index(con, "_prepared", previous=previous, model=model, full=full, decisions=decisions)
@@ -181,7 +186,7 @@ def run_matching(settings: Settings | None = None, full: bool = False, progress:
     if len(changes):
         con.register("_changes", changes)
         run(con, "INSERT INTO idz.link.person_index_changes BY NAME SELECT * FROM _changes")
-    queue_path = _export_review_queue(settings, result.review_queue)
+    queue_path = _export_review_queue(con, settings, result.review_queue)
 
     # --- measure ---------------------------------------------------------------------------------------------
     out: dict = {"mode": mode, "records": int(n), "address_seconds": round(address_seconds, 2),
@@ -213,10 +218,7 @@ def run_matching(settings: Settings | None = None, full: bool = False, progress:
     return out
 
 
-def _read_decisions(settings: Settings) -> pd.DataFrame | None:
-    path = review_dir(settings) / REVIEW_DECISIONS
-    if not path.exists():
-        return None
+def _read_decisions_csv(path: Path) -> pd.DataFrame:
     df = pd.read_csv(path, dtype=str)
     missing = [c for c in ("record_id_l", "record_id_r", "decision") if c not in df.columns]
     if missing:
@@ -227,14 +229,61 @@ def _read_decisions(settings: Settings) -> pd.DataFrame | None:
         raise PlacelinkError(f"decision {bad['decision'].iloc[0]!r} is not match or non_match",
                              where=f"{path}: row {int(bad.index[0]) + 2}, column decision",
                              fix="write match or non_match (or leave the row out)")
-    return df[df["decision"].notna()]
+    df = df[df["decision"].notna()]
+    for c in ("reviewer", "note"):
+        if c not in df.columns:
+            df[c] = None
+    return df[["record_id_l", "record_id_r", "decision", "reviewer", "note"]]
 
 
-def _export_review_queue(settings: Settings, review: pd.DataFrame) -> Path:
-    """Write the borderline pairs a person should decide, with every comparison's detail, and an empty
-    decisions file next to it (``decision`` = match | non_match) that the next run reads back."""
+def _load_decisions(con, settings: Settings) -> pd.DataFrame:
+    """Import the reviewers' decisions file into ``link.review_decisions`` (identifiable zone) and return
+    every decision on record, latest per pair. The table is the record of decisions: they keep feeding every
+    later run even after the file is edited or emptied. A decisions file left in the pre-#5 ``<home>/review/``
+    folder (outside the zone) is imported too, then that folder's files are removed."""
+    run(con, """CREATE TABLE IF NOT EXISTS idz.link.review_decisions (
+        record_id_l VARCHAR, record_id_r VARCHAR, decision VARCHAR, reviewer VARCHAR, note VARCHAR,
+        imported_at TIMESTAMP)""")
+    legacy = settings.home / LEGACY_REVIEW_DIR
+    sources = [review_dir(settings) / REVIEW_DECISIONS, legacy / REVIEW_DECISIONS]
+    now = datetime.now(UTC).replace(tzinfo=None)
+    for path in sources:
+        if not path.exists():
+            continue
+        df = _read_decisions_csv(path)
+        if len(df):
+            con.register("_decisions_in", df.astype(object))
+            # a pair's decision is added only when it differs from the latest one on record for that pair
+            run(con, f"""INSERT INTO idz.link.review_decisions
+                SELECT i.record_id_l, i.record_id_r, lower(trim(i.decision)), i.reviewer, i.note,
+                       TIMESTAMP '{now}'
+                FROM _decisions_in i
+                LEFT JOIN (SELECT least(record_id_l, record_id_r) a, greatest(record_id_l, record_id_r) b,
+                                  arg_max(decision, imported_at) AS decision
+                           FROM idz.link.review_decisions GROUP BY 1, 2) d
+                  ON d.a = least(i.record_id_l, i.record_id_r) AND d.b = greatest(i.record_id_l, i.record_id_r)
+                WHERE d.decision IS DISTINCT FROM lower(trim(i.decision))""")
+            con.unregister("_decisions_in")
+    if legacy.is_dir():
+        for name in (REVIEW_QUEUE, REVIEW_DECISIONS):
+            (legacy / name).unlink(missing_ok=True)
+        if not any(legacy.iterdir()):
+            legacy.rmdir()
+    return con.execute("""
+        SELECT least(record_id_l, record_id_r) AS record_id_l, greatest(record_id_l, record_id_r) AS record_id_r,
+               arg_max(decision, imported_at) AS decision
+        FROM idz.link.review_decisions GROUP BY 1, 2""").df()
+
+
+def _export_review_queue(con, settings: Settings, review: pd.DataFrame) -> Path:
+    """Keep the borderline pairs a person should decide in ``link.review_queue`` (identifiable zone) and
+    export them, with every comparison's detail, to ``<home>/identifiable/review/`` with an empty decisions
+    file next to it (``decision`` = match | non_match) that the next run imports. Clear identifiers: both
+    stay inside the identifiable zone (DESIGN.md), readable by the owner (the matching service account) only."""
     out_dir = review_dir(settings)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for p in (settings.identifiable_dir, out_dir):
+        p.chmod(0o700)
     path = out_dir / REVIEW_QUEUE
     cols = ["unique_id_l", "unique_id_r", "match_probability", "match_weight"]
     cols += [f"{c}_{s}" for c in REVIEW_DETAIL for s in ("l", "r")]
@@ -243,15 +292,18 @@ def _export_review_queue(settings: Settings, review: pd.DataFrame) -> Path:
         q = review[[c for c in cols if c in review.columns]].rename(
             columns={"unique_id_l": "record_id_l", "unique_id_r": "record_id_r"})
     else:
-        q = pd.DataFrame(columns=["record_id_l", "record_id_r", "match_probability"])
-    q.to_csv(path, index=False)
+        q = pd.DataFrame({"record_id_l": pd.Series(dtype=str), "record_id_r": pd.Series(dtype=str),
+                          "match_probability": pd.Series(dtype=float)})
+    con.register("_queue_df", q)
+    run(con, "CREATE OR REPLACE TABLE idz.link.review_queue AS SELECT * FROM _queue_df")
+    con.unregister("_queue_df")
+    run(con, f"COPY idz.link.review_queue TO '{path}' (FORMAT CSV, HEADER)")
     decisions = out_dir / REVIEW_DECISIONS
     if not decisions.exists():
         pd.DataFrame(columns=["record_id_l", "record_id_r", "decision", "reviewer", "note"]).to_csv(
             decisions, index=False)
-    # the queue holds clear identifiers: readable by the owner (the matching service account) only
-    for p in (out_dir, path, decisions):
-        p.chmod(0o700 if p.is_dir() else 0o600)
+    for p in (path, decisions):
+        p.chmod(0o600)
     return path
 
 
