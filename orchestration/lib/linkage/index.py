@@ -43,9 +43,22 @@ def _new_key_sql(col: str) -> str:
     return f"'P' || substr(sha256({col}), 1, 12)"
 
 
-def _edges(con, db_api, linker, mode: str, decisions: pd.DataFrame | None) -> None:
-    """Create ``_edges`` (unique_id_l, unique_id_r, match_probability) and ``_review`` for this run."""
-    if mode == "full":
+def _edges(con, db_api, linker, mode: str, decisions: pd.DataFrame | None, score: bool = True) -> None:
+    """Create ``_edges`` (unique_id_l, unique_id_r, match_probability) and ``_review`` for this run.
+
+    Splink scores the representatives only (``_reps``); every exact duplicate is tied to its representative
+    by a deterministic edge, and records sharing a valid NHS number by another, both in SQL."""
+    if not score:
+        # every new record is an exact duplicate of an indexed one: nothing for Splink to score
+        run(con, """CREATE OR REPLACE TEMP TABLE _pred AS SELECT NULL::VARCHAR AS unique_id_l,
+                    NULL::VARCHAR AS unique_id_r, NULL::DOUBLE AS match_probability, NULL::INTEGER AS gamma_given_name,
+                    NULL::INTEGER AS gamma_dob WHERE FALSE""")
+        nhs_sql = f"""SELECT * FROM ({pm.deterministic_nhs_edges_sql('_strong')})
+                      WHERE unique_id_l IN (SELECT unique_id FROM _strong WHERE unique_id NOT IN
+                                            (SELECT record_id FROM _prev))
+                         OR unique_id_r IN (SELECT unique_id FROM _strong WHERE unique_id NOT IN
+                                            (SELECT record_id FROM _prev))"""
+    elif mode == "full":
         pred = linker.inference.predict(threshold_match_probability=pm.REVIEW_BAND[0], warning_mode="never")
         run(con, f"CREATE OR REPLACE TEMP TABLE _pred AS SELECT * FROM {pred.physical_name}")
         nhs_sql = pm.deterministic_nhs_edges_sql("_strong")
@@ -59,8 +72,8 @@ def _edges(con, db_api, linker, mode: str, decisions: pd.DataFrame | None) -> No
         run(con, f"CREATE OR REPLACE TEMP TABLE _pred AS SELECT * FROM {between.physical_name} "
                     f"UNION ALL BY NAME SELECT * FROM {within.physical_name}")
         nhs_sql = f"""SELECT * FROM ({pm.deterministic_nhs_edges_sql('_strong')})
-                      WHERE unique_id_l IN (SELECT unique_id FROM _strong_new)
-                         OR unique_id_r IN (SELECT unique_id FROM _strong_new)"""
+                      WHERE unique_id_l NOT IN (SELECT record_id FROM _prev)
+                         OR unique_id_r NOT IN (SELECT record_id FROM _prev)"""
     dec = decisions if decisions is not None and len(decisions) else pd.DataFrame(
         {"record_id_l": pd.Series(dtype=str), "record_id_r": pd.Series(dtype=str),
          "decision": pd.Series(dtype=str)})
@@ -81,6 +94,8 @@ def _edges(con, db_api, linker, mode: str, decisions: pd.DataFrame | None) -> No
                    match_probability FROM _pred WHERE gamma_given_name <> 0 AND gamma_dob <> 0
             UNION ALL SELECT least(unique_id_l, unique_id_r), greatest(unique_id_l, unique_id_r), match_probability
                 FROM ({nhs_sql})
+            UNION ALL SELECT least(unique_id, rep_id), greatest(unique_id, rep_id), 1.0
+                FROM _rep_map WHERE unique_id <> rep_id
             UNION ALL SELECT a, b, 1.0 FROM _decisions WHERE decision = 'match'
         )
         SELECT a AS unique_id_l, b AS unique_id_r, max(match_probability) AS match_probability
@@ -96,6 +111,32 @@ def _edges(con, db_api, linker, mode: str, decisions: pd.DataFrame | None) -> No
               NOT IN (SELECT (a, b) FROM _decisions)
         ORDER BY p.match_probability DESC
     """)
+
+
+#: Columns that must all agree for two strong records to be exact duplicates (everything the model compares).
+DUPLICATE_KEY = ("given_name", "family_name", "dob", "sex", "postcode", "nhs_number", "uprn")
+
+
+def _collapse_duplicates(con, mode: str) -> None:
+    """``_rep_map`` (unique_id, rep_id) and ``_reps``: one representative per group of exact duplicates.
+
+    Records that agree on every compared column (with given name, family name and date of birth present)
+    would get identical scores against everyone and a certain match with each other, so Splink scores one
+    of them and the rest join it by a deterministic edge. Incrementally, a new record that duplicates an
+    indexed one takes the indexed one as representative, so it is never scored at all."""
+    key = ", ".join(DUPLICATE_KEY)
+    is_new = "unique_id NOT IN (SELECT record_id FROM _prev)" if mode == "incremental" else "FALSE"
+    run(con, f"""
+        CREATE OR REPLACE TEMP TABLE _rep_map AS
+        SELECT unique_id,
+               CASE WHEN given_name IS NOT NULL AND family_name IS NOT NULL AND dob IS NOT NULL
+                    THEN first_value(unique_id) OVER (PARTITION BY {key} ORDER BY {is_new}, unique_id)
+                    ELSE unique_id END AS rep_id
+        FROM _strong
+    """)
+    run(con, """CREATE OR REPLACE TEMP TABLE _reps AS
+        SELECT s.* FROM _strong s SEMI JOIN (SELECT unique_id FROM _rep_map WHERE unique_id = rep_id) r
+        USING (unique_id)""")
 
 
 def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.DataFrame | None = None,
@@ -127,21 +168,30 @@ def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.Dat
     review = pd.DataFrame()
     n_new_strong = n_strong if mode == "full" else con.execute(
         "SELECT count(*) FROM _strong WHERE unique_id NOT IN (SELECT record_id FROM _prev)").fetchall()[0][0]
+    _collapse_duplicates(con, mode)
+    summary["records_scored_by_splink"] = con.execute("SELECT count(*) FROM _reps").fetchall()[0][0]
+    n_new_reps = summary["records_scored_by_splink"] if mode == "full" else con.execute(
+        "SELECT count(*) FROM _reps WHERE unique_id NOT IN (SELECT record_id FROM _prev)").fetchall()[0][0]
     if n_strong >= 2 and n_new_strong > 0:
-        sdf = db_api.register("_strong")
         if model is None:
-            model = pm.train_model(db_api, sdf)
+            # training sees every strong record (EM needs the duplicates' agreement); prediction only the reps
+            model = pm.train_model(db_api, db_api.register("_strong"))
             summary["model_trained"] = True
-            sdf = db_api.register("_strong", table_name="_strong_for_predict")
+        sdf = db_api.register("_reps", table_name="_reps_for_predict")
         linker = pm.make_linker(db_api, sdf, model)
+        for col in ("given_name", "family_name"):
+            # term frequencies of the whole population, not of the representatives: the scores are then
+            # exactly those every duplicate would have had
+            run(con, f"""CREATE OR REPLACE TEMP TABLE _tf_{col} AS
+                SELECT {col}, CAST(count(*) AS DOUBLE) / (SELECT count({col}) FROM _strong) AS tf_{col}
+                FROM _strong WHERE {col} IS NOT NULL GROUP BY 1""")
+            linker.table_management.register_term_frequency_lookup(db_api.register(f"_tf_{col}"), col)
         if mode == "incremental":
             run(con, "CREATE OR REPLACE TEMP TABLE _strong_old AS "
-                        "SELECT * FROM _strong WHERE unique_id IN (SELECT record_id FROM _prev)")
+                        "SELECT * FROM _reps WHERE unique_id IN (SELECT record_id FROM _prev)")
             run(con, "CREATE OR REPLACE TEMP TABLE _strong_new AS "
-                        "SELECT * FROM _strong WHERE unique_id NOT IN (SELECT record_id FROM _prev)")
-            for col in ("given_name", "family_name"):
-                linker.table_management.compute_tf_table(col)
-        _edges(con, db_api, linker, mode, decisions)
+                        "SELECT * FROM _reps WHERE unique_id NOT IN (SELECT record_id FROM _prev)")
+        _edges(con, db_api, linker, mode, decisions, score=n_new_reps > 0)
         review = con.execute("SELECT * FROM _review").df()
     else:
         for t in ("_edges", "_pred"):
