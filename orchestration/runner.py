@@ -12,6 +12,7 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
@@ -27,7 +28,7 @@ from orchestration.defs.ops.planning import (
     month_ranges,
     plan_refresh,
 )
-from orchestration.defs.resources import IDENTIFIABLE_POOL, WAREHOUSE_POOL
+from orchestration.defs.resources import IDENTIFIABLE, IDENTIFIABLE_POOL, WAREHOUSE_POOL
 from orchestration.lib.config import Settings, get_settings
 from orchestration.lib.errors import PlacelinkError
 from orchestration.lib.ops.profiles import ensure_dagster_home
@@ -74,10 +75,23 @@ def instance_for(settings: Settings) -> dg.DagsterInstance:
     return instance
 
 
-def _load_defs() -> dg.Definitions:
-    from orchestration.definitions import defs
+_DEFS_BY_HOME: dict[tuple[str, str], dg.Definitions] = {}
 
-    return defs
+
+def _load_defs(settings: Settings) -> dg.Definitions:
+    """The code location with its DuckDB resources on *this* home. ``orchestration.definitions.defs`` bound
+    them to the home of the environment when it was first imported, which is another home when one process
+    (a test run, a script) refreshes several homes."""
+    from orchestration.definitions import build_definitions, defs
+
+    bound = defs.resources.get(IDENTIFIABLE)
+    if bound is not None and Path(bound.database).resolve() == settings.identifiable_db.resolve():
+        return defs
+    key = (str(settings.home), settings.env)
+    if key not in _DEFS_BY_HOME:
+        with settings.active():
+            _DEFS_BY_HOME[key] = build_definitions()
+    return _DEFS_BY_HOME[key]
 
 
 def refresh(
@@ -109,7 +123,7 @@ def refresh(
         PlacelinkError: a run failed; the message names the run ids to open in the Dagster UI.
     """
     settings = settings or get_settings().ensure()
-    defs = defs or _load_defs()
+    defs = defs or _load_defs(settings)
     instance = instance or instance_for(settings)
     progress = progress or (lambda message, done, total: None)
     plan = plan_refresh(defs.resolve_asset_graph(), instance, settings.landing, full=full)
@@ -175,7 +189,9 @@ def refresh(
 
 def _execute(job, instance, label, keys, settings: Settings, **kwargs) -> RunOutcome:
     start = time.monotonic()
-    res = job.execute_in_process(instance=instance, asset_selection=keys, raise_on_error=False, **kwargs)
+    # assets that ask get_settings() at run time see this home, whatever the caller's environment says
+    with settings.active():
+        res = job.execute_in_process(instance=instance, asset_selection=keys, raise_on_error=False, **kwargs)
     _audit(res, settings)
     return RunOutcome(label, res.run_id, res.success, time.monotonic() - start,
                       [k.to_user_string() for k in keys])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dagster_duckdb import DuckDBResource
 
-from orchestration.lib.config import get_settings
+from orchestration.lib.config import Settings, get_settings
 
 #: Resource keys used by assets across domains.
 IDENTIFIABLE = "identifiable_db"
@@ -16,8 +16,8 @@ IDENTIFIABLE_POOL = "identifiable_writer"
 WAREHOUSE_POOL = "warehouse_writer"
 
 
-def shared_resources() -> dict:
-    settings = get_settings()
+def shared_resources(settings: Settings | None = None) -> dict:
+    settings = settings or get_settings()
     return {
         IDENTIFIABLE: DuckDBResource(database=str(settings.identifiable_db)),
         WAREHOUSE: DuckDBResource(database=str(settings.warehouse_db)),

@@ -7,7 +7,9 @@ warehouse DuckDB files, Dagster's home, the MLflow store, quality docs and publi
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -127,6 +129,21 @@ class Settings:
                      self.mlflow_dir, self.quality_dir, self.keys_dir, self.models_dir, self.logs_dir):
             path.mkdir(parents=True, exist_ok=True)
         return self
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[Settings]:
+        """Make these the settings :func:`get_settings` resolves (``PLACELINK_HOME``/``PLACELINK_ENV``) for the
+        block, so code that asks for the settings at run time (Dagster assets run in process) sees this home."""
+        saved = {k: os.environ.get(k) for k in ("PLACELINK_HOME", "PLACELINK_ENV")}
+        os.environ["PLACELINK_HOME"], os.environ["PLACELINK_ENV"] = str(self.home), self.env
+        try:
+            yield self
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 def get_settings(home: str | os.PathLike | None = None, env: str | None = None) -> Settings:

@@ -12,6 +12,8 @@ import contextlib
 import json
 import os
 import re
+import shutil
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,12 @@ def dbt_env(settings: Settings | None = None) -> dict[str, str]:
         # homes (tests, engineers) never overwrite each other; only `dbt parse` writes dbt_project/target.
         "DBT_LOG_PATH": str(s.logs_dir / "dbt"),
     }
+
+
+def dbt_executable() -> str:
+    """The ``dbt`` of this Python environment (``<venv>/bin/dbt``), else the one on PATH."""
+    own = Path(sys.executable).parent / "dbt"
+    return str(own) if own.exists() else (shutil.which("dbt") or "dbt")
 
 
 def target_dir(settings: Settings | None = None) -> Path:

@@ -83,3 +83,25 @@ def test_a_data_error_fails_the_refresh_without_retries_and_skips_downstream(set
     assert len(events) == 1  # PlacelinkError -> Failure(allow_retries=False): no second attempt
     failure = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)[0]
     assert "row is not CSV" in failure.dagster_event.step_failure_data.error.message
+
+
+def test_the_code_location_is_bound_to_the_home_being_refreshed(tmp_path, monkeypatch):
+    """One process refreshing a second home (a test run, a script) must not write to the home the code location
+    was first imported for: CI once saw the matching asset read another test's home."""
+    from orchestration.definitions import defs
+    from orchestration.lib.config import get_settings
+    from orchestration.runner import _load_defs
+
+    first = get_settings(home=tmp_path / "a")
+    other = get_settings(home=tmp_path / "b")
+    monkeypatch.setenv("PLACELINK_HOME", str(first.home))
+    for s in (first, other):
+        bound = _load_defs(s).resources
+        assert bound["identifiable_db"].database == str(s.identifiable_db)
+        assert bound["warehouse_db"].database == str(s.warehouse_db)
+    assert _load_defs(other) is _load_defs(other)  # built once per home
+    # and the assets that ask for the settings at run time see the refreshed home while it runs
+    with other.active():
+        assert get_settings().home == other.home
+    assert get_settings().home == first.home
+    assert defs.resources["identifiable_db"].database != str(other.identifiable_db)

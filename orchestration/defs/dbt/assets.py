@@ -78,7 +78,9 @@ def event_months(warehouse_db, partitions: list[str]) -> list[str]:
 
 
 def dbt_resource() -> DbtCliResource:
-    return DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_runner.DBT_PROJECT_DIR))
+    # the dbt installed next to this Python (the project's environment), so runs work without an activated venv
+    return DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_runner.DBT_PROJECT_DIR),
+                          dbt_executable=dbt_runner.dbt_executable())
 
 
 @dbt_assets(
