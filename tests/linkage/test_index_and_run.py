@@ -59,6 +59,8 @@ def test_keys_are_stable_across_nights(two_nights):
     assert len(both) == len(index1)
     assert (both["person_id_1"] == both["person_id_2"]).all()
     assert night2["records_rekeyed"] == 0 and night2["new_records"] == len(index2) - len(index1)
+    # addresses: only the new records were matched, the rest reused
+    assert night2["addresses_matched"] == len(index2) - len(index1)
 
 
 def test_incremental_links_new_records_to_existing_people(two_nights, county):
@@ -78,6 +80,7 @@ def test_full_relink_reports_and_keeps_most_keys(two_nights):
     settings, _, _, _, index2 = two_nights
     out = run_matching(settings, full=True)
     index3 = _index(settings)
+    assert out["addresses_matched"] == 0  # a person re-link does not redo unchanged addresses
     both = index2.merge(index3, on="record_id", suffixes=("_2", "_3"))
     kept = (both["person_id_2"] == both["person_id_3"]).mean()
     assert kept >= 0.97, kept
@@ -88,6 +91,21 @@ def test_full_relink_reports_and_keeps_most_keys(two_nights):
     logged = con.execute("SELECT count(*) FROM link.person_index_changes WHERE mode = 'full'").fetchall()[0][0]
     con.close()
     assert logged == out["records_rekeyed"]
+
+
+def test_addresses_are_rematched_when_they_or_the_gazetteer_change(county, tmp_path):
+    settings = get_settings(home=tmp_path)
+    write_home(tmp_path, county)
+    first = run_matching(settings, log_to_mlflow=False)
+    assert first["addresses_matched"] == first["records"]
+    con = duckdb.connect(str(settings.identifiable_db))
+    con.execute("""UPDATE link.person_records SET postcode = 'ZZ9 9ZZ'
+                   WHERE record_id = (SELECT min(record_id) FROM link.person_records)""")
+    con.close()
+    assert run_matching(settings, log_to_mlflow=False)["addresses_matched"] == 1
+    gazetteer = settings.reference / "gazetteer.csv"
+    gazetteer.write_text(gazetteer.read_text() + "\n")  # a new gazetteer release (same content here)
+    assert run_matching(settings, log_to_mlflow=False)["addresses_matched"] == first["records"]
 
 
 def test_review_queue_exported_and_decisions_fed_back(county, tmp_path):

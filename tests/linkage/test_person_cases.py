@@ -134,3 +134,23 @@ def test_duplicate_record_id_is_refused():
 def test_empty_input_gives_empty_output():
     out = link_frame(pd.DataFrame({"record_id": pd.Series(dtype=str), "given_name": pd.Series(dtype=str)}))
     assert list(out.columns) == ["record_id", "person_id"] and len(out) == 0
+
+
+def test_cluster_agreement_scores_equal_scikit_learns():
+    """pairwise_metrics computes ARI, homogeneity, completeness and V-measure in DuckDB from the contingency
+    table; they must be the numbers scikit-learn gives for the same labelling."""
+    import numpy as np
+    from sklearn import metrics as skm
+
+    from orchestration.lib.linkage.metrics import pairwise_metrics
+
+    rng = np.random.default_rng(1)
+    true = rng.integers(0, 800, 3000)
+    pred = np.where(rng.random(3000) < 0.9, true, rng.integers(0, 900, 3000))
+    ids = [str(i) for i in range(3000)]
+    out = pairwise_metrics(pd.DataFrame({"record_id": ids, "person_id": [f"p{x}" for x in pred]}),
+                           pd.DataFrame({"record_id": ids, "person_id": [f"t{x}" for x in true]}))
+    h, c, v = skm.homogeneity_completeness_v_measure(true, pred)
+    assert out["adjusted_rand_index"] == pytest.approx(skm.adjusted_rand_score(true, pred), abs=1e-5)
+    assert (out["homogeneity"], out["completeness"], out["v_measure"]) == pytest.approx((h, c, v), abs=1e-5)
+    assert out["predicted_clusters"] == len(set(pred)) and out["true_clusters"] == len(set(true))

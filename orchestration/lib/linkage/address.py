@@ -52,15 +52,13 @@ def _tokens_sql(expr: str) -> str:
     return f"list_filter(string_split({expr}, ' '), lambda t: t <> '' AND t NOT IN ({stop}))"
 
 
-def match_addresses(con: duckdb.DuckDBPyConnection, records: str, gazetteer: str, postcodes: str,
-                    out_table: str = "address_matches") -> str:
-    """Match every record of ``records`` (``record_id, address, postcode[, uprn]``) and write ``out_table``:
-    ``record_id, uprn, lsoa_code, match_score, match_method``. Returns ``out_table``."""
-    cols = {r[0] for r in con.execute(f"DESCRIBE {records}").fetchall()}
-    addr = "address" if "address" in cols else "NULL"
-    given_uprn = "CAST(uprn AS VARCHAR)" if "uprn" in cols else "NULL"
+def prepare_gazetteer(con: duckdb.DuckDBPyConnection, gazetteer: str, out_table: str = "_gaz") -> str:
+    """The gazetteer normalised and tokenised for matching (no personal data): ``uprn, postcode, lsoa_code,
+    tokens, street_key, place_tokens, paon_key``. A caller may keep it between runs while the gazetteer is
+    unchanged and pass it to :func:`match_addresses` (the nightly run matches a few hundred records against
+    a county gazetteer it would otherwise re-normalise every night)."""
     run(con, f"""
-        CREATE OR REPLACE TEMP TABLE _gaz AS
+        CREATE OR REPLACE TABLE {out_table} AS
         SELECT CAST(uprn AS VARCHAR) AS uprn, {postcode_sql('postcode')} AS postcode, lsoa_code,
                {_tokens_sql(_normalise_text_sql("concat_ws(' ', saon, paon, street)"))} AS tokens,
                split_part({_normalise_text_sql('street')}, ' ', 1) AS street_key,
@@ -68,6 +66,22 @@ def match_addresses(con: duckdb.DuckDBPyConnection, records: str, gazetteer: str
                {_tokens_sql(_normalise_text_sql('paon'))}[1] AS paon_key
         FROM {gazetteer}
     """)
+    return out_table
+
+
+def match_addresses(con: duckdb.DuckDBPyConnection, records: str, gazetteer: str, postcodes: str,
+                    out_table: str = "address_matches", prepared_gazetteer: str | None = None) -> str:
+    """Match every record of ``records`` (``record_id, address, postcode[, uprn]``) and write ``out_table``:
+    ``record_id, uprn, lsoa_code, match_score, match_method``. Returns ``out_table``.
+
+    ``prepared_gazetteer``: a table made by :func:`prepare_gazetteer` from this gazetteer (else made here)."""
+    cols = {r[0] for r in con.execute(f"DESCRIBE {records}").fetchall()}
+    addr = "address" if "address" in cols else "NULL"
+    given_uprn = "CAST(uprn AS VARCHAR)" if "uprn" in cols else "NULL"
+    if prepared_gazetteer:
+        run(con, f"CREATE OR REPLACE TEMP VIEW _gaz AS SELECT * FROM {prepared_gazetteer}")
+    else:
+        prepare_gazetteer(con, gazetteer, "temp._gaz")
     run(con, f"""
         CREATE OR REPLACE TEMP TABLE _pc AS
         SELECT {postcode_sql('postcode')} AS postcode, any_value(lsoa_code) AS lsoa_code
@@ -155,6 +169,7 @@ def match_addresses(con: duckdb.DuckDBPyConnection, records: str, gazetteer: str
         LEFT JOIN best b ON b.record_id = r.record_id
         LEFT JOIN _gaz gu ON gu.uprn = r.given_uprn
     """)
-    for t in ("_gaz", "_pc", "_rec", "_cand", "_scored"):
+    run(con, "DROP VIEW IF EXISTS _gaz" if prepared_gazetteer else "DROP TABLE IF EXISTS _gaz")
+    for t in ("_pc", "_rec", "_cand", "_scored"):
         run(con, f"DROP TABLE IF EXISTS {t}")
     return out_table

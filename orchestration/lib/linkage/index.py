@@ -139,7 +139,7 @@ def _collapse_duplicates(con, mode: str) -> None:
         USING (unique_id)""")
 
 
-def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.DataFrame | None = None,
+def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.DataFrame | str | None = None,
                  model: dict | None = None, full: bool = False,
                  decisions: pd.DataFrame | None = None) -> LinkResult:
     """Link the prepared records (see :func:`normalise.prepare_records`) into the stable index.
@@ -147,20 +147,26 @@ def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.Dat
     Args:
         con: DuckDB connection holding ``prepared`` (the engine seam: Splink runs on this connection).
         prepared: table of prepared records (``unique_id`` = record_id).
-        previous: the existing ``record_id, person_id`` index (None or empty on the first run).
+        previous: the existing ``record_id, person_id`` index, a frame or a table name on ``con``
+            (None or empty on the first run).
         model: a trained Splink model dict; trained on ``prepared`` when None.
         full: re-link everything (otherwise only records not in ``previous`` are linked).
         decisions: clerical decisions ``record_id_l, record_id_r, decision (match|non_match)``.
     """
     from splink import DuckDBAPI
 
-    prev = previous if previous is not None else pd.DataFrame(columns=INDEX_COLUMNS)
-    prev = prev[INDEX_COLUMNS].astype(str)
-    con.register("_prev_df", prev)
-    run(con, "CREATE OR REPLACE TEMP TABLE _prev AS SELECT record_id, person_id FROM _prev_df")
-    con.unregister("_prev_df")
+    if isinstance(previous, str):
+        run(con, f"""CREATE OR REPLACE TEMP TABLE _prev AS SELECT CAST(record_id AS VARCHAR) AS record_id,
+                     CAST(person_id AS VARCHAR) AS person_id FROM {previous}""")
+    else:
+        prev = previous if previous is not None else pd.DataFrame(columns=INDEX_COLUMNS)
+        prev = prev[INDEX_COLUMNS].astype(str)
+        con.register("_prev_df", prev)
+        run(con, "CREATE OR REPLACE TEMP TABLE _prev AS SELECT record_id, person_id FROM _prev_df")
+        con.unregister("_prev_df")
+    n_prev = con.execute("SELECT count(*) FROM _prev").fetchall()[0][0]
     n_total = con.execute(f"SELECT count(*) FROM {prepared}").fetchall()[0][0]
-    mode = "full" if (full or len(prev) == 0) else "incremental"
+    mode = "full" if (full or n_prev == 0) else "incremental"
     run(con, f"CREATE OR REPLACE TEMP TABLE _strong AS SELECT * FROM {prepared} WHERE NOT weak_identifiers")
     n_strong = con.execute("SELECT count(*) FROM _strong").fetchall()[0][0]
     db_api = DuckDBAPI(con)
@@ -307,11 +313,14 @@ def _incremental_assign(con, db_api, prepared: str) -> None:
     """)
     run(con, f"""
         CREATE OR REPLACE TEMP TABLE _to_old AS
+        WITH e AS (  -- both orientations, so the joins below are equi-joins (an IN-list join is a nested loop)
+            SELECT unique_id_l AS a, unique_id_r AS b, match_probability FROM _edges
+            WHERE match_probability >= {pm.MATCH_THRESHOLD}
+            UNION ALL SELECT unique_id_r, unique_id_l, match_probability FROM _edges
+            WHERE match_probability >= {pm.MATCH_THRESHOLD}
+        )
         SELECT n.record_id, p.person_id, max(e.match_probability) AS p
-        FROM _edges e
-        JOIN _new n ON n.record_id IN (e.unique_id_l, e.unique_id_r)
-        JOIN _prev p ON p.record_id IN (e.unique_id_l, e.unique_id_r) AND p.record_id <> n.record_id
-        WHERE e.match_probability >= {pm.MATCH_THRESHOLD}
+        FROM e JOIN _new n ON n.record_id = e.a JOIN _prev p ON p.record_id = e.b
         GROUP BY 1, 2
     """)
     run(con, """
