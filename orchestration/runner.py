@@ -165,7 +165,7 @@ def refresh(
         job = defs.resolve_job_def(ops_downstream_refresh_job.name)
         downstream_config = dict(run_config)
         if full or plan.late:
-            ops = full_refresh_op_config(defs.resolve_asset_graph(), plan.downstream)
+            ops = full_refresh_op_config(defs.resolve_asset_graph(), plan.downstream, relink=full)
             if ops:
                 downstream_config["ops"] = ops
         tags = {REFRESH_TAG: refresh_id}

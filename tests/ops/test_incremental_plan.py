@@ -100,3 +100,20 @@ def test_a_drop_older_than_the_newest_loaded_month_is_late(settings):
         write_drop("nhs", "ae_attendances", "2025-01-20", ["a1"])  # January, after February was loaded
         late = plan_refresh(graph, instance, settings.landing)
         assert late.late and sorted(late.partitions) == ["2025-01-01", "2025-03-01"]
+
+
+def test_full_refresh_relinks_people_but_a_late_drop_only_rebuilds_dbt():
+    """``refresh --full`` passes matching ``full: true`` (a full person re-link) and dbt ``--full-refresh``; a late
+    drop needs only the latter, its records join the index incrementally. Checked on the real code location, so a
+    renamed op or config field fails here."""
+    from orchestration.definitions import defs
+    from orchestration.defs.matching.assets import MatchingConfig
+    from orchestration.defs.ops.planning import full_refresh_op_config
+
+    graph = defs.resolve_asset_graph()
+    keys = list(graph.get_all_asset_keys())
+    full = full_refresh_op_config(graph, keys, relink=True)
+    late = full_refresh_op_config(graph, keys)
+    assert full["matching"] == {"config": {"full": True}} and "matching" not in late
+    assert full["placelink_dbt_models"] == late["placelink_dbt_models"] == {"config": {"full_refresh": True}}
+    assert MatchingConfig(**full["matching"]["config"]).full

@@ -25,6 +25,12 @@ GROUP = "matching"
 OWNERS = ["team:matching"]
 
 
+class MatchingConfig(dg.Config):
+    full: bool = False
+    """Re-link every record from scratch (``placelink refresh --full``, ``placelink match --full``); nightly runs
+    link only the new records into the stable index."""
+
+
 def raw_feed_keys(contracts: Contracts) -> list[dg.AssetKey]:
     """``raw/<partner>__<feed>`` of every feed that carries people (only those write person records)."""
     return [dg.AssetKey(["raw", f.name]) for c in contracts for f in c.feeds if f.person is not None]
@@ -62,14 +68,14 @@ def build_matching_asset(contracts: Contracts) -> dg.AssetsDefinition:
         pool=IDENTIFIABLE_POOL,
         can_subset=False,
     )
-    def matching(context: dg.AssetExecutionContext, identifiable_db: DuckDBResource):
+    def matching(context: dg.AssetExecutionContext, identifiable_db: DuckDBResource, config: MatchingConfig):
         from orchestration.lib.linkage.run import run_matching
 
         settings = get_settings()
         if Path(identifiable_db.database).resolve() != settings.identifiable_db:
             settings = type(settings)(env=settings.env, home=Path(identifiable_db.database).resolve().parent)
         try:
-            out = run_matching(settings, progress=context.log.info)
+            out = run_matching(settings, full=config.full, progress=context.log.info)
         except PlacelinkError as exc:
             raise dg.Failure(description=str(exc)) from exc
         yield dg.MaterializeResult(asset_key=ADDRESS_MATCHES, metadata={

@@ -40,6 +40,9 @@ LATE_TAG = "placelink/late_drop"
 #: op -> run config that rebuilds it from scratch (dbt ``--full-refresh``): ``refresh --full`` and late drops.
 #: Ops missing from the code location or the run's selection are left out.
 FULL_REFRESH_OP_CONFIG = {"placelink_dbt_models": {"full_refresh": True}}
+#: ... and what ``refresh --full`` adds: a full person re-link (a late drop only needs dbt rebuilt from scratch;
+#: its records are linked incrementally like any new ones).
+FULL_RELINK_OP_CONFIG = {"matching": {"full": True}}
 
 #: Asset tag: ``placelink/nightly: skip`` keeps an asset out of the nightly refresh once it has been
 #: materialised (it runs on ``--full``, its own schedule or its CLI command).
@@ -173,7 +176,9 @@ def month_ranges(asset_graph, partitions: dict[str, list[dg.AssetKey]]) -> list[
     return [(months, sorted(keys, key=lambda k: k.to_user_string())) for months, keys in groups]
 
 
-def full_refresh_op_config(asset_graph, keys) -> dict:
-    """``run_config["ops"]`` that makes the ops of ``keys`` that can rebuild from scratch do so."""
+def full_refresh_op_config(asset_graph, keys, relink: bool = False) -> dict:
+    """``run_config["ops"]`` that makes the ops of ``keys`` that can rebuild from scratch do so (with ``relink``,
+    matching re-links every record too)."""
     ops = {asset_graph.get(k).assets_def.op.name for k in keys if asset_graph.has(k)}
-    return {op: {"config": cfg} for op, cfg in FULL_REFRESH_OP_CONFIG.items() if op in ops}
+    configs = {**FULL_REFRESH_OP_CONFIG, **(FULL_RELINK_OP_CONFIG if relink else {})}
+    return {op: {"config": cfg} for op, cfg in configs.items() if op in ops}
