@@ -70,6 +70,24 @@ def env_for(home: Path) -> dict:
     return env
 
 
+def step_seconds(home: Path, since: float) -> dict[str, float]:
+    """Where a refresh's time went: seconds per Dagster step (op) of the runs started after ``since`` (epoch s),
+    summed over runs, from the home's own instance (the same numbers the Dagster UI's run timeline shows)."""
+    import dagster as dg
+
+    instance = dg.DagsterInstance.from_config(str(home / "dagster"))
+    try:
+        totals: dict[str, float] = {}
+        for record in instance.get_run_records(dg.RunsFilter(
+                created_after=dt.datetime.fromtimestamp(since, dt.UTC))):
+            for st in instance.get_run_step_stats(record.dagster_run.run_id):
+                if st.start_time and st.end_time:
+                    totals[st.step_key] = round(totals.get(st.step_key, 0.0) + st.end_time - st.start_time, 1)
+        return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+    finally:
+        instance.dispose()
+
+
 def machine() -> dict:
     mem_kb = 0
     with open("/proc/meminfo") as fh:
@@ -330,6 +348,14 @@ def write_report(res: dict, scale: str) -> Path:
               f"| full refresh | {full['wall_s']} | {full['cpu_s']} | {full['peak_rss_mb']} |",
               f"| incremental (one new drop month: {res['held_back_month']}) | {inc['wall_s']} | {inc['cpu_s']} "
               f"| {inc['peak_rss_mb']} |", ""]
+    if full.get("steps_s") or inc.get("steps_s"):
+        lines += ["Where the time goes (seconds per Dagster step, from the home's instance; the rest of the wall time "
+                  "is process start-up, planning and run launch):", "", "| step | full s | incremental s |",
+                  "|---|---|---|"]
+        steps = list(full.get("steps_s", {})) + [k for k in inc.get("steps_s", {}) if k not in full.get("steps_s", {})]
+        for step in steps:
+            lines.append(f"| {step} | {full.get('steps_s', {}).get(step, '')} | {inc.get('steps_s', {}).get(step, '')} |")
+        lines.append("")
     lk, mt, ig = res.get("linkage", {}), res.get("mart", {}), res.get("ingest", {})
     lines += ["## Side by side", "",
               f"- **Person linkage** on {lk.get('records')} records: placelink (Splink) "
@@ -451,12 +477,16 @@ def main() -> None:
     res["stages"] = [s.as_dict() for s in stages]
 
     say("refresh --full (Dagster)")
+    started = time.time()
     res["refresh_full"] = must(run_measured("refresh_full", placelink("refresh", "--full"), env_for(refresh_home),
                                             log_path=str(log)), log).as_dict()
+    res["refresh_full"]["steps_s"] = step_seconds(refresh_home, started)
     restore(holding, refresh_home / "landing")
     say(f"refresh (incremental: drops of {res['held_back_month']})")
+    started = time.time()
     res["refresh_incremental"] = must(run_measured("refresh_incremental", placelink("refresh"),
                                                    env_for(refresh_home), log_path=str(log)), log).as_dict()
+    res["refresh_incremental"]["steps_s"] = step_seconds(refresh_home, started)
     if not (args.skip_peers or args.refresh_only):
         say("linkage vs recordlinkage")
         res["linkage"] = linkage_vs_recordlinkage(stages_home, args.repeats, log, scratch, args.sample)
