@@ -90,23 +90,41 @@ def margin_structure(hierarchy: pd.DataFrame) -> MarginStructure:
     return MarginStructure(cells=cells, equations=tuple(equations), implied=tuple(implied))
 
 
-def _determined(a: np.ndarray, unknown: np.ndarray) -> np.ndarray:
+def _determined(a: np.ndarray, unknown: np.ndarray, connected: bool = False) -> np.ndarray:
     """Indices (into ``unknown``) of suppressed cells the equations determine exactly.
 
-    x_i is determined by A_U x_U = b iff every null-space vector of A_U is zero at i.
+    x_i is determined by A_U x_U = b iff every null-space vector of A_U is zero at i. A_U is block diagonal over
+    the connected components of its unknowns (two unknowns are connected when an equation holds both), so the
+    null space is found per component: at county scale a component is about one district (~100 cells) instead
+    of the whole table (~1,500), which made one table take a minute. ``connected``: the caller knows the
+    unknowns form one component (skip the split).
     """
     if unknown.size == 0:
         return np.array([], dtype=int)
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
     sub = a[:, unknown]
     sub = sub[np.any(sub != 0, axis=1)]
     if sub.shape[0] == 0:
         return np.array([], dtype=int)
-    _, s, vt = np.linalg.svd(sub, full_matrices=True)
-    rank = int(np.sum(s > 1e-9))
-    null = vt[rank:].T  # columns span the null space
-    if null.shape[1] == 0:
-        return np.arange(unknown.size)
-    return np.flatnonzero(np.linalg.norm(null, axis=1) < 1e-9)
+    if connected:
+        n_comp, labels = 1, np.zeros(unknown.size, dtype=int)
+    else:
+        incidence = csr_matrix(sub != 0, dtype=np.int8)
+        n_comp, labels = connected_components(incidence.T @ incidence, directed=False)
+    out = []
+    for comp in range(n_comp):
+        cols = np.flatnonzero(labels == comp)
+        block = sub[:, cols]
+        block = block[np.any(block != 0, axis=1)]
+        if block.shape[0] == 0:
+            continue  # in no equation: free
+        _, s, vt = np.linalg.svd(block, full_matrices=True)
+        rank = int(np.sum(s > 1e-9))
+        null = vt[rank:].T  # columns span the null space of this block
+        out.append(cols if null.shape[1] == 0 else cols[np.linalg.norm(null, axis=1) < 1e-9])
+    return np.sort(np.concatenate(out)) if out else np.array([], dtype=int)
 
 
 def secondary_suppression(values: np.ndarray, primary: np.ndarray, structure: MarginStructure,
@@ -148,6 +166,7 @@ def secondary_suppression(values: np.ndarray, primary: np.ndarray, structure: Ma
         return False
 
     matrix = None
+    var_eqs = _equations_by_cell(all_eqs)
     for _ in range(max_rounds):
         changed = False
         for total, children in all_eqs:
@@ -173,14 +192,21 @@ def secondary_suppression(values: np.ndarray, primary: np.ndarray, structure: Ma
         pinned = unknown[_determined(matrix, unknown)]
         if pinned.size == 0:
             pinned = _pinned_by_bounds(values, suppressed, all_eqs)
-        for i in pinned:
-            if _unpin(i, matrix, suppressed, values, all_eqs):
-                changed = True
-                break
+        if pinned.size == 0:  # the cheap tests pass: confirm with the exact (LP) test before publishing
+            pinned = _pinned_exact(values, suppressed, matrix)
+        # free the first pinned cell (the next round finds any still pinned): trying every pinned cell when
+        # none can be freed by one extra cell cost minutes per county table
+        if pinned.size and _unpin(int(pinned[0]), matrix, suppressed, values, all_eqs, var_eqs=var_eqs):
+            changed = True
         if not changed and pinned.size:
-            # No single extra cell frees it: fall back to hiding every non-zero cell of the table (safe, rare).
-            suppressed |= values > 0
-            return suppressed
+            # No single extra cell frees it: hide the cheapest linked cell and look again (each round adds one
+            # suppression, so this ends); only with nothing left to hide near it, hide every non-zero cell.
+            more = _local_candidates(int(pinned[0]), suppressed, values, all_eqs, var_eqs)
+            if more.size == 0:
+                suppressed |= values > 0
+                return suppressed
+            suppressed[more[0]] = True
+            changed = True
         if not changed:
             return suppressed
     raise PlacelinkError("secondary suppression did not converge", where="disclosure.secondary_suppression",
@@ -224,29 +250,137 @@ def _intervals(values: np.ndarray, suppressed: np.ndarray, eqs: tuple[tuple[int,
     return lo, hi
 
 
+def _pinned_exact(values: np.ndarray, suppressed: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Every hidden cell the published table pins to one value, exactly as the linear-programming attacker
+    (:func:`attacker_bounds`) would find, but with a few LPs per table instead of two per hidden cell.
+
+    The hidden cells range over P = {x >= 1, A_U x = b}. A cell is constant on P iff it is constant on P's affine
+    hull, which is A_U x = b plus x_j = 1 for the cells that are 1 everywhere on P (implicit equalities). Those
+    are found by maximising the slack sum of t_j <= min(x_j - 1, 1) over the cells not yet seen above 1, repeated
+    until no further cell leaves 1; the rest is the null-space test of :func:`_determined` on the hull.
+    Interval propagation (:func:`_intervals`) is a relaxation of this and misses combinations the LP finds.
+    """
+    from scipy.optimize import linprog
+    from scipy.sparse import csr_matrix, hstack, identity, vstack
+
+    hidden = np.flatnonzero(suppressed)
+    if hidden.size == 0:
+        return hidden
+    a_u = matrix[:, hidden]
+    keep = np.any(a_u != 0, axis=1)
+    a_u = a_u[keep]
+    b = -(matrix @ np.where(suppressed, 0.0, values))[keep]
+    n = hidden.size
+    above = np.zeros(n, dtype=bool)  # seen above 1 somewhere on P
+    a_eq = hstack([csr_matrix(a_u), csr_matrix((a_u.shape[0], n))]).tocsr()
+    while not above.all():
+        cand = ~above
+        # variables (x, t): minimise -sum t over cand; x_j - t_j >= 1 for cand; 0 <= t_j <= 1 (0 elsewhere)
+        rows = identity(n, format="csr")[np.flatnonzero(cand)]
+        a_ub = hstack([-rows, rows]).tocsr()
+        res = linprog(np.concatenate([np.zeros(n), -cand.astype(float)]), A_ub=a_ub,
+                      b_ub=-np.ones(int(cand.sum())), A_eq=a_eq, b_eq=b,
+                      bounds=[(1, None)] * n + [(0, 1 if c else 0) for c in cand], method="highs")
+        if res.status != 0:
+            raise PlacelinkError("margin equations infeasible", where="disclosure._pinned_exact",
+                                 fix="the cell counts do not add up to their totals: rebuild the place marts")
+        newly = cand & (res.x[:n] > 1 + 1e-6)
+        if not newly.any():
+            break
+        above |= newly
+    hull = vstack([csr_matrix(a_u), identity(n, format="csr")[np.flatnonzero(~above)]]).toarray()
+    return hidden[_determined(hull, np.arange(n))]
+
+
 def _pinned_by_bounds(values, suppressed, eqs) -> np.ndarray:
     lo, hi = _intervals(values, suppressed, eqs)
     return np.flatnonzero(suppressed & (hi - lo < 0.5))
 
 
+def _reachable_equations(cell: int, suppressed: np.ndarray, eqs: tuple[tuple[int, np.ndarray], ...],
+                          var_eqs: dict[int, list[int]]) -> tuple[tuple[int, np.ndarray], ...]:
+    """The equations linked to ``cell`` through hidden cells: only they can bound or determine it (shown cells
+    are constants), so testing ``cell`` on them alone gives the same answer as on the whole table, faster."""
+    seen_vars, seen_eqs, stack = {cell}, set(), [cell]
+    while stack:
+        v = stack.pop()
+        for j in var_eqs.get(v, ()):
+            if j in seen_eqs:
+                continue
+            seen_eqs.add(j)
+            t, ch = eqs[j]
+            for w in np.concatenate(([t], ch))[suppressed[np.concatenate(([t], ch))]]:
+                if int(w) not in seen_vars:
+                    seen_vars.add(int(w))
+                    stack.append(int(w))
+    return tuple(eqs[j] for j in sorted(seen_eqs))
+
+
+def _local_candidates(cell: int, suppressed: np.ndarray, values: np.ndarray,
+                      eqs: tuple[tuple[int, np.ndarray], ...], var_eqs: dict[int, list[int]]) -> np.ndarray:
+    """Shown, non-zero cells of the equations linked to ``cell``, smallest count first: only suppressing one of
+    these can change what the margins say about ``cell``."""
+    local = _reachable_equations(cell, suppressed, eqs, var_eqs)
+    if not local:
+        return np.array([], dtype=int)
+    pool = np.unique(np.concatenate([np.concatenate(([t], ch)) for t, ch in local]))
+    pool = pool[(~suppressed[pool]) & (values[pool] > 0)]
+    # the cells sharing an equation with ``cell`` first (most likely to free it), then the rest; smallest first
+    near = np.zeros(len(values), dtype=bool)
+    for j in var_eqs.get(cell, ()):
+        near[eqs[j][0]] = True
+        near[eqs[j][1]] = True
+    return pool[np.lexsort((pool, values[pool], ~near[pool]))]
+
+
 def _unpin(cell: int, matrix: np.ndarray, suppressed: np.ndarray, values: np.ndarray,
-           eqs: tuple[tuple[int, np.ndarray], ...], max_candidates: int = 25) -> bool:
+           eqs: tuple[tuple[int, np.ndarray], ...], max_candidates: int = 25,
+           var_eqs: dict[int, list[int]] | None = None) -> bool:
     """Suppress the cheapest extra cell that stops ``cell`` being determined; True if one was found.
 
-    Candidates are the shown, non-zero cells of equations that already hide something (only those can add
-    uncertainty to the hidden cells), tried smallest count first.
+    Candidates are the shown, non-zero cells of the equations linked to ``cell`` (:func:`_local_candidates`).
+    When the equations determine ``cell`` (some combination y of them isolates it: y @ A_U = e_cell), hiding a
+    candidate c frees it exactly when no combination still isolates it after c joins the unknowns: every equation
+    holding c already holds a hidden cell, c's column lies in the column space of A_U, and y0 @ a_c != 0 for the
+    minimum-norm y0. That is one SVD per pinned cell for all candidates at once (testing each candidate with its
+    own SVD took minutes per county table). Candidates that pass are then checked against the attacker's bounds.
     """
-    touched = [np.concatenate(([t], ch)) for t, ch in eqs if suppressed[t] or suppressed[ch].any()]
-    pool = np.unique(np.concatenate(touched)) if touched else np.array([], dtype=int)
-    pool = pool[(~suppressed[pool]) & (values[pool] > 0)]
-    for candidate in pool[np.lexsort((pool, values[pool]))][:max_candidates]:
+    if var_eqs is None:
+        var_eqs = _equations_by_cell(eqs)
+    candidates = _local_candidates(cell, suppressed, values, eqs, var_eqs)
+    if candidates.size == 0:
+        return False
+    local = _reachable_equations(cell, suppressed, eqs, var_eqs)
+    members = np.unique(np.concatenate([np.concatenate(([t], ch)) for t, ch in local]))
+    unknown = members[suppressed[members]]
+    touching = np.any(matrix[:, unknown] != 0, axis=1)
+    a_u = matrix[touching][:, unknown]
+    u, s, vt = np.linalg.svd(a_u, full_matrices=False)
+    rank = int(np.sum(s > 1e-9))
+    basis = u[:, :rank]
+    pos = int(np.flatnonzero(unknown == cell)[0])
+    y0 = basis @ (vt[:rank, pos] / s[:rank])
+    target = np.zeros(unknown.size)
+    target[pos] = 1.0
+    if np.linalg.norm(a_u.T @ y0 - target) < 1e-6:  # linearly determined: only some candidates can free it
+        a_c = matrix[touching][:, candidates]
+        outside = np.any(matrix[~touching][:, candidates] != 0, axis=0)
+        in_span = np.linalg.norm(a_c - basis @ (basis.T @ a_c), axis=0) < 1e-9
+        candidates = candidates[~outside & in_span & (np.abs(y0 @ a_c) > 1e-9)]
+    for candidate in candidates[:max_candidates]:
         suppressed[candidate] = True
-        unknown = np.flatnonzero(suppressed)
-        if cell not in unknown[_determined(matrix, unknown)] and cell not in _pinned_by_bounds(
-                values, suppressed, eqs):
+        if cell not in _pinned_by_bounds(values, suppressed, _reachable_equations(cell, suppressed, eqs, var_eqs)):
             return True
         suppressed[candidate] = False
     return False
+
+
+def _equations_by_cell(eqs: tuple[tuple[int, np.ndarray], ...]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for j, (t, ch) in enumerate(eqs):
+        for v in np.concatenate(([t], ch)):
+            out.setdefault(int(v), []).append(j)
+    return out
 
 
 def protect_place_table(cells: pd.DataFrame, hierarchy: pd.DataFrame,

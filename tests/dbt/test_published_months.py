@@ -51,3 +51,19 @@ def test_only_the_given_months_are_protected_again(dbt_warehouse, tmp_path):
     # without the var (a full build) every month is protected again
     _build(s, "")
     assert _rows(s) == full
+
+
+def test_the_disclosure_threshold_var_reaches_the_published_table(dbt_warehouse, tmp_path):
+    """``--vars '{disclosure_threshold: 10}'`` suppresses counts 1..9 in the published table (dbt passes a config
+    key to a Python model only when its parser sees the dbt.config.get call, so this once silently stayed 5)."""
+    home = tmp_path / "home"
+    shutil.copytree(dbt_warehouse, home)
+    s = get_settings(home=home)
+    shown_5_to_9 = f"select count(*) from {TABLE} where event_count between 5 and 9"
+    with duckdb.connect(str(s.warehouse_db), read_only=True) as c:
+        assert c.execute(shown_5_to_9).fetchall()[0][0] > 0  # the default threshold 5 shows some
+    args = dbt_runner.build_args("build", ["place_monthly_indicators"], threshold=10)
+    dbt_runner.run_dbt(args, settings=s)
+    with duckdb.connect(str(s.warehouse_db), read_only=True) as c:
+        assert c.execute(shown_5_to_9).fetchall()[0][0] == 0
+        assert c.execute(f"select count(*) from {TABLE} where event_count >= 10").fetchall()[0][0] > 0

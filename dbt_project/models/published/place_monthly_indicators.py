@@ -10,7 +10,10 @@ def model(dbt, session):
     dbt.config(materialized="table")
     from orchestration.lib.disclosure import protect_place_table
 
-    threshold = int(dbt.config.get("disclosure_threshold") or 5)
+    # a bare call: dbt's parser only finds dbt.config.get(...) as a statement's call or a call's argument, so
+    # inside int(... or 5) the key was never passed and the var disclosure_threshold was silently ignored
+    configured_threshold = dbt.config.get("disclosure_threshold")
+    threshold = int(configured_threshold or 5)
     cells = dbt.ref("place_indicator_cells").df()
     hierarchy = dbt.ref("dim_lsoa").df()[["lsoa_code", "ward_code", "msoa_code", "district_code"]]
     # The nightly refresh passes var published_months (the months its new rows fall in): every (month, indicator)
