@@ -49,6 +49,25 @@ def tiny_county(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def refreshed_tiny_county(tiny_county, tmp_path_factory):
+    """A copy of ``tiny_county`` after ``refresh(full=True)`` of the real code location (what ``make demo`` runs):
+    ``(settings, RefreshResult)``. Shared by the end-to-end tests and the nightly-vs-full comparison, since a full
+    refresh is the slowest thing the suite does. Tests may read it and run refreshes that change nothing."""
+    import shutil
+
+    from orchestration.lib.config import get_settings
+    from orchestration.runner import refresh
+
+    home = tmp_path_factory.mktemp("e2e") / "home"
+    shutil.copytree(tiny_county, home)
+    settings = get_settings(home=home, env="local").ensure()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PLACELINK_HOME", str(home))
+        result = refresh(full=True, settings=settings, log_level="WARNING")
+    return settings, result
+
+
+@pytest.fixture(scope="session")
 def ingested_county(small_county, tmp_path_factory) -> Path:
     """A copy of ``small_county`` with every drop ingested into ``identifiable.duckdb`` (plain functions,
     no Dagster), using the real contracts in ``orchestration/feeds/``. Read-only like ``small_county``.

@@ -10,14 +10,12 @@ of the county's people). A second nightly refresh with no new drops does nothing
 from __future__ import annotations
 
 import re
-import shutil
 
 import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
 
-from orchestration.lib.config import get_settings
 from orchestration.runner import instance_for, refresh
 
 pytestmark = pytest.mark.slow
@@ -29,14 +27,8 @@ IDENTIFIABLE = ("landing/", "reference/nhs_opt_outs.csv", "truth/", "identifiabl
 
 
 @pytest.fixture(scope="module")
-def demo_home(tiny_county, tmp_path_factory):
-    home = tmp_path_factory.mktemp("e2e") / "home"
-    shutil.copytree(tiny_county, home)
-    settings = get_settings(home=home, env="local").ensure()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PLACELINK_HOME", str(home))
-        result = refresh(full=True, settings=settings, log_level="WARNING")
-    return settings, result
+def demo_home(refreshed_tiny_county):
+    return refreshed_tiny_county
 
 
 def test_full_refresh_materialises_every_asset_and_passes_every_dbt_test(demo_home):

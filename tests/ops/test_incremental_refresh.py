@@ -4,7 +4,7 @@ On a copy of the tiny county with its newest month held back: ``refresh --full``
 and ``placelink refresh`` (what the 02:00 schedule does) runs. It must load only that month, rebuild only what
 depends on the feeds (no reference tables, no dimensions, no model training) with dbt's incremental models
 adding months instead of being rebuilt, run checks only on what it materialised, and leave the marts exactly
-as a full refresh of the same drops does.
+as a full refresh of the same drops does (the shared end-to-end home, refreshed in full from scratch).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def _checked(instance, run_id) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def refreshed(tiny_county, tmp_path_factory):
+def refreshed(tiny_county, refreshed_tiny_county, tmp_path_factory):
     root = tmp_path_factory.mktemp("incremental")
     home, held = root / "home", root / "held"
     shutil.copytree(tiny_county, home)
@@ -75,9 +75,9 @@ def refreshed(tiny_county, tmp_path_factory):
             shutil.copy2(path, target)
         nightly = refresh(settings=settings, log_level="WARNING")
         after_nightly = _aggregates(settings)
-        again = refresh(full=True, settings=settings, log_level="WARNING")
-        after_full = _aggregates(settings)
-    return settings, f"{month}-01", full, nightly, again, after_nightly, after_full
+    # the same drops refreshed in full from scratch (the shared end-to-end home)
+    after_full = _aggregates(refreshed_tiny_county[0])
+    return settings, f"{month}-01", full, nightly, after_nightly, after_full
 
 
 def test_nightly_loads_only_the_new_month_and_rebuilds_only_its_descendants(refreshed):
@@ -109,15 +109,17 @@ def test_nightly_loads_only_the_new_month_and_rebuilds_only_its_descendants(refr
 
 
 def test_nightly_dbt_is_incremental_and_full_is_a_full_refresh(refreshed):
-    settings, _, full, nightly, again, *_ = refreshed
+    settings, _, full, nightly, *_ = refreshed
     instance = instance_for(settings)
 
-    def dbt_config(result):
+    def op_config(result, op):
         run = instance.get_run_by_id(result.runs[-1].run_id)
-        return (run.run_config.get("ops") or {}).get("placelink_dbt_models", {}).get("config", {})
+        return (run.run_config.get("ops") or {}).get(op, {}).get("config", {})
 
-    assert dbt_config(full) == {"full_refresh": True} and dbt_config(again) == {"full_refresh": True}
-    assert dbt_config(nightly) == {}
+    # --full: dbt --full-refresh and a full person re-link; nightly: incremental dbt and incremental linkage
+    assert op_config(full, "placelink_dbt_models") == {"full_refresh": True}
+    assert op_config(full, "matching") == {"full": True}
+    assert op_config(nightly, "placelink_dbt_models") == {} and op_config(nightly, "matching") == {}
     # only new months were loaded: disclosure control re-protects just the months of the new rows
     run_id = nightly.runs[-1].run_id
     assert instance.get_run_by_id(run_id).tags.get("placelink/months")
