@@ -63,10 +63,18 @@ def nhs_number_valid(values: pd.Series) -> pd.Series:
     return out
 
 
+#: A boolean column a caller may add when it validates only some months of a table: True where a copy of the
+#: row (by the derivation's columns) was loaded in an earlier month that is not in the frame.
+EARLIER_COPY_COLUMN = "_copy_in_earlier_month"
+
+
 def duplicate_of_earlier(df: pd.DataFrame, columns: list[str]) -> pd.Series:
     """True for every later copy of a record id (the first copy is not counted), so the unexpected count
     is the number of surplus rows: the duplicate rate partners recognise."""
-    return df.duplicated(subset=columns, keep="first")
+    dup = df.duplicated(subset=columns, keep="first")
+    if EARLIER_COPY_COLUMN in df.columns:
+        dup = dup | df[EARLIER_COPY_COLUMN].fillna(False).astype(bool)
+    return dup
 
 
 DERIVATIONS: dict[str, Callable[..., pd.Series]] = {

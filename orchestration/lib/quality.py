@@ -17,7 +17,7 @@ import duckdb
 import pandas as pd
 
 from expectations.runner import QualityResult, validate_dataframe
-from expectations.suite import SuiteSpec, add_derived_columns, load_suites
+from expectations.suite import EARLIER_COPY_COLUMN, SuiteSpec, add_derived_columns, load_suites
 from orchestration.lib.config import Settings, get_settings
 from orchestration.lib.errors import PlacelinkError
 
@@ -117,22 +117,41 @@ def _drop_dates(source_files: pd.Series) -> pd.Series:
                           errors="coerce")
 
 
-def feed_scorecard_frame(con: duckdb.DuckDBPyConnection, spec: SuiteSpec,
-                         today: pd.Timestamp | None = None) -> pd.DataFrame:
-    """Quality per month (partition) for one feed: aggregates only, never a record.
+#: Row-level measures: functions of a month's rows (and, for duplicates, of earlier months') that need GX.
+ROW_MEASURES = ["rows_loaded", "completeness", "validity", "timeliness", "median_lag_days", "duplicate_rate"]
 
-    - ``completeness``: mean share of non-null values over the contract's columns;
-    - ``validity``: share of rows failing no row-level expectation of the suite (GX verdicts);
-    - ``timeliness``: share of rows whose event falls in the drop's month or the month before;
-      ``median_lag_days``: median days from event to drop;
-    - ``duplicate_rate``: surplus copies of a record id / rows;
-    - ``quarantine_rate``: quarantined / received rows (``ops.load_log``);
-    - ``address_match_rate``: share of the feed's person records matched to a UPRN (``link.address_matches``);
-    - ``person_linked_rate``: share whose person is also known to another feed (``link.person_index``).
-    """
-    df = read_table(con, spec)
+
+def suite_version(spec: SuiteSpec) -> str:
+    """A short hash of the suite file: months scored under another version of the rules are scored again."""
+    import hashlib
+
+    text = spec.path.read_bytes() if spec.path is not None and spec.path.exists() else repr(spec).encode()
+    return hashlib.sha256(text).hexdigest()[:12]
+
+
+def _dup_derivation_columns(spec: SuiteSpec) -> list[str]:
+    return [c for d in spec.derive if d.get("function") == "duplicate_of_earlier" for c in d.get("columns", [])]
+
+
+def _read_months(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, months: list | None) -> pd.DataFrame:
+    """Rows of ``months`` (all when None) in drop order, each marked when a copy of it (by the suite's duplicate
+    key) was loaded in an earlier month: a month scored alone then counts duplicates as a whole-table score would."""
+    where = 'WHERE r."_partition" IN (SELECT CAST(unnest(?) AS DATE))' if months is not None else ""
+    params = [[str(m) for m in months]] if months is not None else []
+    key = _dup_derivation_columns(spec) or ["_record_id"]
+    earlier = " AND ".join(f'e."{c}" IS NOT DISTINCT FROM r."{c}"' for c in key)
+    flag = (f'EXISTS (SELECT 1 FROM {spec.table} e WHERE e."_partition" < r."_partition" AND {earlier})'
+            if months is not None else "false")
+    return con.execute(f'SELECT r.*, {flag} AS "{EARLIER_COPY_COLUMN}" FROM {spec.table} r {where} '
+                       f'ORDER BY r."_partition", r."_line"', params).df()
+
+
+def _row_measures(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, months: list | None,
+                  today: pd.Timestamp | None) -> pd.DataFrame:
+    """The GX-based measures per month for ``months`` (all when None)."""
+    df = _read_months(con, spec, months)
     if df.empty:
-        return pd.DataFrame()
+        return pd.DataFrame(columns=["month", *ROW_MEASURES])
     result = validate_dataframe(df, spec, params={"today": today} if today is not None else None)
     df = add_derived_columns(df, spec).reset_index(drop=True)
     invalid = pd.Series(False, index=df.index)
@@ -149,13 +168,71 @@ def feed_scorecard_frame(con: duckdb.DuckDBPyConnection, spec: SuiteSpec,
     else:
         on_time = pd.Series(float("nan"), index=df.index)
         lag = pd.Series(float("nan"), index=df.index)
-    dup = df["_record_id"].duplicated(keep="first")
+    dup = df["_record_id"].duplicated(keep="first") | df[EARLIER_COPY_COLUMN].astype(bool)
     rows = pd.DataFrame({"month": month.dt.date, "complete": nonnull, "valid": ~invalid, "on_time": on_time,
-                         "lag": lag, "dup": dup, "record_id": f"{spec.partner}.{spec.feed}:" + df["_record_id"]})
-    card = rows.groupby("month").agg(
+                         "lag": lag, "dup": dup})
+    return rows.groupby("month").agg(
         rows_loaded=("valid", "size"), completeness=("complete", "mean"), validity=("valid", "mean"),
         timeliness=("on_time", "mean"), median_lag_days=("lag", "median"), duplicate_rate=("dup", "mean"),
     ).reset_index()
+
+
+def months_to_rescore(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, previous: pd.DataFrame | None) -> list | None:
+    """The months whose row-level measures must be computed again (None = every month).
+
+    A month is scored again when it is new, its row count changed, a drop of it was loaded after it was scored,
+    or it was scored under another version of the suite; and so is every later month, since a later row's
+    duplicate status depends on the earlier months.
+    """
+    if previous is None or previous.empty:
+        return None
+    now = con.execute(f'SELECT "_partition" AS month, count(*) AS n, max("_loaded_at") AS loaded_at '
+                      f'FROM {spec.table} GROUP BY 1').df()
+    now["month"] = pd.to_datetime(now["month"]).dt.date
+    seen = now.merge(previous[["month", "rows_loaded", "scored_at", "suite_version"]], on="month", how="left")
+    stale = (seen["rows_loaded"].isna() | (seen["n"] != seen["rows_loaded"])
+             | (pd.to_datetime(seen["loaded_at"]) > pd.to_datetime(seen["scored_at"]))
+             | (seen["suite_version"] != suite_version(spec)))
+    if not stale.any():
+        return []
+    first = seen.loc[stale, "month"].min()
+    return sorted(m for m in now["month"] if m >= first)
+
+
+def feed_scorecard_frame(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, today: pd.Timestamp | None = None,
+                         previous: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Quality per month (partition) for one feed: aggregates only, never a record.
+
+    - ``completeness``: mean share of non-null values over the contract's columns;
+    - ``validity``: share of rows failing no row-level expectation of the suite (GX verdicts);
+    - ``timeliness``: share of rows whose event falls in the drop's month or the month before;
+      ``median_lag_days``: median days from event to drop;
+    - ``duplicate_rate``: surplus copies of a record id (in this month or an earlier one) / rows;
+    - ``quarantine_rate``: quarantined / received rows (``ops.load_log``);
+    - ``address_match_rate``: share of the feed's person records matched to a UPRN (``link.address_matches``);
+    - ``person_linked_rate``: share whose person is also known to another feed (``link.person_index``).
+
+    ``previous`` is this feed's scorecard as last stored: the GX measures (a whole-table read and validation,
+    the slow part) are kept for the months that have not changed since (:func:`months_to_rescore`); the cheap
+    SQL measures (quarantine and match rates, which move as people link) are recomputed for every month.
+    """
+    months = months_to_rescore(con, spec, previous)
+    fresh = _row_measures(con, spec, months, today) if months != [] else pd.DataFrame(columns=["month"])
+    if not fresh.empty:
+        fresh["scored_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
+        fresh["suite_version"] = suite_version(spec)
+    if months is not None:
+        kept = previous[~previous["month"].isin(set(fresh["month"]))][["month", *ROW_MEASURES, "scored_at",
+                                                                       "suite_version"]]
+        still = set(con.execute(f'SELECT DISTINCT "_partition" FROM {spec.table}').df()["_partition"]
+                    .pipe(pd.to_datetime).dt.date)
+        kept = kept[kept["month"].isin(still)]
+        card = pd.concat([kept, fresh], ignore_index=True) if not fresh.empty else kept.reset_index(drop=True)
+    else:
+        card = fresh
+    if card.empty:
+        return pd.DataFrame()
+    card = card.sort_values("month").reset_index(drop=True)
     card.insert(0, "feed", spec.feed)
     card.insert(0, "partner", spec.partner)
 
@@ -174,25 +251,26 @@ def feed_scorecard_frame(con: duckdb.DuckDBPyConnection, spec: SuiteSpec,
 
     card["address_match_rate"] = float("nan")
     card["person_linked_rate"] = float("nan")
-    con.register("_quality_ids", rows[["month", "record_id"]])
-    try:
-        if _table_exists(con, "link.address_matches"):
-            m = con.execute("""SELECT i.month, avg(CASE WHEN a.uprn IS NOT NULL AND a.match_method <> 'none'
-                                                   THEN 1.0 ELSE 0.0 END) AS rate
-                               FROM _quality_ids i JOIN link.address_matches a USING (record_id)
-                               GROUP BY 1""").df()
-            card = _fill(card, m, "address_match_rate")
-        if _table_exists(con, "link.person_index"):
-            m = con.execute("""WITH p AS (SELECT record_id, person_id,
-                                             split_part(record_id, ':', 1) AS source FROM link.person_index),
-                                    multi AS (SELECT person_id FROM p GROUP BY 1 HAVING count(DISTINCT source) > 1)
-                               SELECT i.month, avg(CASE WHEN p.person_id IN (SELECT person_id FROM multi)
-                                                   THEN 1.0 ELSE 0.0 END) AS rate
-                               FROM _quality_ids i JOIN p USING (record_id) GROUP BY 1""").df()
-            card = _fill(card, m, "person_linked_rate")
-    finally:
-        con.unregister("_quality_ids")
-    card["scored_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    # the feed's record ids per month, read in SQL (no whole-table DataFrame): prefixed as link.* keys them
+    ids = (f"""SELECT CAST("_partition" AS DATE) AS month, '{spec.partner}.{spec.feed}:' || "_record_id" AS record_id
+               FROM {spec.table}""")
+    if _table_exists(con, "link.address_matches"):
+        m = con.execute(f"""SELECT i.month, avg(CASE WHEN a.uprn IS NOT NULL AND a.match_method <> 'none'
+                                               THEN 1.0 ELSE 0.0 END) AS rate
+                           FROM ({ids}) i JOIN link.address_matches a USING (record_id)
+                           GROUP BY 1""").df()
+        card = _fill(card, m, "address_match_rate")
+    if _table_exists(con, "link.person_index"):
+        m = con.execute(f"""WITH p AS (SELECT record_id, person_id,
+                                         split_part(record_id, ':', 1) AS source FROM link.person_index),
+                                multi AS (SELECT person_id FROM p GROUP BY 1 HAVING count(DISTINCT source) > 1)
+                           SELECT i.month, avg(CASE WHEN p.person_id IN (SELECT person_id FROM multi)
+                                               THEN 1.0 ELSE 0.0 END) AS rate
+                           FROM ({ids}) i JOIN p USING (record_id) GROUP BY 1""").df()
+        card = _fill(card, m, "person_linked_rate")
+    # stored column order: identity, measures, then when and under which rules the GX measures were scored
+    card = card[[c for c in card.columns if c not in ("scored_at", "suite_version")] + ["scored_at", "suite_version"]]
+    card.attrs["months_rescored"] = len(fresh)
     return card
 
 
@@ -205,23 +283,59 @@ def _fill(card: pd.DataFrame, rates: pd.DataFrame, column: str) -> pd.DataFrame:
     return card
 
 
+def _stored_scorecard(warehouse: duckdb.DuckDBPyConnection) -> pd.DataFrame | None:
+    """The scorecard as last stored, or None when absent or from an older layout (then every month is scored)."""
+    if not _table_exists(warehouse, SCORECARD_TABLE):
+        return None
+    stored = warehouse.execute(f"SELECT * FROM {SCORECARD_TABLE}").df()
+    if "suite_version" not in stored.columns:
+        return None
+    stored["month"] = pd.to_datetime(stored["month"]).dt.date
+    return stored
+
+
 def build_feed_scorecard(identifiable: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConnection,
-                         *, partner: str | None = None, today: pd.Timestamp | None = None) -> pd.DataFrame:
-    """Score every loaded feed and replace ``quality.feed_scorecard`` in the warehouse (aggregates only)."""
-    cards = [feed_scorecard_frame(identifiable, spec, today=today) for spec in load_suites("feed")
-             if (partner is None or spec.partner == partner) and _table_exists(identifiable, spec.table)]
+                         *, partner: str | None = None, today: pd.Timestamp | None = None,
+                         rescore_all: bool = False) -> pd.DataFrame:
+    """Score the loaded feeds (all, or one partner's) into ``quality.feed_scorecard`` (aggregates only).
+
+    Only months that changed since they were last scored are validated again (see :func:`months_to_rescore`),
+    so the nightly refresh validates the new drop, not every month of every feed; ``rescore_all`` scores every
+    month. Other feeds' rows in the stored table are kept. Returns the scored feeds' rows; ``attrs``
+    ``months_rescored`` says how many feed-months were validated.
+    """
+    stored = None if rescore_all else _stored_scorecard(warehouse)
+    specs = [spec for spec in load_suites("feed") if (partner is None or spec.partner == partner)
+             and _table_exists(identifiable, spec.table)]
+
+    def previous(spec: SuiteSpec) -> pd.DataFrame | None:
+        if stored is None:
+            return None
+        return stored[(stored["partner"] == spec.partner) & (stored["feed"] == spec.feed)]
+
+    cards = [feed_scorecard_frame(identifiable, spec, today=today, previous=previous(spec)) for spec in specs]
+    rescored = sum(c.attrs.get("months_rescored", 0) for c in cards)
     cards = [c for c in cards if not c.empty]
     if not cards:
         raise PlacelinkError("no raw feed tables to score", where="identifiable zone raw.*",
                              fix="load some feeds first: placelink ingest")
     card = pd.concat(cards, ignore_index=True)
+    scored = {(s.partner, s.feed) for s in specs}
+    others = pd.DataFrame()
+    if _table_exists(warehouse, SCORECARD_TABLE):
+        old = warehouse.execute(f"SELECT * FROM {SCORECARD_TABLE}").df()
+        others = old[[(p, f) not in scored for p, f in zip(old["partner"], old["feed"], strict=True)]]
+        if not others.empty and set(others.columns) != set(card.columns):
+            others = pd.DataFrame()  # an older layout: those feeds are scored again when next asked for
+    whole = pd.concat([others, card], ignore_index=True) if not others.empty else card
     warehouse.execute("CREATE SCHEMA IF NOT EXISTS quality")
-    warehouse.register("_scorecard", card)
+    warehouse.register("_scorecard", whole)
     try:
         warehouse.execute(f"CREATE OR REPLACE TABLE {SCORECARD_TABLE} AS SELECT * FROM _scorecard "
                           "ORDER BY partner, feed, month")
     finally:
         warehouse.unregister("_scorecard")
+    card.attrs["months_rescored"] = rescored
     return card
 
 

@@ -61,3 +61,64 @@ def test_validate_suite_reads_one_partition_and_builds_docs(ae_db, tmp_path):
     assert [o.expectation for o in result.warnings] == ["expect_table_row_count_to_be_between"]
     assert result.docs_path.startswith(f"file://{settings.quality_dir}")
     assert (settings.quality_dir / "docs" / "index.html").exists()
+
+
+def _measures(card: pd.DataFrame) -> pd.DataFrame:
+    return card.drop(columns=["scored_at"]).sort_values("month").reset_index(drop=True)
+
+
+def test_a_new_drop_is_the_only_month_validated_again_and_scores_as_a_full_rescore_would(ae_db, tmp_path):
+    wh = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    first = build_feed_scorecard(ae_db, wh, today=TODAY)
+    assert first.attrs["months_rescored"] == 4
+    scored_at = first.set_index("month")["scored_at"]
+
+    # a fifth drop: 40 rows, 3 of them copies of records first loaded in February (surplus duplicates)
+    ae_db.execute("""INSERT INTO raw.nhs__ae_attendances SELECT * REPLACE (DATE '2025-05-01' AS "_partition",
+                     'M4-' || _record_id AS _record_id, now()::TIMESTAMP AS _loaded_at)
+                     FROM raw.nhs__ae_attendances WHERE "_partition" = DATE '2025-04-01'""")
+    ae_db.execute("""UPDATE raw.nhs__ae_attendances SET _record_id = 'M1-' || split_part(_record_id, '-', 3)
+                     WHERE "_partition" = DATE '2025-05-01' AND _line IN (1, 2, 3)""")
+    nightly = build_feed_scorecard(ae_db, wh, today=TODAY)
+    assert nightly.attrs["months_rescored"] == 1
+    may = nightly.set_index("month").loc[pd.Timestamp("2025-05-01").date()]
+    assert may["rows_loaded"] == 40 and may["duplicate_rate"] == pytest.approx(3 / 40)
+    # the earlier months were kept as scored, not validated again
+    kept = nightly.set_index("month")["scored_at"]
+    assert all(kept[m] == scored_at[m] for m in scored_at.index)
+    # and the result is what scoring every month from scratch gives
+    full = build_feed_scorecard(ae_db, wh, today=TODAY, rescore_all=True)
+    assert full.attrs["months_rescored"] == 5
+    pd.testing.assert_frame_equal(_measures(nightly), _measures(full))
+    wh.close()
+
+
+def test_a_corrected_drop_or_changed_rules_rescore_that_month_and_every_later_one(ae_db, tmp_path):
+    wh = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    build_feed_scorecard(ae_db, wh, today=TODAY)
+    assert build_feed_scorecard(ae_db, wh, today=TODAY).attrs["months_rescored"] == 0
+
+    # February re-delivered with two bad postcodes: February, March and April are validated again
+    ae_db.execute("""UPDATE raw.nhs__ae_attendances SET postcode = lower(postcode), _loaded_at = now()::TIMESTAMP
+                     WHERE "_partition" = DATE '2025-02-01' AND _line IN (1, 2)""")
+    card = build_feed_scorecard(ae_db, wh, today=TODAY)
+    assert card.attrs["months_rescored"] == 3
+    assert card.set_index("month").loc[pd.Timestamp("2025-02-01").date(), "validity"] == pytest.approx(38 / 40)
+
+    # months scored under another version of the suite are scored again
+    wh.execute("UPDATE quality.feed_scorecard SET suite_version = 'older' WHERE month = DATE '2025-04-01'")
+    assert build_feed_scorecard(ae_db, wh, today=TODAY).attrs["months_rescored"] == 1
+    wh.close()
+
+
+def test_scoring_one_partner_keeps_the_other_partners_rows(ae_db, tmp_path):
+    wh = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    build_feed_scorecard(ae_db, wh, today=TODAY)
+    stored = wh.execute("SELECT * FROM quality.feed_scorecard").df()
+    wh.execute("CREATE TABLE other AS SELECT * REPLACE ('police' AS partner, 'street_crimes' AS feed) "
+               "FROM quality.feed_scorecard")
+    wh.execute("INSERT INTO quality.feed_scorecard SELECT * FROM other")
+    build_feed_scorecard(ae_db, wh, partner="nhs", today=TODAY)
+    after = wh.execute("SELECT partner, count(*) FROM quality.feed_scorecard GROUP BY 1 ORDER BY 1").fetchall()
+    assert after == [("nhs", len(stored)), ("police", len(stored))]
+    wh.close()

@@ -149,11 +149,14 @@ def build_scorecard_asset(raw_keys: list[dg.AssetKey]) -> dg.AssetsDefinition:
         with connect_read_only(identifiable_db.database) as idz, warehouse_db.get_connection() as wh:
             card = build_feed_scorecard(idz, wh)
         latest = card.sort_values("month").groupby(["partner", "feed"]).tail(1)
+        context.log.info(f"feed scorecard: {card.attrs['months_rescored']} feed-months validated (new or changed "
+                         "since last scored); the others kept, their match rates recomputed")
         return dg.MaterializeResult(metadata={
             "dagster/row_count": dg.MetadataValue.int(len(card)),
+            "feed_months_validated": dg.MetadataValue.int(int(card.attrs["months_rescored"])),
             "table": "quality.feed_scorecard",
             "latest_month": dg.MetadataValue.json(json.loads(
-                latest.drop(columns=["scored_at"]).round(3).to_json(orient="records", date_format="iso"))),
+                latest.drop(columns=["scored_at", "suite_version"]).round(3).to_json(orient="records", date_format="iso"))),
         })
 
     return feed_scorecard
