@@ -43,6 +43,11 @@ def dbt_env(settings: Settings | None = None) -> dict[str, str]:
     }
 
 
+#: The months whose published tables are protected again (comma-separated YYYY-MM-01), set by the nightly refresh.
+#: An env var, not a --vars value: dbt re-parses the whole project whenever the vars change.
+PUBLISHED_MONTHS_ENV = "PLACELINK_PUBLISHED_MONTHS"
+
+
 def dbt_executable() -> str:
     """The ``dbt`` of this Python environment (``<venv>/bin/dbt``), else the one on PATH."""
     own = Path(sys.executable).parent / "dbt"
@@ -220,9 +225,10 @@ def ensure_manifest(settings: Settings | None = None, project_dir: Path = DBT_PR
 
 
 @contextlib.contextmanager
-def dbt_environment(settings: Settings | None = None) -> Iterator[None]:
-    """Set the variables ``profiles.yml`` reads for the duration of a block (e.g. a dagster-dbt subprocess)."""
-    with _environ(dbt_env(settings)):
+def dbt_environment(settings: Settings | None = None, extra: dict[str, str] | None = None) -> Iterator[None]:
+    """Set the variables ``profiles.yml`` reads (and ``extra``) for the duration of a block (e.g. a dagster-dbt
+    subprocess)."""
+    with _environ({**dbt_env(settings), **(extra or {})}):
         yield
 
 

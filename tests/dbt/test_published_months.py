@@ -22,9 +22,14 @@ def _rows(s, where="true"):
         return c.execute(f"select * from {TABLE} where {where} order by all").fetchall()
 
 
-def _build(s, months: str):
+def _build(s, months: str, via: str = "var"):
+    """Build the published table for ``months`` given as dbt var (a manual run) or env var (the refresh)."""
     args = dbt_runner.build_args("build", ["place_monthly_indicators"])
-    dbt_runner.run_dbt(args + ["--vars", json.dumps({"published_months": months})], settings=s)
+    if via == "env":
+        with dbt_runner.dbt_environment(s, extra={dbt_runner.PUBLISHED_MONTHS_ENV: months}):
+            dbt_runner.run_dbt(args, settings=s)
+    else:
+        dbt_runner.run_dbt(args + ["--vars", json.dumps({"published_months": months})], settings=s)
 
 
 def test_only_the_given_months_are_protected_again(dbt_warehouse, tmp_path):
@@ -44,7 +49,7 @@ def test_only_the_given_months_are_protected_again(dbt_warehouse, tmp_path):
     # a marker in a month that is not re-protected survives (kept as published), the re-protected month is rebuilt
     with duckdb.connect(str(s.warehouse_db)) as c:
         c.execute(f"update {TABLE} set population = -1 where month in ('{kept_month}', '{last}')")
-    _build(s, last)
+    _build(s, last, via="env")
     assert {r[5] for r in _rows(s, f"month = '{kept_month}'")} == {-1}
     assert _rows(s, f"month = '{last}'") == [r for r in full if str(r[2]) == last]
 

@@ -126,6 +126,21 @@ def test_nightly_dbt_is_incremental_and_full_is_a_full_refresh(refreshed):
     messages = [e.user_message for e in instance.all_logs(run_id)]
     assert any("published table: disclosure control for months" in m for m in messages)
 
+    # dbt ran under the home (not in dbt_project/target) and reused the parse its previous build left there: the
+    # months go in an env var, not --vars, and the state is the home's own (a profile holding another home's
+    # warehouse path, or a new --vars value, makes dbt re-parse the whole project every night)
+    from orchestration.lib import dbt_runner
+
+    target = dbt_runner.target_dir(settings)
+    assert (target / "partial_parse.msgpack").exists()
+    logs = list(target.glob(f"placelink_dbt_models-{run_id[:7]}-*/dbt.log"))
+    assert len(logs) == 1
+    log = logs[0].read_text()
+    command = [m for m in messages if m.startswith("Running dbt command")]
+    assert command and "--vars" not in command[0]
+    assert "Unable to do partial parsing" not in log and "Partial parse save file not found" not in log
+    assert "place_monthly_indicators" in log
+
 
 def test_nightly_marts_equal_a_full_refresh_of_the_same_drops(refreshed):
     *_, after_nightly, after_full = refreshed

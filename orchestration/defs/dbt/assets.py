@@ -1,7 +1,11 @@
 """dagster-dbt assets for dbt_project/ and the published-files asset. Thin: the logic is in lib/dbt_runner."""
 
 
+import importlib.metadata
+import shutil
 from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -12,6 +16,7 @@ from dagster_dbt import (
     DbtProject,
     dbt_assets,
 )
+from packaging import version
 
 from orchestration.defs.ops.planning import MONTHS_TAG
 from orchestration.defs.resources import WAREHOUSE_POOL
@@ -23,6 +28,7 @@ OWNER = "data.engineering@placelink.example"
 
 dbt_project = DbtProject(project_dir=dbt_runner.DBT_PROJECT_DIR, profiles_dir=dbt_runner.DBT_PROJECT_DIR)
 MANIFEST = dbt_runner.ensure_manifest()
+PARTIAL_PARSE = "partial_parse.msgpack"
 
 
 class PlacelinkDbtTranslator(DagsterDbtTranslator):
@@ -77,10 +83,50 @@ def event_months(warehouse_db, partitions: list[str]) -> list[str]:
     return sorted(months)
 
 
+class PlacelinkDbtCli(DbtCliResource):
+    """dagster-dbt's resource, told the dbt version instead of asking ``dbt --version`` on every build.
+
+    The executable is this environment's own dbt (:func:`dbt_runner.dbt_executable`), so its version is the
+    installed dbt-core's. ``dbt --version`` also asks PyPI for the latest release: 5-10 s of every dbt step.
+    """
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        if self.dbt_executable == dbt_runner.dbt_executable():
+            return version.parse(importlib.metadata.version("dbt-core"))
+        return super()._cli_version
+
+
 def dbt_resource() -> DbtCliResource:
     # the dbt installed next to this Python (the project's environment), so runs work without an activated venv
-    return DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_runner.DBT_PROJECT_DIR),
-                          dbt_executable=dbt_runner.dbt_executable())
+    return PlacelinkDbtCli(project_dir=dbt_project, profiles_dir=str(dbt_runner.DBT_PROJECT_DIR),
+                           dbt_executable=dbt_runner.dbt_executable())
+
+
+def _partial_parse_env(settings) -> dict[str, str]:
+    """Run dagster-dbt's invocations under ``<home>/dbt/target`` with this home's own partial-parse state.
+
+    dbt reuses its parse (``partial_parse.msgpack``) only if the profile is unchanged, and the profile holds the
+    home's warehouse path: the state in ``dbt_project/target`` (written by ``dbt parse`` for whichever home
+    imported first) made every build re-parse the whole project. Each run's state is kept for the next
+    (:func:`_keep_partial_parse`); a home's first build starts from the project's.
+    """
+    target = dbt_runner.target_dir(settings)
+    state = target / PARTIAL_PARSE
+    if not state.exists():
+        seed = dbt_runner.DBT_PROJECT_DIR / "target" / PARTIAL_PARSE
+        if seed.exists():
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(seed, state)
+    return {"DBT_TARGET_PATH": str(target)}
+
+
+def _keep_partial_parse(invocation, settings) -> None:
+    fresh = Path(invocation.target_path) / PARTIAL_PARSE
+    if fresh.exists():
+        tmp = dbt_runner.target_dir(settings) / f".{PARTIAL_PARSE}.tmp"
+        shutil.copyfile(fresh, tmp)
+        tmp.replace(tmp.with_name(PARTIAL_PARSE))
 
 
 @dbt_assets(
@@ -96,22 +142,27 @@ def placelink_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     args = ["build"]
     if config.full_refresh:
         args.append("--full-refresh")
+    settings = get_settings()
     variables = dbt_runner.dbt_vars(config.month, config.disclosure_threshold)
+    # an empty value set explicitly, so a value left in the environment cannot leak into a full build
+    extra = {dbt_runner.PUBLISHED_MONTHS_ENV: ""}
     months_loaded = context.run.tags.get(MONTHS_TAG)
     if months_loaded and not (config.full_refresh or config.month or config.disclosure_threshold):
         # a nightly refresh of new months only: disclosure control (the published table, by far the slowest
         # model) runs again only for the months the new rows fall in; every other month is kept as published
-        touched = event_months(get_settings().warehouse_db, months_loaded.split(","))
+        touched = event_months(settings.warehouse_db, months_loaded.split(","))
         if touched:
-            variables["published_months"] = ",".join(touched)
-            context.log.info(f"published table: disclosure control for months {variables['published_months']}")
+            extra[dbt_runner.PUBLISHED_MONTHS_ENV] = ",".join(touched)
+            context.log.info(f"published table: disclosure control for months {','.join(touched)}")
     if variables:
         import json
 
         args += ["--vars", json.dumps(variables)]
-    with dbt_runner.dbt_environment(get_settings()):
+    with dbt_runner.dbt_environment(settings, extra={**extra, **_partial_parse_env(settings)}):
         try:
-            yield from dbt.cli(args, context=context).stream()
+            invocation = dbt.cli(args, context=context)
+            yield from invocation.stream()
+            _keep_partial_parse(invocation, settings)
         except DagsterDbtCliRuntimeError as exc:
             # a failing dbt model or test is a data error: retrying (the jobs' transient retry policy) cannot
             # fix it and only delays the alert, so fail at once
