@@ -121,12 +121,18 @@ def _partial_parse_env(settings) -> dict[str, str]:
     return {"DBT_TARGET_PATH": str(target)}
 
 
-def _keep_partial_parse(invocation, settings) -> None:
+def _keep_partial_parse(invocation, settings, log) -> None:
     fresh = Path(invocation.target_path) / PARTIAL_PARSE
-    if fresh.exists():
-        tmp = dbt_runner.target_dir(settings) / f".{PARTIAL_PARSE}.tmp"
+    if not fresh.exists():
+        return
+    target = dbt_runner.target_dir(settings)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        tmp = target / f".{PARTIAL_PARSE}.tmp"
         shutil.copyfile(fresh, tmp)
-        tmp.replace(tmp.with_name(PARTIAL_PARSE))
+        tmp.replace(target / PARTIAL_PARSE)  # atomic: a reader never sees half a file
+    except OSError as exc:  # only a cache: the next build parses in full, the models are built either way
+        log.warning(f"could not keep dbt's parse state in {target}: {exc}")
 
 
 @dbt_assets(
@@ -162,7 +168,7 @@ def placelink_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
         try:
             invocation = dbt.cli(args, context=context)
             yield from invocation.stream()
-            _keep_partial_parse(invocation, settings)
+            _keep_partial_parse(invocation, settings, context.log)
         except DagsterDbtCliRuntimeError as exc:
             # a failing dbt model or test is a data error: retrying (the jobs' transient retry policy) cannot
             # fix it and only delays the alert, so fail at once
