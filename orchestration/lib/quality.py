@@ -290,8 +290,7 @@ def _stored_scorecard(warehouse: duckdb.DuckDBPyConnection) -> pd.DataFrame | No
     stored = warehouse.execute(f"SELECT * FROM {SCORECARD_TABLE}").df()
     if "suite_version" not in stored.columns:
         return None
-    stored["month"] = pd.to_datetime(stored["month"]).dt.date
-    return stored
+    return stored.assign(month=pd.to_datetime(stored["month"]).dt.date)
 
 
 def build_feed_scorecard(identifiable: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConnection,
@@ -304,12 +303,12 @@ def build_feed_scorecard(identifiable: duckdb.DuckDBPyConnection, warehouse: duc
     month. Other feeds' rows in the stored table are kept. Returns the scored feeds' rows; ``attrs``
     ``months_rescored`` says how many feed-months were validated.
     """
-    stored = None if rescore_all else _stored_scorecard(warehouse)
+    stored = _stored_scorecard(warehouse)
     specs = [spec for spec in load_suites("feed") if (partner is None or spec.partner == partner)
              and _table_exists(identifiable, spec.table)]
 
     def previous(spec: SuiteSpec) -> pd.DataFrame | None:
-        if stored is None:
+        if stored is None or rescore_all:
             return None
         return stored[(stored["partner"] == spec.partner) & (stored["feed"] == spec.feed)]
 
@@ -321,12 +320,10 @@ def build_feed_scorecard(identifiable: duckdb.DuckDBPyConnection, warehouse: duc
                              fix="load some feeds first: placelink ingest")
     card = pd.concat(cards, ignore_index=True)
     scored = {(s.partner, s.feed) for s in specs}
+    # other feeds' rows are kept (a table of an older layout is not: those feeds are scored when next asked for)
     others = pd.DataFrame()
-    if _table_exists(warehouse, SCORECARD_TABLE):
-        old = warehouse.execute(f"SELECT * FROM {SCORECARD_TABLE}").df()
-        others = old[[(p, f) not in scored for p, f in zip(old["partner"], old["feed"], strict=True)]]
-        if not others.empty and set(others.columns) != set(card.columns):
-            others = pd.DataFrame()  # an older layout: those feeds are scored again when next asked for
+    if stored is not None and set(stored.columns) == set(card.columns):
+        others = stored[[(p, f) not in scored for p, f in zip(stored["partner"], stored["feed"], strict=True)]]
     whole = pd.concat([others, card], ignore_index=True) if not others.empty else card
     warehouse.execute("CREATE SCHEMA IF NOT EXISTS quality")
     warehouse.register("_scorecard", whole)
