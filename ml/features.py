@@ -182,6 +182,11 @@ class Splits:
                 "score_cutoff": str(month_start(self.score))}
 
 
+class NotEnoughHistoryError(PlacelinkError):
+    """The marts hold fewer months than a model's time-based splits need. Not a fault in the data: a county
+    evaluated on a year of drops has too little history to train, and the rest of the pipeline is still useful."""
+
+
 def time_splits(first: int, end: int, horizon: int, min_history: int) -> Splits:
     """Cutoffs for months ``first`` .. ``end - 1`` (``end`` exclusive) with no label overlap across splits."""
     test = end - horizon
@@ -189,7 +194,7 @@ def time_splits(first: int, end: int, horizon: int, min_history: int) -> Splits:
     train = tuple(range(first + min_history, valid - horizon + 1))
     if not train:
         need = min_history + 3 * horizon
-        raise PlacelinkError(
+        raise NotEnoughHistoryError(
             f"not enough history: {end - first} months in the marts, the time-based splits need {need} "
             f"({min_history} of history, then train, validation and test windows of {horizon})",
             where="marts", fix="generate or load more months (placelink generate --months 24)")

@@ -12,6 +12,7 @@ import pytest
 
 from orchestration.lib.disclosure import (
     attacker_bounds,
+    district_blocks,
     margin_structure,
     protect_place_table,
     secondary_suppression,
@@ -143,3 +144,55 @@ def test_realistic_tables_leave_nothing_recoverable_and_keep_most_of_a_busy_tabl
         assert pinned.empty, f"seed {seed}: recoverable cells:\n{pinned}"
         if mean_count >= 8:
             assert published["is_suppressed"].mean() < 0.5, published["is_suppressed"].mean()
+
+
+def _table(h: pd.DataFrame, lsoa_counts: np.ndarray, month="2025-03-01", indicator="x") -> pd.DataFrame:
+    lsoa = h.assign(event_count=lsoa_counts)
+    rows = [("lsoa", r.lsoa_code, r.event_count) for r in lsoa.itertuples()]
+    for level in ("ward", "msoa", "district"):
+        rows += [(level, c, int(v)) for c, v in lsoa.groupby(f"{level}_code")["event_count"].sum().items()]
+    rows.append(("county", "county", int(lsoa["event_count"].sum())))
+    return pd.DataFrame(rows, columns=["geography_level", "area_code", "event_count"]).assign(
+        month=pd.Timestamp(month), indicator=indicator, population=1000)
+
+
+def test_district_blocks_split_the_table_by_district_and_leave_only_the_county_out():
+    h = _county_like_hierarchy()
+    s = margin_structure(h)
+    blocks = district_blocks(s)
+    assert len(blocks) == h["district_code"].nunique()
+    covered = np.concatenate([cells for cells, _ in blocks])
+    assert len(covered) == len(set(covered)) == s.size - 1  # disjoint; every cell but the county's
+    for cells, sub in blocks:
+        districts = s.cells.iloc[cells].query("geography_level == 'district'")["area_code"]
+        assert len(districts) == 1  # each block is one district with its wards, MSOAs and LSOAs
+        lsoas = s.cells.iloc[cells].query("geography_level == 'lsoa'")["area_code"]
+        assert set(h.loc[h["lsoa_code"].isin(lsoas), "district_code"]) == {districts.item()}
+        assert sub.size == len(cells)
+
+
+def test_a_hidden_district_total_is_protected_across_the_county_equation():
+    """A district whose total is itself a small count: protecting districts one by one cannot see the county
+    equation (county = sum of districts), so the whole-table pass must hide a second district total."""
+    h = pd.concat([_county_like_hierarchy(), pd.DataFrame({
+        "lsoa_code": ["LX1", "LX2"], "ward_code": ["WX", "WX"], "msoa_code": ["MX", "MX"],
+        "district_code": ["DX", "DX"]})], ignore_index=True)
+    rng = np.random.default_rng(3)
+    counts = np.where(h["district_code"] == "DX", 1, rng.poisson(6, len(h)))
+    published = protect_place_table(_table(h, counts), h)
+    districts = published[published["geography_level"] == "district"]
+    assert districts.set_index("area_code").loc["DX", "is_suppressed"]
+    assert districts["is_suppressed"].sum() >= 2, "DX = county - other districts would give DX away"
+    bounds = attacker_bounds(published, h)
+    assert bounds[bounds["upper"] - bounds["lower"] < 1e-6].empty
+
+
+def test_worker_processes_publish_exactly_what_one_process_does():
+    h = _county_like_hierarchy()
+    rng = np.random.default_rng(11)
+    table = pd.concat([_table(h, rng.poisson(mean, len(h)), month=f"2025-{m:02d}-01", indicator=f"i{mean}")
+                       for m in range(1, 5) for mean in (1.5, 4)], ignore_index=True)
+    one = protect_place_table(table, h, workers=1)
+    two = protect_place_table(table, h, workers=2)
+    assert one["is_suppressed"].sum() > 0
+    pd.testing.assert_frame_equal(one, two)

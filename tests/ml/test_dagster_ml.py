@@ -3,6 +3,8 @@ scores asset writes the champion's predictions with its version."""
 
 from __future__ import annotations
 
+import logging
+
 import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
@@ -56,3 +58,31 @@ def test_scores_without_a_champion_are_not_materialised_and_the_run_goes_on(fres
     assert result.asset_materializations_for_node(scores.node_def.name) == []
     logs = [e.message for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
     assert logs == []
+
+
+def test_too_little_history_skips_training_and_scoring_with_a_warning_not_a_failed_run(tmp_path, ml_source):
+    """A county evaluated on 12 monthly drops (county scale's default): the models' time-based splits need more,
+    so both ML steps are left out with a warning saying how much is needed, and the refresh still succeeds."""
+    import shutil
+
+    from warehouse_fixture import build_mart_warehouse
+
+    from orchestration.lib.config import get_settings
+
+    settings = get_settings(home=tmp_path / "home").ensure()
+    build_mart_warehouse(settings.warehouse_db, months=12)
+    shutil.copy(ml_source / "mlflow.db", settings.mlflow_dir / "mlflow.db")
+    selected = [a for a in ML_ASSETS if a.key.path[-1].startswith("lsoa_demand")]
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        selected, resources={"warehouse_db": DuckDBResource(database=str(settings.warehouse_db))},
+        run_config={"ops": {a.node_def.name: {"config": {"feeds_dir": str(ml_source / "feeds")}} for a in selected}},
+        instance=instance,
+    )
+    assert result.success
+    assert [e for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"] == []
+    warnings = [e.user_message for e in instance.all_logs(result.run_id)
+                if e.level == logging.WARNING and "not trained" in e.user_message]
+    assert len(warnings) == 1 and "not enough history" in warnings[0] and "need" in warnings[0], warnings
+    skipped = {e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED"}
+    assert skipped == {selected[1].node_def.name}
