@@ -472,19 +472,6 @@ PARALLEL_MIN_CELLS = 20_000
 WORKERS_ENV = "PLACELINK_DISCLOSURE_WORKERS"
 
 
-_BLAS_LIMIT = None
-
-
-def _one_blas_thread() -> None:
-    """Worker initialiser: one BLAS thread per process. Each worker's SVDs are small, and two workers each
-    running a multi-threaded BLAS on two cores spun against each other (measured: 3x slower than one process)."""
-    global _BLAS_LIMIT
-    import numpy  # noqa: F401 - the BLAS must be loaded before it can be limited
-    from threadpoolctl import threadpool_limits
-
-    _BLAS_LIMIT = threadpool_limits(limits=1)  # kept for the worker's lifetime
-
-
 def _protect_chunk(tables: list[np.ndarray], structure: MarginStructure, threshold: int) -> list[np.ndarray]:
     blocks = district_blocks(structure)
     return [protect_table(v, (v >= 1) & (v < threshold), structure, threshold, blocks=blocks) for v in tables]
@@ -494,24 +481,19 @@ def _protect_tables(tables: list[np.ndarray], structure: MarginStructure, thresh
                     workers: int | None) -> list[np.ndarray]:
     """Protect every table, spread over worker processes when there are enough of them.
 
-    The tables are independent and the work is numpy/scipy under the GIL, so threads would not help. Workers are
-    *spawned* (not forked): this runs inside dbt's Python model, in a process with DuckDB's and dbt's threads, and
-    forking a threaded process can deadlock. Tables are dealt round-robin so months of one indicator (similar
-    cost) spread evenly.
+    The tables are independent and the work is numpy/scipy under the GIL, so threads would not help
+    (:mod:`orchestration.lib.parallel`: spawned workers, one BLAS thread each). Tables are dealt round-robin so
+    months of one indicator (similar cost) spread evenly.
     """
-    import os
+    from orchestration.lib.parallel import spawn_pool, worker_count
 
     if workers is None:
-        workers = int(os.environ.get(WORKERS_ENV) or min(os.cpu_count() or 1, 4))
+        workers = worker_count(WORKERS_ENV, len(tables) // max(1, PARALLEL_MIN_TABLES // 2))
     workers = max(1, min(workers, len(tables) // max(1, PARALLEL_MIN_TABLES // 2)))
     if workers == 1 or len(tables) < PARALLEL_MIN_TABLES or len(tables) * structure.size < PARALLEL_MIN_CELLS:
         return _protect_chunk(tables, structure, threshold)
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     chunks = [tables[w::workers] for w in range(workers)]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_one_blas_thread) as pool:
+    with spawn_pool(workers) as pool:
         results = list(pool.map(_protect_chunk, chunks, [structure] * workers, [threshold] * workers))
     out: list[np.ndarray] = [np.empty(0)] * len(tables)
     for w, result in enumerate(results):

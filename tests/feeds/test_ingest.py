@@ -15,6 +15,7 @@ from orchestration.lib.ingest import ingest, ingest_partition, read_opt_outs
 from tests.feeds.conftest import (
     CONTRACTS,
     VISITS_HEADER,
+    VISITS_ROWS,
     write_attendances,
     write_referrals,
     write_visits,
@@ -165,3 +166,60 @@ def test_preview_masks_identifiers(acme_home, acme):
     md = _load(acme_home, acme.feed("acme", "visits")).preview_markdown
     assert "Zoë" not in md and "O'Brien" not in md and "9434765919" not in md and "943 476 5919" not in md
     assert "1980-••-••" in md and "V1" in md
+
+
+def _snapshot(home) -> dict:
+    """Every table ingest writes, without the load timestamps."""
+    return {
+        "raw": _q(home, "SELECT * EXCLUDE (_loaded_at) FROM raw.acme__visits ORDER BY _source_file, _line"),
+        "quarantine": _q(home, "SELECT * EXCLUDE (quarantined_at) FROM ops.quarantine ORDER BY source_file, line"),
+        "load_log": _q(home, "SELECT * EXCLUDE (loaded_at) FROM ops.load_log ORDER BY source_file"),
+        "people": _q(home, "SELECT * FROM link.person_records ORDER BY record_id"),
+    }
+
+
+def test_months_parsed_in_worker_processes_load_exactly_what_one_process_loads(acme_home, monkeypatch):
+    """A full refresh parses a feed's months side by side (parse_partitions) and writes them one by one: same
+    rows, quarantine (reasons, redacted text), load log (a file resent in a later month stays a duplicate) and
+    person records as parsing each month while loading it."""
+    from orchestration.lib.ingest import load
+
+    for month in range(1, 7):
+        rows = [r.replace("/03/2025", f"/{month:02d}/2025").replace("V", f"M{month}V") for r in VISITS_ROWS]
+        write_visits(acme_home, name=f"2025-{month:02d}-04.csv", rows=rows)
+    shutil.copy(acme_home / "landing/acme/visits/2025-02-04.csv", acme_home / "landing/acme/visits/2025-05-20.csv")
+    homes = {}
+    for workers in ("1", "2"):
+        home = acme_home.parent / f"workers_{workers}"
+        shutil.copytree(acme_home, home)
+        monkeypatch.setenv("PLACELINK_INGEST_WORKERS", workers)
+        monkeypatch.setattr(load, "PARALLEL_MIN_BYTES", 0)
+        if workers == "2":
+            feed = load_contracts(CONTRACTS).feed("acme", "visits")
+            parts = [f"2025-{m:02d}-01" for m in range(1, 7)]
+            with load.parse_partitions(feed, parts, home / "landing", home=home,
+                                       opt_outs=read_opt_outs(home / "reference")) as parsed:
+                assert len(parsed) == 7  # every file goes to the workers
+        report = ingest(get_settings(home=home), partner="acme", feed="visits", feeds_dir=CONTRACTS)
+        assert report.ok, report.failures
+        homes[workers] = _snapshot(home)
+    one, two = homes["1"], homes["2"]
+    assert len(one["raw"]) == 18 and len(one["quarantine"]) == 24
+    assert [r[-2] for r in one["load_log"]].count("duplicate") == 1
+    assert one == two
+
+
+def test_a_schema_change_found_by_a_worker_fails_its_month_with_the_difference(acme_home, acme, monkeypatch):
+    from orchestration.lib.ingest import load
+
+    write_visits(acme_home, name="2025-02-04.csv")
+    write_visits(acme_home, name="2025-03-04.csv", header=VISITS_HEADER.replace("Surname", "Last Name"))
+    monkeypatch.setattr(load, "PARALLEL_MIN_BYTES", 0)
+    feed = acme.feed("acme", "visits")
+    with load.parse_partitions(feed, ["2025-02-01", "2025-03-01"], acme_home / "landing", home=acme_home,
+                               workers=2) as parsed:
+        assert len(parsed) == 2
+        with pytest.raises(PlacelinkError, match="2025-03-04.csv:1 \\(header\\).*missing: \\['Surname'\\]; "
+                                                 "unexpected: \\['Last Name'\\]"):
+            _load(acme_home, feed, "2025-03-01", parsed=parsed)
+    assert _q(acme_home, "SELECT count(*) FROM ops.load_log")[0][0] == 0

@@ -15,7 +15,7 @@ from orchestration.defs.partitions import monthly_partitions
 from orchestration.defs.resources import IDENTIFIABLE_POOL, WAREHOUSE_POOL
 from orchestration.lib.config import get_settings
 from orchestration.lib.contracts import Contract, Contracts, Feed
-from orchestration.lib.ingest import ingest_partition, read_opt_outs
+from orchestration.lib.ingest import ingest_partition, parse_partitions, read_opt_outs
 from orchestration.lib.ingest.load import PartitionResult
 from orchestration.lib.pseudonymise import pseudonymiser
 from orchestration.lib.warehouse_sources import IDZ, attach_identifiable, build_warehouse_source
@@ -101,13 +101,16 @@ def build_raw_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
         settings = get_settings()
         opt_outs = read_opt_outs(settings.reference)
         results = []
-        with identifiable_db.get_connection() as con:
+        # a backfill or full refresh brings many months at once: worker processes parse them side by side while
+        # this process writes them one after another (the zone has one writer)
+        with parse_partitions(feed, list(context.partition_keys), settings.landing, home=settings.home,
+                              opt_outs=opt_outs) as parsed, identifiable_db.get_connection() as con:
             # DuckDBResource only closes on success; an open handle would block readers in this process
             try:
                 # a backfill arrives as one run over a range of months (BackfillPolicy.single_run)
                 for partition in context.partition_keys:
                     res = ingest_partition(con, feed, partition, settings.landing, home=settings.home,
-                                           opt_outs=opt_outs)
+                                           opt_outs=opt_outs, parsed=parsed)
                     context.log.info(f"{feed.source} {res.partition}: received {res.rows_received}, loaded "
                                      f"{res.rows_loaded}, quarantined {res.rows_quarantined} "
                                      f"{res.quarantined_by_reason}")

@@ -17,16 +17,19 @@ from orchestration.lib.config import Settings
 from orchestration.lib.contracts import Feed, load_contracts
 from orchestration.lib.errors import PlacelinkError
 from orchestration.lib.ingest.load import (
+    ParsedDrops,
     PartitionResult,
     drop_feed,
     drop_partition,
     feed_drops,
     ingest_partition,
+    parse_partitions,
     read_opt_outs,
     sha256_of,
 )
 
 __all__ = ["IngestReport", "PartitionResult", "drop_partition", "feed_drops", "ingest", "ingest_partition",
+           "parse_partitions",
            "read_opt_outs", "sha256_of", "month_partition"]
 
 
@@ -71,18 +74,23 @@ def ingest(settings: Settings, *, partner: str | None = None, feed: str | None =
             partitions = sorted(feed_drops(settings.landing, f))
             if wanted:
                 partitions = [wanted]
-            for part in partitions:
-                try:
-                    res = ingest_partition(con, f, part, settings.landing, home=settings.home,
-                                           opt_outs=opt_outs, today=today)
-                except PlacelinkError as exc:
-                    report.failures.append((f.source, part, str(exc)))
+            try:
+                parsed = parse_partitions(f, partitions, settings.landing, home=settings.home, opt_outs=opt_outs)
+            except PlacelinkError:
+                parsed = ParsedDrops()  # e.g. an expired agreement: each partition below reports it
+            with parsed:
+                for part in partitions:
+                    try:
+                        res = ingest_partition(con, f, part, settings.landing, home=settings.home,
+                                               opt_outs=opt_outs, today=today, parsed=parsed)
+                    except PlacelinkError as exc:
+                        report.failures.append((f.source, part, str(exc)))
+                        if progress:
+                            progress(f, part, None, str(exc))
+                        continue
+                    report.results.append(res)
                     if progress:
-                        progress(f, part, None, str(exc))
-                    continue
-                report.results.append(res)
-                if progress:
-                    progress(f, part, res, None)
+                        progress(f, part, res, None)
     _audit(settings, feeds, report)
     return report
 
