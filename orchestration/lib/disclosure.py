@@ -405,20 +405,16 @@ def district_blocks(structure: MarginStructure) -> list[tuple[np.ndarray, Margin
     Returns ``(cells, structure)`` per block: the block's cell indices into ``structure`` and its own margin
     equations over local indices.
     """
-    county = {int(t) for t, _ in structure.equations if structure.cells.iloc[int(t)]["geography_level"] == "county"}
-    local_eqs = [(t, ch) for t, ch in structure.equations if int(t) not in county]
-    parent = np.arange(structure.size)
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for t, ch in local_eqs:
-        for c in ch:
-            parent[find(int(c))] = find(int(t))
-    roots = np.array([find(i) for i in range(structure.size)])
+    levels = structure.cells["geography_level"].to_numpy()
+    local_eqs = [(t, ch) for t, ch in structure.equations if levels[t] != "county"]
+    # cells joined by an equation other than the county one: the components are the districts (and the county)
+    rows = np.concatenate([np.full(len(ch), t) for t, ch in local_eqs])
+    cols = np.concatenate([ch for _, ch in local_eqs])
+    graph = coo_matrix((np.ones(rows.size), (rows, cols)), shape=(structure.size, structure.size))
+    _, roots = connected_components(graph, directed=False)
     blocks = []
     for root in np.unique(roots):
         cells = np.flatnonzero(roots == root)
