@@ -375,9 +375,11 @@ class ParsedFile:
     #: (message, where, fix) of the schema-change error, raised when the partition is loaded
     header_error: tuple[str, str | None, str | None] | None = None
     result: FileResult | None = None
-    columns: dict[str, list] = field(default_factory=dict)  # loaded columns (sql names) + meta columns
+    #: loaded rows (contract sql names + meta columns) and their standard person records, as Arrow tables: a
+    #: worker hands them back as a few buffers, not a million pickled Python objects
+    rows: pa.Table | None = None
+    people: pa.Table | None = None
     quarantine: list[tuple] = field(default_factory=list)
-    people: list[dict] = field(default_factory=list)
     preview: list[dict] = field(default_factory=list)
     reasons: Counter = field(default_factory=Counter)
     extra_dropped: list[str] = field(default_factory=list)
@@ -404,9 +406,10 @@ def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date
     dropped_names = list(feed.dropped_columns)
     all_columns = list(feed.columns)
     record_id_columns = feed.record_id_columns
-    out = ParsedFile(path, rel, digest, result=FileResult(rel, digest, "loaded"), extra_dropped=extra,
-                     columns={**{c.sql_name: [] for c in loaded_cols}, **{m: [] for m in _META_COLUMNS}})
-    fr, columns, quarantine, reasons = out.result, out.columns, out.quarantine, out.reasons
+    out = ParsedFile(path, rel, digest, result=FileResult(rel, digest, "loaded"), extra_dropped=extra)
+    columns: dict[str, list] = {**{c.sql_name: [] for c in loaded_cols}, **{m: [] for m in _META_COLUMNS}}
+    people: list[dict] = []
+    fr, quarantine, reasons = out.result, out.quarantine, out.reasons
     disallowed = set(feed.dropped_columns) | (set(drop.header) - {c.name for c in feed.columns})
     for row in drop.rows:
         fr.rows_received += 1
@@ -458,10 +461,33 @@ def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date
         if len(out.preview) < 5:
             out.preview.append(typed)
         if feed.person:
-            out.people.append(person_record(feed, record_id, typed, part_date,  # type: ignore[arg-type]
-                                            _event_date(feed, typed)) | {"_line": row.line})
+            people.append(person_record(feed, record_id, typed, part_date,  # type: ignore[arg-type]
+                                        _event_date(feed, typed)) | {"_line": row.line})
     assert fr.rows_loaded + fr.rows_quarantined == fr.rows_received
+    out.rows, out.people = _rows_table(loaded_cols, columns), _people_table(people)
     return out
+
+
+_PERSON_TYPES = [pa.string(), pa.string(), pa.string(), pa.string(), pa.date32(), pa.string(), pa.string(),
+                 pa.string(), pa.string(), pa.int64(), pa.string(), pa.date32(), pa.date32()]
+
+
+def _rows_table(loaded_cols: list[Column], columns: dict[str, list] | None = None) -> pa.Table:
+    """The loaded rows as Arrow, typed as the contract says (empty when ``columns`` is None)."""
+    columns = columns or {}
+    arrays = {c.sql_name: pa.array(columns.get(c.sql_name, []), type=_ARROW[c.type]) for c in loaded_cols}
+    arrays |= {"_record_id": pa.array(columns.get("_record_id", []), pa.string()),
+               "_partition": pa.array(columns.get("_partition", []), pa.date32()),
+               "_source_file": pa.array(columns.get("_source_file", []), pa.string()),
+               "_line": pa.array(columns.get("_line", []), pa.int64()),
+               "_loaded_at": pa.array(columns.get("_loaded_at", []), pa.timestamp("us"))}
+    return pa.table(arrays)
+
+
+def _people_table(people: list[dict]) -> pa.Table:
+    return pa.table({k: pa.array([p[k] for p in people], type=t)
+                     for k, t in zip(PERSON_COLUMNS, _PERSON_TYPES, strict=True)}
+                    | {"_line": pa.array([p["_line"] for p in people], pa.int64())})
 
 
 #: a multi-month load smaller than this is parsed in the loading process: spawning a worker (importing
@@ -596,9 +622,9 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
             raise PlacelinkError(message, where=where, fix=fix)
         reads.append((rel, digest, pf))
 
-    raw_rows: dict[str, list] = {c.sql_name: [] for c in loaded_cols} | {m: [] for m in _META_COLUMNS}
+    row_tables: list[pa.Table] = []
+    people_tables: list[pa.Table] = []
     quarantine: list[tuple] = []
-    people: list[dict] = []
     preview_rows: list[dict] = []
     reasons: Counter[str] = Counter()
     extra_dropped: set[str] = set()
@@ -611,10 +637,9 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
         if pf.empty:
             result.files.append(FileResult(rel, digest, "empty", note="the file is empty: no header, no rows"))
             continue
-        for name, values in pf.columns.items():
-            raw_rows[name].extend(values)
+        row_tables.append(pf.rows)
+        people_tables.append(pf.people)
         quarantine.extend(pf.quarantine)
-        people.extend(pf.people)
         preview_rows.extend(pf.preview[:5 - len(preview_rows)])
         reasons.update(pf.reasons)
         extra_dropped.update(pf.extra_dropped)
@@ -624,18 +649,9 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
     result.quarantined_by_reason = dict(reasons)
     result.preview_markdown = preview_markdown(feed, preview_rows)
 
-    arrays = {c.sql_name: pa.array(raw_rows[c.sql_name], type=_ARROW[c.type]) for c in loaded_cols}
-    arrays |= {"_record_id": pa.array(raw_rows["_record_id"], pa.string()),
-               "_partition": pa.array(raw_rows["_partition"], pa.date32()),
-               "_source_file": pa.array(raw_rows["_source_file"], pa.string()),
-               "_line": pa.array(raw_rows["_line"], pa.int64()),
-               "_loaded_at": pa.array(raw_rows["_loaded_at"], pa.timestamp("us"))}
-    incoming = pa.table(arrays)
-    person_tbl = pa.table({
-        k: pa.array([p[k] for p in people], type=t) for k, t in zip(PERSON_COLUMNS, [
-            pa.string(), pa.string(), pa.string(), pa.string(), pa.date32(), pa.string(), pa.string(),
-            pa.string(), pa.string(), pa.int64(), pa.string(), pa.date32(), pa.date32()], strict=True)}
-        | {"_line": pa.array([p["_line"] for p in people], pa.int64())})
+    incoming = pa.concat_tables(row_tables) if row_tables else _rows_table(loaded_cols)
+    person_tbl = pa.concat_tables(people_tables) if people_tables else _people_table([])
+    people = person_tbl.num_rows
     log_rows = [(feed.partner, feed.id, part_date, f.source_file, f.sha256, f.rows_received, f.rows_loaded,
                  f.rows_quarantined, now, f.status, f.note) for f in result.files]
 
