@@ -483,9 +483,8 @@ def _protect_tables(tables: list[np.ndarray], structure: MarginStructure, thresh
     """
     from orchestration.lib.parallel import spawn_pool, worker_count
 
-    if workers is None:
-        workers = worker_count(WORKERS_ENV, len(tables) // max(1, PARALLEL_MIN_TABLES // 2))
-    workers = max(1, min(workers, len(tables) // max(1, PARALLEL_MIN_TABLES // 2)))
+    cap = len(tables) // max(1, PARALLEL_MIN_TABLES // 2)  # at least a few tables per worker
+    workers = worker_count(WORKERS_ENV, cap) if workers is None else max(1, min(workers, cap))
     if workers == 1 or len(tables) < PARALLEL_MIN_TABLES or len(tables) * structure.size < PARALLEL_MIN_CELLS:
         return _protect_chunk(tables, structure, threshold)
     chunks = [tables[w::workers] for w in range(workers)]

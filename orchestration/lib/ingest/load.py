@@ -549,12 +549,11 @@ def parse_partitions(feed: Feed, partitions: list[str], landing: Path, *, home: 
     for partition in sorted(partitions):
         part_date = dt.date.fromisoformat(partition[:7] + "-01")
         for path in drops.get(part_date.isoformat(), []):
-            tasks.append((path, _relative(path, home), sha256_of(path), part_date))
-    if workers is None:
-        workers = worker_count(WORKERS_ENV, len(tasks))
-    workers = max(1, min(workers, len(tasks)))
-    if workers == 1 or len({t[3] for t in tasks}) < 2 or sum(t[0].stat().st_size for t in tasks) < PARALLEL_MIN_BYTES:
-        return ParsedDrops()
+            tasks.append((path, part_date))
+    workers = worker_count(WORKERS_ENV, len(tasks)) if workers is None else max(1, min(workers, len(tasks)))
+    if workers == 1 or len({t[1] for t in tasks}) < 2 or sum(t[0].stat().st_size for t in tasks) < PARALLEL_MIN_BYTES:
+        return ParsedDrops()  # decided before hashing: ingest_partition hashes the files it parses itself
+    tasks = [(path, _relative(path, home), sha256_of(path), part_date) for path, part_date in tasks]
     check_agreement(feed)  # refuse before any work, as ingest_partition would
     from orchestration.lib.config import get_settings
     from orchestration.lib.governance.erasure import excluded_record_hashes
