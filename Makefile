@@ -28,8 +28,10 @@ lint: setup
 	$(RUN) ruff check .
 	@if ls dbt_project/models >/dev/null 2>&1; then $(RUN) sqlfluff lint dbt_project/models dbt_project/macros --processes 2; fi
 
+# two pytest-xdist workers (tests/conftest.py explains the grouping); TEST_WORKERS=0 runs in one process
+TEST_WORKERS ?= 2
 test: lint
-	$(RUN) pytest
+	$(RUN) pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 bench: setup
 	$(RUN) python benchmarks/run.py --scale $${SCALE:-small} $${BENCH_ARGS:-}

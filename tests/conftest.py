@@ -1,13 +1,63 @@
-"""Shared fixtures. One small synthetic county is generated per test run and shared by every test."""
+"""Shared fixtures. One small synthetic county is generated per test run and shared by every test.
+
+``make test`` runs the suite in two pytest-xdist workers (``-n 2 --dist loadfile --no-loadscope-reorder``): a file's
+tests and module fixtures stay in one worker, files are handed out in collection order, and the slowest files are
+collected first so the longest chains of work start at once. The session fixtures below are built ONCE per run even
+in two workers (``_built_once``).
+"""
 
 from __future__ import annotations
 
+import pickle
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_OUTPUT = ROOT / "test-output"
+
+#: the files with minutes of full Dagster refreshes in their fixtures, started first (one per worker)
+SLOWEST_FIRST = ("tests/ops/test_incremental_refresh.py", "tests/test_end_to_end.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Slowest first, in a fixed order (every worker must collect the same order)."""
+    def rank(item) -> int:
+        path = _relative(item)
+        if path in SLOWEST_FIRST:
+            return SLOWEST_FIRST.index(path)
+        return len(SLOWEST_FIRST) + (0 if item.get_closest_marker("slow") else 1)
+
+    items.sort(key=rank)  # stable: the order within each rank is pytest's own
+
+
+def _relative(item) -> str:
+    return item.path.resolve().relative_to(ROOT).as_posix()
+
+
+def _built_once(tmp_path_factory, worker_id: str, name: str, build: Callable[[Path], object]):
+    """``build(folder)`` once per test run, shared by every xdist worker; returns what it returned.
+
+    Without xdist (``worker_id == "master"``) this is a plain session fixture. With it, the folder lives in the
+    run's shared base temp; a file lock makes the other workers wait and then unpickle the result. pytest-xdist
+    documents this pattern; there is no built-in for it.
+    """
+    if worker_id == "master":
+        return build(tmp_path_factory.mktemp(name))
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent / name
+    done = root.with_suffix(".pickle")
+    with FileLock(str(root.with_suffix(".lock"))):
+        if not done.exists():
+            shutil.rmtree(root, ignore_errors=True)  # what a failed build in another worker left
+            root.mkdir(parents=True)
+            value = build(root)
+            done.write_bytes(pickle.dumps(value))
+            return value
+    return pickle.loads(done.read_bytes())
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +75,7 @@ def _isolated_home(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def small_county(tmp_path_factory) -> Path:
+def small_county(tmp_path_factory, worker_id) -> Path:
     """The small synthetic county (seed 42, 24 months from 2024-11), generated ONCE per test run.
 
     Returns the home folder holding ``landing/``, ``reference/`` and ``truth/``. Treat it as read-only:
@@ -33,59 +83,84 @@ def small_county(tmp_path_factory) -> Path:
     """
     from orchestration.lib.synthetic import generate_county
 
-    home = tmp_path_factory.mktemp("small_county")
-    generate_county(home, scale="small", seed=42)
-    return home
+    def build(home: Path) -> Path:
+        generate_county(home, scale="small", seed=42)
+        return home
+
+    return _built_once(tmp_path_factory, worker_id, "small_county", build)
 
 
 @pytest.fixture(scope="session")
-def tiny_county(tmp_path_factory) -> Path:
+def tiny_county(tmp_path_factory, worker_id) -> Path:
     """A tiny county (~3k residents, seed 42, 24 months) for fast tests; read-only like ``small_county``."""
     from orchestration.lib.synthetic import generate_county
 
-    home = tmp_path_factory.mktemp("tiny_county")
-    generate_county(home, scale="tiny", seed=42)
-    return home
+    def build(home: Path) -> Path:
+        generate_county(home, scale="tiny", seed=42)
+        return home
+
+    return _built_once(tmp_path_factory, worker_id, "tiny_county", build)
 
 
 @pytest.fixture(scope="session")
-def refreshed_tiny_county(tiny_county, tmp_path_factory):
+def refreshed_tiny_county(tiny_county, tmp_path_factory, worker_id):
     """A copy of ``tiny_county`` after ``refresh(full=True)`` of the real code location (what ``make demo`` runs):
     ``(settings, RefreshResult)``. Shared by the end-to-end tests and the nightly-vs-full comparison, since a full
-    refresh is the slowest thing the suite does. Tests may read it and run refreshes that change nothing."""
-    import shutil
+    refresh is the slowest thing the suite does. Tests may read it and run refreshes that change nothing; a test in
+    another file (maybe another worker) reads the snapshot ``full_refresh_warehouse`` instead of the live file."""
 
     from orchestration.lib.config import get_settings
     from orchestration.runner import refresh
 
-    home = tmp_path_factory.mktemp("e2e") / "home"
-    shutil.copytree(tiny_county, home)
-    settings = get_settings(home=home, env="local").ensure()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PLACELINK_HOME", str(home))
-        result = refresh(full=True, settings=settings, log_level="WARNING")
-    return settings, result
+    def build(root: Path):
+        home = root / "home"
+        shutil.copytree(tiny_county, home)
+        settings = get_settings(home=home, env="local").ensure()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("PLACELINK_HOME", str(home))
+            result = refresh(full=True, settings=settings, log_level="WARNING")
+        import duckdb
+
+        with duckdb.connect(str(settings.warehouse_db)) as con:
+            con.execute("CHECKPOINT")  # everything in the one file before it is copied
+        shutil.copyfile(settings.warehouse_db, root / FULL_REFRESH_SNAPSHOT)
+        return settings, result
+
+    return _built_once(tmp_path_factory, worker_id, "e2e", build)
+
+
+FULL_REFRESH_SNAPSHOT = "warehouse-after-full-refresh.duckdb"
 
 
 @pytest.fixture(scope="session")
-def ingested_county(small_county, tmp_path_factory) -> Path:
+def full_refresh_warehouse(refreshed_tiny_county) -> Path:
+    """A copy of ``refreshed_tiny_county``'s warehouse taken right after its full refresh: read it from another
+    file's tests, since test_end_to_end.py may be running a refresh on the live one in the other xdist worker."""
+    settings, _ = refreshed_tiny_county
+    return settings.home.parent / FULL_REFRESH_SNAPSHOT
+
+
+@pytest.fixture(scope="session")
+def ingested_county(small_county, tmp_path_factory, worker_id) -> Path:
     """A copy of ``small_county`` with every drop ingested into ``identifiable.duckdb`` (plain functions,
     no Dagster), using the real contracts in ``orchestration/feeds/``. Read-only like ``small_county``.
     """
-    import shutil
 
     from orchestration.lib.config import get_settings
     from orchestration.lib.ingest import ingest
 
-    home = tmp_path_factory.mktemp("ingested_county") / "home"
-    shutil.copytree(small_county, home)
-    report = ingest(get_settings(home=home, env="local"))
-    assert report.ok, f"ingest of the small county failed: {report.failures}"
-    return home
+    def build(root: Path) -> Path:
+        home = root / "home"
+        shutil.copytree(small_county, home)
+        report = ingest(get_settings(home=home, env="local"))
+        assert report.ok, f"ingest of the small county failed: {report.failures}"
+        return home
+
+    return _built_once(tmp_path_factory, worker_id, "ingested_county", build)
 
 
 @pytest.fixture(scope="session")
-def dbt_warehouse(tmp_path_factory) -> Path:
+def dbt_warehouse(tmp_path_factory, worker_id) -> Path:
     """A home whose ``warehouse.duckdb`` holds the small dbt fixture sources (tests/dbt/warehouse_fixture.py:
     12 LSOAs, 6 months, every feed) and every dbt model built on them by ``dbt build`` (tests included),
     built ONCE per test run. Read-only: copy the home before writing into it.
@@ -94,9 +169,12 @@ def dbt_warehouse(tmp_path_factory) -> Path:
     from orchestration.lib.config import get_settings
     from orchestration.lib.warehouse_fixture import build_fixture_warehouse
 
-    home = tmp_path_factory.mktemp("dbt_warehouse") / "home"
-    settings = get_settings(home=home, env="local").ensure()
-    build_fixture_warehouse(settings.warehouse_db)
-    dbt_runner.build(settings=settings)
-    dbt_runner.publish(settings)
-    return home
+    def build(root: Path) -> Path:
+        home = root / "home"
+        settings = get_settings(home=home, env="local").ensure()
+        build_fixture_warehouse(settings.warehouse_db)
+        dbt_runner.build(settings=settings)
+        dbt_runner.publish(settings)
+        return home
+
+    return _built_once(tmp_path_factory, worker_id, "dbt_warehouse", build)

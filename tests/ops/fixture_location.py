@@ -44,6 +44,9 @@ def _feed_asset(partner: str, feed: str):
     def _asset(context, identifiable_db: DuckDBResource) -> dg.MaterializeResult:
         entered = time.time()
         pk = context.partition_key
+        if os.environ.get("PLACELINK_TEST_ENTER_LOG"):  # tells a test this step is inside the asset now
+            with open(os.environ["PLACELINK_TEST_ENTER_LOG"], "a") as fh:
+                fh.write(f"{pk} {entered}\n")
         rows = []
         for drop in list_drops(get_settings().landing, partner, feed):
             if drop.partition != pk:

@@ -34,8 +34,8 @@ AGGREGATES = {
 }
 
 
-def _aggregates(settings) -> dict:
-    with duckdb.connect(str(settings.warehouse_db), read_only=True) as con:
+def _aggregates(warehouse) -> dict:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
         out = {name: con.execute(sql).fetchall() for name, sql in AGGREGATES.items()}
         out["months_of_new_partition"] = con.execute(
             "select distinct event_month from intermediate.int_events_joined_to_places "
@@ -56,7 +56,7 @@ def _checked(instance, run_id) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def refreshed(tiny_county, refreshed_tiny_county, tmp_path_factory):
+def refreshed(tiny_county, request, tmp_path_factory):
     root = tmp_path_factory.mktemp("incremental")
     home, held = root / "home", root / "held"
     shutil.copytree(tiny_county, home)
@@ -74,9 +74,10 @@ def refreshed(tiny_county, refreshed_tiny_county, tmp_path_factory):
             target = home / "landing" / path.relative_to(held)
             shutil.copy2(path, target)
         nightly = refresh(settings=settings, log_level="WARNING")
-        after_nightly = _aggregates(settings)
-    # the same drops refreshed in full from scratch (the shared end-to-end home)
-    after_full = _aggregates(refreshed_tiny_county[0])
+        after_nightly = _aggregates(settings.warehouse_db)
+    # the same drops refreshed in full from scratch (the shared end-to-end home, built meanwhile by the other
+    # xdist worker: asked for only now)
+    after_full = _aggregates(request.getfixturevalue("full_refresh_warehouse"))
     return settings, f"{month}-01", full, nightly, after_nightly, after_full
 
 
