@@ -1,8 +1,9 @@
 """Write the pseudonymised ``src.<partner>__<feed>`` tables and ``ref.*`` into the warehouse.
 
-Reads the identifiable zone READ-ONLY (ATTACH) and writes only pseudonymised columns: HMAC keys for
-records, people and households, UPRN, LSOA, event dates, sex, birth year-month, age band at the event,
-ethnicity group, and the feed's columns that the contract marks as non-identifying. Names, NHS numbers,
+Reads the identifiable zone READ-ONLY (ATTACH) and writes only pseudonymised columns: HMAC keys for records,
+people and households (computed inside DuckDB: ``Pseudonymiser.token_sql``), UPRN, LSOA, event dates, sex, birth
+year-month, age band at the event, ethnicity group, and the feed's columns that the contract marks as
+non-identifying. Names, NHS numbers,
 full dates of birth, full postcodes and free-text addresses never leave the identifiable zone.
 
 ``record_key`` is unique per table: an exact re-send of a record (same record id) keeps the newest copy;
@@ -15,7 +16,6 @@ import time
 from pathlib import Path
 
 import duckdb
-import pandas as pd
 import pyarrow as pa
 
 from orchestration.lib.config import Settings
@@ -30,10 +30,14 @@ STANDARD_COLUMNS = ["record_key", "person_key", "household_key", "uprn", "lsoa_c
                     "event_month", "partition_month"]
 PEOPLE_COLUMNS = ["sex", "birth_year_month", "age_band", "ethnicity_group"]
 
-_AGE_BAND_SQL = """CASE WHEN age IS NULL THEN NULL WHEN age < 5 THEN '0-4' WHEN age < 10 THEN '5-9'
- WHEN age < 16 THEN '10-15' WHEN age < 18 THEN '16-17' WHEN age < 25 THEN '18-24' WHEN age < 35 THEN '25-34'
- WHEN age < 45 THEN '35-44' WHEN age < 55 THEN '45-54' WHEN age < 65 THEN '55-64' WHEN age < 75 THEN '65-74'
- ELSE '75+' END"""
+#: (upper bound, band) of the age bands at the event; 75+ above the last
+_AGE_BANDS = ((5, "0-4"), (10, "5-9"), (16, "10-15"), (18, "16-17"), (25, "18-24"), (35, "25-34"), (45, "35-44"),
+              (55, "45-54"), (65, "55-64"), (75, "65-74"))
+
+
+def _age_band_sql(age: str) -> str:
+    bands = " ".join(f"WHEN {age} < {upper} THEN '{band}'" for upper, band in _AGE_BANDS)
+    return f"CASE WHEN {age} IS NULL THEN NULL {bands} ELSE '75+' END"
 
 
 def _q(name: str) -> str:
@@ -151,51 +155,46 @@ def build_warehouse_source(con: duckdb.DuckDBPyConnection, feed: Feed, pz: Pseud
                       f"{'CAST(r.' + _q(eth) + ' AS VARCHAR)' if eth else 'NULL'} AS ethnicity_raw")
     own = feed_output_columns(feed)
     own_sql = "".join(f", r.{_q(c)}" for c in own)
-    sql = f"""
+    latest = f"""
         SELECT {rid} AS record_id, {person_id} AS person_id, {household_id} AS household_id,
                coalesce({', '.join(uprn)}) AS uprn, coalesce({', '.join(lsoa)}) AS lsoa_code,
                {event} AS event_date, r._partition AS partition_month {people_sql} {own_sql}
         FROM {IDZ}.{feed.table} r {' '.join(joins)}
         QUALIFY row_number() OVER (PARTITION BY r._record_id ORDER BY r._partition DESC, r._line DESC) = 1
     """
-    df = con.execute(sql).df()
-    def values(col: str) -> list:
-        return [None if pd.isna(v) else v for v in df[col]]
-
-    out = pd.DataFrame({
-        "record_key": pz.tokens("record", values("record_id")),
-        "person_key": pz.tokens("person", values("person_id")),
-        "household_key": pz.tokens("household", values("household_id")),
-    })
-    for c in ("uprn", "lsoa_code", "event_date"):
-        out[c] = df[c]
-    out["event_month"] = pd.to_datetime(df["event_date"]).dt.to_period("M").dt.to_timestamp().dt.date
-    out["partition_month"] = df["partition_month"]
+    people_cols, eth_join = "", ""
     if feed.person:
-        out["sex"] = df["sex"]
-        out["birth_year_month"] = df["birth_year_month"]
-        out["age"] = df["age"]
-        out["age_band_raw"] = df["age_band_raw"]
+        # the ethnicity groups of the feed's distinct codes/labels (a handful), mapped in Python, joined in SQL
+        raw_values = [r[0] for r in con.execute(
+            f"SELECT DISTINCT CAST(r.{_q(eth)} AS VARCHAR) FROM {IDZ}.{feed.table} r "
+            f"WHERE r.{_q(eth)} IS NOT NULL").fetchall()] if eth else []
         known = _ethnicity_lookup(con)
-        groups = {v: known.get(str(v).strip().upper()) or ethnicity_group(v)
-                  for v in df["ethnicity_raw"].dropna().unique()}
-        out["ethnicity_group"] = [groups.get(v, "Unknown") for v in values("ethnicity_raw")]
-    for c in own:
-        out[c] = df[c]
-    con.register("_src", pa.Table.from_pandas(out, preserve_index=False))
-    people_cols = ""
-    if feed.person:
-        people_cols = (f", sex, birth_year_month, coalesce({_AGE_BAND_SQL}, age_band_raw) AS age_band, "
-                       "ethnicity_group")
-    con.execute(f"""
-        CREATE OR REPLACE TABLE src.{feed.name} AS
-        SELECT record_key, person_key, household_key, CAST(uprn AS BIGINT) AS uprn,
-               CAST(lsoa_code AS VARCHAR) AS lsoa_code, CAST(event_date AS DATE) AS event_date,
-               CAST(event_month AS DATE) AS event_month, CAST(partition_month AS DATE) AS partition_month
-               {people_cols} {''.join(f', {_q(c)}' for c in own)}
-        FROM _src ORDER BY partition_month, event_date, record_key
-    """)
-    con.unregister("_src")
+        con.register("_ethnicity_groups", pa.table({
+            "raw": pa.array(raw_values, pa.string()),
+            "grp": pa.array([known.get(str(v).strip().upper()) or ethnicity_group(v) for v in raw_values],
+                            pa.string())}))
+        eth_join = "LEFT JOIN _ethnicity_groups eg ON eg.raw = s.ethnicity_raw"
+        people_cols = (f", s.sex, s.birth_year_month, coalesce({_age_band_sql('s.age')}, "
+                       "s.age_band_raw) AS age_band, coalesce(eg.grp, 'Unknown') AS ethnicity_group")
+    pz.register_sql_key(con)
+    try:
+        con.execute(f"""
+            CREATE OR REPLACE TABLE src.{feed.name} AS
+            SELECT {pz.token_sql('record', 's.record_id')} AS record_key,
+                   {pz.token_sql('person', 's.person_id')} AS person_key,
+                   {pz.token_sql('household', 's.household_id')} AS household_key,
+                   CAST(s.uprn AS BIGINT) AS uprn, CAST(s.lsoa_code AS VARCHAR) AS lsoa_code,
+                   CAST(s.event_date AS DATE) AS event_date,
+                   CAST(date_trunc('month', s.event_date) AS DATE) AS event_month,
+                   CAST(s.partition_month AS DATE) AS partition_month
+                   {people_cols} {''.join(f', s.{_q(c)}' for c in own)}
+            FROM ({latest}) s CROSS JOIN {pz.KEY_TABLE} pzk {eth_join}
+            ORDER BY partition_month, event_date, record_key
+        """)
+    finally:
+        pz.drop_sql_key(con)
+        if feed.person:
+            con.unregister("_ethnicity_groups")
     return int(con.execute(f"SELECT count(*) FROM src.{feed.name}").fetchall()[0][0])
 
 
