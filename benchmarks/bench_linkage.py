@@ -113,7 +113,12 @@ def main() -> None:
             "address_seconds", "link_seconds", "write_seconds", "evaluation_seconds")},
         "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
         "incremental_day_seconds": round(inc_s, 1),
+        # as for the full re-link: the stage itself, without reading the records and scoring against truth/
+        "incremental_day_stage_seconds": round(sum(inc[k] for k in ("address_seconds", "link_seconds",
+                                                                    "write_seconds")), 1),
         "incremental_address_seconds": inc["address_seconds"], "incremental_link_seconds": inc["link_seconds"],
+        "incremental_write_seconds": inc["write_seconds"],
+        "incremental_evaluation_seconds": inc.get("evaluation_seconds"),
         "peak_rss_mb": _peak_rss_mb(),
         "person_f1_full": full.get("person_f1"), "person_strong_f1_full": full.get("person_strong_f1"),
         "person_f1_after_incremental": inc.get("person_f1"),
