@@ -34,7 +34,8 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 def _relative(item) -> str:
-    return item.path.resolve().relative_to(ROOT).as_posix()
+    path = item.path.resolve()
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path.as_posix()
 
 
 def _built_once(tmp_path_factory, worker_id: str, name: str, build: Callable[[Path], object]):

@@ -3,8 +3,8 @@
 Reads the identifiable zone READ-ONLY (ATTACH) and writes only pseudonymised columns: HMAC keys for records,
 people and households (computed inside DuckDB: ``Pseudonymiser.token_sql``), UPRN, LSOA, event dates, sex, birth
 year-month, age band at the event, ethnicity group, and the feed's columns that the contract marks as
-non-identifying. Names, NHS numbers,
-full dates of birth, full postcodes and free-text addresses never leave the identifiable zone.
+non-identifying. Names, NHS numbers, full dates of birth, full postcodes and free-text addresses never leave the
+identifiable zone.
 
 ``record_key`` is unique per table: an exact re-send of a record (same record id) keeps the newest copy;
 the identifiable zone keeps every copy for quality checks.
