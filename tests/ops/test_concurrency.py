@@ -2,7 +2,7 @@
 
 Two real runs in two processes load different months into ``identifiable.duckdb``; each holds the file
 for a while and logs when its step entered and when it held the file. The second run is launched once the
-first one's step is inside the asset, and is ready to ask for its slot while the first still holds the file.
+first one's step is inside the asset, and is up, about to ask for its slot, while the first still holds the file.
 With the pool limit from ``infra/dagster.local.yaml`` the second run's step does not even start until the
 first released the ``identifiable_writer`` slot. The control (Dagster's default instance, no pool limit) shows
 the runs really overlap: both steps are inside the asset at once, one blocked on DuckDB's file lock.
@@ -64,7 +64,7 @@ def _two_overlapping_runs(settings, dagster_yaml: Path | None, tmp_path):
     assert [p.returncode for p in procs] == [0, 0], [o[1][-3000:] for o in outs]
     holds = sorted(tuple(map(float, line.split()[1:])) for line in log.read_text().splitlines())
     assert len(holds) == 2
-    # the second run was up and asking for its slot while the first still held the file: the runs overlapped
+    # the second run was up, about to ask for its slot, while the first still held the file: the runs overlapped
     second_ready = float(dict(line.split() for line in ready.read_text().splitlines())["2025-02-01"])
     assert second_ready < holds[0][2], "the second run started after the first had finished: no overlap tested"
     with duckdb.connect(str(settings.identifiable_db), read_only=True) as con:
