@@ -12,6 +12,7 @@ English public-sector conventions (NHS number spacing, postcode format) that no 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -232,19 +233,21 @@ class Pseudonymiser:
     # 64-byte SHA-256 block. The padded keys go in a TEMP table (connection memory, never the database file).
     KEY_TABLE = "_placelink_pseudonym_key"
 
-    def register_sql_key(self, con) -> None:
-        """Create the TEMP table ``token_sql`` reads the keyed pads from (drop it with ``drop_sql_key``)."""
+    @contextlib.contextmanager
+    def sql_key(self, con):
+        """The keyed pads ``token_sql`` reads, as a TEMP table on ``con`` for the ``with`` block (dropped after)."""
         key = hashlib.sha256(self._key).digest() if len(self._key) > 64 else self._key
         key = key.ljust(64, b"\x00")
         con.execute(f"CREATE OR REPLACE TEMP TABLE {self.KEY_TABLE} AS SELECT $1::BLOB AS ipad, $2::BLOB AS opad",
                     [bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)])
-
-    def drop_sql_key(self, con) -> None:
-        con.execute(f"DROP TABLE IF EXISTS temp.{self.KEY_TABLE}")
+        try:
+            yield
+        finally:
+            con.execute(f"DROP TABLE IF EXISTS temp.{self.KEY_TABLE}")
 
     def token_sql(self, kind: str, expr: str, key_alias: str = "pzk") -> str:
         """SQL for ``token(kind, <expr>)`` of a VARCHAR expression; the query must ``CROSS JOIN`` the key table
-        as ``key_alias`` (``register_sql_key`` first). NULL or empty text gives NULL, as ``token`` does."""
+        as ``key_alias`` (inside ``with sql_key(con)``). NULL or empty text gives NULL, as ``token`` does."""
         if not re.fullmatch(r"[a-z_]+", kind):
             raise ValueError(f"token kind must be lower-case letters and underscores, not {kind!r}")
         text = f"CAST({expr} AS VARCHAR)"

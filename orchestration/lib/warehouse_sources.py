@@ -176,23 +176,22 @@ def build_warehouse_source(con: duckdb.DuckDBPyConnection, feed: Feed, pz: Pseud
         eth_join = "LEFT JOIN _ethnicity_groups eg ON eg.raw = s.ethnicity_raw"
         people_cols = (f", s.sex, s.birth_year_month, coalesce({_age_band_sql('s.age')}, "
                        "s.age_band_raw) AS age_band, coalesce(eg.grp, 'Unknown') AS ethnicity_group")
-    pz.register_sql_key(con)
     try:
-        con.execute(f"""
-            CREATE OR REPLACE TABLE src.{feed.name} AS
-            SELECT {pz.token_sql('record', 's.record_id')} AS record_key,
-                   {pz.token_sql('person', 's.person_id')} AS person_key,
-                   {pz.token_sql('household', 's.household_id')} AS household_key,
-                   CAST(s.uprn AS BIGINT) AS uprn, CAST(s.lsoa_code AS VARCHAR) AS lsoa_code,
-                   CAST(s.event_date AS DATE) AS event_date,
-                   CAST(date_trunc('month', s.event_date) AS DATE) AS event_month,
-                   CAST(s.partition_month AS DATE) AS partition_month
-                   {people_cols} {''.join(f', s.{_q(c)}' for c in own)}
-            FROM ({latest}) s CROSS JOIN {pz.KEY_TABLE} pzk {eth_join}
-            ORDER BY partition_month, event_date, record_key
-        """)
+        with pz.sql_key(con):
+            con.execute(f"""
+                CREATE OR REPLACE TABLE src.{feed.name} AS
+                SELECT {pz.token_sql('record', 's.record_id')} AS record_key,
+                       {pz.token_sql('person', 's.person_id')} AS person_key,
+                       {pz.token_sql('household', 's.household_id')} AS household_key,
+                       CAST(s.uprn AS BIGINT) AS uprn, CAST(s.lsoa_code AS VARCHAR) AS lsoa_code,
+                       CAST(s.event_date AS DATE) AS event_date,
+                       CAST(date_trunc('month', s.event_date) AS DATE) AS event_month,
+                       CAST(s.partition_month AS DATE) AS partition_month
+                       {people_cols} {''.join(f', s.{_q(c)}' for c in own)}
+                FROM ({latest}) s CROSS JOIN {pz.KEY_TABLE} pzk {eth_join}
+                ORDER BY partition_month, event_date, record_key
+            """)
     finally:
-        pz.drop_sql_key(con)
         if feed.person:
             con.unregister("_ethnicity_groups")
     return int(con.execute(f"SELECT count(*) FROM src.{feed.name}").fetchall()[0][0])

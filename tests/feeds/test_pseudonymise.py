@@ -111,13 +111,13 @@ def test_tokens_computed_in_sql_equal_the_python_tokens(key):
     con = duckdb.connect()
     con.execute("CREATE TABLE v (i INTEGER, v VARCHAR)")
     con.executemany("INSERT INTO v VALUES (?, ?)", list(enumerate(values)))
-    pz.register_sql_key(con)
-    for kind in ("record", "person", "household"):
-        got = [r[0] for r in con.execute(f"SELECT {pz.token_sql(kind, 'v')} FROM v CROSS JOIN {pz.KEY_TABLE} pzk "
-                                         "ORDER BY i").fetchall()]
-        assert got == pz.tokens(kind, values)
-    assert [t[0] for t in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()] == ["v"]
-    pz.drop_sql_key(con)
+    with pz.sql_key(con):
+        for kind in ("record", "person", "household"):
+            got = [r[0] for r in con.execute(f"SELECT {pz.token_sql(kind, 'v')} FROM v CROSS JOIN {pz.KEY_TABLE} "
+                                             "pzk ORDER BY i").fetchall()]
+            assert got == pz.tokens(kind, values)
+        assert [t[0] for t in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()] \
+            == ["v"]
     assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone()[0] == 0
     with pytest.raises(ValueError, match="kind"):
         pz.token_sql("record'; DROP TABLE v; --", "v")

@@ -650,7 +650,6 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
 
     incoming = pa.concat_tables(row_tables) if row_tables else _rows_table(loaded_cols)
     person_tbl = pa.concat_tables(people_tables) if people_tables else _people_table([])
-    people = person_tbl.num_rows
     log_rows = [(feed.partner, feed.id, part_date, f.source_file, f.sha256, f.rows_received, f.rows_loaded,
                  f.rows_quarantined, now, f.status, f.note) for f in result.files]
 
@@ -666,7 +665,7 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
         con.register("_incoming", incoming)
         con.execute(f"INSERT INTO {feed.table} BY NAME SELECT * FROM _incoming")
         con.unregister("_incoming")
-        if people:
+        if person_tbl.num_rows:
             # record_id is the matching key and must be unique: within a partition the last line wins;
             # across partitions the newest partition wins (a resent record replaces the older copy)
             con.register("_people", person_tbl)
