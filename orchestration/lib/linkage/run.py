@@ -97,15 +97,25 @@ def link_file(input_path: Path, output_path: Path, model_path: Path | None = Non
             "seconds": round(time.perf_counter() - t0, 2)}
 
 
-def _truth_records(settings: Settings) -> pd.DataFrame | None:
+def _load_truth(con: duckdb.DuckDBPyConnection, settings: Settings) -> str | None:
+    """The generator's truth/records.parquet as TEMP table ``_truth`` keyed like person records (None if absent).
+
+    Records without a true person are left out; a record listed twice keeps its first row."""
     path = settings.truth / "records.parquet"
     if not path.exists():
         return None
-    t = pd.read_parquet(path)
-    t = t[t["person_id"].notna()] if "person_id" in t else t
-    t = t.assign(record_id=t["partner"].astype(str) + "." + t["feed"].astype(str) + ":" + t["record_id"].astype(str))
-    return t.drop_duplicates("record_id")
-    return t
+    rel = f"read_parquet('{path}', file_row_number = true)"
+    cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()}
+    where = "WHERE person_id IS NOT NULL" if "person_id" in cols else ""
+    keep = "".join(f"{c}, " for c in ("person_id", "household_id", "uprn", "lsoa_code") if c in cols)
+    run(con, f"""CREATE OR REPLACE TEMP TABLE _truth AS
+        SELECT * EXCLUDE (file_row_number) FROM (
+          SELECT {keep}file_row_number,
+                 CAST(partner AS VARCHAR) || '.' || CAST(feed AS VARCHAR) || ':' || CAST(record_id AS VARCHAR)
+                   AS record_id
+          FROM {rel} {where})
+        QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY file_row_number) = 1""")
+    return "_truth"
 
 
 #: Bump when address.py's scoring changes: every stored address match is then redone.
@@ -255,23 +265,25 @@ def run_matching(settings: Settings | None = None, full: bool = False, progress:
                  "records_per_minute": round(n / max(link_seconds + address_seconds, 1e-9) * 60),
                  "model": model_path.name if model_path else None, "review_queue": str(queue_path),
                  **{k: v for k, v in result.summary.items() if not isinstance(v, bool)}}
-    am = con.execute("SELECT * FROM _address_matches").df()
-    out.update({f"address_method_{k}": int(v) for k, v in am["match_method"].value_counts().items()})
-    truth = _truth_records(settings)
+    out.update({f"address_method_{k}": int(v) for k, v in con.execute(
+        "SELECT match_method, count(*) FROM _address_matches GROUP BY 1 ORDER BY 1").fetchall()})
+    truth = _load_truth(con, settings)
     if truth is not None:
-        records = con.execute("SELECT record_id, address, postcode, uprn, source, "
-                              "(date_of_birth IS NULL AND family_name IS NULL) AS weak FROM _records").df()
-        out.update({f"person_{k}": v for k, v in lm.pairwise_metrics(result.person_index, truth).items()})
-        strong = records.loc[~records["weak"], ["record_id"]]
-        strong_index = result.person_index.merge(strong, on="record_id")
-        out.update({f"person_strong_{k}": v for k, v in
-                    lm.pairwise_metrics(strong_index, truth).items() if k in ("precision", "recall", "f1")})
-        if "household_id" in truth:
+        # scored inside DuckDB on the run's own tables: no 1.5 M-row pandas round trips (county: 12 s -> ~6 s)
+        pi, hi = "idz.link.person_index", "idz.link.household_index"
+        out.update({f"person_{k}": v for k, v in lm.pairwise_metrics_sql(con, pi, truth).items()})
+        run(con, """CREATE TEMP VIEW _strong_pi AS SELECT * FROM idz.link.person_index
+                    SEMI JOIN (SELECT record_id FROM _records
+                               WHERE NOT (date_of_birth IS NULL AND family_name IS NULL)) USING (record_id)""")
+        out.update({f"person_strong_{k}": v for k, v in lm.pairwise_metrics_sql(con, "_strong_pi", truth).items()
+                    if k in ("precision", "recall", "f1")})
+        cols = {r[0] for r in con.execute(f"DESCRIBE {truth}").fetchall()}
+        if "household_id" in cols:
             out.update({f"household_{k}": v for k, v in
-                        lm.pairwise_metrics(result.household_index, truth, "household_id", "household_id").items()
+                        lm.pairwise_metrics_sql(con, hi, truth, "household_id", "household_id").items()
                         if k in ("precision", "recall", "f1")})
-        if {"uprn", "lsoa_code"} <= set(truth.columns):
-            out.update(lm.address_metrics(am, truth, records))
+        if {"uprn", "lsoa_code"} <= cols:
+            out.update(lm.address_metrics_sql(con, "_address_matches", truth, "_records"))
     out["evaluation_seconds"] = round(time.perf_counter() - t_eval, 2)  # scoring against truth/ (tests only)
     out["total_seconds"] = round(time.perf_counter() - t_start, 2)
     if log_to_mlflow:
