@@ -207,9 +207,9 @@ def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.Dat
     summary["review_queue_pairs"] = len(review)
 
     if mode == "full":
-        _full_assign(con, db_api, prepared)
+        _full_assign(con, prepared)
     else:
-        _incremental_assign(con, db_api, prepared)
+        _incremental_assign(con, prepared)
     changes = con.execute("""
         SELECT p.record_id, p.person_id AS old_person_id, n.person_id AS new_person_id,
                CASE WHEN p.person_id IS NULL THEN 'new' ELSE 'changed' END AS change
@@ -233,7 +233,7 @@ def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.Dat
     return LinkResult(person_index, household_index, review, changes, summary, model)
 
 
-def _anchored_clusters(con, db_api, prepared: str, nodes: str, edges: str, out: str) -> None:
+def _anchored_clusters(con, prepared: str, nodes: str, edges: str, out: str) -> None:
     """Connected components that a record without a date of birth cannot bridge.
 
     Plain connected components chain: one "Molly O'Brien, no DOB" record links to the mother (1976) and to
@@ -247,7 +247,7 @@ def _anchored_clusters(con, db_api, prepared: str, nodes: str, edges: str, out: 
         JOIN _anchor_nodes l ON l.unique_id = e.unique_id_l JOIN _anchor_nodes r ON r.unique_id = e.unique_id_r
         WHERE l.anchor AND r.anchor AND e.match_probability >= {pm.MATCH_THRESHOLD}""")
     run(con, "CREATE OR REPLACE TEMP TABLE _anchor_only AS SELECT unique_id FROM _anchor_nodes WHERE anchor")
-    cc = pm.connected_components(con, db_api, "_anchor_only", "_anchor_edges", threshold=pm.MATCH_THRESHOLD)
+    cc = pm.connected_components(con, "_anchor_only", "_anchor_edges", threshold=pm.MATCH_THRESHOLD)
     run(con, f"CREATE OR REPLACE TEMP TABLE _anchor_cc AS SELECT unique_id, cluster_id FROM {cc}")
     # each undated record's best link to an anchor
     run(con, f"""CREATE OR REPLACE TEMP TABLE _loose_best AS
@@ -268,16 +268,16 @@ def _anchored_clusters(con, db_api, prepared: str, nodes: str, edges: str, out: 
         WHERE e.unique_id_l IN (SELECT unique_id FROM _loose_nodes)
           AND e.unique_id_r IN (SELECT unique_id FROM _loose_nodes)
           AND e.match_probability >= {pm.MATCH_THRESHOLD}""")
-    cc2 = pm.connected_components(con, db_api, "_loose_nodes", "_loose_edges", threshold=pm.MATCH_THRESHOLD)
+    cc2 = pm.connected_components(con, "_loose_nodes", "_loose_edges", threshold=pm.MATCH_THRESHOLD)
     run(con, f"""CREATE OR REPLACE TEMP TABLE {out} AS
         SELECT unique_id, CAST(cluster_id AS VARCHAR) AS cluster_id FROM _anchor_cc
         UNION ALL SELECT unique_id, CAST(cluster_id AS VARCHAR) FROM _loose_best
         UNION ALL SELECT unique_id, 'loose:' || CAST(cluster_id AS VARCHAR) FROM {cc2}""")
 
 
-def _full_assign(con, db_api, prepared: str) -> None:
+def _full_assign(con, prepared: str) -> None:
     run(con, f"CREATE OR REPLACE TEMP TABLE _nodes AS SELECT unique_id FROM {prepared}")
-    _anchored_clusters(con, db_api, prepared, "_nodes", "_edges", "_clusters")
+    _anchored_clusters(con, prepared, "_nodes", "_edges", "_clusters")
     run(con, "CREATE OR REPLACE TEMP TABLE _cc AS SELECT unique_id AS record_id, cluster_id FROM _clusters")
     # overlap of each new cluster with each previous person, assigned greedily largest-first
     overlaps = con.execute("""
@@ -304,7 +304,7 @@ def _full_assign(con, db_api, prepared: str) -> None:
     con.unregister("_keep_df")
 
 
-def _incremental_assign(con, db_api, prepared: str) -> None:
+def _incremental_assign(con, prepared: str) -> None:
     # Graph over new records plus one node per existing person; existing persons are never joined to
     # each other, so a new record with links to several persons takes the one it links to most strongly.
     run(con, f"""
@@ -336,7 +336,7 @@ def _incremental_assign(con, db_api, prepared: str) -> None:
           AND e.match_probability >= {pm.MATCH_THRESHOLD}
     """)
     run(con, "CREATE OR REPLACE TEMP TABLE _nodes AS SELECT record_id AS unique_id FROM _new")
-    _anchored_clusters(con, db_api, prepared, "_nodes", "_new_edges", "_clusters")
+    _anchored_clusters(con, prepared, "_nodes", "_new_edges", "_clusters")
     run(con, f"""
         CREATE OR REPLACE TEMP TABLE _new_index AS
         WITH c AS (SELECT unique_id AS record_id, cluster_id FROM _clusters),
