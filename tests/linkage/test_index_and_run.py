@@ -218,3 +218,40 @@ def test_pairwise_metrics_known_answer():
     # true pairs: ab ac bc de = 4; predicted: ab cd ce de = 4; correct: ab de = 2
     assert (m["true_pairs"], m["predicted_pairs"], m["true_positive_pairs"]) == (4, 4, 2)
     assert m["precision"] == m["recall"] == m["f1"] == 0.5
+
+
+def test_connected_components_chain_threshold_singletons_and_names():
+    """scipy clustering (person.connected_components): chains join, edges below the threshold do not, every
+    node appears once, and a cluster is named by its smallest id (as Splink's clustering names them)."""
+    from orchestration.lib.linkage.person import connected_components
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE n AS SELECT unnest(['e', 'a', 'c', 'b', 'd', 'f', 'g']) AS unique_id")
+    con.execute("""CREATE TABLE e AS SELECT * FROM (VALUES ('c', 'a', 0.99), ('b', 'c', 0.97), ('d', 'e', 0.96),
+                   ('f', 'e', 0.2), ('g', 'a', 0.949)) t(unique_id_l, unique_id_r, match_probability)""")
+    out = connected_components(con, "n", "e", threshold=0.95)
+    got = dict(con.execute(f"SELECT unique_id, cluster_id FROM {out}").fetchall())
+    assert got == {"a": "a", "b": "a", "c": "a", "d": "d", "e": "d", "f": "f", "g": "g"}
+
+
+def test_same_name_pairs_are_blocked_only_when_the_dates_of_birth_could_agree():
+    """The given + family name rule keeps a missing DOB, the same year, or the same day and month; it drops two
+    namesakes whose dates share nothing (those pairs were 26 M of the county's 34 M)."""
+    from splink import DuckDBAPI, Linker
+
+    from orchestration.lib.linkage.person import model_settings
+
+    rows = [("1", "1980-03-04"), ("2", None), ("3", "1980-11-30"), ("4", "1975-03-04"), ("5", "1962-07-19")]
+    con = duckdb.connect()
+    con.execute("""CREATE TABLE r AS SELECT * FROM (VALUES {}) t(unique_id, dob)""".format(
+        ", ".join(f"('{i}', {repr(d) if d else 'NULL'})" for i, d in rows)))
+    # distinct postcodes and no other identifier: only the same-name rule can pair these records
+    con.execute("""CREATE TABLE p AS SELECT unique_id, 'S' AS source, 'john' AS given_name, 'smith' AS family_name,
+                   dob, NULL::VARCHAR AS sex, 'PC' || unique_id AS postcode, NULL::VARCHAR AS nhs_number,
+                   NULL::VARCHAR AS uprn, ['john'] AS given_name_set FROM r""")
+    db_api = DuckDBAPI(con)
+    linker = Linker(db_api.register("p"), model_settings())
+    pairs = linker.inference.deterministic_link().as_pandas_dataframe()
+    got = {tuple(sorted(p)) for p in zip(pairs["unique_id_l"], pairs["unique_id_r"], strict=True)}
+    # 1-2, 2-x (missing DOB) and 1-3 (same year), 1-4 (same day and month); 5 shares nothing with 1, 3 or 4
+    assert got == {("1", "2"), ("2", "3"), ("2", "4"), ("2", "5"), ("1", "3"), ("1", "4")}
