@@ -117,3 +117,19 @@ def test_samples_and_data_docs_are_masked(suites, tmp_path):
             text = f.read_text(errors="ignore")
             for secret in ("sh1 2ab", "SH12AB", "2031-02-03", "943 476 5918", "Smith"):
                 assert secret not in text, f"{secret} leaked into {f}"
+
+
+@pytest.mark.parametrize("bad_birth", ["0199-03-01", "2030-01-01"])
+def test_date_checks_agree_whether_or_not_the_column_fits_nanoseconds(suites, bad_birth):
+    """Dates reach GX at nanosecond resolution (its vectorised comparison) unless a value cannot be held so
+    (year 0199, a typo): then the column keeps DuckDB's microseconds and is still checked, with the same verdict."""
+    import duckdb
+
+    df = ae_frame()
+    births = duckdb.sql(f"SELECT unnest([DATE '{bad_birth}', DATE '1980-05-06']) AS d").df()["d"]
+    assert births.dtype == "datetime64[us]"
+    df["date_of_birth"] = df["date_of_birth"].astype("datetime64[us]")
+    df.loc[[4, 9], "date_of_birth"] = births.iloc[0]
+    result = validate_dataframe(df, suites["nhs__ae_attendances"], params={"today": TODAY})
+    (hit,) = _failed(result, "expect_column_values_to_be_between", "date_of_birth")
+    assert hit.unexpected_count == 2 and hit.error is None
