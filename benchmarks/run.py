@@ -293,15 +293,17 @@ def linkage_vs_recordlinkage(home: Path, repeats: int, log: Path, work: Path, sa
 
 
 def _clusters_from_pairs(record_ids: pd.Series, pairs: pd.DataFrame) -> pd.DataFrame:
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    """The peer's matched pairs as clusters, by the same connected components placelink clusters with."""
+    import duckdb
 
-    ids = pd.Index(record_ids.astype(str).unique())
-    left = ids.get_indexer(pairs["record_id_l"].astype(str))
-    right = ids.get_indexer(pairs["record_id_r"].astype(str))
-    graph = coo_matrix(([1] * len(left), (left, right)), shape=(len(ids), len(ids)))
-    _, labels = connected_components(graph, directed=False)
-    return pd.DataFrame({"record_id": ids, "person_id": labels.astype(str)})
+    from orchestration.lib.linkage.person import connected_components
+
+    con = duckdb.connect()
+    con.register("_ids", pd.DataFrame({"unique_id": record_ids.astype(str)}))
+    con.register("_pairs", pd.DataFrame({"unique_id_l": pairs["record_id_l"].astype(str),
+                                          "unique_id_r": pairs["record_id_r"].astype(str), "match_probability": 1.0}))
+    out = connected_components(con, "_ids", "_pairs", threshold=1.0)
+    return con.execute(f"SELECT unique_id AS record_id, cluster_id AS person_id FROM {out}").df()
 
 
 def ensure_peer_venv(log: Path) -> Path:

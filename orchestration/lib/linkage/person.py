@@ -205,7 +205,7 @@ def predict_pairs(linker, threshold: float = REVIEW_BAND[0]):
 
 
 def connected_components(con: duckdb.DuckDBPyConnection, nodes_table: str, edges_table: str,
-                         threshold: float = MATCH_THRESHOLD, out_table: str | None = None) -> str:
+                         threshold: float = MATCH_THRESHOLD) -> str:
     """Cluster ``nodes_table.unique_id`` by edges at or above ``threshold``; returns a table name with
     ``unique_id, cluster_id`` (the cluster's smallest unique_id, as Splink's clustering names them).
 
@@ -216,7 +216,7 @@ def connected_components(con: duckdb.DuckDBPyConnection, nodes_table: str, edges
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components as components
 
-    out = out_table or f"_cc_of_{nodes_table.strip('_').replace('.', '_')}"
+    out = f"_cc_of_{nodes_table.strip('_').replace('.', '_')}"
     run(con, f"""CREATE OR REPLACE TEMP TABLE _cc_nodes AS
                  SELECT unique_id, CAST(row_number() OVER () - 1 AS BIGINT) AS ix
                  FROM (SELECT DISTINCT CAST(unique_id AS VARCHAR) AS unique_id FROM {nodes_table})""")

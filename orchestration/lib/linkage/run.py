@@ -97,8 +97,9 @@ def link_file(input_path: Path, output_path: Path, model_path: Path | None = Non
             "seconds": round(time.perf_counter() - t0, 2)}
 
 
-def _load_truth(con: duckdb.DuckDBPyConnection, settings: Settings) -> str | None:
-    """The generator's truth/records.parquet as TEMP table ``_truth`` keyed like person records (None if absent).
+def _load_truth(con: duckdb.DuckDBPyConnection, settings: Settings) -> set[str] | None:
+    """The generator's truth/records.parquet as TEMP table ``_truth`` keyed like person records; returns the
+    columns it holds (None when there is no truth).
 
     Records without a true person are left out; a record listed twice keeps its first row."""
     path = settings.truth / "records.parquet"
@@ -107,7 +108,8 @@ def _load_truth(con: duckdb.DuckDBPyConnection, settings: Settings) -> str | Non
     rel = f"read_parquet('{path}', file_row_number = true)"
     cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()}
     where = "WHERE person_id IS NOT NULL" if "person_id" in cols else ""
-    keep = "".join(f"{c}, " for c in ("person_id", "household_id", "uprn", "lsoa_code") if c in cols)
+    kept = [c for c in ("person_id", "household_id", "uprn", "lsoa_code") if c in cols]
+    keep = "".join(f"{c}, " for c in kept)
     run(con, f"""CREATE OR REPLACE TEMP TABLE _truth AS
         SELECT * EXCLUDE (file_row_number) FROM (
           SELECT {keep}file_row_number,
@@ -115,7 +117,7 @@ def _load_truth(con: duckdb.DuckDBPyConnection, settings: Settings) -> str | Non
                    AS record_id
           FROM {rel} {where})
         QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY file_row_number) = 1""")
-    return "_truth"
+    return {"record_id", *kept}
 
 
 #: Bump when address.py's scoring changes: every stored address match is then redone.
@@ -267,22 +269,22 @@ def run_matching(settings: Settings | None = None, full: bool = False, progress:
                  **{k: v for k, v in result.summary.items() if not isinstance(v, bool)}}
     out.update({f"address_method_{k}": int(v) for k, v in con.execute(
         "SELECT match_method, count(*) FROM _address_matches GROUP BY 1 ORDER BY 1").fetchall()})
-    truth = _load_truth(con, settings)
-    if truth is not None:
-        # scored inside DuckDB on the run's own tables: no 1.5 M-row pandas round trips (county: 12 s -> ~6 s)
+    truth_columns = _load_truth(con, settings)
+    if truth_columns is not None:
+        truth = "_truth"
+        # scored inside DuckDB on the run's own tables: no 1.5 M-row pandas round trips (county: 12 s -> ~7 s)
         pi, hi = "idz.link.person_index", "idz.link.household_index"
         out.update({f"person_{k}": v for k, v in lm.pairwise_metrics_sql(con, pi, truth).items()})
-        run(con, """CREATE TEMP VIEW _strong_pi AS SELECT * FROM idz.link.person_index
+        run(con, f"""CREATE TEMP VIEW _strong_pi AS SELECT * FROM {pi}
                     SEMI JOIN (SELECT record_id FROM _records
                                WHERE NOT (date_of_birth IS NULL AND family_name IS NULL)) USING (record_id)""")
         out.update({f"person_strong_{k}": v for k, v in lm.pairwise_metrics_sql(con, "_strong_pi", truth).items()
                     if k in ("precision", "recall", "f1")})
-        cols = {r[0] for r in con.execute(f"DESCRIBE {truth}").fetchall()}
-        if "household_id" in cols:
+        if "household_id" in truth_columns:
             out.update({f"household_{k}": v for k, v in
                         lm.pairwise_metrics_sql(con, hi, truth, "household_id", "household_id").items()
                         if k in ("precision", "recall", "f1")})
-        if {"uprn", "lsoa_code"} <= cols:
+        if {"uprn", "lsoa_code"} <= truth_columns:
             out.update(lm.address_metrics_sql(con, "_address_matches", truth, "_records"))
     out["evaluation_seconds"] = round(time.perf_counter() - t_eval, 2)  # scoring against truth/ (tests only)
     out["total_seconds"] = round(time.perf_counter() - t_start, 2)
