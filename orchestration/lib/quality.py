@@ -67,16 +67,72 @@ def validate_suite(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, *, partition
                    today: pd.Timestamp | None = None) -> QualityResult:
     """Validate the table of ``spec`` (optionally one partition) and build Data Docs under ``<home>/quality``."""
     settings = settings or get_settings()
-    params: dict = {}
-    if today is not None:
-        params["today"] = pd.Timestamp(today)
+    params: dict = {"today": pd.Timestamp(today) if today is not None else pd.Timestamp.now().normalize()}
     if partition is not None and spec.kind == "feed" and spec.volume:
         params["volume_min"], params["volume_max"] = volume_bounds(con, spec.partner, spec.feed, partition)
     df = read_table(con, spec, partition)
     quality_dir = settings.quality_dir if docs else None
     if quality_dir is not None:
         quality_dir.mkdir(parents=True, exist_ok=True)
-    return validate_dataframe(df, spec, params=params, quality_dir=quality_dir, partition=partition)
+    result = validate_dataframe(df, spec, params=params, quality_dir=quality_dir, partition=partition)
+    if quality_dir is not None and partition is not None and spec.kind == "feed" and not df.empty:
+        store_verdicts(quality_dir / VERDICTS_DIR, spec, partition, df, result, params["today"])
+    return result
+
+
+# --- row verdicts shared by a feed check and the scorecard ---------------------------------------------------
+#: Under the quality directory: per feed and month, which rows the feed check found invalid.
+VERDICTS_DIR = "verdicts"
+
+
+def _verdicts_file(verdicts_dir: Path, spec: SuiteSpec, month) -> Path:
+    return Path(verdicts_dir) / spec.name / f"{pd.Timestamp(month):%Y-%m-%d}.json"
+
+
+def store_verdicts(verdicts_dir: Path, spec: SuiteSpec, partition: str, df: pd.DataFrame, result: QualityResult,
+                   today: pd.Timestamp) -> None:
+    """Keep the rows a feed check found invalid (drop file and line, never a value), so the scorecard need not
+    validate the same month again: a county month of the nine feeds is ~15 s of GX, and the nightly refresh
+    validated each new month twice (the check, then the scorecard). Stored with what makes it reusable: the
+    suite version, the month's row count and latest load time, and the day the rules were applied on."""
+    import json
+
+    rows = df.iloc[sorted(result.invalid_rows())]
+    payload = {"suite_version": suite_version(spec), "partition": partition, "rows": len(df),
+               "loaded_at": str(df["_loaded_at"].max()), "today": f"{pd.Timestamp(today):%Y-%m-%d}",
+               "invalid": [[str(f), int(n)] for f, n in zip(rows["_source_file"], rows["_line"], strict=True)]}
+    path = _verdicts_file(verdicts_dir, spec, partition)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload))
+    tmp.replace(path)  # a reader never sees half a file
+
+
+def _stored_invalid(verdicts_dir: Path | None, spec: SuiteSpec, months: list | None, df: pd.DataFrame,
+                    today: pd.Timestamp) -> pd.Series | None:
+    """Row-invalid flags for ``df`` from the feed check's stored verdicts, or None when they may not apply.
+
+    Only for one month scored alone: the check validated exactly that month's rows, so even rules that
+    compare rows with each other (uniqueness) saw the same rows. The month must not have changed since (row
+    count, latest load), the suite must be the same version and the day the same (rules about the future)."""
+    import json
+
+    if verdicts_dir is None or months is None or len(months) != 1:
+        return None
+    path = _verdicts_file(verdicts_dir, spec, months[0])
+    if not path.exists():
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # unreadable: validate instead
+    keys = pd.MultiIndex.from_arrays([df["_source_file"].astype(str), df["_line"].astype(int)])
+    if (stored.get("suite_version") != suite_version(spec) or stored.get("rows") != len(df)
+            or stored.get("loaded_at") != str(df["_loaded_at"].max())
+            or stored.get("today") != f"{pd.Timestamp(today):%Y-%m-%d}" or not keys.is_unique):
+        return None
+    invalid = pd.MultiIndex.from_tuples([tuple(k) for k in stored["invalid"]]) if stored["invalid"] else []
+    return pd.Series(keys.isin(invalid), index=df.index)
 
 
 def feed_suite(partner: str, feed: str) -> SuiteSpec:
@@ -147,15 +203,21 @@ def _read_months(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, months: list |
 
 
 def _row_measures(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, months: list | None,
-                  today: pd.Timestamp | None) -> pd.DataFrame:
-    """The GX-based measures per month for ``months`` (all when None)."""
+                  today: pd.Timestamp | None, verdicts_dir: Path | None = None) -> pd.DataFrame:
+    """The GX-based measures per month for ``months`` (all when None); ``attrs["reused"]`` is True when the
+    feed check's stored verdicts stood in for a validation (:func:`_stored_invalid`)."""
     df = _read_months(con, spec, months)
     if df.empty:
         return pd.DataFrame(columns=["month", *ROW_MEASURES])
-    result = validate_dataframe(df, spec, params={"today": today} if today is not None else None)
+    today = pd.Timestamp(today) if today is not None else pd.Timestamp.now().normalize()
+    df = df.reset_index(drop=True)
+    invalid = _stored_invalid(verdicts_dir, spec, months, df, today)
+    reused = invalid is not None
+    if invalid is None:
+        result = validate_dataframe(df, spec, params={"today": today})
+        invalid = pd.Series(False, index=df.index)
+        invalid.iloc[sorted(result.invalid_rows())] = True
     df = add_derived_columns(df, spec).reset_index(drop=True)
-    invalid = pd.Series(False, index=df.index)
-    invalid.iloc[sorted(result.invalid_rows())] = True
     columns = [c for c in spec.columns if not c.startswith("_") and c in df.columns]
     nonnull = df[columns].notna().mean(axis=1) if columns else pd.Series(1.0, index=df.index)
     month = pd.to_datetime(df["_partition"])
@@ -169,12 +231,14 @@ def _row_measures(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, months: list 
         on_time = pd.Series(float("nan"), index=df.index)
         lag = pd.Series(float("nan"), index=df.index)
     dup = df["_record_id"].duplicated(keep="first") | df[EARLIER_COPY_COLUMN].astype(bool)
-    rows = pd.DataFrame({"month": month.dt.date, "complete": nonnull, "valid": ~invalid, "on_time": on_time,
-                         "lag": lag, "dup": dup})
-    return rows.groupby("month").agg(
+    rows = pd.DataFrame({"month": month.dt.date, "complete": nonnull, "valid": ~invalid.to_numpy(),
+                         "on_time": on_time, "lag": lag, "dup": dup})
+    out = rows.groupby("month").agg(
         rows_loaded=("valid", "size"), completeness=("complete", "mean"), validity=("valid", "mean"),
         timeliness=("on_time", "mean"), median_lag_days=("lag", "median"), duplicate_rate=("dup", "mean"),
     ).reset_index()
+    out.attrs["reused"] = reused
+    return out
 
 
 def months_to_rescore(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, previous: pd.DataFrame | None) -> list | None:
@@ -200,7 +264,8 @@ def months_to_rescore(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, previous:
 
 
 def feed_scorecard_frame(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, today: pd.Timestamp | None = None,
-                         previous: pd.DataFrame | None = None, linked: str | None = None) -> pd.DataFrame:
+                         previous: pd.DataFrame | None = None, linked: str | None = None,
+                         verdicts_dir: Path | None = None) -> pd.DataFrame:
     """Quality per month (partition) for one feed: aggregates only, never a record.
 
     - ``completeness``: mean share of non-null values over the contract's columns;
@@ -216,9 +281,13 @@ def feed_scorecard_frame(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, today:
     the slow part) are kept for the months that have not changed since (:func:`months_to_rescore`); the cheap
     SQL measures (quarantine and match rates, which move as people link) are recomputed for every month.
     ``linked``: a table from :func:`_linked_records` shared by several feeds (else made here).
+    ``verdicts_dir``: the feed checks' stored row verdicts (:func:`store_verdicts`), used instead of validating
+    a month again where they apply.
     """
     months = months_to_rescore(con, spec, previous)
-    fresh = _row_measures(con, spec, months, today) if months != [] else pd.DataFrame(columns=["month"])
+    fresh = (_row_measures(con, spec, months, today, verdicts_dir) if months != []
+             else pd.DataFrame(columns=["month"]))
+    reused = bool(fresh.attrs.get("reused"))
     if not fresh.empty:
         fresh["scored_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
         fresh["suite_version"] = suite_version(spec)
@@ -269,6 +338,7 @@ def feed_scorecard_frame(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, today:
     # stored column order: identity, measures, then when and under which rules the GX measures were scored
     card = card[[c for c in card.columns if c not in ("scored_at", "suite_version")] + ["scored_at", "suite_version"]]
     card.attrs["months_rescored"] = len(fresh)
+    card.attrs["months_from_checks"] = len(fresh) if reused else 0
     return card
 
 
@@ -306,13 +376,14 @@ def _stored_scorecard(warehouse: duckdb.DuckDBPyConnection) -> pd.DataFrame | No
 
 def build_feed_scorecard(identifiable: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConnection,
                          *, partner: str | None = None, today: pd.Timestamp | None = None,
-                         rescore_all: bool = False) -> pd.DataFrame:
+                         rescore_all: bool = False, verdicts_dir: Path | None = None) -> pd.DataFrame:
     """Score the loaded feeds (all, or one partner's) into ``quality.feed_scorecard`` (aggregates only).
 
     Only months that changed since they were last scored are validated again (see :func:`months_to_rescore`),
     so the nightly refresh validates the new drop, not every month of every feed; ``rescore_all`` scores every
     month. Other feeds' rows in the stored table are kept. Returns the scored feeds' rows; ``attrs``
-    ``months_rescored`` says how many feed-months were validated.
+    ``months_rescored`` says how many feed-months were scored again, ``months_from_checks`` how many of those
+    took their row verdicts from the feed checks (``verdicts_dir``) instead of a second validation.
     """
     stored = _stored_scorecard(warehouse)
     specs = [spec for spec in load_suites("feed") if (partner is None or spec.partner == partner)
@@ -324,9 +395,10 @@ def build_feed_scorecard(identifiable: duckdb.DuckDBPyConnection, warehouse: duc
         return stored[(stored["partner"] == spec.partner) & (stored["feed"] == spec.feed)]
 
     linked = _linked_records(identifiable) if _table_exists(identifiable, "link.person_index") else None
-    cards = [feed_scorecard_frame(identifiable, spec, today=today, previous=previous(spec), linked=linked)
-             for spec in specs]
+    cards = [feed_scorecard_frame(identifiable, spec, today=today, previous=previous(spec), linked=linked,
+                                  verdicts_dir=verdicts_dir) for spec in specs]
     rescored = sum(c.attrs.get("months_rescored", 0) for c in cards)
+    from_checks = sum(c.attrs.get("months_from_checks", 0) for c in cards)
     cards = [c for c in cards if not c.empty]
     if not cards:
         raise PlacelinkError("no raw feed tables to score", where="identifiable zone raw.*",
@@ -346,6 +418,7 @@ def build_feed_scorecard(identifiable: duckdb.DuckDBPyConnection, warehouse: duc
     finally:
         warehouse.unregister("_scorecard")
     card.attrs["months_rescored"] = rescored
+    card.attrs["months_from_checks"] = from_checks
     return card
 
 
@@ -369,7 +442,7 @@ def write_feed_scorecard(settings: Settings | None = None, partner: str | None =
     """CLI/plain-function entry point: open both zones and build the scorecard."""
     settings = settings or get_settings()
     with connect_read_only(settings.identifiable_db) as idz, duckdb.connect(str(settings.warehouse_db)) as wh:
-        return build_feed_scorecard(idz, wh, partner=partner)
+        return build_feed_scorecard(idz, wh, partner=partner, verdicts_dir=settings.quality_dir / VERDICTS_DIR)
 
 
 _SHORT = {"expect_column_values_to_not_be_null": "missing", "expect_column_values_to_match_regex": "format",

@@ -122,3 +122,49 @@ def test_scoring_one_partner_keeps_the_other_partners_rows(ae_db, tmp_path):
     after = wh.execute("SELECT partner, count(*) FROM quality.feed_scorecard GROUP BY 1 ORDER BY 1").fetchall()
     assert after == [("nhs", len(stored)), ("police", len(stored))]
     wh.close()
+
+
+def test_the_scorecard_takes_a_new_months_row_verdicts_from_its_feed_check(ae_db, tmp_path):
+    """The feed check of a new month stores which rows it found invalid (file and line only); the scorecard then
+    scores that month without validating it again, to the same figures, and validates when the month changed."""
+    import json
+
+    from orchestration.lib.config import get_settings
+    from orchestration.lib.quality import VERDICTS_DIR
+
+    settings = get_settings(home=tmp_path / "home")
+    verdicts = settings.quality_dir / VERDICTS_DIR
+    wh = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    build_feed_scorecard(ae_db, wh, today=TODAY, verdicts_dir=verdicts)
+    ae_db.execute("""INSERT INTO raw.nhs__ae_attendances SELECT * REPLACE (DATE '2025-05-01' AS "_partition",
+                     'M4-' || _record_id AS _record_id, now()::TIMESTAMP AS _loaded_at)
+                     FROM raw.nhs__ae_attendances WHERE "_partition" = DATE '2025-04-01'""")
+    ae_db.execute("""UPDATE raw.nhs__ae_attendances SET postcode = replace(postcode, ' ', '')
+                     WHERE "_partition" = DATE '2025-05-01' AND _line IN (5, 6, 7)""")
+    validate_suite(ae_db, feed_suite("nhs", "ae_attendances"), partition="2025-05-01", settings=settings,
+                   today=TODAY)
+    stored = json.loads((verdicts / "nhs__ae_attendances" / "2025-05-01.json").read_text())
+    assert sorted(line for _, line in stored["invalid"]) == [5, 6, 7]
+    assert "postcode" not in json.dumps(stored) and "M4-" not in json.dumps(stored)  # positions, no values
+
+    nightly = build_feed_scorecard(ae_db, wh, today=TODAY, verdicts_dir=verdicts)
+    assert nightly.attrs["months_rescored"] == 1 and nightly.attrs["months_from_checks"] == 1
+    may = nightly.set_index("month").loc[pd.Timestamp("2025-05-01").date()]
+    assert may["validity"] == pytest.approx(37 / 40)
+    full = build_feed_scorecard(ae_db, wh, today=TODAY, rescore_all=True)
+    assert full.attrs["months_from_checks"] == 0
+    pd.testing.assert_frame_equal(_measures(nightly), _measures(full))
+
+    # a later load into the month: the check's verdicts no longer describe it, so the month is validated
+    ae_db.execute("""INSERT INTO raw.nhs__ae_attendances SELECT * REPLACE (41 AS _line, now()::TIMESTAMP AS _loaded_at)
+                     FROM raw.nhs__ae_attendances WHERE "_partition" = DATE '2025-05-01' AND _line = 5""")
+    again = build_feed_scorecard(ae_db, wh, today=TODAY, verdicts_dir=verdicts)
+    assert again.attrs["months_rescored"] == 1 and again.attrs["months_from_checks"] == 0
+    assert again.set_index("month").loc[pd.Timestamp("2025-05-01").date(), "validity"] == pytest.approx(37 / 41)
+    # and on another day (rules about dates in the future) the verdicts are not reused either
+    validate_suite(ae_db, feed_suite("nhs", "ae_attendances"), partition="2025-05-01", settings=settings,
+                   today=TODAY)
+    wh.execute("DELETE FROM quality.feed_scorecard WHERE month = DATE '2025-05-01'")
+    later = build_feed_scorecard(ae_db, wh, today=TODAY + pd.Timedelta(days=1), verdicts_dir=verdicts)
+    assert later.attrs["months_rescored"] == 1 and later.attrs["months_from_checks"] == 0
+    wh.close()

@@ -144,16 +144,18 @@ def build_scorecard_asset(raw_keys: list[dg.AssetKey]) -> dg.AssetsDefinition:
     )
     def feed_scorecard(context: dg.AssetExecutionContext, identifiable_db: DuckDBResource,
                        warehouse_db: DuckDBResource) -> dg.MaterializeResult:
-        from orchestration.lib.quality import build_feed_scorecard, connect_read_only
+        from orchestration.lib.quality import VERDICTS_DIR, build_feed_scorecard, connect_read_only
 
         with connect_read_only(identifiable_db.database) as idz, warehouse_db.get_connection() as wh:
-            card = build_feed_scorecard(idz, wh)
+            card = build_feed_scorecard(idz, wh, verdicts_dir=get_settings().quality_dir / VERDICTS_DIR)
         latest = card.sort_values("month").groupby(["partner", "feed"]).tail(1)
-        context.log.info(f"feed scorecard: {card.attrs['months_rescored']} feed-months validated (new or changed "
-                         "since last scored); the others kept, their match rates recomputed")
+        context.log.info(f"feed scorecard: {card.attrs['months_rescored']} feed-months scored again (new or changed "
+                         f"since last scored; {card.attrs['months_from_checks']} of them with the row verdicts "
+                         "their feed check stored); the others kept, their match rates recomputed")
         return dg.MaterializeResult(metadata={
             "dagster/row_count": dg.MetadataValue.int(len(card)),
             "feed_months_validated": dg.MetadataValue.int(int(card.attrs["months_rescored"])),
+            "feed_months_from_checks": dg.MetadataValue.int(int(card.attrs["months_from_checks"])),
             "table": "quality.feed_scorecard",
             "latest_month": dg.MetadataValue.json(json.loads(
                 latest.drop(columns=["scored_at", "suite_version"]).round(3).to_json(orient="records", date_format="iso"))),
