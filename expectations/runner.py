@@ -113,6 +113,11 @@ class QualityResult:
 
 
 # --- GX context ---------------------------------------------------------------------------------------------------
+#: The Data Docs index lists the latest this many validation results (older pages stay on disk). GX's index
+#: builder otherwise loads every stored result on every validation: each nightly adds a result per feed and
+#: table, so after a year each check would spend most of its time re-reading the year's results.
+DOCS_INDEX_LIMIT = 300
+
 def _context(quality_dir: Path | None):
     """An ephemeral GX context: no analytics, no progress bars; when ``quality_dir`` is given, validation
     results persist under ``quality_dir/results`` and Data Docs are built into ``quality_dir/docs``."""
@@ -136,7 +141,8 @@ def _context(quality_dir: Path | None):
             "class_name": "SiteBuilder", "show_how_to_buttons": False,
             "store_backend": {"class_name": "TupleFilesystemStoreBackend",
                               "base_directory": str(quality_dir / "docs")},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder",
+                                   "validation_results_limit": DOCS_INDEX_LIMIT},
         }}
         cfg.stores[cfg.validation_results_store_name] = {
             "class_name": "ValidationResultsStore",

@@ -133,3 +133,21 @@ def test_date_checks_agree_whether_or_not_the_column_fits_nanoseconds(suites, ba
     result = validate_dataframe(df, suites["nhs__ae_attendances"], params={"today": TODAY})
     (hit,) = _failed(result, "expect_column_values_to_be_between", "date_of_birth")
     assert hit.unexpected_count == 2 and hit.error is None
+
+
+def test_the_data_docs_index_lists_only_the_latest_results(suites, tmp_path, monkeypatch):
+    """The index is rebuilt after every validation; it reads only the latest DOCS_INDEX_LIMIT results (GX reads
+    every stored result otherwise), while every result keeps its own page."""
+    import re
+
+    from expectations import runner
+
+    monkeypatch.setattr(runner, "DOCS_INDEX_LIMIT", 2)
+    for month in ("2025-01-01", "2025-02-01", "2025-03-01"):
+        validate_dataframe(ae_frame(), suites["nhs__ae_attendances"], params={"today": TODAY},
+                           quality_dir=tmp_path / "quality", partition=month)
+    index = (tmp_path / "quality" / "docs" / "index.html").read_text()
+    listed = set(re.findall(r"validations/nhs__ae_attendances/(2025-0\d-01)/", index))
+    assert listed == {"2025-02-01", "2025-03-01"}
+    pages = {p.parent.parent.name for p in (tmp_path / "quality" / "docs" / "validations").rglob("*.html")}
+    assert {"2025-01-01", "2025-02-01", "2025-03-01"} <= pages
