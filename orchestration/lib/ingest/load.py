@@ -16,9 +16,11 @@ so a rerun gives exactly the same rows. For every file, loaded + quarantined = r
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,19 +148,29 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_opt_outs(reference: Path) -> set[str]:
-    """NHS numbers that opted out of secondary use (``reference/nhs_opt_outs.csv``, column ``nhs_number``)."""
+def read_opt_outs(reference: Path) -> frozenset[str]:
+    """NHS numbers that opted out of secondary use (``reference/nhs_opt_outs.csv``, column ``nhs_number``).
+
+    Read once per version of the file in a process: a refresh loads nine feeds in one process, and each read of
+    a county's list (74 k numbers, normalised in Python) took 0.26 s."""
     path = reference / "nhs_opt_outs.csv"
     if not path.is_file():
-        return set()
+        return frozenset()
+    stat = path.stat()
+    return _read_opt_outs(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_opt_outs(path_text: str, mtime_ns: int, size: int) -> frozenset[str]:  # noqa: ARG001 - cache key
     import csv
 
+    path = Path(path_text)
     with path.open(encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
         if "nhs_number" not in (reader.fieldnames or []):
             raise PlacelinkError("the opt-out list has no nhs_number column", where=str(path),
                                  fix="write a CSV with a header line 'nhs_number'")
-        return {n for n in (normalise_nhs_number(r["nhs_number"], validate=False) for r in reader) if n}
+        return frozenset(n for n in (normalise_nhs_number(r["nhs_number"], validate=False) for r in reader) if n)
 
 
 # --- schema and agreement ---------------------------------------------------------------------------
@@ -389,7 +401,7 @@ _META_COLUMNS = ("_record_id", "_partition", "_source_file", "_line", "_loaded_a
 
 
 def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date, now: dt.datetime,
-               opt_outs: set[str], erased: set[str]) -> ParsedFile:
+               opt_outs: AbstractSet[str], erased: set[str]) -> ParsedFile:
     """Read one drop, check its header and type every row: loaded columns, quarantine rows with reasons,
     standard person records and a preview. Loaded + quarantined = received for the file."""
     drop = read_drop(path, feed.format, [c.name for c in feed.columns])
@@ -497,7 +509,7 @@ WORKERS_ENV = "PLACELINK_INGEST_WORKERS"
 _WORKER: dict = {}
 
 
-def _worker_init(feed: Feed, opt_outs: set[str], erased: set[str], now: dt.datetime) -> None:
+def _worker_init(feed: Feed, opt_outs: AbstractSet[str], erased: set[str], now: dt.datetime) -> None:
     _WORKER.update(feed=feed, opt_outs=opt_outs, erased=erased, now=now)
 
 
@@ -533,7 +545,7 @@ class ParsedDrops:
 
 
 def parse_partitions(feed: Feed, partitions: list[str], landing: Path, *, home: Path | None = None,
-                     opt_outs: set[str] | None = None, workers: int | None = None) -> ParsedDrops:
+                     opt_outs: AbstractSet[str] | None = None, workers: int | None = None) -> ParsedDrops:
     """Start parsing every drop of ``partitions`` in worker processes, ahead of :func:`ingest_partition`.
 
     Typing rows is Python, one core per process, and a full refresh loads every month of a feed in one step
@@ -566,7 +578,7 @@ def parse_partitions(feed: Feed, partitions: list[str], landing: Path, *, home: 
 
 
 def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str, landing: Path, *,
-                     home: Path | None = None, opt_outs: set[str] | None = None,
+                     home: Path | None = None, opt_outs: AbstractSet[str] | None = None,
                      today: dt.date | None = None, parsed: ParsedDrops | None = None) -> PartitionResult:
     """Replace one monthly partition of a feed with what its landing drops hold. Idempotent.
 
