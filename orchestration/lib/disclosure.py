@@ -90,15 +90,41 @@ def margin_structure(hierarchy: pd.DataFrame) -> MarginStructure:
     return MarginStructure(cells=cells, equations=tuple(equations), implied=tuple(implied))
 
 
-def _determined(a: np.ndarray, unknown: np.ndarray, connected: bool = False) -> np.ndarray:
+#: up to this many unknowns (a district block's hidden cells) components are found on a dense adjacency matrix:
+#: scipy.sparse's conversions and checks cost more than the search itself at that size (county month: half of
+#: the null-space test's time)
+DENSE_COMPONENTS_MAX = 400
+
+
+def _dense_components(incidence: np.ndarray) -> tuple[int, np.ndarray]:
+    """Connected components of the unknowns (columns) linked by sharing an equation (row), labelled 0..k-1 in
+    order of each component's first column, as scipy's ``connected_components`` labels them."""
+    n = incidence.shape[1]
+    linked = incidence.T.astype(np.float32) @ incidence.astype(np.float32) > 0
+    np.fill_diagonal(linked, True)  # a column in no equation is a component of its own
+    labels = np.arange(n)
+    while True:  # every column takes the smallest label among its neighbours until nothing changes
+        smallest = np.where(linked, labels[None, :], n).min(axis=1)
+        if np.array_equal(smallest, labels):
+            break
+        labels = smallest[smallest]  # pointer jumping: halves the rounds on long chains
+    _, first = np.unique(labels, return_inverse=True)
+    return int(first.max()) + 1 if n else 0, first
+
+
+def _determined(a: np.ndarray, unknown: np.ndarray, connected: bool = False,
+                svds: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
     """Indices (into ``unknown``) of suppressed cells the equations determine exactly.
 
     x_i is determined by A_U x_U = b iff every null-space vector of A_U is zero at i. A_U is block diagonal over
     the connected components of its unknowns (two unknowns are connected when an equation holds both), so the
     null space is found per component: at county scale a component is about one district (~100 cells) instead
     of the whole table (~1,500), which made one table take a minute. ``connected``: the caller knows the
-    unknowns form one component (skip the split).
+    unknowns form one component (skip the split). ``svds``: filled with each component's SVD, keyed by its
+    cells (``unknown`` values), for :func:`_unpin` to reuse: the pinned cell it frees is in one of them.
     """
+    if svds is not None:
+        svds.clear()
     if unknown.size == 0:
         return np.array([], dtype=int)
     from scipy.sparse import csr_matrix
@@ -110,6 +136,8 @@ def _determined(a: np.ndarray, unknown: np.ndarray, connected: bool = False) -> 
         return np.array([], dtype=int)
     if connected:
         n_comp, labels = 1, np.zeros(unknown.size, dtype=int)
+    elif unknown.size <= DENSE_COMPONENTS_MAX:
+        n_comp, labels = _dense_components(sub != 0)
     else:
         incidence = csr_matrix(sub != 0, dtype=np.int8)
         n_comp, labels = connected_components(incidence.T @ incidence, directed=False)
@@ -120,7 +148,9 @@ def _determined(a: np.ndarray, unknown: np.ndarray, connected: bool = False) -> 
         block = block[np.any(block != 0, axis=1)]
         if block.shape[0] == 0:
             continue  # in no equation: free
-        _, s, vt = np.linalg.svd(block, full_matrices=True)
+        u, s, vt = np.linalg.svd(block, full_matrices=True)
+        if svds is not None:
+            svds[unknown[cols].tobytes()] = (u, s, vt)
         rank = int(np.sum(s > 1e-9))
         null = vt[rank:].T  # columns span the null space of this block
         out.append(cols if null.shape[1] == 0 else cols[np.linalg.norm(null, axis=1) < 1e-9])
@@ -168,6 +198,7 @@ def secondary_suppression(values: np.ndarray, primary: np.ndarray, structure: Ma
         return False
 
     matrix = None
+    svds: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # this round's, from _determined
     var_eqs = _equations_by_cell(all_eqs)
     for _ in range(max_rounds):
         changed = False
@@ -191,14 +222,14 @@ def secondary_suppression(values: np.ndarray, primary: np.ndarray, structure: Ma
         if matrix is None:
             matrix = structure.matrix()
         unknown = np.flatnonzero(suppressed)
-        pinned = unknown[_determined(matrix, unknown)]
+        pinned = unknown[_determined(matrix, unknown, svds=svds)]
         if pinned.size == 0:
             pinned = _pinned_by_bounds(values, suppressed, all_eqs)
         if pinned.size == 0:  # the cheap tests pass: confirm with the exact (LP) test before publishing
             pinned = _pinned_exact(values, suppressed, matrix)
         # free the first pinned cell (the next round finds any still pinned): trying every pinned cell when
         # none can be freed by one extra cell cost minutes per county table
-        if pinned.size and _unpin(int(pinned[0]), matrix, suppressed, values, all_eqs, var_eqs=var_eqs):
+        if pinned.size and _unpin(int(pinned[0]), matrix, suppressed, values, all_eqs, var_eqs=var_eqs, svds=svds):
             changed = True
         if not changed and pinned.size:
             # No single extra cell frees it: hide the cheapest linked cell and look again (each round adds one
@@ -340,13 +371,14 @@ def _reachable_equations(cell: int, suppressed: np.ndarray, eqs: tuple[tuple[int
 
 
 def _local_candidates(cell: int, suppressed: np.ndarray, values: np.ndarray,
-                      eqs: tuple[tuple[int, np.ndarray], ...], var_eqs: dict[int, list[int]]) -> np.ndarray:
+                      eqs: tuple[tuple[int, np.ndarray], ...], var_eqs: dict[int, list[int]],
+                      members: np.ndarray | None = None) -> np.ndarray:
     """Shown, non-zero cells of the equations linked to ``cell``, smallest count first: only suppressing one of
-    these can change what the margins say about ``cell``."""
-    local = _reachable_equations(cell, suppressed, eqs, var_eqs)
-    if not local:
-        return np.array([], dtype=int)
-    pool = np.unique(np.concatenate([np.concatenate(([t], ch)) for t, ch in local]))
+    these can change what the margins say about ``cell``. ``members``: the cells of those equations, when the
+    caller has them already (:func:`_local_members`)."""
+    pool = _local_members(cell, suppressed, eqs, var_eqs) if members is None else members
+    if pool.size == 0:
+        return pool
     pool = pool[(~suppressed[pool]) & (values[pool] > 0)]
     # the cells sharing an equation with ``cell`` first (most likely to free it), then the rest; smallest first
     near = np.zeros(len(values), dtype=bool)
@@ -356,9 +388,19 @@ def _local_candidates(cell: int, suppressed: np.ndarray, values: np.ndarray,
     return pool[np.lexsort((pool, values[pool], ~near[pool]))]
 
 
+def _local_members(cell: int, suppressed: np.ndarray, eqs: tuple[tuple[int, np.ndarray], ...],
+                   var_eqs: dict[int, list[int]]) -> np.ndarray:
+    """Every cell of the equations linked to ``cell`` through hidden cells (:func:`_reachable_equations`)."""
+    local = _reachable_equations(cell, suppressed, eqs, var_eqs)
+    if not local:
+        return np.array([], dtype=int)
+    return np.unique(np.concatenate([np.concatenate(([t], ch)) for t, ch in local]))
+
+
 def _unpin(cell: int, matrix: np.ndarray, suppressed: np.ndarray, values: np.ndarray,
            eqs: tuple[tuple[int, np.ndarray], ...], max_candidates: int = 25,
-           var_eqs: dict[int, list[int]] | None = None) -> bool:
+           var_eqs: dict[int, list[int]] | None = None,
+           svds: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None) -> bool:
     """Suppress the cheapest extra cell that stops ``cell`` being determined; True if one was found.
 
     Candidates are the shown, non-zero cells of the equations linked to ``cell`` (:func:`_local_candidates`).
@@ -367,18 +409,21 @@ def _unpin(cell: int, matrix: np.ndarray, suppressed: np.ndarray, values: np.nda
     holding c already holds a hidden cell, c's column lies in the column space of A_U, and y0 @ a_c != 0 for the
     minimum-norm y0. That is one SVD per pinned cell for all candidates at once (testing each candidate with its
     own SVD took minutes per county table). Candidates that pass are then checked against the attacker's bounds.
+    ``svds``: the components' SVDs :func:`_determined` just made (the system here is one of them, same rows and
+    columns in the same order), so it is not factorised twice.
     """
     if var_eqs is None:
         var_eqs = _equations_by_cell(eqs)
-    candidates = _local_candidates(cell, suppressed, values, eqs, var_eqs)
+    members = _local_members(cell, suppressed, eqs, var_eqs)
+    candidates = _local_candidates(cell, suppressed, values, eqs, var_eqs, members=members)
     if candidates.size == 0:
         return False
-    local = _reachable_equations(cell, suppressed, eqs, var_eqs)
-    members = np.unique(np.concatenate([np.concatenate(([t], ch)) for t, ch in local]))
     unknown = members[suppressed[members]]
     touching = np.any(matrix[:, unknown] != 0, axis=1)
     a_u = matrix[touching][:, unknown]
-    u, s, vt = np.linalg.svd(a_u, full_matrices=False)
+    known = (svds or {}).get(unknown.tobytes())
+    u, s, vt = known if known is not None and known[0].shape[0] == a_u.shape[0] else \
+        np.linalg.svd(a_u, full_matrices=False)
     rank = int(np.sum(s > 1e-9))
     basis = u[:, :rank]
     pos = int(np.flatnonzero(unknown == cell)[0])
