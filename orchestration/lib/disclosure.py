@@ -342,8 +342,13 @@ def _pinned_exact(values: np.ndarray, suppressed: np.ndarray, matrix: np.ndarray
             raise PlacelinkError("margin equations infeasible", where="disclosure._pinned_exact",
                                  fix="the cell counts do not add up to their totals: rebuild the place marts")
         above |= cand & (res.x[n:2 * n] > 0.5)
-    hull = np.vstack([a_u, np.eye(n)[~above]])
-    return hidden[_determined(hull, np.arange(n))]
+    # On the affine hull the cells at 1 everywhere are constants (pinned, to 1); the others are pinned when the
+    # equations over them alone determine them. (Same answer as the null space of A_U stacked with a unit row
+    # per constant cell, on a smaller matrix.)
+    free = np.flatnonzero(above)
+    pinned = np.concatenate([np.flatnonzero(~above), free[_determined(a_u, free)]]) if free.size else \
+        np.flatnonzero(~above)
+    return hidden[np.sort(pinned)]
 
 
 def _pinned_by_bounds(values, suppressed, eqs) -> np.ndarray:
@@ -363,10 +368,11 @@ def _reachable_equations(cell: int, suppressed: np.ndarray, eqs: tuple[tuple[int
                 continue
             seen_eqs.add(j)
             t, ch = eqs[j]
-            for w in np.concatenate(([t], ch))[suppressed[np.concatenate(([t], ch))]]:
-                if int(w) not in seen_vars:
-                    seen_vars.add(int(w))
-                    stack.append(int(w))
+            members = np.concatenate(([t], ch))
+            for w in members[suppressed[members]].tolist():
+                if w not in seen_vars:
+                    seen_vars.add(w)
+                    stack.append(w)
     return tuple(eqs[j] for j in sorted(seen_eqs))
 
 
