@@ -530,11 +530,13 @@ def _protect_across_districts(values: np.ndarray, suppressed: np.ndarray, struct
     county = np.flatnonzero(levels == "county")
     block_of = {int(t): b for b, (cells, _) in enumerate(blocks) for t in cells[levels[cells] == "district"]}
     chosen: set[int] = set()
+    passed = False  # the pass has run over ``chosen`` (a hidden county alone also needs it once)
     while True:
         coupled = {block_of[int(t)] for t in totals[suppressed[totals]]}
-        if coupled <= chosen and (chosen or not suppressed[county].any()):
+        if coupled <= chosen and (passed or not suppressed[county].any()):
             return suppressed
         chosen |= coupled
+        passed = True
         cells = np.unique(np.concatenate([totals, county, *(blocks[b][0] for b in sorted(chosen))]))
         sub = _restricted(structure, cells)
         suppressed[cells] = secondary_suppression(values[cells], suppressed[cells], sub, threshold)
