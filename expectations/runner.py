@@ -118,6 +118,7 @@ class QualityResult:
 #: table, so after a year each check would spend most of its time re-reading the year's results.
 DOCS_INDEX_LIMIT = 300
 
+
 def _context(quality_dir: Path | None):
     """An ephemeral GX context: no analytics, no progress bars; when ``quality_dir`` is given, validation
     results persist under ``quality_dir/results`` and Data Docs are built into ``quality_dir/docs``."""
@@ -220,6 +221,11 @@ def _mask_any(value: Any) -> Any:
     return mask_value(value)
 
 
+def rules_day(today=None) -> pd.Timestamp:
+    """The day the rules about dates are applied on (``today`` if given, else the current date at midnight)."""
+    return pd.Timestamp(today) if today is not None else pd.Timestamp.now().normalize()
+
+
 def validate_dataframe(df: pd.DataFrame, spec: SuiteSpec, *, params: dict | None = None,
                        quality_dir: Path | None = None, partition: str | None = None) -> QualityResult:
     """Validate ``df`` against ``spec`` and return outcomes with masked samples.
@@ -234,7 +240,7 @@ def validate_dataframe(df: pd.DataFrame, spec: SuiteSpec, *, params: dict | None
     import great_expectations as gx
 
     params = dict(params or {})
-    params.setdefault("today", pd.Timestamp.now().normalize())
+    params["today"] = rules_day(params.get("today"))
     params.setdefault("volume_min", 1)
     params.setdefault("volume_max", None)
     frame = _for_gx(add_derived_columns(df, spec))

@@ -90,10 +90,10 @@ def margin_structure(hierarchy: pd.DataFrame) -> MarginStructure:
     return MarginStructure(cells=cells, equations=tuple(equations), implied=tuple(implied))
 
 
-#: up to this many unknowns (a district block's hidden cells) components are found on a dense adjacency matrix:
-#: scipy.sparse's conversions and checks cost more than the search itself at that size (county month: half of
-#: the null-space test's time)
-DENSE_COMPONENTS_MAX = 400
+#: up to this many unknowns (a district block's hidden cells) the matrices are dense: scipy.sparse's conversions
+#: and checks cost more than the work itself at that size (connected components: half of the null-space test's
+#: time in a county month; the exact test's LP matrices likewise); a whole county table's thousand: sparse
+DENSE_MAX = 400
 
 
 def _dense_components(incidence: np.ndarray) -> tuple[int, np.ndarray]:
@@ -136,7 +136,7 @@ def _determined(a: np.ndarray, unknown: np.ndarray, connected: bool = False,
         return np.array([], dtype=int)
     if connected:
         n_comp, labels = 1, np.zeros(unknown.size, dtype=int)
-    elif unknown.size <= DENSE_COMPONENTS_MAX:
+    elif unknown.size <= DENSE_MAX:
         n_comp, labels = _dense_components(sub != 0)
     else:
         incidence = csr_matrix(sub != 0, dtype=np.int8)
@@ -328,9 +328,7 @@ def _pinned_exact(values: np.ndarray, suppressed: np.ndarray, matrix: np.ndarray
         bounds[:n, 1] = np.inf
         bounds[n:2 * n, 1] = cand
         bounds[2 * n] = (1.0, np.inf)
-        # a block's few dozen hidden cells: dense matrices (building scipy.sparse ones cost more than the solve);
-        # a whole county table's thousand: sparse
-        if n <= 400:
+        if n <= DENSE_MAX:
             a_eq = np.hstack([a_u, np.zeros((m, n)), -b[:, None]])
             a_ub = np.hstack([-np.eye(n), np.eye(n), np.ones((n, 1))])
         else:

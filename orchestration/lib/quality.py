@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from expectations.runner import QualityResult, validate_dataframe
+from expectations.runner import QualityResult, rules_day, validate_dataframe
 from expectations.suite import EARLIER_COPY_COLUMN, SuiteSpec, add_derived_columns, load_suites
 from orchestration.lib.config import Settings, get_settings
 from orchestration.lib.errors import PlacelinkError
@@ -67,7 +67,7 @@ def validate_suite(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, *, partition
                    today: pd.Timestamp | None = None) -> QualityResult:
     """Validate the table of ``spec`` (optionally one partition) and build Data Docs under ``<home>/quality``."""
     settings = settings or get_settings()
-    params: dict = {"today": pd.Timestamp(today) if today is not None else pd.Timestamp.now().normalize()}
+    params: dict = {"today": rules_day(today)}
     if partition is not None and spec.kind == "feed" and spec.volume:
         params["volume_min"], params["volume_max"] = volume_bounds(con, spec.partner, spec.feed, partition)
     df = read_table(con, spec, partition)
@@ -209,7 +209,7 @@ def _row_measures(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, months: list 
     df = _read_months(con, spec, months)
     if df.empty:
         return pd.DataFrame(columns=["month", *ROW_MEASURES])
-    today = pd.Timestamp(today) if today is not None else pd.Timestamp.now().normalize()
+    today = rules_day(today)
     df = df.reset_index(drop=True)
     invalid = _stored_invalid(verdicts_dir, spec, months, df, today)
     reused = invalid is not None
