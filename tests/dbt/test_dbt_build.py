@@ -121,6 +121,33 @@ def test_people_marts_flag_multiple_needs_from_the_latest_twelve_months(con):
     assert hh["household_key"].is_unique and (hh["people_count"] >= 1).all()
 
 
+@pytest.mark.parametrize("key", ["person_key", "household_key"])
+def test_footprints_agree_with_a_direct_count_of_the_events(con, key):
+    """The footprint macro aggregates in two stages (key x agency, then key); every key's figures must equal
+    the plain one-pass definition written with DISTINCT aggregates over the events."""
+    direct = q(con, f"""
+        with e as (
+            select *, event_month > (select max(event_month) from intermediate.int_events_joined_to_places)
+                                    - interval 12 month as recent
+            from intermediate.int_events_joined_to_places where {key} is not null)
+        select {key}, string_agg(distinct agency, ', ' order by agency) as agencies_known_to,
+               count(distinct agency) as agency_count, count(distinct case when recent then agency end)
+                   as agency_count_12m,
+               count(*) as events_total, count(*) filter (where recent) as events_12m,
+               count(*) filter (where agency = 'health') as health_events_total,
+               count(*) filter (where agency = 'police' and recent) as police_events_12m,
+               min(event_date) as first_event_date, max(event_date) as last_event_date,
+               count(distinct person_key) as people_count
+        from e group by 1 order by 1""")
+    mart = q(con, f"select * from marts.{key.removesuffix('_key')}_footprint order by {key}")
+    assert len(direct) > 50 and list(mart[key]) == list(direct[key])
+    columns = ["agencies_known_to", "agency_count", "agency_count_12m", "events_total", "events_12m",
+               "health_events_total", "police_events_12m", "first_event_date", "last_event_date"]
+    columns += ["people_count"] if key == "household_key" else []
+    for column in columns:
+        assert (mart[column].astype(str).to_numpy() == direct[column].astype(str).to_numpy()).all(), column
+
+
 def test_lsoa_profile_ranks_within_district(con):
     prof = q(con, "select * from marts.lsoa_profile where indicator = 'ae_attendances'")
     assert len(prof) == 12
