@@ -84,3 +84,27 @@ def test_lib_never_imports_dagster():
             if any(n == "dagster" or n.startswith(("dagster.", "dagster_")) for n in names):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not offenders, f"orchestration/lib must not import dagster: {offenders}"
+
+
+def test_no_library_phones_home(tmp_path):
+    """MLflow 3 sends usage telemetry unless told not to (it stays quiet under pytest and CI, so the check runs
+    in a clean child process); dbt sends anonymous usage statistics unless DO_NOT_TRACK or its flag says no.
+    Importing placelink's settings turns them off; a value an operator set is kept."""
+    import yaml
+
+    probe = ("import os, sys\n"
+             "if sys.argv[1] == 'placelink': import orchestration.lib.config\n"
+             "from mlflow.telemetry.utils import is_telemetry_disabled\n"
+             "print(is_telemetry_disabled(), os.environ.get('DO_NOT_TRACK'), os.environ.get('GX_ANALYTICS_ENABLED'))")
+    clean = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+
+    def run(which: str, **extra: str) -> list[str]:
+        out = subprocess.run([sys.executable, "-c", probe, which], env={**clean, **extra}, cwd=ROOT,
+                             capture_output=True, text=True, check=True)
+        return out.stdout.split()
+
+    assert run("mlflow alone") == ["False", "None", "None"]  # what a placelink process would do untold
+    assert run("placelink") == ["True", "1", "false"]
+    assert run("placelink", DO_NOT_TRACK="0")[1] == "0"
+    flags = yaml.safe_load((ROOT / "dbt_project" / "dbt_project.yml").read_text())["flags"]
+    assert flags["send_anonymous_usage_stats"] is False

@@ -21,6 +21,20 @@ ENVIRONMENTS: tuple[str, ...] = ("local", "production")
 PARTITION_START = "2024-01-01"
 
 
+def quiet_telemetry() -> None:
+    """No library phones home from placelink: MLflow's telemetry (3.x asks its servers for a config and
+    sends usage events unless told not to), GX's analytics and dbt's anonymous usage statistics (through
+    ``DO_NOT_TRACK``, which dbt honours) are off, unless an operator set these variables explicitly.
+    Environment variables, so the dbt, MLflow and Dagster child processes inherit them."""
+    for name, value in (("MLFLOW_DISABLE_TELEMETRY", "true"), ("GX_ANALYTICS_ENABLED", "false"),
+                        ("DO_NOT_TRACK", "1")):
+        os.environ.setdefault(name, value)
+
+
+# every placelink process reads its settings through this module before it touches those libraries
+quiet_telemetry()
+
+
 class ConfigError(RuntimeError):
     """A setting is missing or wrong; the message says which and how to fix it."""
 
