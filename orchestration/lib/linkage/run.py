@@ -242,12 +242,10 @@ def run_matching(settings: Settings | None = None, full: bool = False, progress:
     link_seconds = time.perf_counter() - t0
     say(f"person linkage: {link_seconds:.1f}s, {result.summary.get('persons', 0):,} persons")
 
-    con.register("_pi", result.person_index)
-    con.register("_hi", result.household_index)
     run(con, "CREATE OR REPLACE TABLE idz.link.person_index AS SELECT CAST(record_id AS VARCHAR) AS record_id, "
-             "CAST(person_id AS VARCHAR) AS person_id FROM _pi")
+             f"CAST(person_id AS VARCHAR) AS person_id FROM {result.person_table} ORDER BY record_id")
     run(con, "CREATE OR REPLACE TABLE idz.link.household_index AS SELECT CAST(record_id AS VARCHAR) AS record_id, "
-             "CAST(household_id AS VARCHAR) AS household_id FROM _hi")
+             f"CAST(household_id AS VARCHAR) AS household_id FROM {result.household_table} ORDER BY record_id")
     run_at = datetime.now(UTC).replace(tzinfo=None)
     changes = result.changes.assign(run_at=run_at, mode=mode)
     run(con, """CREATE TABLE IF NOT EXISTS idz.link.person_index_changes (
