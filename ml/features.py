@@ -400,6 +400,26 @@ def demand_frames(con, spec: ModelSpec, feeds: list[str], warehouse: Path | str 
     return Frames(train, valid, test, features, splits, inputs, dropped, scoring)
 
 
+#: the mart whose months bound each kind's examples (build_frames reads a subset of them)
+HISTORY_TABLES = {"risk": "marts.person_monthly_events", "demand": "marts.lsoa_monthly_indicators"}
+
+
+def require_history(con, spec: ModelSpec, warehouse: Path | str = "warehouse") -> None:
+    """Raise :class:`NotEnoughHistoryError` when even every month of the mart is too few for the model's splits.
+
+    A necessary condition only, so it never refuses a model that :func:`build_frames` would train; it costs
+    one aggregate instead of reading the events (and, in the training asset, importing scikit-learn and
+    MLflow): a new county has too little history for nearly two years, and its nightly run asks every night."""
+    table = HISTORY_TABLES.get(spec.kind)
+    if table is None:
+        return  # build_frames reports the unknown kind
+    require_tables(con, [table], warehouse)
+    first, last = con.execute(f"SELECT min(month), max(month) FROM {table}").fetchall()[0]
+    if first is not None:
+        start, stop = month_index([first, last])
+        time_splits(int(start), int(stop) + 1, spec.horizon_months, spec.min_history_months)
+
+
 def build_frames(con, spec: ModelSpec, feeds: list[str], warehouse: Path | str = "warehouse") -> Frames:
     if spec.kind == "risk":
         return risk_frames(con, spec, feeds, warehouse)

@@ -50,6 +50,7 @@ from ml.features import (
     feature_name,
     frame_digest,
     load_spec,
+    require_history,
 )
 from orchestration.lib.config import Settings, get_settings
 from orchestration.lib.errors import PlacelinkError
@@ -314,6 +315,7 @@ def train_model(model: str, *, settings: Settings | None = None, ethics_path: st
 
     con = connect_read_only(settings.warehouse_db)
     try:
+        require_history(con, spec, settings.warehouse_db)
         frames = build_frames(con, spec, record.feeds, settings.warehouse_db)
     finally:
         con.close()

@@ -97,3 +97,27 @@ def test_time_splits_leave_no_label_overlap():
     assert max(s.train) + 6 <= s.valid  # every training label is observed before validation starts
     with pytest.raises(PlacelinkError, match="not enough history"):
         time_splits(first=0, end=12, horizon=6, min_history=3)
+
+
+@pytest.mark.parametrize("model", list_models())
+def test_too_little_history_is_refused_from_one_aggregate_and_never_when_training_could_go_on(tmp_path, model):
+    """The training asset asks ``require_history`` before importing the trainer: with one month fewer than the
+    splits need it refuses, with exactly enough it lets training go on, and the examples can then be built."""
+    import duckdb
+    from warehouse_fixture import build_mart_warehouse
+
+    from ml.features import NotEnoughHistoryError, build_frames, require_history
+
+    spec = load_spec(model)
+    need = spec.min_history_months + 3 * spec.horizon_months
+    for months in (need - 1, need):
+        path = tmp_path / f"warehouse_{months}.duckdb"
+        build_mart_warehouse(path, n_households=300, n_lsoas=20, months=months)
+        with duckdb.connect(str(path), read_only=True) as con:
+            if months < need:
+                with pytest.raises(NotEnoughHistoryError, match=f"{months} months in the marts"):
+                    require_history(con, spec, path)
+            else:
+                require_history(con, spec, path)
+                frames = build_frames(con, spec, load_record(record_path(model)).feeds, path)
+                assert len(frames.train) > 0 and len(frames.test) > 0

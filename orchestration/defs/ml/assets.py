@@ -57,11 +57,17 @@ def _training_asset(model: str, deps: list[str]) -> dg.AssetsDefinition:
                     "Too few months of history: not materialised, with a warning (the scores step is skipped).",
     )
     def training(context: dg.AssetExecutionContext, config: MLConfig, warehouse_db: DuckDBResource):
-        from ml.features import NotEnoughHistoryError
-        from ml.train import train_model
+        from ml.features import NotEnoughHistoryError, connect_read_only, load_spec, require_history
 
+        settings = _settings(warehouse_db)
         try:
-            result = train_model(model, settings=_settings(warehouse_db), feeds_dir=config.feeds_dir)
+            # before importing the trainer (scikit-learn, MLflow, matplotlib: seconds): a young county has too
+            # little history, and this asset runs every night until it has been materialised once
+            with connect_read_only(settings.warehouse_db) as con:
+                require_history(con, load_spec(model), settings.warehouse_db)
+            from ml.train import train_model
+
+            result = train_model(model, settings=settings, feeds_dir=config.feeds_dir)
         except NotEnoughHistoryError as exc:
             # e.g. a county evaluated on 12 monthly drops: the marts and published tables are still worth
             # having, so the full refresh goes on without this model rather than failing at its last step
