@@ -41,7 +41,7 @@ per_agency as (
         sum(case when in_latest_12m then 1 else 0 end) as events_12m,
         min(event_date) as first_event_date,
         max(event_date) as last_event_date,
-        {#- arg_max skips NULL LSOAs: the latest event that has one, so stage two ranks on its date -#}
+        -- arg_max skips NULL LSOAs: the latest event that has one, so stage two ranks on its date
         arg_max(lsoa_code, event_date) as latest_lsoa_code,
         max(case when lsoa_code is not null then event_date end) as latest_located_date
     from flagged
