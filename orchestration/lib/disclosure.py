@@ -577,13 +577,28 @@ def _protect_chunk(tables: list[np.ndarray], structure: MarginStructure, thresho
     return [protect_table(v, (v >= 1) & (v < threshold), structure, threshold, blocks=blocks) for v in tables]
 
 
+#: a worker's margin structure, its district blocks and the threshold, set once by :func:`_start_worker`
+_WORKER: dict = {}
+
+
+def _start_worker(structure: MarginStructure, threshold: int) -> None:
+    _WORKER.update(structure=structure, threshold=threshold, blocks=district_blocks(structure))
+
+
+def _protect_one(values: np.ndarray) -> np.ndarray:
+    w = _WORKER
+    return protect_table(values, (values >= 1) & (values < w["threshold"]), w["structure"], w["threshold"],
+                         blocks=w["blocks"])
+
+
 def _protect_tables(tables: list[np.ndarray], structure: MarginStructure, threshold: int,
                     workers: int | None) -> list[np.ndarray]:
     """Protect every table, spread over worker processes when there are enough of them.
 
     The tables are independent and the work is numpy/scipy under the GIL, so threads would not help
-    (:mod:`orchestration.lib.parallel`: spawned workers, one BLAS thread each). Tables are dealt round-robin so
-    months of one indicator (similar cost) spread evenly.
+    (:mod:`orchestration.lib.parallel`: spawned workers, one BLAS thread each). Each worker receives the margin
+    structure once, then takes the next table whenever it is free: a table's cost (0.1-1 s at county scale) is not
+    predictable from its counts, and fixed halves left one worker idle for a second or more at the end.
     """
     from orchestration.lib.parallel import spawn_pool, worker_count
 
@@ -591,13 +606,8 @@ def _protect_tables(tables: list[np.ndarray], structure: MarginStructure, thresh
     workers = worker_count(WORKERS_ENV, cap) if workers is None else max(1, min(workers, cap))
     if workers == 1 or len(tables) < PARALLEL_MIN_TABLES or len(tables) * structure.size < PARALLEL_MIN_CELLS:
         return _protect_chunk(tables, structure, threshold)
-    chunks = [tables[w::workers] for w in range(workers)]
-    with spawn_pool(workers) as pool:
-        results = list(pool.map(_protect_chunk, chunks, [structure] * workers, [threshold] * workers))
-    out: list[np.ndarray] = [np.empty(0)] * len(tables)
-    for w, result in enumerate(results):
-        out[w::workers] = result
-    return out
+    with spawn_pool(workers, initializer=_start_worker, initargs=(structure, threshold)) as pool:
+        return list(pool.map(_protect_one, tables, chunksize=1))
 
 
 def protect_place_table(cells: pd.DataFrame, hierarchy: pd.DataFrame,
