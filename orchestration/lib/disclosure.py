@@ -572,9 +572,9 @@ PARALLEL_MIN_CELLS = 20_000
 WORKERS_ENV = "PLACELINK_DISCLOSURE_WORKERS"
 
 
-def _protect_chunk(tables: list[np.ndarray], structure: MarginStructure, threshold: int) -> list[np.ndarray]:
-    blocks = district_blocks(structure)
-    return [protect_table(v, (v >= 1) & (v < threshold), structure, threshold, blocks=blocks) for v in tables]
+def _protect(values: np.ndarray, structure: MarginStructure, threshold: int, blocks) -> np.ndarray:
+    """One month x indicator table: its counts 1..threshold-1 are the primary cells."""
+    return protect_table(values, (values >= 1) & (values < threshold), structure, threshold, blocks=blocks)
 
 
 #: a worker's margin structure, its district blocks and the threshold, set once by :func:`_start_worker`
@@ -586,9 +586,7 @@ def _start_worker(structure: MarginStructure, threshold: int) -> None:
 
 
 def _protect_one(values: np.ndarray) -> np.ndarray:
-    w = _WORKER
-    return protect_table(values, (values >= 1) & (values < w["threshold"]), w["structure"], w["threshold"],
-                         blocks=w["blocks"])
+    return _protect(values, **_WORKER)
 
 
 def _protect_tables(tables: list[np.ndarray], structure: MarginStructure, threshold: int,
@@ -605,7 +603,8 @@ def _protect_tables(tables: list[np.ndarray], structure: MarginStructure, thresh
     cap = len(tables) // max(1, PARALLEL_MIN_TABLES // 2)  # at least a few tables per worker
     workers = worker_count(WORKERS_ENV, cap) if workers is None else max(1, min(workers, cap))
     if workers == 1 or len(tables) < PARALLEL_MIN_TABLES or len(tables) * structure.size < PARALLEL_MIN_CELLS:
-        return _protect_chunk(tables, structure, threshold)
+        blocks = district_blocks(structure)
+        return [_protect(v, structure, threshold, blocks) for v in tables]
     with spawn_pool(workers, initializer=_start_worker, initargs=(structure, threshold)) as pool:
         return list(pool.map(_protect_one, tables, chunksize=1))
 
