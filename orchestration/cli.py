@@ -195,15 +195,20 @@ def pseudonymise(
     feed: Annotated[str | None, typer.Option(help="Only this feed.")] = None,
     feeds_dir: Annotated[Path | None, typer.Option("--feeds-dir", help="Feed contracts folder "
                                                    "(default: orchestration/feeds).")] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Re-key every record, not only those loaded or "
+                                          "re-linked since the last build.")] = False,
     home: HomeOption = None,
 ) -> None:
-    """Write the pseudonymised src.* tables and ref.* into the warehouse (no clear identifiers leave)."""
+    """Write the pseudonymised src.* tables and ref.* into the warehouse (no clear identifiers leave).
+
+    Incremental: records loaded or re-linked since a table's last build are re-keyed; a table is rebuilt when
+    its contract, the key or the postcode directory changed (see ops.src_builds in the warehouse)."""
     from orchestration.lib.warehouse_sources import build_warehouse_sources
 
     settings = _settings(home)
     with console.status("pseudonymising"):
         out = build_warehouse_sources(
-            settings, partner=partner, feed=feed, feeds_dir=feeds_dir,
+            settings, partner=partner, feed=feed, feeds_dir=feeds_dir, incremental=not rebuild,
             progress=lambda f, n: console.print(f"[dim]pseudonymise:[/] src.{f.name} {n:,} rows", highlight=False))
     for table, rows in out.items():
         typer.echo(f"{table:48} {'not loaded yet' if rows < 0 else f'{rows:>10,}'}")

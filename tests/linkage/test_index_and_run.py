@@ -63,6 +63,17 @@ def test_keys_are_stable_across_nights(two_nights):
     assert night2["addresses_matched"] == len(index2) - len(index1)
 
 
+def test_index_rows_say_when_their_key_last_changed(two_nights):
+    """The src tables re-key only records whose keys changed since they were built: that needs stamps that move
+    when, and only when, a record's person_id changes."""
+    _, _, index1, _, index2 = two_nights
+    both = index2.merge(index1, on="record_id", how="left", suffixes=("", "_1"))
+    old = both["person_id_1"].notna()
+    assert (both.loc[old, "changed_at"] == both.loc[old, "changed_at_1"]).all()  # same key: same stamp
+    assert (both.loc[~old, "changed_at"] > index1["changed_at"].max()).all()    # new records: night 2
+    assert index1["changed_at"].nunique() == 1                                  # night 1 stamped every row
+
+
 def test_incremental_links_new_records_to_existing_people(two_nights, county):
     _, _, index1, night2, index2 = two_nights
     new = index2[~index2["record_id"].isin(index1["record_id"])]
@@ -102,7 +113,17 @@ def test_addresses_are_rematched_when_they_or_the_gazetteer_change(county, tmp_p
     con.execute("""UPDATE link.person_records SET postcode = 'ZZ9 9ZZ'
                    WHERE record_id = (SELECT min(record_id) FROM link.person_records)""")
     con.close()
+    stamps = "SELECT record_id, matched_at FROM link.address_matches ORDER BY record_id"
+    con = duckdb.connect(str(settings.identifiable_db), read_only=True)
+    before = dict(con.execute(stamps).fetchall())
+    con.close()
     assert run_matching(settings, log_to_mlflow=False)["addresses_matched"] == 1
+    con = duckdb.connect(str(settings.identifiable_db), read_only=True)
+    after = dict(con.execute(stamps).fetchall())
+    changed = con.execute("SELECT min(record_id) FROM link.person_records").fetchall()[0][0]
+    con.close()
+    assert {r for r in after if after[r] != before[r]} == {changed}  # only the re-matched record is re-stamped
+    assert after[changed] > before[changed]
     gazetteer = settings.reference / "gazetteer.csv"
     gazetteer.write_text(gazetteer.read_text() + "\n")  # a new gazetteer release (same content here)
     assert run_matching(settings, log_to_mlflow=False)["addresses_matched"] == first["records"]

@@ -18,7 +18,7 @@ from orchestration.lib.contracts import Contract, Contracts, Feed
 from orchestration.lib.ingest import ingest_partition, parse_partitions, read_opt_outs
 from orchestration.lib.ingest.load import PartitionResult
 from orchestration.lib.pseudonymise import pseudonymiser
-from orchestration.lib.warehouse_sources import IDZ, attach_identifiable, build_warehouse_source
+from orchestration.lib.warehouse_sources import IDZ, attach_identifiable, build_warehouse_source, source_build
 
 #: the matching stage's tables each ``src`` asset joins (defined by the matching domain)
 LINK_KEYS = [dg.AssetKey(["link", t]) for t in ("person_index", "household_index", "address_matches")]
@@ -143,11 +143,18 @@ def build_src_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
             attach_identifiable(con, identifiable_db.database)
             try:
                 rows = build_warehouse_source(con, feed, pz)
+                build = source_build(con, feed) or {}
             finally:
                 con.execute(f"DETACH {IDZ}")
                 con.close()
+        why = build.get("reason") or f"{build.get('records_changed')} record(s) changed since the last build"
+        context.log.info(f"src.{feed.name}: {build.get('mode')}, {why}")
         return dg.MaterializeResult(metadata={"dagster/row_count": dg.MetadataValue.int(rows),
-                                              "table": f"src.{feed.name}"})
+                                              "table": f"src.{feed.name}",
+                                              "build": build.get("mode", "rebuild"),
+                                              "rebuild_reason": build.get("reason") or "",
+                                              "records_rekeyed": rows if build.get("mode", "rebuild") == "rebuild"
+                                              else build.get("records_changed", 0)})
 
     return _src
 

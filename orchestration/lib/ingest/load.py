@@ -571,7 +571,7 @@ def parse_partitions(feed: Feed, partitions: list[str], landing: Path, *, home: 
     from orchestration.lib.governance.erasure import excluded_record_hashes
 
     erased = excluded_record_hashes(get_settings(home=home)) if home else set()
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     pool = spawn_pool(workers, _worker_init, (feed, opt_outs or set(), erased, now))
     # submitted month by month: the first months to be written are the first parsed
     return ParsedDrops(pool, {t[0]: pool.submit(_parse_in_worker, t) for t in tasks})
@@ -599,7 +599,7 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
     partition = part_date.isoformat()
     files = feed_drops(landing, feed).get(partition, [])
     result = PartitionResult(feed.partner, feed.id, partition, columns_dropped=list(feed.dropped_columns))
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     ensure_ops_tables(con)
     earlier = dict(con.execute(
         "SELECT sha256, min(source_file) FROM ops.load_log WHERE partner=? AND feed=? AND status='loaded' "

@@ -154,6 +154,7 @@ def run_matching(settings: Settings | None = None, full: bool = False, progress:
     settings = (settings or get_settings()).ensure()
     say = progress or (lambda _msg: None)
     t_start = time.perf_counter()
+    run_at = datetime.now(UTC).replace(tzinfo=None)
     if not settings.identifiable_db.exists():
         raise PlacelinkError("the identifiable zone does not exist yet", where=str(settings.identifiable_db),
                              fix="run `placelink ingest` first")
@@ -204,6 +205,8 @@ def run_matching(settings: Settings | None = None, full: bool = False, progress:
                                SEMI JOIN idz.link.address_matches m USING (record_id)) k USING (record_id)""")
         match_addresses(con, "_new_records", "_gazetteer", "_postcodes", out_table="_new_matches",
                         prepared_gazetteer="idz.link.gazetteer_tokens")
+        _stamp(con, "_new_matches", "matched_at", run_at)
+        run(con, "ALTER TABLE idz.link.address_matches ADD COLUMN IF NOT EXISTS matched_at TIMESTAMP")
         # only the rows that changed are written (a nightly drop is a few hundred of 1.7 M)
         run(con, """DELETE FROM idz.link.address_matches WHERE record_id IN (SELECT record_id FROM _new_matches)
                     OR record_id NOT IN (SELECT record_id FROM _records)""")
@@ -216,6 +219,7 @@ def run_matching(settings: Settings | None = None, full: bool = False, progress:
         run(con, "CREATE TEMP TABLE _new_records AS SELECT * FROM _records")
         match_addresses(con, "_records", "_gazetteer", "_postcodes", out_table="_new_matches",
                         prepared_gazetteer="idz.link.gazetteer_tokens")
+        _stamp(con, "_new_matches", "matched_at", run_at)
         run(con, "CREATE OR REPLACE TABLE idz.link.address_matches AS SELECT * FROM _new_matches")
         run(con, "CREATE OR REPLACE TABLE idz.link.address_match_inputs AS SELECT * FROM _address_inputs")
     run(con, "CREATE TEMP TABLE _address_matches AS SELECT * FROM idz.link.address_matches")
@@ -242,11 +246,8 @@ def run_matching(settings: Settings | None = None, full: bool = False, progress:
     link_seconds = time.perf_counter() - t0
     say(f"person linkage: {link_seconds:.1f}s, {result.summary.get('persons', 0):,} persons")
 
-    run(con, "CREATE OR REPLACE TABLE idz.link.person_index AS SELECT CAST(record_id AS VARCHAR) AS record_id, "
-             f"CAST(person_id AS VARCHAR) AS person_id FROM {result.person_table} ORDER BY record_id")
-    run(con, "CREATE OR REPLACE TABLE idz.link.household_index AS SELECT CAST(record_id AS VARCHAR) AS record_id, "
-             f"CAST(household_id AS VARCHAR) AS household_id FROM {result.household_table} ORDER BY record_id")
-    run_at = datetime.now(UTC).replace(tzinfo=None)
+    _write_index(con, "person_index", "person_id", result.person_table, run_at, tables)
+    _write_index(con, "household_index", "household_id", result.household_table, run_at, tables)
     changes = result.changes.assign(run_at=run_at, mode=mode)
     run(con, """CREATE TABLE IF NOT EXISTS idz.link.person_index_changes (
         run_at TIMESTAMP, mode VARCHAR, record_id VARCHAR, old_person_id VARCHAR, new_person_id VARCHAR,
@@ -290,6 +291,31 @@ def run_matching(settings: Settings | None = None, full: bool = False, progress:
         _log_mlflow(settings, out, model_path, con, result)
     con.close()
     return out
+
+
+def _stamp(con: duckdb.DuckDBPyConnection, table: str, column: str, at: datetime) -> None:
+    run(con, f"ALTER TABLE {table} ADD COLUMN {column} TIMESTAMP")
+    con.execute(f"UPDATE {table} SET {column} = ?", [at]).fetchall()
+
+
+def _write_index(con: duckdb.DuckDBPyConnection, name: str, id_col: str, new_table: str, run_at: datetime,
+                 tables: set) -> None:
+    """Replace ``link.<name>`` (record_id, <id_col>, changed_at). ``changed_at`` is when the record's id last
+    changed: kept from the stored index when the id is the same, else this run. The src tables re-key only the
+    records changed since they were built, so a nightly does not re-key 1.7 M records to find 50 k changed."""
+    target = f"idz.link.{name}"
+    stamped = ("link", name) in tables and con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE database_name = 'idz' AND schema_name = 'link' "
+        "AND table_name = ? AND column_name = 'changed_at'", [name]).fetchall()[0][0]
+    changed_at = (f"CASE WHEN o.record_id IS NOT NULL AND o.{id_col} IS NOT DISTINCT FROM n.{id_col} "
+                  "THEN o.changed_at ELSE $run_at END") if stamped else "$run_at"
+    previous = f"LEFT JOIN {target} o ON o.record_id = n.record_id" if stamped else ""
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _index_{name} AS
+        SELECT n.record_id, n.{id_col}, CAST({changed_at} AS TIMESTAMP) AS changed_at
+        FROM (SELECT CAST(record_id AS VARCHAR) AS record_id, CAST({id_col} AS VARCHAR) AS {id_col}
+              FROM {new_table}) n {previous}""", {"run_at": run_at}).fetchall()
+    run(con, f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM _index_{name} ORDER BY record_id")
+    run(con, f"DROP TABLE _index_{name}")
 
 
 def _read_decisions_csv(path: Path) -> pd.DataFrame:
