@@ -310,12 +310,12 @@ def _write_index(con: duckdb.DuckDBPyConnection, name: str, id_col: str, new_tab
     changed_at = (f"CASE WHEN o.record_id IS NOT NULL AND o.{id_col} IS NOT DISTINCT FROM n.{id_col} "
                   "THEN o.changed_at ELSE $run_at END") if stamped else "$run_at"
     previous = f"LEFT JOIN {target} o ON o.record_id = n.record_id" if stamped else ""
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE _index_{name} AS
+    # DuckDB reads the stored index before it replaces it, in one statement
+    con.execute(f"""CREATE OR REPLACE TABLE {target} AS
         SELECT n.record_id, n.{id_col}, CAST({changed_at} AS TIMESTAMP) AS changed_at
         FROM (SELECT CAST(record_id AS VARCHAR) AS record_id, CAST({id_col} AS VARCHAR) AS {id_col}
-              FROM {new_table}) n {previous}""", {"run_at": run_at}).fetchall()
-    run(con, f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM _index_{name} ORDER BY record_id")
-    run(con, f"DROP TABLE _index_{name}")
+              FROM {new_table}) n {previous}
+        ORDER BY n.record_id""", {"run_at": run_at}).fetchall()
 
 
 def _read_decisions_csv(path: Path) -> pd.DataFrame:
