@@ -153,6 +153,21 @@ def _context(quality_dir: Path | None):
     return gx.get_context(mode="ephemeral", project_config=cfg)
 
 
+def build_docs_index(quality_dir: Path) -> str | None:
+    """Rebuild the Data Docs index page under ``quality_dir`` (with the page of the latest stored result, as GX
+    builds pages and the index together); returns the index URL, or None when nothing was validated yet."""
+    results = Path(quality_dir) / "results"
+    if not results.exists():
+        return None
+    ctx = _context(Path(quality_dir))
+    keys = ctx.validation_results_store.list_keys()
+    if not keys:
+        return None
+    latest = max(keys, key=lambda k: (k.run_id.run_time or pd.Timestamp.min.to_pydatetime(), str(k.to_tuple())))
+    urls = ctx.build_data_docs(site_names=["placelink"], resource_identifiers=[latest], build_index=True)
+    return urls.get("placelink")
+
+
 def _for_gx(df: pd.DataFrame) -> pd.DataFrame:
     """pandas 3 ``str`` columns -> object, so GX's type checks see Python ``str`` values (see TYPE_LISTS);
     datetime columns -> nanosecond resolution where every value fits (1677-2262).
@@ -227,7 +242,8 @@ def rules_day(today=None) -> pd.Timestamp:
 
 
 def validate_dataframe(df: pd.DataFrame, spec: SuiteSpec, *, params: dict | None = None,
-                       quality_dir: Path | None = None, partition: str | None = None) -> QualityResult:
+                       quality_dir: Path | None = None, partition: str | None = None,
+                       docs_index: bool = True) -> QualityResult:
     """Validate ``df`` against ``spec`` and return outcomes with masked samples.
 
     Args:
@@ -236,6 +252,9 @@ def validate_dataframe(df: pd.DataFrame, spec: SuiteSpec, *, params: dict | None
         params: suite parameters: ``today`` (Timestamp; default now), ``volume_min``/``volume_max``.
         quality_dir: when given, results are stored and Data Docs rebuilt under it; ``docs_path`` is set.
         partition: label recorded with the result.
+        docs_index: also rebuild the Data Docs index page (:func:`build_docs_index`). The index reads up to
+            ``DOCS_INDEX_LIMIT`` stored results, ~15 ms each: once a month of nightly results is stored that is
+            seconds per validation, so the nightly's per-feed checks leave it to one rebuild after them.
     """
     import great_expectations as gx
 
@@ -290,7 +309,7 @@ def validate_dataframe(df: pd.DataFrame, spec: SuiteSpec, *, params: dict | None
         key = keys[0] if keys else None
         if key is not None:
             ctx.validation_results_store.set(key, result)  # overwrite with the masked result
-            ctx.build_data_docs(site_names=["placelink"], resource_identifiers=[key])
+            ctx.build_data_docs(site_names=["placelink"], resource_identifiers=[key], build_index=docs_index)
             urls = ctx.get_docs_sites_urls(resource_identifier=key, site_name="placelink")
             docs_path = urls[0]["site_url"] if urls else None
     statistics = dict(result.statistics)

@@ -63,7 +63,7 @@ def volume_bounds(con: duckdb.DuckDBPyConnection, partner: str, feed: str, parti
 
 
 def validate_suite(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, *, partition: str | None = None,
-                   settings: Settings | None = None, docs: bool = True,
+                   settings: Settings | None = None, docs: bool = True, docs_index: bool = True,
                    today: pd.Timestamp | None = None) -> QualityResult:
     """Validate the table of ``spec`` (optionally one partition) and build Data Docs under ``<home>/quality``."""
     settings = settings or get_settings()
@@ -74,7 +74,8 @@ def validate_suite(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, *, partition
     quality_dir = settings.quality_dir if docs else None
     if quality_dir is not None:
         quality_dir.mkdir(parents=True, exist_ok=True)
-    result = validate_dataframe(df, spec, params=params, quality_dir=quality_dir, partition=partition)
+    result = validate_dataframe(df, spec, params=params, quality_dir=quality_dir, partition=partition,
+                                docs_index=docs_index)
     if quality_dir is not None and partition is not None and spec.kind == "feed" and not df.empty:
         store_verdicts(quality_dir / VERDICTS_DIR, spec, partition, df, result, params["today"])
     return result

@@ -151,3 +151,29 @@ def test_the_data_docs_index_lists_only_the_latest_results(suites, tmp_path, mon
     assert listed == {"2025-02-01", "2025-03-01"}
     pages = {p.parent.parent.name for p in (tmp_path / "quality" / "docs" / "validations").rglob("*.html")}
     assert {"2025-01-01", "2025-02-01", "2025-03-01"} <= pages
+
+
+def test_checks_can_leave_the_index_to_one_rebuild_after_them(suites, tmp_path):
+    """The nightly's per-feed checks write their own pages but not the index (which re-reads up to
+    DOCS_INDEX_LIMIT stored results each time); one build_docs_index afterwards lists them all."""
+    import re
+
+    from expectations.runner import build_docs_index
+
+    quality = tmp_path / "quality"
+    assert build_docs_index(quality) is None  # nothing validated yet
+    first = validate_dataframe(ae_frame(), suites["nhs__ae_attendances"], params={"today": TODAY},
+                               quality_dir=quality, partition="2025-01-01")
+    index = quality / "docs" / "index.html"
+    before = index.read_text()
+    later = [validate_dataframe(ae_frame(), suites["nhs__ae_attendances"], params={"today": TODAY},
+                                quality_dir=quality, partition=month, docs_index=False)
+             for month in ("2025-02-01", "2025-03-01")]
+
+    assert index.read_text() == before  # the index was left alone
+    assert all(pd.io.common.urlopen(r.docs_path).read() for r in later)  # each page was written
+    url = build_docs_index(quality)
+
+    assert url and url.endswith("index.html") and first.docs_path
+    listed = set(re.findall(r"validations/nhs__ae_attendances/(2025-0\d-01)/", index.read_text()))
+    assert listed == {"2025-01-01", "2025-02-01", "2025-03-01"}

@@ -55,12 +55,13 @@ def check_metadata(result: QualityResult, severity: str) -> dict:
     return meta
 
 
-def _validate_and_report(context, key: dg.AssetKey, spec: SuiteSpec, db: DuckDBResource, partition: str | None):
+def _validate_and_report(context, key: dg.AssetKey, spec: SuiteSpec, db: DuckDBResource, partition: str | None,
+                         docs_index: bool = True):
     from orchestration.lib.quality import validate_suite
 
     try:
         with db.get_connection() as con:
-            result = validate_suite(con, spec, partition=partition, settings=get_settings())
+            result = validate_suite(con, spec, partition=partition, settings=get_settings(), docs_index=docs_index)
     except PlacelinkError as exc:
         yield dg.AssetCheckResult(asset_key=key, check_name=STRUCTURE, passed=False,
                                   severity=dg.AssetCheckSeverity.ERROR, description=str(exc))
@@ -103,7 +104,8 @@ def build_feed_check(spec: SuiteSpec) -> dg.AssetChecksDefinition:
     )
     def _check(context: dg.AssetCheckExecutionContext, identifiable_db: DuckDBResource):
         partition = context.partition_key if context.has_partition_key else None
-        yield from _validate_and_report(context, key, spec, identifiable_db, partition=partition)
+        # each check writes its own Data Docs page; the index is rebuilt once after them, by the feed scorecard
+        yield from _validate_and_report(context, key, spec, identifiable_db, partition=partition, docs_index=False)
 
     return _check
 
@@ -144,10 +146,14 @@ def build_scorecard_asset(raw_keys: list[dg.AssetKey]) -> dg.AssetsDefinition:
     )
     def feed_scorecard(context: dg.AssetExecutionContext, identifiable_db: DuckDBResource,
                        warehouse_db: DuckDBResource) -> dg.MaterializeResult:
+        from expectations.runner import build_docs_index
         from orchestration.lib.quality import VERDICTS_DIR, build_feed_scorecard, connect_read_only
 
+        quality_dir = get_settings().quality_dir
         with connect_read_only(identifiable_db.database) as idz, warehouse_db.get_connection() as wh:
-            card = build_feed_scorecard(idz, wh, verdicts_dir=get_settings().quality_dir / VERDICTS_DIR)
+            card = build_feed_scorecard(idz, wh, verdicts_dir=quality_dir / VERDICTS_DIR)
+        # the feed checks before it left the Data Docs index to one rebuild here
+        docs = build_docs_index(quality_dir)
         latest = card.sort_values("month").groupby(["partner", "feed"]).tail(1)
         context.log.info(f"feed scorecard: {card.attrs['months_rescored']} feed-months scored again (new or changed "
                          f"since last scored; {card.attrs['months_from_checks']} of them with the row verdicts "
@@ -157,6 +163,7 @@ def build_scorecard_asset(raw_keys: list[dg.AssetKey]) -> dg.AssetsDefinition:
             "feed_months_validated": dg.MetadataValue.int(int(card.attrs["months_rescored"])),
             "feed_months_from_checks": dg.MetadataValue.int(int(card.attrs["months_from_checks"])),
             "table": "quality.feed_scorecard",
+            **({"data_docs": dg.MetadataValue.url(docs)} if docs else {}),
             "latest_month": dg.MetadataValue.json(json.loads(
                 latest.drop(columns=["scored_at", "suite_version"]).round(3).to_json(orient="records", date_format="iso"))),
         })
