@@ -12,6 +12,7 @@ the identifiable zone keeps every copy for quality checks.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -301,24 +302,31 @@ class _SourceQuery:
         con.execute(f"INSERT INTO {BUILDS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, current_timestamp::TIMESTAMP)",
                     [self.table, mode, reason, changed, rows, self.fingerprint(con), *marks])
 
-    def rebuild(self, con: duckdb.DuckDBPyConnection, reason: str) -> int:
-        marks = self._watermarks(con)  # before reading: anything stamped later is picked up next time
+    @contextlib.contextmanager
+    def _writing(self, con: duckdb.DuckDBPyConnection, only: str):
+        """One transaction for a write, with the key's pads and the written records' ethnicity groups in place;
+        rolled back on any error (``_Mismatch`` included)."""
         con.execute("BEGIN TRANSACTION")
         try:
             if self.feed.person:
-                self._ethnicity_groups(con, "")
+                self._ethnicity_groups(con, only)
             with self.pz.sql_key(con):
-                con.execute(f"CREATE OR REPLACE TABLE {self.table} AS {self.select.replace('{only}', '')} "
-                            "ORDER BY partition_month, event_date, record_key")
-            rows = int(con.execute(f"SELECT count(*) FROM {self.table}").fetchall()[0][0])
-            self._record(con, "rebuild", reason, None, rows, marks)
+                yield
             con.execute("COMMIT")
-        except Exception:
+        except BaseException:
             con.execute("ROLLBACK")
             raise
         finally:
             if self.feed.person:
                 con.unregister("_ethnicity_groups")
+
+    def rebuild(self, con: duckdb.DuckDBPyConnection, reason: str) -> int:
+        marks = self._watermarks(con)  # before reading: anything stamped later is picked up next time
+        with self._writing(con, ""):
+            con.execute(f"CREATE OR REPLACE TABLE {self.table} AS {self.select.replace('{only}', '')} "
+                        "ORDER BY partition_month, event_date, record_key")
+            rows = int(con.execute(f"SELECT count(*) FROM {self.table}").fetchall()[0][0])
+            self._record(con, "rebuild", reason, None, rows, marks)
         return rows
 
     def update(self, con: duckdb.DuckDBPyConnection, state: dict) -> int | None:
@@ -343,11 +351,8 @@ class _SourceQuery:
             con.execute("DROP TABLE IF EXISTS temp._src_changed")
             return self.rebuild(con, f"{n_changed:,} records changed, most of the table")
         only = "WHERE r._record_id IN (SELECT _record_id FROM _src_changed)"
-        con.execute("BEGIN TRANSACTION")
         try:
-            if self.feed.person:
-                self._ethnicity_groups(con, only)
-            with self.pz.sql_key(con):
+            with self._writing(con, only):
                 # a reloaded month's old rows go too: a record a re-sent drop no longer holds must not stay
                 con.execute(f"""DELETE FROM {self.table} WHERE record_key IN (
                                     SELECT {self.pz.token_sql('record', f"'{prefix}' || c._record_id")}
@@ -356,22 +361,21 @@ class _SourceQuery:
                                                        WHERE _loaded_at > $raw)""",
                             {"raw": since["raw"]})
                 con.execute(f"INSERT INTO {self.table} BY NAME {self.select.replace('{only}', only)}")
-            rows, records = con.execute(
-                f"SELECT (SELECT count(*) FROM {self.table}), "
-                f"(SELECT count(DISTINCT _record_id) FROM {IDZ}.{self.feed.table})").fetchall()[0]
-            if rows != records:
-                con.execute("ROLLBACK")
-                return None
-            self._record(con, "update", None, n_changed, int(rows), marks)
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+                rows, records = con.execute(
+                    f"SELECT (SELECT count(*) FROM {self.table}), "
+                    f"(SELECT count(DISTINCT _record_id) FROM {IDZ}.{self.feed.table})").fetchall()[0]
+                if rows != records:
+                    raise _Mismatch
+                self._record(con, "update", None, n_changed, int(rows), marks)
+        except _Mismatch:
+            return None
         finally:
-            if self.feed.person:
-                con.unregister("_ethnicity_groups")
             con.execute("DROP TABLE IF EXISTS temp._src_changed")
         return int(rows)
+
+
+class _Mismatch(Exception):
+    """An update left other than one row per raw record: roll it back and rebuild."""
 
 
 def build_reference_tables(con: duckdb.DuckDBPyConnection, reference: Path) -> list[str]:
