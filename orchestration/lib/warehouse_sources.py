@@ -75,6 +75,11 @@ def _has_table(con: duckdb.DuckDBPyConnection, database: str, schema: str, table
                             "AND table_name=?", [database, schema, table]).fetchall()[0][0])
 
 
+def _in_warehouse(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    """Whether ``schema.table`` exists in the connection's own database (not the attached zone)."""
+    return _has_table(con, con.execute("SELECT current_database()").fetchall()[0][0], schema, table)
+
+
 def _has_column(con: duckdb.DuckDBPyConnection, database: str, schema: str, table: str, column: str) -> bool:
     return bool(con.execute("SELECT count(*) FROM duckdb_columns() WHERE database_name=? AND schema_name=? "
                             "AND table_name=? AND column_name=?", [database, schema, table, column]).fetchall()[0][0])
@@ -106,8 +111,7 @@ def _ethnicity_column(feed: Feed) -> str | None:
 
 def _ethnicity_lookup(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """Code/label -> ONS group from ``ref.ethnicity_codes`` (scheme, code, label, ons_group) when present."""
-    db = con.execute("SELECT current_database()").fetchall()[0][0]
-    if not _has_table(con, db, "ref", "ethnicity_codes"):
+    if not _in_warehouse(con, "ref", "ethnicity_codes"):
         return {}
     out: dict[str, str] = {}
     for code, label, group in con.execute("SELECT code, label, ons_group FROM ref.ethnicity_codes").fetchall():
@@ -150,7 +154,7 @@ def build_warehouse_source(con: duckdb.DuckDBPyConnection, feed: Feed, pz: Pseud
         raise PlacelinkError(f"{feed.table} has not been loaded", where=feed.table,
                              fix=f"run `placelink ingest --partner {feed.partner} --feed {feed.id}` first")
     query = _SourceQuery(con, feed, pz)
-    state = _build_state(con, feed)
+    state = source_build(con, feed)
     reason = "a rebuild was asked for" if not incremental else query.rebuild_reason(con, state)
     if reason is None:
         rows = query.update(con, state)
@@ -160,22 +164,12 @@ def build_warehouse_source(con: duckdb.DuckDBPyConnection, feed: Feed, pz: Pseud
     return query.rebuild(con, reason)
 
 
-def _build_state(con: duckdb.DuckDBPyConnection, feed: Feed) -> dict | None:
-    db = con.execute("SELECT current_database()").fetchall()[0][0]
-    if not _has_table(con, db, "ops", "src_builds"):
-        return None
-    row = con.execute(f"SELECT fingerprint, raw_watermark, link_watermark, rows FROM {BUILDS_TABLE} "
-                      "WHERE source_table = ?", [f"src.{feed.name}"]).fetchall()
-    return dict(zip(("fingerprint", "raw_watermark", "link_watermark", "rows"), row[0], strict=True)) if row else None
-
-
 def source_build(con: duckdb.DuckDBPyConnection, feed: Feed) -> dict | None:
-    """The last build of ``src.<feed>``: mode (rebuild / update), reason, records re-keyed, rows, when."""
-    db = con.execute("SELECT current_database()").fetchall()[0][0]
-    if not _has_table(con, db, "ops", "src_builds"):
+    """The last build of ``src.<feed>`` as ``ops.src_builds`` holds it: mode (rebuild / update), reason, records
+    re-keyed, rows, when, and the fingerprint and watermarks the next build compares with."""
+    if not _in_warehouse(con, "ops", "src_builds"):
         return None
-    cur = con.execute(f"SELECT mode, reason, records_changed, rows, built_at FROM {BUILDS_TABLE} "
-                      "WHERE source_table = ?", [f"src.{feed.name}"])
+    cur = con.execute(f"SELECT * FROM {BUILDS_TABLE} WHERE source_table = ?", [f"src.{feed.name}"])
     row = cur.fetchall()
     return dict(zip([d[0] for d in cur.description], row[0], strict=True)) if row else None
 
@@ -185,13 +179,13 @@ class _SourceQuery:
 
     def __init__(self, con: duckdb.DuckDBPyConnection, feed: Feed, pz: Pseudonymiser):
         self.feed, self.pz = feed, pz
+        self._fingerprint: str | None = None
         self.table = f"src.{feed.name}"
         self.links = {t: _has_table(con, IDZ, "link", t) for t in
                       ("person_index", "household_index", "address_matches", "person_records")}
         self.link_stamps = {t: _has_column(con, IDZ, "link", t, col) for t, col in LINK_CHANGE_COLUMNS.items()
                             if self.links[t]}
-        has_ref_pc = _has_table(con, con.execute("SELECT current_database()").fetchall()[0][0], "ref", "postcodes")
-        self.has_ref_pc = has_ref_pc
+        has_ref_pc = self.has_ref_pc = _in_warehouse(con, "ref", "postcodes")
         rid = f"'{feed.source}:' || r._record_id"
         place = feed.place.columns() if feed.place else {}
         raw_col = {c.name: c.sql_name for c in feed.columns}
@@ -255,7 +249,13 @@ class _SourceQuery:
 
     def fingerprint(self, con: duckdb.DuckDBPyConnection) -> str:
         """What the table's rows depend on besides the records and their links: the query text (contract,
-        code), the key (as a token of a constant, never the key), the postcode directory, the ethnicity codes."""
+        code), the key (as a token of a constant, never the key), the postcode directory, the ethnicity codes.
+        Computed once per build (the check before it and the record after it read the same inputs)."""
+        if self._fingerprint is None:
+            self._fingerprint = self._compute_fingerprint(con)
+        return self._fingerprint
+
+    def _compute_fingerprint(self, con: duckdb.DuckDBPyConnection) -> str:
         parts = [str(SOURCE_BUILD_VERSION), self.select, self.pz.token("fingerprint", "placelink") or "",
                  json.dumps(sorted(self.known_ethnicity.items())), json.dumps(sorted(self.link_stamps.items()))]
         if self.has_ref_pc:
@@ -272,8 +272,7 @@ class _SourceQuery:
 
     def rebuild_reason(self, con: duckdb.DuckDBPyConnection, state: dict | None) -> str | None:
         """Why the table must be rebuilt rather than updated, or None."""
-        if state is None or not _has_table(con, con.execute("SELECT current_database()").fetchall()[0][0],
-                                           "src", self.feed.name):
+        if state is None or not _in_warehouse(con, "src", self.feed.name):
             return "no earlier build"
         linked = [t for t in LINK_CHANGE_COLUMNS if self.links[t]]
         if not all(self.link_stamps.get(t) for t in linked):
