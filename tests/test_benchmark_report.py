@@ -1,0 +1,78 @@
+"""The benchmark report's bookkeeping: verdicts, which runs the scaling table compares, skipped stages.
+
+The benchmark itself is not a timed test (``.ci/run`` runs it once at small scale as a smoke test); these check
+the parts that decide what the report claims, on hand-made result files.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import run as bench
+
+
+def _result(scale: str, measured_at: str, wall: float, *, command: str = "python benchmarks/run.py",
+            months: int | None = None, stages: list[str] = ("generate", "ingest")) -> dict:
+    return {"scale": scale, "months": months, "measured_at": measured_at, "command": command, "commit": "abc1234",
+            "records": 1000, "machine": {"cpu": "test cpu"},
+            "stages": [{"name": s, "wall_s": wall, "cpu_s": wall, "peak_rss_mb": 1.0} for s in stages],
+            "refresh_full": {"wall_s": wall * 10}}
+
+
+def test_verdict_says_by_how_much_a_target_is_missed():
+    assert bench.verdict(100.0, 120.0) == "met"
+    assert bench.verdict(240.0, 120.0) == "MISSED by 2.0x"
+    assert bench.verdict(4.0, 20.0, higher_is_better=True) == "MISSED by 5.0x"
+    assert bench.verdict(None, 3.0) == "not measured"
+
+
+def test_scaling_table_compares_the_newest_whole_run_of_each_scale(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    files = {
+        "2026-12-01-small.json": _result("small", "2026-12-01T10:00:00+00:00", 1.0),
+        "2026-12-02-small.json": _result("small", "2026-12-02T10:00:00+00:00", 2.0),
+        "2026-12-02-county.json": _result("county", "2026-12-02T11:00:00+00:00", 30.0),
+        # newer, but partial: file names sort after the whole run's, which they must not win by
+        "refresh-only-2026-12-03-county.json": _result("county", "2026-12-03T10:00:00+00:00", 99.0,
+                                                       command="python benchmarks/run.py --refresh-only",
+                                                       stages=["generate"]),
+        # newer, but another amount of history: not the same scale's point on the curve
+        "2026-12-03-county-24m.json": _result("county", "2026-12-03T11:00:00+00:00", 77.0, months=24),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_text(json.dumps(data))
+    table = bench.scaling_table()
+    ingest = next(line for line in table.splitlines() if line.startswith("| ingest |"))
+    assert "2.0 s" in ingest and "30.0 s" in ingest
+    assert "1.0 s" not in ingest and "99.0 s" not in ingest and "77.0 s" not in ingest
+    assert "small measured 2026-12-02 at commit abc1234" in table
+
+
+def test_training_with_too_little_history_is_found_in_the_stage_log(tmp_path):
+    log = tmp_path / "bench.log"
+    log.write_text("an earlier stage said: not enough history: 1 months\n")
+    since = log.stat().st_size
+    with open(log, "a") as fh:
+        fh.write("error: marts: not enough history: 11 months in the marts, the time-based splits need 21 "
+                 "(3 of history, then train, validation and test windows of 6) (fix: ...)\n")
+    assert bench._too_little_history(log, since) == (
+        "not enough history: 11 months in the marts, the time-based splits need 21")
+    assert bench._too_little_history(log, log.stat().st_size) is None
+
+
+@pytest.mark.parametrize("skipped", [{}, {"train": "not enough history: 11 months", "score": "no model"}])
+def test_the_report_lists_stages_not_run_and_why(tmp_path, monkeypatch, skipped):
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    res = _result("county", "2026-12-02T11:00:00+00:00", 3.0)
+    res.update({"seed": 42, "repeats": 3, "held_back_month": "2025-11", "skipped_stages": skipped,
+                "machine": {"cores": 2, "ram_gb": 23.5, "cpu": "test cpu", "python": "3.11",
+                            "load_avg_at_start": [0.1, 0.1, 0.1]},
+                "refresh_full": {"wall_s": 400.0, "cpu_s": 500.0, "peak_rss_mb": 5000.0},
+                "refresh_incremental": {"wall_s": 100.0, "cpu_s": 120.0, "peak_rss_mb": 3000.0}})
+    text = bench.write_report(res, "county").read_text()
+    assert ("| train | not run: not enough history: 11 months |" in text) == bool(skipped)
+    assert ("do not include them" in text) == bool(skipped)
+    assert "| incremental <= 2 min | 100.0 s | met |" in text
+    assert "at commit abc1234" in text
