@@ -98,7 +98,8 @@ def score_model(model: str, *, settings: Settings | None = None, feeds_dir=None,
     estimator = mlflow.sklearn.load_model(f"models:/{spec.registered_model}/{champion.version}")
     con = connect_read_only(settings.warehouse_db)
     try:
-        frames = build_frames(con, spec, [f for f in feeds if f in record.feeds], settings.warehouse_db)
+        frames = build_frames(con, spec, [f for f in feeds if f in record.feeds], settings.warehouse_db,
+                              scoring_only=True)
     finally:
         con.close()
     scores = predict_with(estimator, spec, frames.scoring[frames.features].astype("float64"))

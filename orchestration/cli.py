@@ -308,8 +308,10 @@ def bench(
     scale: Annotated[str, typer.Option(help="tiny | small | medium | county")] = "small",
     repeats: Annotated[int, typer.Option(help="Runs per side-by-side comparison (medians are reported).")] = 3,
     skip_peers: Annotated[bool, typer.Option("--skip-peers", help="Stages and refreshes only.")] = False,
+    months: Annotated[int | None, typer.Option(help="Months of events (default: the scale's; 12 at county, "
+                                               "less than model training needs: 24 measures training too).")] = None,
 ) -> None:
-    """Run the benchmarks (benchmarks/run.py) and write benchmarks/results/<date>-<scale>.md and .json."""
+    """Run the benchmarks (benchmarks/run.py) and write benchmarks/results/<date>-<scale>[-<N>m].md and .json."""
     import subprocess
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
@@ -317,7 +319,9 @@ def bench(
         raise PlacelinkError("benchmarks/run.py not found", where=str(script),
                              fix="run placelink bench from a source checkout of placelink")
     argv = [sys.executable, str(script), "--scale", scale, "--repeats", str(repeats)]
-    raise typer.Exit(subprocess.call(argv + (["--skip-peers"] if skip_peers else [])))
+    argv += ["--skip-peers"] if skip_peers else []
+    argv += ["--months", str(months)] if months else []
+    raise typer.Exit(subprocess.call(argv))
 
 
 @app.callback()

@@ -121,3 +121,27 @@ def test_too_little_history_is_refused_from_one_aggregate_and_never_when_trainin
                 require_history(con, spec, path)
                 frames = build_frames(con, spec, load_record(record_path(model)).feeds, path)
                 assert len(frames.train) > 0 and len(frames.test) > 0
+
+
+@pytest.mark.parametrize("model", list_models())
+def test_scoring_builds_the_same_examples_to_score_without_the_training_ones(tmp_path, model):
+    """Nightly scoring builds only the examples it scores; they and the feature columns are exactly those a
+    whole build (the one training uses) gives, so the champion sees the features it was trained on."""
+    import duckdb
+    from warehouse_fixture import build_mart_warehouse
+
+    from ml.features import build_frames
+
+    spec = load_spec(model)
+    path = tmp_path / "warehouse.duckdb"
+    build_mart_warehouse(path, n_households=300, n_lsoas=20, months=spec.min_history_months + 3 * spec.horizon_months + 2)
+    feeds = load_record(record_path(model)).feeds
+    with duckdb.connect(str(path), read_only=True) as con:
+        whole = build_frames(con, spec, feeds, path)
+        scoring = build_frames(con, spec, feeds, path, scoring_only=True)
+    assert len(whole.train) > 0 and len(whole.scoring) > 0
+    assert scoring.features == whole.features
+    pd.testing.assert_frame_equal(scoring.scoring, whole.scoring)
+    assert scoring.splits == whole.splits
+    for part in (scoring.train, scoring.valid, scoring.test):
+        assert part.empty and set(whole.features) <= set(part.columns)
