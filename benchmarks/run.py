@@ -24,7 +24,6 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -136,13 +135,19 @@ def hold_back_last_month(landing: Path, holding: Path) -> str:
     return last
 
 
-def _too_little_history(log: Path, since: int) -> str | None:
-    """The training stage's "not enough history" error from what it wrote to the log after byte ``since``."""
-    with open(log, "rb") as fh:
-        fh.seek(since)
-        text = fh.read().decode(errors="replace")
-    found = re.search(r"not enough history: [^(\n]*", text)
-    return found.group(0).strip() if found else None
+def _too_little_history(home: Path) -> str | None:
+    """Why the models cannot train on ``home``'s marts, or None: the same check the training asset makes before
+    it trains (``ml.features.require_history``), so the benchmark skips exactly what the refresh leaves out."""
+    from ml.features import NotEnoughHistoryError, connect_read_only, list_models, load_spec, require_history
+
+    warehouse = home / "warehouse.duckdb"
+    with connect_read_only(warehouse) as con:
+        for model in list_models():
+            try:
+                require_history(con, load_spec(model), warehouse)
+            except NotEnoughHistoryError as exc:
+                return f"{model}: {exc.message}"
+    return None
 
 
 def restore(holding: Path, landing: Path) -> None:
@@ -248,11 +253,12 @@ def mart_vs_floors(home: Path, repeats: int, log: Path, work: Path) -> dict:
                         f"count(*) AS event_count FROM '{events}' GROUP BY ALL")
             return time.perf_counter() - start
 
+    sql = (home / "dbt" / "target" / "compiled" / "placelink" / "models" / "marts" / "place"
+           / "lsoa_monthly_indicators.sql").read_text()
+
     def mart_sql_once(into_file: bool) -> float:
         """The model's compiled SQL run directly (no dbt): what the mart costs DuckDB itself, into memory like
         the floor, or into a database file like dbt's table in the warehouse."""
-        sql = (home / "dbt" / "target" / "compiled" / "placelink" / "models" / "marts" / "place"
-               / "lsoa_monthly_indicators.sql").read_text()
         target = work / "mart_sql.duckdb"
         target.unlink(missing_ok=True)
         with duckdb.connect(str(target) if into_file else ":memory:") as con:
@@ -476,6 +482,12 @@ def write_report(res: dict, label: str) -> Path:
     return path
 
 
+def _whole_run(data: dict) -> bool:
+    """A report of every stage at the scale's own history: not --refresh-only (only generate), not --months."""
+    return ("scale" in data and "measured_at" in data and len(data.get("stages", [])) > 1
+            and not data.get("months") and "--refresh-only" not in data.get("command", ""))
+
+
 def scaling_table() -> str:
     """Each stage's cost per 1,000 records at every scale measured so far; growth worse than linear is flagged."""
     latest: dict[str, dict] = {}
@@ -484,12 +496,8 @@ def scaling_table() -> str:
             data = json.loads(path.read_text())
         except ValueError:
             continue
-        # whole runs only (a --refresh-only or --skip-peers report is partial), the newest by when it was measured:
-        # file names do not sort by date ("refresh-only-..." after "2026-...")
-        if ("stages" in data and "scale" in data and len(data["stages"]) > 1 and not data.get("months") and
-                "--refresh-only" not in
-                data.get("command", "") and data.get("measured_at", "") > latest.get(data["scale"], {}).get(
-                    "measured_at", "")):
+        # the newest by when it was measured: file names do not sort by date ("refresh-only-..." after "2026-...")
+        if _whole_run(data) and data["measured_at"] > latest.get(data["scale"], {}).get("measured_at", ""):
             latest[data["scale"]] = data
     order = [s for s in ("tiny", "small", "medium", "county") if s in latest]
     if not order:
@@ -572,17 +580,15 @@ def main() -> None:
         if name == "score" and "train" in skipped:
             skipped[name] = "no model was trained at this scale (see train)"
             continue
-        say(f"stage {name}")
-        size = log.stat().st_size
-        m = run_measured(name, placelink(*cmd), env_for(stages_home), log_path=str(log))
-        reason = _too_little_history(log, size) if m.returncode != 0 and name == "train" else None
+        reason = _too_little_history(stages_home) if name == "train" else None
         if reason:
             # the county default (12 months) is less history than the models' time-based splits need: the
             # pipeline's own refresh leaves training out with a warning, so the stage table says so, not fails
             say(f"stage {name} not run: {reason}")
             skipped[name] = reason
             continue
-        stages.append(must(m, log))
+        say(f"stage {name}")
+        stages.append(must(run_measured(name, placelink(*cmd), env_for(stages_home), log_path=str(log)), log))
     res["stages"] = [s.as_dict() for s in stages]
     res["skipped_stages"] = skipped
 

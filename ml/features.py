@@ -338,8 +338,9 @@ def risk_frames(con, spec: ModelSpec, feeds: list[str], warehouse: Path | str = 
         valid, test = make(splits.valid), make(splits.test)
         test = test.merge(attach, on="household_key", how="left")
     scoring = scoring.merge(attach[["household_key", "lsoa_code"]], on="household_key", how="left")
-    inputs = {"marts.person_monthly_events": events.drop(columns=["m"]),
-              "intermediate.int_events_joined_to_places": groups}
+    # what training saw, for its digests; scoring records none, so it copies nothing
+    inputs = {} if scoring_only else {"marts.person_monthly_events": events.drop(columns=["m"]),
+                                      "intermediate.int_events_joined_to_places": groups}
     return Frames(train, valid, test, features, splits, inputs, dropped, scoring)
 
 
@@ -411,7 +412,7 @@ def demand_frames(con, spec: ModelSpec, feeds: list[str], warehouse: Path | str 
         valid, test = examples(splits.valid), examples(splits.test)
         quint = pd.Series(((imd + 1) // 2), index=lsoas).astype("Int64").astype("string").fillna("Unknown")
         test["deprivation_quintile"] = test["lsoa_code"].map(quint)
-    inputs = {"marts.lsoa_monthly_indicators": lmi.drop(columns=["m"])}
+    inputs = {} if scoring_only else {"marts.lsoa_monthly_indicators": lmi.drop(columns=["m"])}
     return Frames(train, valid, test, features, splits, inputs, dropped, scoring)
 
 

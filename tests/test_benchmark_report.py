@@ -50,16 +50,22 @@ def test_scaling_table_compares_the_newest_whole_run_of_each_scale(tmp_path, mon
     assert "small measured 2026-12-02 at commit abc1234" in table
 
 
-def test_training_with_too_little_history_is_found_in_the_stage_log(tmp_path):
-    log = tmp_path / "bench.log"
-    log.write_text("an earlier stage said: not enough history: 1 months\n")
-    since = log.stat().st_size
-    with open(log, "a") as fh:
-        fh.write("error: marts: not enough history: 11 months in the marts, the time-based splits need 21 "
-                 "(3 of history, then train, validation and test windows of 6) (fix: ...)\n")
-    assert bench._too_little_history(log, since) == (
-        "not enough history: 11 months in the marts, the time-based splits need 21")
-    assert bench._too_little_history(log, log.stat().st_size) is None
+def test_training_is_skipped_exactly_when_the_marts_hold_too_little_history(tmp_path):
+    """The benchmark asks the training asset's own check: with one month fewer than the models' splits need it
+    names the model and the shortfall, with exactly enough it lets the train stage run."""
+    from ml.features import list_models, load_spec
+    from tests.ml.warehouse_fixture import build_mart_warehouse
+
+    need = max(load_spec(m).min_history_months + 3 * load_spec(m).horizon_months for m in list_models())
+    for months in (need - 1, need):
+        home = tmp_path / f"home_{months}"
+        home.mkdir()
+        build_mart_warehouse(home / "warehouse.duckdb", n_households=200, n_lsoas=10, months=months)
+        reason = bench._too_little_history(home)
+        if months < need:
+            assert reason is not None and "not enough history" in reason and f"{months} months" in reason, reason
+        else:
+            assert reason is None
 
 
 @pytest.mark.parametrize("skipped", [{}, {"train": "not enough history: 11 months", "score": "no model"}])
