@@ -12,7 +12,7 @@ import yaml
 from ml import gate
 from ml.ethics import check_feed_agreements, load_record, record_path, require_permitted
 from ml.fairness import FairnessReport, check_thresholds, risk_fairness
-from ml.features import list_models, load_spec, time_splits
+from ml.features import feature_name, list_models, load_spec, time_splits
 from orchestration.lib.errors import PlacelinkError
 
 
@@ -145,3 +145,91 @@ def test_scoring_builds_the_same_examples_to_score_without_the_training_ones(tmp
     assert scoring.splits == whole.splits
     for part in (scoring.train, scoring.valid, scoring.test):
         assert part.empty and set(whole.features) <= set(part.columns)
+
+
+def _reference_household_examples(events: pd.DataFrame, cutoff: int, spec, indicators: list[str]) -> pd.DataFrame:
+    """The household features written the slow, obvious way (a groupby per household), to check the vectorised
+    build against: counts per indicator and in all over each lookback, then 12-month distinct types, persons and
+    months since the last event."""
+    history = events[(events["m"] >= cutoff - 12) & (events["m"] < cutoff)]
+    rows = []
+    for key, h in history.groupby("household_key", sort=False):
+        row = {"household_key": key}
+        for lookback in spec.lookbacks_months:
+            win = h[h["m"] >= cutoff - lookback]
+            for ind in indicators:
+                row[f"n_{feature_name(ind)}_{lookback}m"] = float(win.loc[win["indicator"] == ind, "event_count"].sum())
+            row[f"events_{lookback}m"] = float(win["event_count"].sum())
+        row["distinct_event_types_12m"] = float(h["indicator"].nunique())
+        row["persons_seen_12m"] = float(h["person_key"].nunique())
+        row["months_since_last_event"] = float(cutoff - h["m"].max())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_household_examples_count_what_a_plain_groupby_counts(tmp_path):
+    """The household risk features (numpy bincounts over integer codes) equal a per-household groupby on the
+    fixture's events, at a training cutoff and at the scoring cutoff, in the order households first appear."""
+    import duckdb
+    from warehouse_fixture import build_mart_warehouse
+
+    from ml.features import (
+        _HOUSEHOLD_EVENTS_SQL,
+        _risk_examples,
+        household_groups,
+        month_index,
+        permitted_indicators,
+    )
+
+    spec = load_spec("household_risk")
+    path = tmp_path / "warehouse.duckdb"
+    build_mart_warehouse(path, n_households=200, n_lsoas=12, months=spec.min_history_months + 3 * spec.horizon_months)
+    with duckdb.connect(str(path), read_only=True) as con:
+        events = con.execute(_HOUSEHOLD_EVENTS_SQL).df()
+        indicators, _ = permitted_indicators(con, events["indicator"].unique(), load_record(record_path("household_risk")).feeds)
+        groups = household_groups(con)
+    events = events[events["indicator"].isin(indicators)].copy()
+    events["m"] = month_index(events["month"])
+    end = int(events["m"].max()) + 1
+    for cutoff in (end - spec.horizon_months, end):
+        built = _risk_examples(events, groups, cutoff, spec, indicators, with_label=False)
+        expected = _reference_household_examples(events, cutoff, spec, indicators)
+        assert len(built) == len(expected) > 50
+        assert list(built["household_key"]) == list(expected["household_key"])
+        columns = [c for c in expected.columns if c != "household_key"]
+        assert list(built.columns) == ["household_key", "cutoff", *columns, "imd_decile"]
+        pd.testing.assert_frame_equal(built[columns], expected[columns])
+        assert built["events_12m"].sum() > 0 and (built["persons_seen_12m"] >= 1).all()
+
+
+def test_a_persons_household_and_attributes_do_not_depend_on_row_order(tmp_path):
+    """Two events on a person's latest date at different addresses (or with different recorded attributes): the
+    household and the audit attributes go to the larger value, whatever order the rows are stored in. A plain
+    arg_max broke such ties arbitrarily, so two builds of one warehouse could disagree on a household's rows."""
+    import duckdb
+
+    from ml.features import _HOUSEHOLD_EVENTS_SQL, household_groups
+
+    rows = [("p1", "hA", "E01", "F", "25-34", "White"), ("p1", "hB", "E02", "M", "35-44", "Asian")]
+    answers = set()
+    for order in (rows, rows[::-1]):
+        path = tmp_path / f"w{len(answers)}_{order[0][1]}.duckdb"
+        with duckdb.connect(str(path)) as con:
+            con.execute("create schema intermediate; create schema marts")
+            con.execute("create table intermediate.int_events_joined_to_places (person_key varchar, household_key varchar,"
+                        " lsoa_code varchar, sex varchar, age_band varchar, ethnicity_group varchar, event_date date)")
+            for r in order:
+                con.execute("insert into intermediate.int_events_joined_to_places values (?, ?, ?, ?, ?, ?, date '2025-03-04')",
+                            list(r))
+            con.execute("create table marts.person_monthly_events as select 'p1' as person_key, date '2025-03-01' as month,"
+                        " 'ae_attendances' as indicator, 2 as event_count")
+            con.execute("create table marts.dim_lsoa as select 'E02' as lsoa_code, 3 as imd_decile")
+            homes = con.execute(_HOUSEHOLD_EVENTS_SQL).fetchall()
+            groups = household_groups(con)
+        answers.add((tuple(sorted(homes)), tuple(sorted(map(tuple, groups[[
+            "household_key", "sex", "age_band", "ethnicity_group", "lsoa_code"]].itertuples(index=False))))))
+    assert len(answers) == 1
+    (homes, groups), = answers
+    assert [h[0] for h in homes] == ["hB"]
+    # each household's own reference person and its latest place; ties inside one household to the larger value
+    assert ("hB", "M", "35-44", "Asian", "E02") in groups

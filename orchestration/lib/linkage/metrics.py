@@ -25,51 +25,51 @@ def pairwise_metrics_sql(con: duckdb.DuckDBPyConnection, predicted: str, truth: 
                          true_col: str = "person_id") -> dict:
     """:func:`pairwise_metrics` over two relations already in ``con`` (table or view names), without leaving DuckDB:
     at county scale ~1.5 s per score, where pandas round trips of the same 1.5 M rows cost several seconds."""
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE _pairwise_j AS
-                    SELECT CAST(p.{pred_col} AS VARCHAR) AS pc, CAST(t.{true_col} AS VARCHAR) AS tc
-                    FROM {predicted} p JOIN {truth} t ON CAST(p.record_id AS VARCHAR) = CAST(t.record_id AS VARCHAR)
-                    WHERE t.{true_col} IS NOT NULL AND p.{pred_col} IS NOT NULL""")
-    try:
-        return _contingency_scores(con, "_pairwise_j")
-    finally:
-        con.execute("DROP TABLE IF EXISTS _pairwise_j")
+    # grouped straight from the join (the joined records are not kept: only their contingency table is needed)
+    return _contingency_scores(con, f"""(SELECT CAST(p.{pred_col} AS VARCHAR) AS pc, CAST(t.{true_col} AS VARCHAR) AS tc
+        FROM {predicted} p JOIN {truth} t ON CAST(p.record_id AS VARCHAR) = CAST(t.record_id AS VARCHAR)
+        WHERE t.{true_col} IS NOT NULL AND p.{pred_col} IS NOT NULL)""")
 
 
 def _contingency_scores(con: duckdb.DuckDBPyConnection, j: str) -> dict:
-    tp, pred_pairs, true_pairs, n = con.execute(f"""
-        SELECT
-          (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM (SELECT count(*) n FROM {j} GROUP BY pc, tc)),
-          (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM (SELECT count(*) n FROM {j} GROUP BY pc)),
-          (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM (SELECT count(*) n FROM {j} GROUP BY tc)),
-          (SELECT count(*) FROM {j})
-    """).fetchall()[0]
-    tp, pred_pairs, true_pairs = float(tp), float(pred_pairs), float(true_pairs)
+    """Every score from one contingency table ``nij`` (records per predicted x true cluster), grouped once: the
+    pair counts and entropies all follow from it and its margins, so the 1.5-3 M scored records are grouped
+    once instead of six times (a 24-month county nightly: the person score 1.2 -> 0.5 s)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _nij AS SELECT pc, tc, count(*)::DOUBLE AS n FROM {j} GROUP BY 1, 2")
+    try:
+        row = con.execute("""
+            WITH a AS (SELECT tc, sum(n) AS n FROM _nij GROUP BY 1),
+                 b AS (SELECT pc, sum(n) AS n FROM _nij GROUP BY 1),
+                 tot AS (SELECT coalesce(sum(n), 0) AS n FROM _nij)
+            SELECT
+              (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM _nij),
+              (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM b),
+              (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM a),
+              (SELECT n FROM tot),
+              -(SELECT sum(a.n / tot.n * ln(a.n / tot.n)) FROM a, tot),
+              -(SELECT sum(b.n / tot.n * ln(b.n / tot.n)) FROM b, tot),
+              -(SELECT sum(_nij.n / tot.n * ln(_nij.n / b.n)) FROM _nij JOIN b USING (pc), tot),
+              -(SELECT sum(_nij.n / tot.n * ln(_nij.n / a.n)) FROM _nij JOIN a USING (tc), tot),
+              (SELECT count(*) FROM b), (SELECT count(*) FROM a)
+        """).fetchall()[0]
+    finally:
+        con.execute("DROP TABLE IF EXISTS _nij")
+    tp, pred_pairs, true_pairs, n, h_c, h_k, h_c_k, h_k_c, n_pc, n_tc = row
+    tp, pred_pairs, true_pairs, n = float(tp), float(pred_pairs), float(true_pairs), int(n)
     precision = tp / pred_pairs if pred_pairs else 1.0
     recall = tp / true_pairs if true_pairs else 1.0
     f1 = 2 * precision * recall / (precision + recall) if (precision + recall) else 0.0
-    out = {"records_scored": int(n), "true_pairs": int(true_pairs), "predicted_pairs": int(pred_pairs),
+    out = {"records_scored": n, "true_pairs": int(true_pairs), "predicted_pairs": int(pred_pairs),
            "true_positive_pairs": int(tp), "precision": round(precision, 5), "recall": round(recall, 5),
            "f1": round(f1, 5)}
     if n:
-        # adjusted Rand index, homogeneity, completeness and V-measure from the contingency table in DuckDB
-        # (the formulas scikit-learn uses; importing and feeding scikit-learn cost more than the linkage at scale)
-        h_c, h_k, h_c_k, h_k_c, sum_ij, sum_i, sum_j, n_pc, n_tc = con.execute(f"""
-            WITH nij AS (SELECT pc, tc, count(*)::DOUBLE AS n FROM {j} GROUP BY 1, 2),
-                 a AS (SELECT tc, sum(n) AS n FROM nij GROUP BY 1),
-                 b AS (SELECT pc, sum(n) AS n FROM nij GROUP BY 1),
-                 tot AS (SELECT sum(n) AS n FROM nij)
-            SELECT
-              -(SELECT sum(a.n / tot.n * ln(a.n / tot.n)) FROM a, tot),
-              -(SELECT sum(b.n / tot.n * ln(b.n / tot.n)) FROM b, tot),
-              -(SELECT sum(nij.n / tot.n * ln(nij.n / b.n)) FROM nij JOIN b USING (pc), tot),
-              -(SELECT sum(nij.n / tot.n * ln(nij.n / a.n)) FROM nij JOIN a USING (tc), tot),
-              (SELECT sum(n * (n - 1) / 2) FROM nij), (SELECT sum(n * (n - 1) / 2) FROM a),
-              (SELECT sum(n * (n - 1) / 2) FROM b), (SELECT count(*) FROM b), (SELECT count(*) FROM a)
-        """).fetchall()[0]
+        # adjusted Rand index, homogeneity, completeness and V-measure (the formulas scikit-learn uses; importing
+        # and feeding scikit-learn cost more than the linkage at scale)
         homogeneity = 1.0 if not h_c else 1.0 - h_c_k / h_c
         completeness = 1.0 if not h_k else 1.0 - h_k_c / h_k
         v = 0.0 if homogeneity + completeness == 0 else 2 * homogeneity * completeness / (homogeneity + completeness)
         pairs = n * (n - 1) / 2
+        sum_ij, sum_i, sum_j = tp, true_pairs, pred_pairs
         expected = sum_i * sum_j / pairs if pairs else 0.0
         max_index = (sum_i + sum_j) / 2
         ari = 1.0 if max_index == expected else (sum_ij - expected) / (max_index - expected)
