@@ -7,7 +7,8 @@ wall time, CPU time and peak RSS are that stage's alone):
 2. The pipeline stage by stage from the CLI (ingest, match, pseudonymise, dbt build, quality, train, score,
    publish) on a home whose newest drop month is held back.
 3. The real nightly path through Dagster: ``placelink refresh --full`` on a fresh copy of the same drops, then the
-   held-back month is dropped into landing and ``placelink refresh`` (incremental) runs.
+   held-back month is dropped into landing and ``placelink refresh`` (incremental) runs, ``--repeats`` times from
+   one copy of the home as the full refresh left it; the report gives the median run.
 4. Side by side, on the same data, medians of ``--repeats`` runs:
    - person linkage vs the ``recordlinkage`` toolkit on a sample of up to 100 k records (time and pairwise F1);
    - the LSOA x month mart (dbt) vs a hand-written pandas groupby vs a bare DuckDB GROUP BY (the floor);
@@ -163,6 +164,42 @@ def fresh_copy(src: Path, dst: Path, parts=("landing", "reference", "truth")) ->
     dst.mkdir(parents=True)
     for part in parts:
         shutil.copytree(src / part, dst / part)
+
+
+def nightly_runs(home: Path, holding: Path, repeats: int, log: Path, say, what: str) -> dict:
+    """The incremental refresh ``repeats`` times, each from the same home as the full refresh left it (a copy
+    taken before the first), so the nightly target is judged on a median like the side-by-side figures: one
+    nightly on these shared machines moved by 10-20% between runs an hour apart.
+
+    Returns the median run's measurement (its Dagster steps in ``steps_s``), with every run's wall time in
+    ``runs_wall_s``.
+    """
+    before = home.with_name(home.name + "-before-nightly")
+    if repeats > 1:
+        if before.exists():
+            shutil.rmtree(before)
+        shutil.copytree(home, before, symlinks=True)
+    runs = []
+    try:
+        for i in range(repeats):
+            if i:
+                shutil.rmtree(home)
+                shutil.copytree(before, home, symlinks=True)
+            restore(holding, home / "landing")
+            say(f"refresh (incremental: {what}), run {i + 1} of {repeats}")
+            started = time.time()
+            run = must(run_measured("refresh_incremental", placelink("refresh"), env_for(home), log_path=str(log)),
+                       log).as_dict()
+            run["steps_s"] = step_seconds(home, started)
+            runs.append(run)
+    finally:
+        if before.exists():
+            shutil.rmtree(before)
+    walls = [r["wall_s"] for r in runs]
+    # the median run (of an even number, the slower of the middle two: never flatter the target)
+    chosen = dict(sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2])
+    chosen["runs_wall_s"] = walls
+    return chosen
 
 
 # --- side by side -----------------------------------------------------------------------------------------
@@ -390,6 +427,14 @@ def verdict(value: float | None, target: float, higher_is_better: bool = False) 
     return f"MISSED by {ratio:.1f}x"
 
 
+def _runs_note(run: dict) -> str:
+    """", median of 3 runs (118.4, 119.0, 121.2 s)" for a repeated run; nothing for a single one."""
+    walls = run.get("runs_wall_s") or []
+    if len(walls) < 2:
+        return ""
+    return f", median of {len(walls)} runs ({', '.join(str(w) for w in sorted(walls))} s)"
+
+
 def write_report(res: dict, label: str) -> Path:
     """Write ``<date>-<label>.md`` and ``.json`` (label: the scale, and ``-<N>m`` for a run with --months)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -402,7 +447,7 @@ def write_report(res: dict, label: str) -> Path:
              f"Machine: {m['cores']} cores, {m['ram_gb']} GB RAM, {m['cpu']}, Python {m['python']}; "
              f"load average at start {tuple(round(x, 2) for x in m['load_avg_at_start'])}.",
              f"Command: `{res['command']}` at commit {res.get('commit', 'unknown')}. Medians of {res['repeats']} "
-             "runs for the side-by-side figures.", "",
+             "runs for the side-by-side figures and the incremental refresh.", "",
              "## Stages (one child process each)", "", "| stage | wall s | CPU s | peak RSS MB |", "|---|---|---|---|"]
     for s in res["stages"]:
         lines.append(f"| {s['name']} | {s['wall_s']} | {s['cpu_s']} | {s['peak_rss_mb']} |")
@@ -413,8 +458,8 @@ def write_report(res: dict, label: str) -> Path:
     lines += ["", "## End to end (through Dagster, `placelink refresh`)", "",
               "| run | wall s | CPU s | peak RSS MB |", "|---|---|---|---|",
               f"| full refresh | {full['wall_s']} | {full['cpu_s']} | {full['peak_rss_mb']} |",
-              f"| incremental (one new drop month: {res['held_back_month']}) | {inc['wall_s']} | {inc['cpu_s']} "
-              f"| {inc['peak_rss_mb']} |", ""]
+              f"| incremental (one new drop month: {res['held_back_month']}){_runs_note(inc)} | {inc['wall_s']} "
+              f"| {inc['cpu_s']} | {inc['peak_rss_mb']} |", ""]
     if "train" in res.get("skipped_stages", {}):
         lines += ["The full refresh left model training and scoring out as well (a warning in its run: "
                   f"{res['skipped_stages']['train']}), so these figures do not include them; "
@@ -597,12 +642,8 @@ def main() -> None:
     res["refresh_full"] = must(run_measured("refresh_full", placelink("refresh", "--full"), env_for(refresh_home),
                                             log_path=str(log)), log).as_dict()
     res["refresh_full"]["steps_s"] = step_seconds(refresh_home, started)
-    restore(holding, refresh_home / "landing")
-    say(f"refresh (incremental: drops of {res['held_back_month']})")
-    started = time.time()
-    res["refresh_incremental"] = must(run_measured("refresh_incremental", placelink("refresh"),
-                                                   env_for(refresh_home), log_path=str(log)), log).as_dict()
-    res["refresh_incremental"]["steps_s"] = step_seconds(refresh_home, started)
+    res["refresh_incremental"] = nightly_runs(refresh_home, holding, args.repeats, log, say,
+                                              f"drops of {res['held_back_month']}")
     if not (args.skip_peers or args.refresh_only):
         say("linkage vs recordlinkage")
         res["linkage"] = linkage_vs_recordlinkage(stages_home, args.repeats, log, scratch, args.sample)

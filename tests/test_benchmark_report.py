@@ -82,3 +82,40 @@ def test_the_report_lists_stages_not_run_and_why(tmp_path, monkeypatch, skipped)
     assert ("do not include them" in text) == bool(skipped)
     assert "| incremental <= 2 min | 100.0 s | met |" in text
     assert "at commit abc1234" in text
+
+
+def test_each_nightly_run_starts_from_the_home_the_full_refresh_left_and_the_median_is_reported(tmp_path, monkeypatch):
+    """Repeated nightly runs each start from one copy of the home taken before the first (not from the previous
+    nightly's result), each gets the held-back drops, the median run's figures are reported with every run's wall
+    time, and the copy is removed. A stand-in command plays the refresh: it records what it found and changes the
+    home; its sleep makes the second run the slowest and the first the fastest."""
+    home, holding, seen = tmp_path / "refresh", tmp_path / "held", tmp_path / "seen.log"
+    (home / "landing" / "nhs" / "ae").mkdir(parents=True)
+    (home / "state.txt").write_text("after full refresh")
+    (holding / "nhs" / "ae").mkdir(parents=True)
+    (holding / "nhs" / "ae" / "2025-11-03.csv").write_text("a,b\n1,2\n")
+    fake = (
+        "import os, pathlib, time\n"
+        "home = pathlib.Path(os.environ['PLACELINK_HOME'])\n"
+        f"seen = pathlib.Path({str(seen)!r})\n"
+        "n = len(seen.read_text().splitlines()) if seen.exists() else 0\n"
+        "drops = sorted(p.name for p in (home / 'landing').rglob('*.csv'))\n"
+        "with seen.open('a') as f: f.write((home / 'state.txt').read_text() + '|' + ','.join(drops) + '\\n')\n"
+        "(home / 'state.txt').write_text('after a nightly')\n"
+        "time.sleep([0.05, 0.6, 0.3][n])\n")
+    monkeypatch.setattr(bench, "placelink", lambda *args: [bench.sys.executable, "-c", fake])
+    monkeypatch.setattr(bench, "step_seconds", lambda h, since: {"matching": 1.0})
+    run = bench.nightly_runs(home, holding, 3, tmp_path / "bench.log", lambda msg: None, "drops of 2025-11")
+    assert seen.read_text().splitlines() == ["after full refresh|2025-11-03.csv"] * 3
+    assert len(run["runs_wall_s"]) == 3 and run["wall_s"] == sorted(run["runs_wall_s"])[1]
+    assert 0.3 <= run["wall_s"] < min(run["runs_wall_s"][1], 5.0) and run["steps_s"] == {"matching": 1.0}
+    assert not (tmp_path / "refresh-before-nightly").exists()
+    assert (home / "state.txt").read_text() == "after a nightly"
+    res = _result("county", "2026-12-02T11:00:00+00:00", 3.0)
+    res.update({"seed": 42, "repeats": 3, "held_back_month": "2025-11", "skipped_stages": {},
+                "machine": {"cores": 2, "ram_gb": 23.5, "cpu": "test cpu", "python": "3.11",
+                            "load_avg_at_start": [0.1, 0.1, 0.1]},
+                "refresh_full": {"wall_s": 400.0, "cpu_s": 500.0, "peak_rss_mb": 5000.0}, "refresh_incremental": run})
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    text = bench.write_report(res, "county").read_text()
+    assert f"2025-11), median of 3 runs ({', '.join(str(w) for w in sorted(run['runs_wall_s']))} s) |" in text
