@@ -340,6 +340,7 @@ def mart_vs_floors(home: Path, repeats: int, log: Path, work: Path) -> dict:
 def linkage_vs_recordlinkage(home: Path, repeats: int, log: Path, work: Path, sample: int) -> dict:
     """Splink linkage (`placelink link`) vs the recordlinkage toolkit on the same sample; pairwise F1 vs truth."""
     from orchestration.lib.linkage.metrics import pairwise_metrics
+    from orchestration.lib.linkage.person import latest_model
 
     with duckdb.connect(str(home / "identifiable.duckdb"), read_only=True) as con:
         records = con.execute(
@@ -362,6 +363,20 @@ def linkage_vs_recordlinkage(home: Path, repeats: int, log: Path, work: Path, sa
         splink_f1 = pairwise_metrics(pd.read_parquet(out), truth)
     result = {"records": len(records), "splink_wall_s_median": median([m.wall_s for m in splink_runs]),
               "splink_peak_rss_mb": max(m.peak_rss_mb for m in splink_runs), "splink": splink_f1}
+    # beside it, linking with the model the home's matching trained and saved (how the nightly links: it reuses
+    # the saved model and never trains); the headline ratio stays the like-for-like one, both fitting on the file
+    saved = latest_model(home / "models")
+    if saved is not None:
+        saved_runs, saved_f1 = [], None
+        for i in range(repeats):
+            out = work / f"splink_saved_{i}.parquet"
+            saved_runs.append(must(run_measured("link_saved_model", placelink("link", str(inp), str(out), "--model",
+                                                                               str(saved)),
+                                                env_for(home), log_path=str(log)), log))
+            saved_f1 = pairwise_metrics(pd.read_parquet(out), truth)
+        result.update({"splink_saved_model": saved.name,
+                       "splink_saved_model_wall_s_median": median([m.wall_s for m in saved_runs]),
+                       "splink_saved_model_f1": saved_f1})
 
     peer_python = ensure_peer_venv(log)
     peer_runs, peer_f1, peer_seconds = [], None, []
@@ -382,6 +397,9 @@ def linkage_vs_recordlinkage(home: Path, repeats: int, log: Path, work: Path, sa
         "recordlinkage_link_s_median": round(median(peer_seconds), 3),
         "recordlinkage": peer_f1,
         "speedup_splink_vs_recordlinkage": round(median(peer_runs) / result["splink_wall_s_median"], 2),
+        **({"speedup_splink_saved_model_vs_recordlinkage":
+            round(median(peer_runs) / result["splink_saved_model_wall_s_median"], 2)}
+           if "splink_saved_model_wall_s_median" in result else {}),
         "note": "both as whole processes on the same records; recordlinkage pairs are clustered by connected "
                 "components so both are scored as clusters by the same pairwise metric",
     })
@@ -478,7 +496,11 @@ def write_report(res: dict, label: str) -> Path:
               f"{lk.get('splink_wall_s_median')} s, F1 {lk.get('splink', {}).get('f1')}; recordlinkage "
               f"{lk.get('recordlinkage_wall_s_median')} s, F1 {lk.get('recordlinkage', {}).get('f1')}; "
               f"speed-up {lk.get('speedup_splink_vs_recordlinkage')}x. {lk.get('note', '')}"
-              + (f" recordlinkage failed: {lk['recordlinkage_error'][-300:]}" if "recordlinkage_error" in lk else ""),
+              + (f" recordlinkage failed: {lk['recordlinkage_error'][-300:]}" if "recordlinkage_error" in lk else "")
+              + (f" With the model the home's matching saved ({lk['splink_saved_model']}; no training, as the nightly "
+                 f"links): {lk['splink_saved_model_wall_s_median']} s, F1 {lk['splink_saved_model_f1']['f1']}, "
+                 f"{lk.get('speedup_splink_saved_model_vs_recordlinkage')}x recordlinkage fitting on the file."
+                 if "splink_saved_model" in lk else ""),
               f"- **LSOA x month mart** over {mt.get('events')} events: dbt model {mt.get('dbt_model_sql_s_median')} s "
               f"(whole process {mt.get('dbt_mart_wall_s_median')} s); "
               f"pandas groupby {mt.get('pandas_groupby_s_median')} s; DuckDB GROUP BY (floor) "
