@@ -90,12 +90,14 @@ def step_seconds(home: Path, since: float) -> dict[str, float]:
 
 
 def code_version() -> str:
-    """The commit measured (with ``+changes`` when the working tree differs from it), or ``unknown``."""
+    """The commit measured (with ``+changes`` when the code differs from it), or ``unknown``. Reports written into
+    ``benchmarks/results`` by an earlier run of the same checkout are not code, so they do not count as changes."""
     root = Path(__file__).resolve().parent.parent
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)benchmarks/results"], cwd=root,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
