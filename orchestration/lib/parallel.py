@@ -52,7 +52,8 @@ def _parent_main_hidden():
     defined there can be unpickled. Inside dbt's Python model that script is ``dbt``'s own entry point: each
     disclosure worker imported dbt's whole CLI first, ~1.3 s of CPU per worker per build (seen with py-spy in a
     county nightly). The tasks here are functions of this package's modules, which unpickle by their own module
-    name, so the workers never need the parent's ``__main__``.
+    name, so the workers never need the parent's ``__main__``. The swap lasts only while ``submit`` starts a
+    worker; other threads of these processes (DuckDB's, dbt's) do not read ``__main__``.
     """
     main = sys.modules.get("__main__")
     sys.modules["__main__"] = types.ModuleType("__main__")
