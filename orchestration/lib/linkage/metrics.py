@@ -34,7 +34,7 @@ def pairwise_metrics_sql(con: duckdb.DuckDBPyConnection, predicted: str, truth: 
 def _contingency_scores(con: duckdb.DuckDBPyConnection, j: str) -> dict:
     """Every score from one contingency table ``nij`` (records per predicted x true cluster), grouped once: the
     pair counts and entropies all follow from it and its margins, so the 1.5-3 M scored records are grouped
-    once instead of six times (a 24-month county nightly: the person score 1.2 -> 0.5 s)."""
+    once instead of six times (a 24-month county's matching: the person score 1.2 -> 0.9 s, the identical figures)."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE _nij AS SELECT pc, tc, count(*)::DOUBLE AS n FROM {j} GROUP BY 1, 2")
     try:
         row = con.execute("""
@@ -68,11 +68,11 @@ def _contingency_scores(con: duckdb.DuckDBPyConnection, j: str) -> dict:
         homogeneity = 1.0 if not h_c else 1.0 - h_c_k / h_c
         completeness = 1.0 if not h_k else 1.0 - h_k_c / h_k
         v = 0.0 if homogeneity + completeness == 0 else 2 * homogeneity * completeness / (homogeneity + completeness)
+        # the adjusted Rand index's sums over the contingency table and its margins are the pair counts above
         pairs = n * (n - 1) / 2
-        sum_ij, sum_i, sum_j = tp, true_pairs, pred_pairs
-        expected = sum_i * sum_j / pairs if pairs else 0.0
-        max_index = (sum_i + sum_j) / 2
-        ari = 1.0 if max_index == expected else (sum_ij - expected) / (max_index - expected)
+        expected = true_pairs * pred_pairs / pairs if pairs else 0.0
+        max_index = (true_pairs + pred_pairs) / 2
+        ari = 1.0 if max_index == expected else (tp - expected) / (max_index - expected)
         out.update({
             "adjusted_rand_index": round(float(ari), 5),
             "homogeneity": round(float(homogeneity), 5), "completeness": round(float(completeness), 5),
