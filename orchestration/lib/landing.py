@@ -38,6 +38,7 @@ Only names are read here (and ``lstat``), never contents; names are shown with n
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import re
 import stat
@@ -306,12 +307,22 @@ def scan_landing(landing: Path, extensions: Mapping[tuple[str, str], str], *, to
 
 
 def contract_extensions(feeds: Iterable | None = None) -> dict[tuple[str, str], str]:
-    """``(partner, feed) -> extension`` of every feed (default: every contract in ``orchestration/feeds``)."""
-    if feeds is None:
-        from orchestration.lib.contracts import load_contracts
+    """``(partner, feed) -> extension`` of every feed (default: every contract in ``orchestration/feeds``, read
+    again only when a contract file changes: the planner and test locations ask for each feed)."""
+    if feeds is not None:
+        return {(f.partner, f.id): f.format.file_extension for f in feeds}
+    from orchestration.lib.contracts import FEEDS_DIR
 
-        feeds = load_contracts().feeds()
-    return {(f.partner, f.id): f.format.file_extension for f in feeds}
+    files = sorted([*FEEDS_DIR.glob("*.yml"), *FEEDS_DIR.glob("*.yaml")])
+    signature = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+    return dict(_default_extensions(signature))
+
+
+@functools.lru_cache(maxsize=2)
+def _default_extensions(signature: tuple) -> tuple[tuple[tuple[str, str], str], ...]:  # noqa: ARG001 - cache key
+    from orchestration.lib.contracts import load_contracts
+
+    return tuple(contract_extensions(load_contracts().feeds()).items())
 
 
 def open_drop(path: Path, mode: str = "rb"):
