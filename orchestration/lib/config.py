@@ -47,7 +47,7 @@ class Settings:
     # --- zones -----------------------------------------------------------------------------
     @property
     def landing(self) -> Path:
-        """Partner drops: ``landing/<partner>/<feed>/<YYYY-MM-DD>.<ext>``."""
+        """Partner drops: ``landing/<partner>/<feed>/<YYYY-MM-DD>[_<suffix>].<ext>`` (orchestration.lib.landing)."""
         return self.home / "landing"
 
     @property

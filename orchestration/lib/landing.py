@@ -162,6 +162,16 @@ def classify_name(name: str, extension: str | None, *, today: dt.date | None = N
     return day, None, None
 
 
+def leading_date(name: str) -> dt.date | None:
+    """The calendar date a name starts with, whatever follows (``2017-12-04_v2.csv``, ``2017-12-04.csv.bak``), for
+    retention: a second drop or a backup of an old drop is as old as the drop, drop or not."""
+    lead = _LEADING_DATE.match(name)
+    try:
+        return dt.date(int(lead[1]), int(lead[2]), int(lead[3])) if lead else None
+    except ValueError:
+        return None
+
+
 def partition_of(name: str, extension: str | None = None, *, today: dt.date | None = None) -> str | None:
     """The monthly partition (``YYYY-MM-01``) of a drop named ``name``; None when the rule rejects the name."""
     day, _, _ = classify_name(name, extension, today=today)

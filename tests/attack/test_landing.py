@@ -351,3 +351,17 @@ def test_planner_and_ingest_classify_any_names_identically(tmp_path_factory, nam
         else:
             assert f.path not in planner and f.reason.startswith("landing_") and f.fix
             assert "\n" not in f.rel and "\x1b" not in f.rel  # names are printed escaped
+
+
+def test_retention_deletes_old_second_drops_and_backups_too(tmp_path):
+    """A ``_v2`` drop is a drop: retention ages it by its date like the first (it used to be kept for ever)."""
+    from orchestration.lib.config import get_settings
+    from orchestration.lib.governance.retention import apply_retention
+
+    settings = get_settings().ensure()
+    folder = settings.landing / "police" / "street_crimes"
+    folder.mkdir(parents=True)
+    for name in ("2017-12-04.csv", "2017-12-04_v2.csv", "2017-12-04.csv.bak", "2026-11-04_v2.csv", "notes.txt"):
+        (folder / name).write_text("x\n")
+    apply_retention(settings, today=TODAY, zones=("landing",))
+    assert sorted(p.name for p in folder.iterdir()) == ["2026-11-04_v2.csv", "notes.txt"]
