@@ -365,3 +365,18 @@ def test_retention_deletes_old_second_drops_and_backups_too(tmp_path):
         (folder / name).write_text("x\n")
     apply_retention(settings, today=TODAY, zones=("landing",))
     assert sorted(p.name for p in folder.iterdir()) == ["2026-11-04_v2.csv", "notes.txt"]
+
+
+def test_a_rebuild_still_records_the_rejected_files(acme_home):
+    """``--rebuild`` forgets what a feed recorded; the rejected files are recorded again after it."""
+    write_visits(acme_home)
+    write_visits(acme_home, "march.csv")
+    args = ["ingest", "--home", str(acme_home), "--feeds-dir", str(CONTRACTS), "--partner", "acme",
+            "--feed", "visits"]
+    for extra in ([], ["--rebuild"]):
+        result = CliRunner().invoke(app, args + extra)
+        assert result.exit_code == 0, result.output
+        assert "landing/acme/visits/march.csv: landing_name:" in result.output
+        with duckdb.connect(str(acme_home / "identifiable.duckdb"), read_only=True) as con:
+            assert con.execute("SELECT source_file FROM ops.load_log WHERE status='rejected'").fetchall() == [
+                ("landing/acme/visits/march.csv",)]

@@ -79,8 +79,6 @@ def ingest(settings: Settings, *, partner: str | None = None, feed: str | None =
     report.rejected = [x for x in scan if x.reason and ((x.partner, x.feed) in chosen
                                                          or (x.partner, x.feed) not in extensions)]
     with duckdb.connect(str(settings.identifiable_db)) as con:
-        record_rejected(con, report.rejected, feeds=sorted(chosen), known=set(extensions),
-                        landing=settings.landing, home=settings.home)
         for f in feeds:
             if rebuild:
                 drop_feed(con, f)
@@ -104,6 +102,9 @@ def ingest(settings: Settings, *, partner: str | None = None, feed: str | None =
                     report.results.append(res)
                     if progress:
                         progress(f, part, res, None)
+        # after the loads: --rebuild forgets everything a feed recorded, rejections included
+        record_rejected(con, report.rejected, feeds=sorted(chosen), known=set(extensions),
+                        landing=settings.landing, home=settings.home)
     _audit(settings, feeds, report)
     return report
 
