@@ -85,13 +85,16 @@ def query(
     tables: Annotated[bool, typer.Option("--tables", help="List the tables this role can see.")] = False,
     fmt: FormatOption = "table",
     limit: Annotated[int, typer.Option(help="Rows to print.")] = 50,
+    timeout: Annotated[float | None, typer.Option(help="Stop the query after this many seconds (at most "
+                                                       "PLACELINK_QUERY_TIMEOUT_S, default 300).")] = None,
     home: HomeOption = None,
 ) -> None:
-    """Query the data as a role: analysts see only warehouse marts, never the identifiable zone (audited)."""
+    """Query the data as a role you hold (role file; you are your OS account): analysts see only warehouse
+    marts, never the identifiable zone. Every query is audited, also failed and interrupted ones."""
     from orchestration.lib.governance.roles import connect
 
     s = _settings(home)
-    with connect(role, s, project=project, purpose=purpose) as con:
+    with connect(role, s, project=project, purpose=purpose, timeout_s=timeout) as con:
         if tables or not sql:
             for name in con.tables():
                 typer.echo(name)

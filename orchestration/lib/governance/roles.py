@@ -20,8 +20,15 @@ attached, which would expose every schema in it. Copying the few (aggregate) mar
 "an analyst cannot read it" true by construction. The role files are rebuilt when the warehouse is newer
 (:func:`refresh_role_files`, also a Dagster asset after dbt).
 
+Who may open which role is not the caller's say: :func:`connect` asks :func:`.identity.require` whether the
+acting operating-system account holds the role in the administrator's role file, and refuses otherwise
+(the refusal is audited when the caller can write the log at all).
+
 Every query by an engineer or analyst is appended to the audit trail (``action=read``), flagged
-``person_level`` when it touches the identifiable zone or person-level tables.
+``person_level`` when it touches the identifiable zone or person-level tables, with its ``outcome``:
+``ok`` (and the row count), ``failed`` (the error's type, never its text, which can quote a value),
+``interrupted`` (stopped at the time limit ``Settings.query_timeout_s``, or cancelled with Ctrl-C). DuckDB
+has no statement timeout, so a timer thread calls ``con.interrupt()``.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import os
+import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +46,10 @@ from typing import Any, Literal
 import duckdb
 import yaml
 
+from orchestration.lib import filemodes
 from orchestration.lib.config import Settings, get_settings
 from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.governance import identity
 from orchestration.lib.governance.audit import record_event
 
 Role = Literal["engineer", "analyst", "public"]
@@ -137,8 +148,7 @@ def refresh_role_files(settings: Settings | None = None) -> dict[str, list[str]]
     """
     settings = settings or get_settings()
     _require(settings.warehouse_db, "the warehouse")
-    out_dir = role_dir(settings)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = filemodes.private_dir(role_dir(settings))
     try:
         src = duckdb.connect(str(settings.warehouse_db), read_only=True)
     except duckdb.IOException as exc:
@@ -167,6 +177,7 @@ def refresh_role_files(settings: Settings | None = None) -> dict[str, list[str]]
             con.execute("DETACH wh")
         finally:
             con.close()
+        filemodes.harden([tmp, tmp.with_name(tmp.name + ".wal")])
         os.replace(tmp, final)
         built[name] = [f"{s}.{t}" for s, t in chosen]
     return built
@@ -190,21 +201,46 @@ class RoleConnection:
     _con: duckdb.DuckDBPyConnection
     person_level_access: bool = False
     catalogs: list[str] = field(default_factory=list)
+    #: seconds after which a query is interrupted (default ``settings.query_timeout_s``)
+    timeout_s: float | None = None
 
     def query(self, sql: str, params: list[Any] | None = None):
-        """Run ``sql`` and return a pandas DataFrame; errors become :class:`PlacelinkError`."""
+        """Run ``sql`` and return a pandas DataFrame; errors and time-outs become :class:`PlacelinkError`.
+
+        Every outcome is audited (``ok``, ``failed``, ``interrupted``) before this returns or raises.
+        """
         tables = _referenced_tables(sql)
         person = self._touches_person_level(tables)
+        limit = self.timeout_s or self.settings.query_timeout_s
+        timer = threading.Timer(limit, self._con.interrupt)  # DuckDB has no statement timeout of its own
+        timer.daemon = True
+        started = time.monotonic()
+        timer.start()
         try:
             df = self._con.execute(sql, params or []).df()
+        except duckdb.InterruptException as exc:
+            seconds = round(time.monotonic() - started, 3)
+            self._audit(sql, tables, person, outcome="interrupted", reason="time limit", seconds=seconds,
+                        limit_s=limit)
+            raise PlacelinkError(
+                f"{self.role} query stopped after {seconds:g} s (the time limit is {limit:g} s)",
+                where=f"role {self.role}", fix="narrow the query (filter, aggregate, LIMIT), or ask an administrator "
+                                               "to raise PLACELINK_QUERY_TIMEOUT_S") from exc
         except duckdb.Error as exc:
-            self._audit(sql, tables, person, denied=str(exc).splitlines()[0])
+            self._audit(sql, tables, person, outcome="failed", error=type(exc).__name__,
+                        seconds=round(time.monotonic() - started, 3))
             raise PlacelinkError(
                 f"{self.role} query refused or failed: {str(exc).splitlines()[0]}",
                 where=f"role {self.role}" + (f", project {self.project}" if self.project else ""),
                 fix=f"the {self.role} role can see: {', '.join(self.catalogs)}; list them with "
                     "`placelink query --role ROLE --tables`") from exc
-        self._audit(sql, tables, person, rows=len(df))
+        except KeyboardInterrupt:  # Ctrl-C: DuckDB stops the query; the attempt is still on the record
+            self._audit(sql, tables, person, outcome="interrupted", reason="cancelled",
+                        seconds=round(time.monotonic() - started, 3))
+            raise
+        finally:
+            timer.cancel()
+        self._audit(sql, tables, person, outcome="ok", rows=len(df), seconds=round(time.monotonic() - started, 3))
         return df
 
     def tables(self) -> list[str]:
@@ -257,18 +293,26 @@ def _lock_down(con: duckdb.DuckDBPyConnection) -> None:
 
 def connect(role: str, settings: Settings | None = None, *, project: str | None = None,
             purpose: str | None = None, projects_dir: Path | None = None,
-            feeds_dir: Path | None = None) -> RoleConnection:
-    """Open a read-only connection that can reach only what ``role`` may see.
+            feeds_dir: Path | None = None, timeout_s: float | None = None) -> RoleConnection:
+    """Open a read-only connection that can reach only what ``role`` may see, if the acting account holds it.
 
     Args:
-        role: ``engineer``, ``analyst`` or ``public``.
+        role: ``engineer``, ``analyst`` or ``public``; refused unless the OS account running this holds it
+            in the role file (:func:`.identity.require`).
         project: for analysts, the approved project (``orchestration/projects/<id>.yml``) the work is for;
             person-level marts are attached only if :func:`person_level_allowed` says so.
         purpose: recorded on each audited read.
+        timeout_s: a shorter time limit per query than ``settings.query_timeout_s`` (never a longer one).
     """
     settings = settings or get_settings()
     if role not in ROLES:
         raise PlacelinkError(f"unknown role {role!r}", fix=f"use one of {', '.join(ROLES)}")
+    try:
+        identity.require(settings, role)
+    except PlacelinkError:
+        _audit_refusal(settings, role, purpose, project)
+        raise
+    limit = min(timeout_s, settings.query_timeout_s) if timeout_s else settings.query_timeout_s
     con = duckdb.connect(":memory:")
     person_access = False
     if role == "engineer":
@@ -313,4 +357,14 @@ def connect(role: str, settings: Settings | None = None, *, project: str | None 
         catalogs = [f"published ({len(loaded)} files)"]
         _lock_down(con)
     return RoleConnection(role=role, settings=settings, project=project, purpose=purpose, _con=con,
-                          person_level_access=person_access, catalogs=catalogs)
+                          person_level_access=person_access, catalogs=catalogs, timeout_s=limit)
+
+
+def _audit_refusal(settings: Settings, role: str, purpose: str | None, project: str | None) -> None:
+    """Record a refused role. An account with no role usually cannot write the log either (it is owner-only):
+    the refusal then stands unrecorded, because refusing must never depend on being able to record it."""
+    try:
+        record_event(settings, action="read", role="none", purpose=purpose, target=f"role {role}",
+                     details={"outcome": "refused", "requested_role": role, "project": project})
+    except (OSError, duckdb.Error, PlacelinkError):
+        pass
