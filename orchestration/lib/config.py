@@ -157,6 +157,7 @@ class Settings:
         for path in (self.home, self.landing, self.reference, self.published, self.dagster_home,
                      self.mlflow_dir, self.quality_dir, self.keys_dir, self.models_dir, self.logs_dir):
             path.mkdir(parents=True, exist_ok=True)
+        filemodes.private_dir(self.governance_dir)
         filemodes.harden_identifiable(self.home)
         return self
 

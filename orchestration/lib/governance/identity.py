@@ -168,7 +168,12 @@ def _grant(value: Any, where: str, key: str) -> Grant:
 def load_role_file(settings: Settings) -> RoleFile:
     """The role file after the ownership check; the local default when there is none (see module docs)."""
     path = settings.roles_file
-    if not path.exists():
+    try:
+        present = path.exists()
+    except PermissionError as exc:  # the governance folder is owner-only: this account is not in the service
+        raise PlacelinkError(f"{os_user()} may not read the role file, so holds no role here", where=str(path),
+                             fix="ask an administrator for a role (they make the file readable to you)") from exc
+    if not present:
         if settings.env == "production":
             raise PlacelinkError(
                 "production needs a role file naming who holds each role", where=str(path),

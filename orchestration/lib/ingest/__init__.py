@@ -91,6 +91,10 @@ def ingest(settings: Settings, *, partner: str | None = None, feed: str | None =
                     report.results.append(res)
                     if progress:
                         progress(f, part, res, None)
+    # the identifiable file and the drops it read are owner-only, whatever umask this process started with
+    from orchestration.lib.filemodes import harden_identifiable
+
+    harden_identifiable(settings.home)
     _audit(settings, feeds, report)
     return report
 
