@@ -92,9 +92,23 @@ def harden(paths: Iterable[Path]) -> int:
     return changed
 
 
-def harden_identifiable(home: Path) -> int:
-    """:func:`harden` over :func:`identifiable_paths` of ``home``."""
-    return harden(identifiable_paths(home))
+def harden_identifiable(home: Path, *, recursive: bool = True) -> int:
+    """:func:`harden` over :func:`identifiable_paths` of ``home``; ``recursive=False`` does only the zone's
+    top-level files and folders (a handful of ``chmod``s: a 0700 folder already keeps others from what is inside).
+
+    Walking the landing tree costs about 0.5 ms per file on a busy machine (measured: 216 drops, 100 ms), so
+    callers that run many times per process use the recursive form once and the shallow one after."""
+    if recursive:
+        return harden(identifiable_paths(home))
+    changed = 0
+    for p in identifiable_paths(home):
+        try:
+            before = stat.S_IMODE(p.lstat().st_mode)
+        except FileNotFoundError:
+            continue
+        make_private(p)
+        changed += before != stat.S_IMODE(p.lstat().st_mode)
+    return changed
 
 
 def exposed(home: Path) -> list[str]:
