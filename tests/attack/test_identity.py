@@ -15,10 +15,12 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -349,6 +351,31 @@ def test_a_slow_query_is_interrupted_at_the_limit_and_audited(zone, monkeypatch)
         with pytest.raises(PlacelinkError, match="time limit is 0.5 s"):
             con.query(SLOW)
     assert _last_read(s)["details"]["outcome"] == "interrupted"
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_stops_a_running_query_and_is_audited(zone):
+    """DuckDB holds the thread while it runs, so Python's own SIGINT handling would wait for the query to end."""
+    s = zone["settings"]
+    default = signal.getsignal(signal.SIGINT)
+
+    def press_ctrl_c() -> None:
+        deadline = time.monotonic() + 30
+        while signal.getsignal(signal.SIGINT) is default:  # until the query listens (never kill pytest itself)
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    start = time.monotonic()
+    with connect("engineer", s) as con, pytest.raises(KeyboardInterrupt):
+        con.query(SLOW)
+    assert time.monotonic() - start < 15
+    assert signal.getsignal(signal.SIGINT) is default               # handler restored
+    event = _last_read(s)
+    assert event["details"]["outcome"] == "interrupted" and event["details"]["reason"] == "cancelled"
 
 
 def test_a_failed_query_is_audited_with_its_error_type_never_a_value(zone):

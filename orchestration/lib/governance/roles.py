@@ -28,17 +28,22 @@ Every query by an engineer or analyst is appended to the audit trail (``action=r
 ``person_level`` when it touches the identifiable zone or person-level tables, with its ``outcome``:
 ``ok`` (and the row count), ``failed`` (the error's type, never its text, which can quote a value),
 ``interrupted`` (stopped at the time limit ``Settings.query_timeout_s``, or cancelled with Ctrl-C). DuckDB
-has no statement timeout, so a timer thread calls ``con.interrupt()``.
+has no statement timeout, so a timer thread calls ``con.interrupt()`` (:func:`_stoppable`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fnmatch
 import os
+import select
+import signal
+import socket
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -212,35 +217,34 @@ class RoleConnection:
         tables = _referenced_tables(sql)
         person = self._touches_person_level(tables)
         limit = self.timeout_s or self.settings.query_timeout_s
-        timer = threading.Timer(limit, self._con.interrupt)  # DuckDB has no statement timeout of its own
-        timer.daemon = True
         started = time.monotonic()
-        timer.start()
-        try:
-            df = self._con.execute(sql, params or []).df()
-        except duckdb.InterruptException as exc:
-            seconds = round(time.monotonic() - started, 3)
-            self._audit(sql, tables, person, outcome="interrupted", reason="time limit", seconds=seconds,
-                        limit_s=limit)
-            raise PlacelinkError(
-                f"{self.role} query stopped after {seconds:g} s (the time limit is {limit:g} s)",
-                where=f"role {self.role}", fix="narrow the query (filter, aggregate, LIMIT), or ask an administrator "
-                                               "to raise PLACELINK_QUERY_TIMEOUT_S") from exc
-        except duckdb.Error as exc:
-            self._audit(sql, tables, person, outcome="failed", error=type(exc).__name__,
-                        seconds=round(time.monotonic() - started, 3))
-            raise PlacelinkError(
-                f"{self.role} query refused or failed: {str(exc).splitlines()[0]}",
-                where=f"role {self.role}" + (f", project {self.project}" if self.project else ""),
-                fix=f"the {self.role} role can see: {', '.join(self.catalogs)}; list them with "
-                    "`placelink query --role ROLE --tables`") from exc
-        except KeyboardInterrupt:  # Ctrl-C: DuckDB stops the query; the attempt is still on the record
-            self._audit(sql, tables, person, outcome="interrupted", reason="cancelled",
-                        seconds=round(time.monotonic() - started, 3))
-            raise
-        finally:
-            timer.cancel()
-        self._audit(sql, tables, person, outcome="ok", rows=len(df), seconds=round(time.monotonic() - started, 3))
+        with _stoppable(self._con, limit) as stop:
+            try:
+                df = self._con.execute(sql, params or []).df()
+            except duckdb.InterruptException as exc:
+                seconds = round(time.monotonic() - started, 3)
+                reason = stop.reason or "interrupted"
+                self._audit(sql, tables, person, outcome="interrupted", reason=reason, seconds=seconds,
+                            limit_s=limit)
+                if reason == "cancelled":
+                    raise KeyboardInterrupt from exc
+                raise PlacelinkError(
+                    f"{self.role} query stopped after {seconds:g} s (the time limit is {limit:g} s)",
+                    where=f"role {self.role}", fix="narrow the query (filter, aggregate, LIMIT), or ask an "
+                                                   "administrator to raise PLACELINK_QUERY_TIMEOUT_S") from exc
+            except duckdb.Error as exc:
+                self._audit(sql, tables, person, outcome="failed", error=type(exc).__name__,
+                            seconds=round(time.monotonic() - started, 3))
+                raise PlacelinkError(
+                    f"{self.role} query refused or failed: {str(exc).splitlines()[0]}",
+                    where=f"role {self.role}" + (f", project {self.project}" if self.project else ""),
+                    fix=f"the {self.role} role can see: {', '.join(self.catalogs)}; list them with "
+                        "`placelink query --role ROLE --tables`") from exc
+        seconds = round(time.monotonic() - started, 3)
+        if stop.reason == "cancelled":  # Ctrl-C landed while the result was being converted
+            self._audit(sql, tables, person, outcome="interrupted", reason="cancelled", seconds=seconds)
+            raise KeyboardInterrupt
+        self._audit(sql, tables, person, outcome="ok", rows=len(df), seconds=seconds)
         return df
 
     def tables(self) -> list[str]:
@@ -275,6 +279,57 @@ class RoleConnection:
         record_event(self.settings, action="read", role=self.role, purpose=self.purpose,
                      target=",".join(tables) or None,
                      details={"sql": sql, "person_level": person, "project": self.project, **extra})
+
+
+@dataclass
+class _Stop:
+    reason: str | None = None
+
+
+@contextlib.contextmanager
+def _stoppable(con: duckdb.DuckDBPyConnection, limit: float) -> Iterator[_Stop]:
+    """Interrupt ``con``'s running statement at the time limit or on Ctrl-C, and say which it was.
+
+    DuckDB has no statement timeout, and while it executes (GIL released) Python's SIGINT handler cannot run,
+    so Ctrl-C alone would not stop a query. A timer thread calls ``con.interrupt()`` at the limit; on the main
+    thread, ``signal.set_wakeup_fd`` makes SIGINT write a byte to a socket that a watcher thread reads, and
+    it interrupts too. The caller re-raises ``KeyboardInterrupt`` after auditing the cancelled query.
+    """
+    stop, done = _Stop(), threading.Event()
+
+    def halt(reason: str) -> None:
+        if stop.reason is None:
+            stop.reason = reason
+        con.interrupt()
+
+    timer = threading.Timer(limit, halt, args=("time limit",))
+    timer.daemon = True
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        reader, writer = socket.socketpair()
+        writer.setblocking(False)
+        previous_handler = signal.signal(signal.SIGINT, lambda *_: halt("cancelled"))
+        previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+
+        def watch() -> None:
+            while not done.is_set():
+                if select.select([reader], [], [], 0.1)[0] and signal.SIGINT in reader.recv(64):
+                    halt("cancelled")
+
+        watcher = threading.Thread(target=watch, name="placelink-query-ctrl-c", daemon=True)
+        watcher.start()
+    timer.start()
+    try:
+        yield stop
+    finally:
+        done.set()
+        timer.cancel()
+        if main:
+            signal.set_wakeup_fd(previous_fd)
+            signal.signal(signal.SIGINT, previous_handler)
+            watcher.join()
+            reader.close()
+            writer.close()
 
 
 def _referenced_tables(sql: str) -> list[str]:
