@@ -106,6 +106,18 @@ def query(
         _table(df.head(limit).astype(str).to_dict("records"), f"{len(df):,} rows ({role})")
 
 
+def whoami(home: HomeOption = None) -> None:
+    """Who placelink takes you to be (your OS account, never $PLACELINK_USER) and the roles you hold."""
+    from orchestration.lib.governance import identity
+
+    s = _settings(home)
+    typer.echo(f"{'user':10} {identity.current_user()}")
+    if identity.claimed_user():
+        typer.echo(f"{'claimed':10} {identity.claimed_user()} (PLACELINK_USER: recorded as a claim, grants nothing)")
+    typer.echo(f"{'roles':10} {', '.join(identity.roles_of(s)) or 'none'}")
+    typer.echo(f"{'role file':10} {identity.load_role_file(s).source}")
+
+
 def erase(
     partner: Annotated[str | None, typer.Option(help="Partner whose record identifies the person.")] = None,
     record_id: Annotated[str | None, typer.Option("--record-id", help="The record id as in the partner's file.")] = None,
@@ -210,6 +222,7 @@ def register(app: typer.Typer) -> None:
     """Add the governance commands to the main ``placelink`` app."""
     app.command()(audit)
     app.command()(query)
+    app.command()(whoami)
     app.command()(erase)
     app.command()(retention)
     app.command()(agreements)

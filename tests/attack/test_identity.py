@@ -114,6 +114,9 @@ def test_placelink_user_spoofing_changes_neither_who_nor_role(zone, monkeypatch)
     from orchestration.lib.governance import identity
 
     assert identity.current_user() == ME and identity.claimed_user() == "dpo.officer"
+    whoami = runner.invoke(app, ["whoami", "--home", str(s.home)])
+    assert whoami.exit_code == 0 and f"user       {ME}\n" in whoami.output
+    assert "dpo.officer (PLACELINK_USER: recorded as a claim, grants nothing)" in whoami.output
 
 
 def _nobody_tries_engineer(home: str) -> dict:
