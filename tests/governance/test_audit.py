@@ -135,3 +135,14 @@ def test_batch_append_continues_the_chain(settings):
     assert record_events(settings, []) == []
     result = verify(settings)
     assert result.ok and result.rows == 55 and result.head_hash == rows[-1]["hash"]
+
+
+def test_a_log_from_before_the_start_marker_gets_one_naming_its_first_row(settings):
+    marker = settings.governance_dir / "audit_started.json"
+    first = read_events(settings)[0]
+    assert json.loads(marker.read_text())["first_hash"] == first["hash"]
+    marker.unlink()                                    # a home whose log was written before the marker existed
+    record_event(settings, action="read", target="t")
+    assert json.loads(marker.read_text()) == {"first_seq": 1, "first_hash": first["hash"],
+                                              "started_at": first["occurred_at"]}
+    assert verify(settings).ok

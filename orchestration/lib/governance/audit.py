@@ -174,8 +174,10 @@ def record_events(settings: Settings | None, events: list[dict[str, Any]]) -> li
             filemodes.private_dir(head.parent)
             started = _started_path(settings)
             if not started.exists():
-                started.write_text(canonical_json({"first_seq": rows[0]["seq"], "first_hash": rows[0]["hash"],
-                                                   "started_at": rows[0]["occurred_at"]}))
+                # the log's own first row: a home whose log predates the marker gets it on its next append
+                first = con.execute(f"SELECT seq, hash, occurred_at FROM {TABLE} ORDER BY seq LIMIT 1").fetchone()
+                started.write_text(canonical_json({"first_seq": first[0], "first_hash": first[1],
+                                                   "started_at": first[2]}))
                 filemodes.make_private(started)
             tmp = head.with_suffix(".tmp")
             tmp.write_text(canonical_json({"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]}))
