@@ -350,6 +350,9 @@ _register_dbt(app)
 
 def main() -> None:
     """Console-script entry point: run the app, turning known errors into one line plus the fix."""
+    from orchestration.lib.filemodes import restrict_umask
+
+    restrict_umask()  # every file this process creates is owner-only (identifiers, audit log, keys)
     try:
         app()  # standalone: click reports usage errors itself and exits 2
     except (PlacelinkError, ConfigError) as exc:

@@ -105,6 +105,10 @@ def ingest(settings: Settings, *, partner: str | None = None, feed: str | None =
         # after the loads: --rebuild forgets everything a feed recorded, rejections included
         record_rejected(con, report.rejected, feeds=sorted(chosen), known=set(extensions),
                         landing=settings.landing, home=settings.home)
+    # the identifiable file and the drops it read are owner-only, whatever umask this process started with
+    from orchestration.lib.filemodes import harden_identifiable
+
+    harden_identifiable(settings.home)
     _audit(settings, feeds, report)
     return report
 
