@@ -75,6 +75,12 @@ class FileResult:
     rows_loaded: int = 0
     rows_quarantined: int = 0
     note: str | None = None
+    #: physical data lines (non-blank, after the header), counted from the file's text: each is covered by a
+    #: loaded or a quarantined row, so lines_received = lines_loaded + lines_quarantined (a quoted field that
+    #: legitimately spans lines makes one row of several lines; a runaway quote is quarantined line by line)
+    lines_received: int = 0
+    lines_loaded: int = 0
+    lines_quarantined: int = 0
 
 
 @dataclass
@@ -110,7 +116,8 @@ class PartitionResult:
             "columns_dropped": self.columns_dropped,
             "source_files": [{"file": f.source_file, "sha256": f.sha256, "status": f.status,
                               "received": f.rows_received, "loaded": f.rows_loaded,
-                              "quarantined": f.rows_quarantined, "note": f.note} for f in self.files],
+                              "quarantined": f.rows_quarantined, "lines": f.lines_received,
+                              "note": f.note} for f in self.files],
         }
 
 
@@ -441,8 +448,13 @@ _META_COLUMNS = ("_record_id", "_partition", "_source_file", "_line", "_loaded_a
 def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date, now: dt.datetime,
                opt_outs: AbstractSet[str], erased: set[str]) -> ParsedFile:
     """Read one drop, check its header and type every row: loaded columns, quarantine rows with reasons,
-    standard person records and a preview. Loaded + quarantined = received for the file."""
-    drop = read_drop(path, feed.format, [c.name for c in feed.columns])
+    standard person records and a preview. Loaded + quarantined = received for the file, in rows and in
+    physical lines. A file that is not what the contract says (binary, another encoding, another header) is
+    refused whole: ``header_error`` is raised when the partition is loaded, and nothing from it is written."""
+    try:
+        drop = read_drop(path, feed.format, [c.name for c in feed.columns], where=rel)
+    except PlacelinkError as exc:
+        return ParsedFile(path, rel, digest, header_error=(exc.message, exc.where, exc.fix))
     if drop.empty:
         return ParsedFile(path, rel, digest, empty=True)
     try:
@@ -461,6 +473,7 @@ def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date
     people: list[dict] = []
     fr, quarantine, reasons = out.result, out.quarantine, out.reasons
     disallowed = set(feed.dropped_columns) | (set(drop.header) - {c.name for c in feed.columns})
+    fr.lines_received = drop.data_lines
     for row in drop.rows:
         fr.rows_received += 1
         reason = row.problem
@@ -486,19 +499,23 @@ def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date
             quarantine.append((feed.partner, feed.id, part_date, rel, row.line, OPT_OUT_REASON, None, now))
             reasons[OPT_OUT_REASON] += 1
             fr.rows_quarantined += 1
+            fr.lines_quarantined += row.lines
             continue
         if reason is None and erased and record_hash(feed.partner, feed.id, record_id) in erased:
             quarantine.append((feed.partner, feed.id, part_date, rel, row.line, ERASED_REASON, None, now))
             reasons[ERASED_REASON] += 1
             fr.rows_quarantined += 1
+            fr.lines_quarantined += row.lines
             continue
         if reason is not None:
             quarantine.append((feed.partner, feed.id, part_date, rel, row.line, reason,
                                quarantine_text(feed, drop, row, disallowed), now))
             reasons[reason.split(":", 1)[0]] += 1
             fr.rows_quarantined += 1
+            fr.lines_quarantined += row.lines
             continue
         fr.rows_loaded += 1
+        fr.lines_loaded += row.lines
         for name, sql_name in loaded_names:
             columns[sql_name].append(typed[name])
         columns["_record_id"].append(record_id)
@@ -514,6 +531,8 @@ def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date
             people.append(person_record(feed, record_id, typed, part_date,  # type: ignore[arg-type]
                                         _event_date(feed, typed)) | {"_line": row.line})
     assert fr.rows_loaded + fr.rows_quarantined == fr.rows_received
+    # every physical data line of the file is in a loaded or a quarantined row: none swallowed, none counted twice
+    assert fr.lines_loaded + fr.lines_quarantined == fr.lines_received, (rel, fr)
     out.rows, out.people = _rows_table(loaded_cols, columns), _people_table(people)
     return out
 
