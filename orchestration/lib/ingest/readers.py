@@ -293,11 +293,12 @@ def read_csv(path: Path, fmt: Format, where: str | None = None) -> Drop:
     drop = Drop(path, header, [], encoding, data_lines=sum(1 for line in lines[1:] if line.strip()))
     rows = drop.rows
     n = len(lines)
-    it = iter(lines)
     pos = 1  # 0-based index of the line the current reader started on
     while pos < n:
-        # a list iterator can be repositioned (its pickle protocol): after a runaway quote, parsing restarts on
-        # the line after the runaway's first line without copying the list
+        # a fresh list iterator set to a position (its pickle protocol): after a runaway quote, parsing restarts
+        # on the line after the runaway's first line without copying the list (an exhausted iterator cannot be
+        # repositioned, hence a new one each time)
+        it = iter(lines)
         it.__setstate__(pos)
         reader = csv.reader(it, **dialect)
         while True:
