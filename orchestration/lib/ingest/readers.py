@@ -231,13 +231,20 @@ _ODD = re.compile("[\udc80-\udcff\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
+_UNPRINTABLE = re.compile("[\ud800-\udfff\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _shown(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that did not decode (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}" if code > 0xFF else f"\\x{code:02x}"
+
+
 def _printable(text: str) -> str:
-    """Undecodable bytes and control characters as ``\\xNN``, so raw text is storable and safe to print."""
-    return _ODD.sub(lambda m: f"\\x{(ord(m[0]) - 0xDC00) if ord(m[0]) >= 0xDC80 else ord(m[0]):02x}", text)
-
-
-def _escape_surrogates(text: str) -> str:  # kept for callers of the old name
-    return _printable(text)
+    """Undecodable bytes, lone surrogates and control characters as ``\\xNN``/``\\uNNNN``, so raw text is storable
+    (UTF-8 has no lone surrogates) and safe to print (no terminal escapes)."""
+    return _UNPRINTABLE.sub(lambda m: _shown(m[0]), text)
 
 
 def _has_surrogates(text: str) -> bool:
@@ -288,7 +295,9 @@ def read_csv(path: Path, fmt: Format, where: str | None = None) -> Drop:
     if reader.line_num != 1:
         raise PlacelinkError("the header line opens a quote that does not close on that line", where=f"{where}:1",
                              fix="ask the partner to re-export the file with one header line")
-    header = [h.strip() for h in header]
+    # a header name is printed and stored (columns dropped, run metadata): undecodable bytes or control
+    # characters in it are shown as \xNN (no contract column has any, so matching is unchanged)
+    header = [_printable(h.strip()) for h in header]
     width = len(header)
     drop = Drop(path, header, [], encoding, data_lines=sum(1 for line in lines[1:] if line.strip()))
     rows = drop.rows
@@ -482,7 +491,7 @@ def read_jsonl(path: Path, fmt: Format, expected: list[str], where: str | None =
         keys.update(dict.fromkeys(obj))
         parsed.append(RawRow(i, raw, {k: (None if v == "" else v) for k, v in obj.items()}))
     # a JSON file has no header line: its "header" is every key seen, in contract order first
-    header = [c for c in expected if c in keys] + [k for k in keys if k not in expected]
+    header = [c for c in expected if c in keys] + [_printable(k) for k in keys if k not in expected]
     for row in parsed:
         if row.values is not None:
             row.values = {k: row.values.get(k) for k in header}
