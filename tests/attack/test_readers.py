@@ -467,3 +467,21 @@ def test_hostile_extra_header_names_are_shown_escaped(acme_home, acme):
     dropped = [c for c in res.columns_dropped if c != "Notes"]
     assert dropped == ["Ex\\x81tra\\x1b[2J"]
     json.dumps(res.metadata(), ensure_ascii=False).encode("utf-8")  # storable: no lone surrogates
+
+
+def test_a_field_beyond_the_parsers_own_limit_is_one_quarantined_line(acme_home, acme):
+    """11 million characters in one cell: the csv module itself gives up (its 10 MB limit); that line alone is
+    quarantined and the lines after it load."""
+    rows = [_visit("V2"), _visit("V3", surname=MARK + "y" * 11_000_000), _visit("V4")]
+    data = _visits_bytes(rows)
+    _drop(acme_home, "visits", data)
+    res = _load(acme_home, acme.feed("acme", "visits"))
+    loaded, quarantined = _assert_every_line_accounted(acme_home, res, data)
+    assert loaded == {2, 4} and quarantined[3].startswith("field_too_large:") and MARK not in quarantined[3]
+
+
+def test_a_workbook_feed_refuses_a_file_that_is_not_a_workbook(acme_home, acme):
+    _drop(acme_home, "referrals", f"Referral ID,Referral Date\n1,{MARK}\n".encode(), "2025-03-06.xlsx")
+    with pytest.raises(PlacelinkError) as err:
+        _load(acme_home, acme.feed("acme", "referrals"))
+    assert "cannot open the workbook" in str(err.value) and MARK not in str(err.value)

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from orchestration.lib.contracts import Format
 from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.landing import open_drop
 
 # the parser's own ceiling (a field beyond it is a csv.Error, handled below); what we accept is MAX_FIELD_CHARS
 csv.field_size_limit(10_000_000)
@@ -76,6 +77,11 @@ class Drop:
 
 
 # --- bytes -> text -------------------------------------------------------------------------------------
+
+def _read_bytes(path: Path) -> bytes:
+    with open_drop(path) as fh:  # never through a link (the landing rule: see orchestration/lib/landing.py)
+        return fh.read()
+
 
 #: leading bytes of files that are not text, whatever their name says (checked before any decoding)
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -279,7 +285,7 @@ def _odd_row(line: int, raw: str, fields: list[str], header: list[str], encoding
 
 def read_csv(path: Path, fmt: Format, where: str | None = None) -> Drop:
     where = where or str(path)
-    text, encoding = decode(path.read_bytes(), fmt.encoding, where, "CSV")
+    text, encoding = decode(_read_bytes(path), fmt.encoding, where, "CSV")
     if not text.strip():
         return Drop(path, [], [], encoding, empty=True)
     lines = list(io.StringIO(text, newline=""))  # splits on \n, \r\n, \r; keeps the endings
@@ -385,10 +391,11 @@ def read_excel(path: Path, fmt: Format, where: str | None = None) -> Drop:
     from python_calamine import CalamineWorkbook
 
     where = where or str(path)
+    data = _read_bytes(path)
     try:
-        book = CalamineWorkbook.from_path(str(path))
+        book = CalamineWorkbook.from_filelike(io.BytesIO(data))
     except Exception:  # calamine raises its own error types per format
-        found = sniff(path.read_bytes()[:_SAMPLE])
+        found = sniff(data[:_SAMPLE])
         what = f"this file is {found.what}" if found else "this file is not a workbook calamine can open"
         raise PlacelinkError(f"cannot open the workbook: {what}", where=where,
                              fix="check the file is a real .xlsx/.xls") from None
@@ -454,7 +461,7 @@ def _odd_json_values(obj: dict, expected: list[str]) -> str | None:
 
 def read_jsonl(path: Path, fmt: Format, expected: list[str], where: str | None = None) -> Drop:
     where = where or str(path)
-    text, encoding = decode(path.read_bytes(), fmt.encoding, where, "JSON lines")
+    text, encoding = decode(_read_bytes(path), fmt.encoding, where, "JSON lines")
     if not text.strip():
         return Drop(path, [], [], encoding, empty=True)
     keys: dict[str, None] = {}
