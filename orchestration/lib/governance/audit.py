@@ -20,10 +20,12 @@ Example:
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -70,6 +72,82 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
 
 
+# --- what details may hold ------------------------------------------------------------------------------------
+# The audit log is append-only and hash-chained: nothing written to it can be erased, so a clear identifier in it
+# would outlive any erasure (issue #22: a header-less drop's names and birth dates reached `ingest_failed`).
+# ``details`` is therefore checked key by key as it is written, here, whatever the caller:
+#   number  counts, sizes, flags: int/float/bool/None
+#   token   ids, hashes, dates, partitions, job/run names: a date, or text of [A-Za-z0-9_.:/@+=()-] (<= 200)
+#   ours    structures our code builds from table/column names of the contracts, paths, counts and staff entries
+#           (retention/erasure tallies, output-check failures, an approver's note): kept as given
+#   error   a PlacelinkError's text (built from contract names and positions, never a value); an exception object
+#           is rendered with errors.public_message, which withholds a library's message
+#   sql     an analyst's query, its string and number literals and comments replaced by ``?``: the shape of what
+#           was read is audited, not the name or NHS number typed into a WHERE clause
+# A key not listed keeps a number/bool/None value and any other value is replaced by WITHHELD.
+DETAIL_KINDS: dict[str, str] = {
+    **dict.fromkeys(("rows", "rows_received", "rows_loaded", "rows_quarantined", "total", "records", "persons",
+                     "person_level", "dry_run", "elapsed_seconds", "row_limit"), "number"),
+    **dict.fromkeys(("partition", "run_id", "job", "status", "via", "erasure_id", "approval_id", "proof_hash",
+                     "sha256", "project", "today", "role", "purpose", "model", "version"), "token"),
+    **dict.fromkeys(("quarantined_by_reason", "deleted", "remaining", "landing_files", "files", "request",
+                     "failures", "by", "approved_by", "note", "argv"), "ours"),
+    "error": "error",
+    "denied": "error",
+    "sql": "sql",
+}
+WITHHELD = "[withheld: not a safe audit detail]"
+_TOKEN = re.compile(r"[A-Za-z0-9_.:/@+=()-]{0,200}")
+
+
+def scrub_sql(sql: str) -> str:
+    """``sql`` with string/number literals and comments replaced by ``?`` (DuckDB's own tokenizer finds them)."""
+    import duckdb
+
+    try:
+        tokens = duckdb.tokenize(sql)
+    except Exception:  # noqa: BLE001 - a query DuckDB cannot even tokenize is withheld whole
+        return WITHHELD
+    kinds = {duckdb.token_type.string_const, duckdb.token_type.numeric_const, duckdb.token_type.comment}
+    out, pos = [], 0
+    for i, (start, kind) in enumerate(tokens):
+        if kind not in kinds:
+            continue
+        end = tokens[i + 1][0] if i + 1 < len(tokens) else len(sql)
+        text = sql[start:end]
+        end = start + len(text.rstrip())
+        out.append(sql[pos:start] + "?")
+        pos = end
+    return "".join(out) + sql[pos:]
+
+
+def _safe_detail(kind: str, value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if kind == "number":
+        return WITHHELD
+    if kind == "token":
+        if isinstance(value, dt.date):
+            return value
+        return value if isinstance(value, str) and _TOKEN.fullmatch(value) else WITHHELD
+    if kind == "ours":
+        return value
+    if kind == "error":
+        if isinstance(value, BaseException):
+            from orchestration.lib.errors import public_message
+
+            return public_message(value)
+        return value if isinstance(value, str) else WITHHELD
+    if kind == "sql":
+        return scrub_sql(value) if isinstance(value, str) else WITHHELD
+    return WITHHELD
+
+
+def safe_details(details: dict[str, Any] | None) -> dict[str, Any]:
+    """``details`` as it may be written to the audit log (see :data:`DETAIL_KINDS`)."""
+    return {str(k): _safe_detail(DETAIL_KINDS.get(str(k), "unknown"), v) for k, v in (details or {}).items()}
+
+
 def row_hash(row: dict[str, Any]) -> str:
     """sha256(prev_hash + canonical JSON of every other field)."""
     body = {k: row[k] for k in FIELDS if k != "prev_hash"}
@@ -100,7 +178,8 @@ def record_event(
         target: what it happened to, e.g. ``raw.police__street_crimes`` or a file path.
         purpose: the agreement purpose the processing serves (e.g. ``place_indicators``).
         agreement_id: the data sharing agreement that permits it (e.g. ``DSA-POL-2024-01``).
-        details: any JSON-able facts (row counts, file hashes, SQL text). Never put clear identifiers here.
+        details: JSON-able facts (row counts, file hashes, SQL text), checked key by key by
+            :func:`safe_details` (:data:`DETAIL_KINDS`): what is not known to be safe is withheld.
         who / role: default :func:`current_user` / :func:`current_role`.
     """
     return record_events(settings, [{
@@ -131,7 +210,7 @@ def record_events(settings: Settings | None, events: list[dict[str, Any]]) -> li
                 "target": event.get("target"),
                 "purpose": event.get("purpose"),
                 "agreement_id": event.get("agreement_id"),
-                "details": canonical_json(event.get("details") or {}),
+                "details": canonical_json(safe_details(event.get("details"))),
                 "prev_hash": prev,
             }
             row["hash"] = prev = row_hash(row)

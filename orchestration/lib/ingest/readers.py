@@ -123,11 +123,13 @@ def read_excel(path: Path, fmt: Format) -> Drop:
 
     try:
         book = CalamineWorkbook.from_path(str(path))
-    except Exception as exc:  # calamine raises its own error types per format
-        raise PlacelinkError(f"cannot open the workbook: {exc}", where=str(path),
+    except Exception as exc:  # calamine raises its own error types per format; its text can quote cells
+        raise PlacelinkError(f"cannot open the workbook ({type(exc).__name__})", where=str(path),
                              fix="check the file is a real .xlsx/.xls") from None
     if fmt.sheet not in book.sheet_names:
-        raise PlacelinkError(f"sheet {fmt.sheet!r} not found (sheets: {book.sheet_names})", where=str(path),
+        # the sheet names are the partner's text: counted, not quoted
+        raise PlacelinkError(f"sheet {fmt.sheet!r} not found (the workbook has {len(book.sheet_names)} other "
+                             "sheet(s))", where=str(path),
                              fix="ask the partner for the agreed sheet name or fix format.sheet in the contract")
     rows = book.get_sheet_by_name(fmt.sheet).to_python(skip_empty_area=False)
     rows = [r for r in rows]
