@@ -27,6 +27,7 @@ def _fail(kind: str, col: Column, value: object, expected: str) -> CoerceError:
 
 
 _INTEGER = re.compile(r"[+-]?\d+(\.0+)?")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 # Ingest types every cell in Python (each failure needs its own quarantine reason); dates repeat heavily
@@ -76,11 +77,17 @@ def coerce(col: Column, value: object) -> object:
         if isinstance(value, bool):
             raise _fail("integer", col, value, "a whole number")
         if isinstance(value, int):
-            return value
-        text = str(value).replace(",", "")
-        if _INTEGER.fullmatch(text):
-            return int(float(text)) if "." in text else int(text)
-        raise _fail("integer", col, value, "a whole number")
+            number = value
+        else:
+            text = str(value).replace(",", "")
+            if not _INTEGER.fullmatch(text):
+                raise _fail("integer", col, value, "a whole number")
+            number = int(float(text)) if "." in text else int(text)
+        if not _INT64_MIN <= number <= _INT64_MAX:
+            # a BIGINT column cannot hold it: the library would fail the whole drop (pyarrow's OverflowError),
+            # so the row is quarantined like any other value that is not what the contract says
+            raise _fail("integer", col, value, "a whole number that fits in 64 bits")
+        return number
     if t == "float":
         try:
             return float(str(value).replace(",", ""))
