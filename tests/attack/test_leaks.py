@@ -191,6 +191,12 @@ def test_cli_path_leaks_nothing(hostile_home):
         proc = subprocess.run([sys.executable, "-m", "orchestration.cli", *argv, "--home", str(home)],
                               capture_output=True, env=env, timeout=600)
         outputs[" ".join(argv)] = proc
+    where = scan_home(home)
+    for argv, proc in outputs.items():
+        where[f"stdout of placelink {argv}"] = hits_in_bytes(proc.stdout)
+        where[f"stderr of placelink {argv}"] = hits_in_bytes(proc.stderr)
+    _assert_clean(where)
+
     ingest = outputs["ingest --partner county_council --feed school_attendance"]
     text = ingest.stdout.decode() + ingest.stderr.decode()
     # the pipeline really met each hostile drop: two schema changes, one month with a quarantined row, and the
@@ -208,12 +214,6 @@ def test_cli_path_leaks_nothing(hostile_home):
     assert reasons == [("2025-03", "bad_encoding"), ("2025-05", "invalid_integer")]
     failed = [e for e in _audit(home) if e[0] == "ingest_failed"]
     assert len(failed) == 3  # the two school months and the A&E month: recorded, without the values
-
-    where = scan_home(home)
-    for argv, proc in outputs.items():
-        where[f"stdout of placelink {argv}"] = hits_in_bytes(proc.stdout)
-        where[f"stderr of placelink {argv}"] = hits_in_bytes(proc.stderr)
-    _assert_clean(where)
 
 
 def _audit(home: Path) -> list[tuple]:
@@ -253,6 +253,10 @@ def test_dagster_path_leaks_nothing(hostile_home):
                     if data is not None:
                         texts[f"{key.path[-1]} {month} error"] = data.to_string().encode()
         compute_logs = [p for p in settings.dagster_home.rglob("*") if p.is_file() and p.suffix in (".err", ".out")]
+    where = scan_home(settings.home)
+    where |= {f"Dagster event: {k}": hits_in_bytes(v) for k, v in texts.items()}
+    _assert_clean(where)
+
     ok = {k: r.success for k, r in results.items()}
     assert ok == {("county_council__school_attendance", "2025-03-01"): True,
                   ("county_council__school_attendance", "2025-04-01"): False,
@@ -268,6 +272,3 @@ def test_dagster_path_leaks_nothing(hostile_home):
     assert all("_record_id" not in row and "_line" in row for rows in samples.values() for row in rows)
     assert compute_logs, "no compute log captured: the scan would prove nothing about them"
 
-    where = scan_home(settings.home)
-    where |= {f"Dagster event: {k}": hits_in_bytes(v) for k, v in texts.items()}
-    _assert_clean(where)
