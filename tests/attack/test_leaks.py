@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import json
 import os
+import string
 import subprocess
 import sys
 from pathlib import Path
 
 import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestration.lib.config import get_settings
 
@@ -272,3 +275,129 @@ def test_dagster_path_leaks_nothing(hostile_home):
     assert all("_record_id" not in row and "_line" in row for rows in samples.values() for row in rows)
     assert compute_logs, "no compute log captured: the scan would prove nothing about them"
 
+
+
+# --- each guard on its own ------------------------------------------------------------------------------------------
+CELL = st.text(alphabet=string.ascii_letters + string.digits + " -'/", min_size=2, max_size=24)
+
+
+@given(data=st.data())
+@settings(max_examples=100, deadline=None)
+def test_a_schema_error_names_contract_columns_and_positions_never_a_header_cell(data):
+    """Whatever the file's header holds instead of the contract's columns (a first data row, a renamed or
+    misspelt column, garbled bytes), the error quotes none of it."""
+    from orchestration.lib.contracts import load_contracts
+    from orchestration.lib.errors import DataError
+    from orchestration.lib.ingest.load import check_header
+    from orchestration.lib.ingest.readers import Drop
+
+    feed = load_contracts().feed("county_council", "school_attendance")
+    names = [c.name for c in feed.columns]
+    replaced = data.draw(st.sets(st.integers(0, len(names) - 1), min_size=1), label="replaced")
+    # planted cells start with "Zq" so no text of the message (contract names, fixed words) can contain one
+    header = [("Zq" + data.draw(CELL, label=f"cell {i}")) if i in replaced else n for i, n in enumerate(names)]
+    header += ["Zq" + c for c in data.draw(st.lists(CELL, max_size=3), label="extra cells")]
+    with pytest.raises(DataError) as err:
+        check_header(feed, Drop(Path("x.csv"), header), "landing/county_council/school_attendance/x.csv")
+    text = str(err.value).lower()
+    assert not [c for c in header if c.startswith("Zq") and c.lower() in text], text
+    assert "missing: [" in text and "column" in text
+
+
+def test_the_audit_log_keeps_counts_and_ids_and_withholds_the_rest(tmp_path):
+    import duckdb as ddb
+
+    from orchestration.lib.governance.audit import WITHHELD, read_events, record_event
+
+    settings = get_settings(home=tmp_path / "home", env="local").ensure()
+    try:
+        ddb.sql("SELECT 'Zqxauditconv'::INTEGER").fetchall()
+    except ddb.ConversionException as exc:
+        library_error = exc
+    assert "Zqxauditconv" in str(library_error)  # DuckDB does quote the value
+    record_event(settings, action="ingest_failed", target="raw.x", details={
+        "partition": "2025-03-01", "rows_loaded": 3, "error": library_error,
+        "sql": "SELECT * FROM raw.x WHERE surname = 'Zqxauditsql' AND nhs = 4010232188 -- Zqxcomment",
+        "denied": "Conversion Error: Could not convert string 'Zqxauditdenied' to INT32",
+        "person_name": "Zqxunknownkey", "rows": "Zqxnotacount", "run_id": "Zqx Smith (not an id)"})
+    [event] = read_events(settings)
+    details = event["details"]
+    assert details["partition"] == "2025-03-01" and details["rows_loaded"] == 3
+    assert details["sql"] == "SELECT * FROM raw.x WHERE surname = ? AND nhs = ? ?"
+    assert details["person_name"] == details["rows"] == details["run_id"] == WITHHELD
+    assert "ConversionException" in details["error"]
+    assert not hits_in_bytes(settings.audit_db.read_bytes()) and "zqx" not in json.dumps(details).lower()
+
+
+def _library_failures(tmp_path, body):
+    """Run ``body`` as a guarded asset in a job that retries twice; return (step events, the instance's files)."""
+    import dagster as dg
+
+    from orchestration.defs.guard import no_leaks
+
+    @dg.asset
+    @no_leaks("hostile step")
+    def hostile() -> None:
+        body()
+
+    job = dg.define_asset_job("hostile_job", selection=[hostile],
+                              op_retry_policy=dg.RetryPolicy(max_retries=2, delay=0))
+    defs = dg.Definitions(assets=[hostile], jobs=[job])
+    (tmp_path / "dagster").mkdir(exist_ok=True)
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        result = defs.resolve_job_def("hostile_job").execute_in_process(instance=instance, raise_on_error=False)
+        events = [e for e in instance.all_logs(result.run_id) if e.dagster_event]
+        texts = b"\n".join(repr(e).encode() for e in events)
+    return [e.dagster_event.event_type_value for e in events], texts
+
+
+def test_a_library_error_quoting_a_value_is_withheld_by_dagster_and_never_retried(tmp_path):
+    import duckdb as ddb
+
+    kinds, texts = _library_failures(tmp_path, lambda: ddb.sql("SELECT 'Zqxgivenconv'::INTEGER").fetchall())
+    assert kinds.count("STEP_FAILURE") == 1 and "STEP_UP_FOR_RETRY" not in kinds  # a data error: fail fast
+    assert b"ConversionException" in texts and b"zqxgivenconv" not in texts.lower()
+    assert not hits_in_bytes(b"".join(p.read_bytes() for p in (tmp_path / "dagster").rglob("*") if p.is_file()))
+
+
+def test_any_other_library_error_is_withheld_and_left_to_the_retry_policy(tmp_path):
+    def body():
+        raise KeyError("Zqxkeyerror")  # e.g. a lookup by a partner's value
+
+    kinds, texts = _library_failures(tmp_path, body)
+    assert kinds.count("STEP_UP_FOR_RETRY") == 2 and "STEP_FAILURE" in kinds
+    assert b"KeyError" in texts and b"zqxkeyerror" not in texts.lower()
+    files = b"".join(p.read_bytes() for p in (tmp_path / "dagster").rglob("*") if p.is_file())
+    assert b"zqxkeyerror" not in files.lower()
+
+
+def test_the_cli_prints_a_library_error_by_type_and_frames_only(tmp_path):
+    """``placelink`` itself (console-script entry point) meeting an exception that is not ours."""
+    code = ("import duckdb, sys; from orchestration import cli\n"
+            "@cli.app.command('hostile')\n"
+            "def hostile():\n"
+            "    duckdb.sql(\"SELECT 'Zqxcligiven'::INTEGER\").fetchall()\n"
+            "sys.argv = ['placelink', 'hostile']\n"
+            "cli.main()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120,
+                          env={**os.environ, "PLACELINK_HOME": str(tmp_path / "home")})
+    assert proc.returncode == 1
+    err = proc.stderr.decode()
+    assert "ConversionException" in err and "withheld" in err and "hostile" in err
+    assert "zqxcligiven" not in (err + proc.stdout.decode()).lower()
+
+
+def test_link_input_errors_quote_no_value(tmp_path):
+    """``placelink link`` over a file without its header line, and over one with a repeated record id."""
+    headerless = tmp_path / "headerless.csv"
+    headerless.write_text("K640213578906,Zqxlinkgiven,Vrklinkfamily,1933-04-21\n"
+                          "K640213578907,Ann,Smith,2015-01-01\n")
+    repeated = tmp_path / "repeated.csv"
+    repeated.write_text("record_id,given_name\nK640213578906,Ann\nK640213578906,Bob\nA1,Cy\n")
+    for path in (headerless, repeated):
+        proc = subprocess.run([sys.executable, "-m", "orchestration.cli", "link", str(path),
+                               str(tmp_path / "out.csv")], capture_output=True, timeout=300,
+                              env={**os.environ, "PLACELINK_HOME": str(tmp_path / "home")})
+        assert proc.returncode == 2, proc.stderr.decode()
+        assert not hits_in_bytes(proc.stdout + proc.stderr), proc.stderr.decode()
+        assert b"zqxlinkgiven" not in (proc.stdout + proc.stderr).lower()

@@ -82,6 +82,8 @@ def canonical_json(value: Any) -> str:
 #           (retention/erasure tallies, output-check failures, an approver's note): kept as given
 #   error   a PlacelinkError's text (built from contract names and positions, never a value); an exception object
 #           is rendered with errors.public_message, which withholds a library's message
+#   library_text  a library's message (DuckDB refusing an analyst's query): quoted parts and runs of 4+ digits
+#           replaced by ``?`` ("Could not convert string 'Smith' to INT32" names a value of the table read)
 #   sql     an analyst's query, its string and number literals and comments replaced by ``?``: the shape of what
 #           was read is audited, not the name or NHS number typed into a WHERE clause
 # A key not listed keeps a number/bool/None value and any other value is replaced by WITHHELD.
@@ -93,10 +95,11 @@ DETAIL_KINDS: dict[str, str] = {
     **dict.fromkeys(("quarantined_by_reason", "deleted", "remaining", "landing_files", "files", "request",
                      "failures", "by", "approved_by", "note", "argv"), "ours"),
     "error": "error",
-    "denied": "error",
+    "denied": "library_text",
     "sql": "sql",
 }
 WITHHELD = "[withheld: not a safe audit detail]"
+_QUOTED = re.compile(r"'[^']*'?|\"[^\"]*\"?|\d{4,}")
 _TOKEN = re.compile(r"[A-Za-z0-9_.:/@+=()-]{0,200}")
 
 
@@ -140,6 +143,8 @@ def _safe_detail(kind: str, value: Any) -> Any:
         return value if isinstance(value, str) else WITHHELD
     if kind == "sql":
         return scrub_sql(value) if isinstance(value, str) else WITHHELD
+    if kind == "library_text":
+        return _QUOTED.sub("?", str(value))
     return WITHHELD
 
 
