@@ -21,6 +21,7 @@ The hostile drops (school attendance, NHS A&E; real contracts and suites):
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import string
@@ -175,7 +176,7 @@ def test_the_scan_finds_a_planted_value_wherever_it_is(tmp_path):
     (home / "logs" / "a.log").write_text("x ZQXHEADERLESSGIVEN y")
     (home / "logs" / "b.txt").write_bytes("qz97xj".encode("utf-16"))
     with duckdb.connect(str(home / "other.duckdb")) as con:
-        con.execute(f"CREATE TABLE t AS SELECT '{MARKERS['gx'][2]}' || i::VARCHAR AS v FROM range(50000) r(i)")
+        con.execute(f"CREATE TABLE t AS SELECT '{MARKERS['gx'][2]}' || i::VARCHAR AS v FROM range(5000) r(i)")
     (home / "landing").mkdir()
     (home / "landing" / "c.csv").write_text(MARKERS["gx"][0])  # the partner's own drop: not scanned
     found = scan_home(home)
@@ -278,6 +279,13 @@ def test_dagster_path_leaks_nothing(hostile_home):
 
 
 # --- each guard on its own ------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _school_feed():
+    from orchestration.lib.contracts import load_contracts
+
+    return load_contracts().feed("county_council", "school_attendance")
+
+
 CELL = st.text(alphabet=string.ascii_letters + string.digits + " -'/", min_size=2, max_size=24)
 
 
@@ -286,12 +294,11 @@ CELL = st.text(alphabet=string.ascii_letters + string.digits + " -'/", min_size=
 def test_a_schema_error_names_contract_columns_and_positions_never_a_header_cell(data):
     """Whatever the file's header holds instead of the contract's columns (a first data row, a renamed or
     misspelt column, garbled bytes), the error quotes none of it."""
-    from orchestration.lib.contracts import load_contracts
     from orchestration.lib.errors import DataError
     from orchestration.lib.ingest.load import check_header
     from orchestration.lib.ingest.readers import Drop
 
-    feed = load_contracts().feed("county_council", "school_attendance")
+    feed = _school_feed()
     names = [c.name for c in feed.columns]
     replaced = data.draw(st.sets(st.integers(0, len(names) - 1), min_size=1), label="replaced")
     # planted cells start with "Zq" so no text of the message (contract names, fixed words) can contain one
