@@ -36,6 +36,7 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 _INTEGER = re.compile(r"[+-]?\d+(\.0+)?")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 # Ingest types every cell in Python (each failure needs its own quarantine reason); dates repeat heavily

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestration.lib.contracts import Format
-from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.errors import DataError, PlacelinkError
 from orchestration.lib.landing import open_drop
 
 # the parser's own ceiling (a field beyond it is a csv.Error, handled below); what we accept is MAX_FIELD_CHARS
@@ -184,7 +184,7 @@ def _looks_utf8(data: bytes) -> bool:
 
 
 def _refuse(message: str, where: str, want: str) -> PlacelinkError:
-    return PlacelinkError(
+    return DataError(
         message, where=where,
         fix=f"ask the partner to re-export the file as {want} text (from Excel: 'Save As' CSV, with that "
             "encoding), or, if a new encoding is agreed, change format.encoding in the feed contract (`auto` "
@@ -296,10 +296,10 @@ def read_csv(path: Path, fmt: Format, where: str | None = None) -> Drop:
     try:
         header = next(reader)
     except csv.Error as exc:
-        raise PlacelinkError(f"cannot parse the header line: {exc}", where=f"{where}:1",
+        raise DataError(f"cannot parse the header line: {exc}", where=f"{where}:1",
                              fix="check the delimiter/encoding in the feed contract") from None
     if reader.line_num != 1:
-        raise PlacelinkError("the header line opens a quote that does not close on that line", where=f"{where}:1",
+        raise DataError("the header line opens a quote that does not close on that line", where=f"{where}:1",
                              fix="ask the partner to re-export the file with one header line")
     # a header name is printed and stored (columns dropped, run metadata): undecodable bytes or control
     # characters in it are shown as \xNN (no contract column has any, so matching is unchanged)
@@ -394,13 +394,15 @@ def read_excel(path: Path, fmt: Format, where: str | None = None) -> Drop:
     data = _read_bytes(path)
     try:
         book = CalamineWorkbook.from_filelike(io.BytesIO(data))
-    except Exception:  # calamine raises its own error types per format
+    except Exception:  # calamine raises its own error types per format; its text can quote cells
         found = sniff(data[:_SAMPLE])
         what = f"this file is {found.what}" if found else "this file is not a workbook calamine can open"
-        raise PlacelinkError(f"cannot open the workbook: {what}", where=where,
+        raise DataError(f"cannot open the workbook: {what}", where=where,
                              fix="check the file is a real .xlsx/.xls") from None
     if fmt.sheet not in book.sheet_names:
-        raise PlacelinkError(f"sheet {fmt.sheet!r} not found (sheets: {book.sheet_names})", where=where,
+        # the sheet names are the partner's text: counted, not quoted
+        raise DataError(f"sheet {fmt.sheet!r} not found (the workbook has {len(book.sheet_names)} other "
+                             "sheet(s))", where=where,
                              fix="ask the partner for the agreed sheet name or fix format.sheet in the contract")
     rows = book.get_sheet_by_name(fmt.sheet).to_python(skip_empty_area=False)
     rows = [r for r in rows]
