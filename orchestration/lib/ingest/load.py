@@ -30,7 +30,7 @@ import pyarrow as pa
 from orchestration.lib.contracts import Column, Feed
 from orchestration.lib.errors import PlacelinkError
 from orchestration.lib.governance.erasure import record_hash
-from orchestration.lib.ingest.coerce import SQL_TYPES, CoerceError, coerce
+from orchestration.lib.ingest.coerce import SQL_TYPES, CoerceError, check_plausible, coerce, date_checks
 from orchestration.lib.ingest.readers import Drop, RawRow, read_drop
 from orchestration.lib.pseudonymise import (
     normalise_name,
@@ -126,6 +126,16 @@ def drop_partition(path: Path) -> str | None:
     except ValueError:
         return None
     return day.replace(day=1).isoformat()
+
+
+def drop_date(path: Path, partition: dt.date) -> dt.date:
+    """The day a drop was made (its file name), against which the contract's plausible dates are measured;
+    the partition's last day for a name that carries no valid date."""
+    m = DROP_NAME.match(path.name)
+    try:
+        return dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))  # type: ignore[union-attr]
+    except (AttributeError, ValueError):
+        return (partition.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
 
 
 def feed_drops(landing: Path, feed: Feed) -> dict[str, list[Path]]:
@@ -423,6 +433,7 @@ def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date
     people: list[dict] = []
     fr, quarantine, reasons = out.result, out.quarantine, out.reasons
     disallowed = set(feed.dropped_columns) | (set(drop.header) - {c.name for c in feed.columns})
+    plausible = date_checks(feed, drop_date(path, part_date))
     for row in drop.rows:
         fr.rows_received += 1
         reason = row.problem
@@ -441,6 +452,7 @@ def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date
                     values = row.values
                     for col in all_columns:
                         typed[col.name] = coerce(col, values.get(col.name))
+                    check_plausible(plausible, typed)  # the contract's date ranges: 1900 or 2031 is no event
                 except CoerceError as exc:
                     reason = exc.reason
         if reason is None and opt_col and normalise_nhs_number(typed.get(opt_col), validate=False) in opt_outs:
