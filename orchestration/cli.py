@@ -183,6 +183,11 @@ def ingest(
                          feeds_dir=feeds_dir, progress=report)
     typer.echo(f"{len(out.results)} partitions: received {totals['received']:,}, loaded {totals['loaded']:,}, "
                f"quarantined {totals['quarantined']:,} -> {settings.identifiable_db}")
+    if out.rejected:
+        typer.echo(f"{len(out.rejected)} file(s) in landing/ rejected, not loaded (recorded in ops.load_log as "
+                   "'rejected' and in ops.quarantine; reported on every run until fixed):")
+        for item in out.rejected:
+            typer.echo(f"  landing/{item.rel}: {item.reason} (fix: {item.fix})")
     if out.failures:
         raise PlacelinkError(f"{len(out.failures)} feed partition(s) failed; nothing was loaded for them: "
                              + "; ".join(f"{f} {p[:7]}" for f, p, _ in out.failures),
@@ -345,6 +350,9 @@ _register_dbt(app)
 
 def main() -> None:
     """Console-script entry point: run the app, turning known errors into one line plus the fix."""
+    from orchestration.lib.filemodes import restrict_umask
+
+    restrict_umask()  # every file this process creates is owner-only (identifiers, audit log, keys)
     try:
         app()  # standalone: click reports usage errors itself and exits 2
     except (PlacelinkError, ConfigError) as exc:

@@ -32,6 +32,7 @@ from orchestration.lib.errors import PlacelinkError
 from orchestration.lib.governance.erasure import record_hash
 from orchestration.lib.ingest.coerce import SQL_TYPES, CoerceError, check_plausible, coerce, date_checks
 from orchestration.lib.ingest.readers import Drop, RawRow, read_drop
+from orchestration.lib.landing import REJECTED, LandingFile, leading_date, open_drop, partition_of, scan_feed
 from orchestration.lib.pseudonymise import (
     normalise_name,
     normalise_nhs_number,
@@ -40,7 +41,6 @@ from orchestration.lib.pseudonymise import (
     normalise_text,
 )
 
-DROP_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.[A-Za-z0-9.]+$")
 OPT_OUT_REASON = "national_data_opt_out"
 ERASED_REASON = "erased_or_objected"  # placelink erase: on the governance exclusion list
 _ARROW = {"string": pa.string(), "integer": pa.int64(), "float": pa.float64(), "date": pa.date32(),
@@ -116,46 +116,83 @@ class PartitionResult:
 
 # --- landing --------------------------------------------------------------------------------------
 
-def drop_partition(path: Path) -> str | None:
-    """Partition (first of month) of a drop named ``<YYYY-MM-DD>.<ext>``; None if the name is not a drop."""
-    m = DROP_NAME.match(path.name)
-    if not m:
-        return None
-    try:
-        day = dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-    except ValueError:
-        return None
-    return day.replace(day=1).isoformat()
+def drop_partition(path: Path, extension: str | None = None) -> str | None:
+    """Partition (first of month) of a drop by the landing rule (:mod:`orchestration.lib.landing`); None if the
+    rule rejects its name."""
+    return partition_of(path.name, extension)
 
 
 def drop_date(path: Path, partition: dt.date) -> dt.date:
-    """The day a drop was made (its file name), against which the contract's plausible dates are measured;
-    the partition's last day for a name that carries no valid date."""
-    m = DROP_NAME.match(path.name)
-    try:
-        return dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))  # type: ignore[union-attr]
-    except (AttributeError, ValueError):
-        return (partition.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+    """The day a drop was made (the date its name starts with, by the landing rule), against which the contract's
+    plausible dates are measured; the partition's last day for a name that carries none (not a landing drop)."""
+    day = leading_date(path.name)
+    if day is not None:
+        return day
+    return (partition.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
 
 
 def feed_drops(landing: Path, feed: Feed) -> dict[str, list[Path]]:
-    """``{partition: [drop files, sorted]}`` for one feed's landing folder."""
-    folder = landing / feed.partner / feed.id
+    """``{partition: [drop files, sorted]}`` for one feed's landing folder, by the landing rule (the planner and
+    the sensor list the same files). Rejected files are not here: :func:`record_rejected` accounts for them."""
     out: dict[str, list[Path]] = {}
-    if folder.is_dir():
-        for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-            part = drop_partition(path)
-            if part:
-                out.setdefault(part, []).append(path)
+    for f in scan_feed(landing, feed.partner, feed.id, feed.format.file_extension):
+        if f.partition:
+            out.setdefault(f.partition, []).append(f.path)
     return out
 
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    with open_drop(path) as fh:  # never through a link
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def landing_rel(landing: Path, home: Path | None, file: LandingFile) -> str:
+    """Where a landing entry is, as ops tables record files: relative to the home (``landing/p/f/x.csv``)."""
+    try:
+        base = Path(landing).resolve().relative_to(home.resolve()) if home else Path(landing)
+    except ValueError:
+        base = Path(landing)
+    return f"{base.as_posix()}/{file.rel}"
+
+
+def record_rejected(con: duckdb.DuckDBPyConnection, files: list[LandingFile], *, feeds: list[tuple[str, str]],
+                    known: set[tuple[str, str]] | None = None, landing: Path, home: Path | None = None) -> None:
+    """Replace the records of rejected landing files, in one transaction: those of ``feeds`` and, when ``known``
+    (every contract feed) is given, of files outside any of them. One row each in ``ops.load_log`` (status
+    ``rejected``, no partition, no sha256: the file is never read) and in ``ops.quarantine`` (the whole file: no
+    partition, no line, no raw text), rewritten on every run so a file is reported until it is fixed."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    scopes = set(feeds)
+    keep = [f for f in files if f.reason and ((f.partner, f.feed) in scopes
+                                              or (known is not None and (f.partner, f.feed) not in known))]
+    ensure_ops_tables(con)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for partner, feed_id in scopes:
+            con.execute(f"DELETE FROM ops.load_log WHERE status='{REJECTED}' AND partner=? AND feed=?",
+                        [partner, feed_id])
+            con.execute('DELETE FROM ops.quarantine WHERE "partition" IS NULL AND line IS NULL AND partner=? '
+                        "AND feed=?", [partner, feed_id])
+        if known is not None:
+            pairs = [list(k) for k in sorted(known)]
+            outside = ("NOT list_contains(?, [coalesce(partner, ''), coalesce(feed, '')])")
+            con.execute(f"DELETE FROM ops.load_log WHERE status='{REJECTED}' AND {outside}", [pairs])
+            con.execute(f'DELETE FROM ops.quarantine WHERE "partition" IS NULL AND line IS NULL AND {outside}',
+                        [pairs])
+        rows = [(f.partner, f.feed, landing_rel(landing, home, f), f.reason, f.fix) for f in keep]
+        if rows:
+            con.executemany("INSERT INTO ops.load_log VALUES (?, ?, NULL, ?, NULL, NULL, NULL, NULL, ?, "
+                            f"'{REJECTED}', ? || '; fix: ' || ?)", [(p, fd, rel, now, r, fx) for p, fd, rel, r, fx
+                                                                   in rows])
+            con.executemany("INSERT INTO ops.quarantine VALUES (?, ?, NULL, ?, NULL, ?, NULL, ?)",
+                            [(p, fd, rel, r, now) for p, fd, rel, r, _ in rows])
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
 
 
 def read_opt_outs(reference: Path) -> frozenset[str]:
