@@ -20,8 +20,10 @@ Example:
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -77,6 +79,88 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
 
 
+# --- what details may hold ------------------------------------------------------------------------------------
+# The audit log is append-only and hash-chained: nothing written to it can be erased, so a clear identifier in it
+# would outlive any erasure (issue #22: a header-less drop's names and birth dates reached `ingest_failed`).
+# ``details`` is therefore checked key by key as it is written, here, whatever the caller:
+#   number  counts, sizes, flags: int/float/bool/None
+#   token   ids, hashes, dates, partitions, job/run names: a date, or text of [A-Za-z0-9_.:/@+=()-] (<= 200)
+#   ours    structures our code builds from table/column names of the contracts, paths, counts and staff entries
+#           (retention/erasure tallies, output-check failures, an approver's note): kept as given
+#   error   a PlacelinkError's text (built from contract names and positions, never a value); an exception object
+#           is rendered with errors.public_message, which withholds a library's message
+#   library_text  a library's message (DuckDB refusing an analyst's query): quoted parts and runs of 4+ digits
+#           replaced by ``?`` ("Could not convert string 'Smith' to INT32" names a value of the table read)
+#   sql     an analyst's query, its string and number literals and comments replaced by ``?``: the shape of what
+#           was read is audited, not the name or NHS number typed into a WHERE clause
+# A key not listed keeps a number/bool/None value and any other value is replaced by WITHHELD.
+DETAIL_KINDS: dict[str, str] = {
+    **dict.fromkeys(("rows", "rows_received", "rows_loaded", "rows_quarantined", "total", "records", "persons",
+                     "person_level", "dry_run", "elapsed_seconds", "row_limit", "seconds", "limit_s"), "number"),
+    **dict.fromkeys(("partition", "run_id", "job", "status", "via", "erasure_id", "approval_id", "proof_hash",
+                     "sha256", "project", "today", "role", "purpose", "model", "version", "outcome",
+                     "requested_role"), "token"),
+    **dict.fromkeys(("quarantined_by_reason", "deleted", "remaining", "landing_files", "files", "request",
+                     "failures", "by", "approved_by", "note", "argv", "os_user", "claimed_user", "identity_from", "reason"), "ours"),
+    "error": "error",
+    "denied": "library_text",
+    "sql": "sql",
+}
+WITHHELD = "[withheld: not a safe audit detail]"
+_QUOTED = re.compile(r"'[^']*'?|\"[^\"]*\"?|\d{4,}")
+_TOKEN = re.compile(r"[A-Za-z0-9_.:/@+=()-]{0,200}")
+
+
+def scrub_sql(sql: str) -> str:
+    """``sql`` with string/number literals and comments replaced by ``?`` (DuckDB's own tokenizer finds them)."""
+    import duckdb
+
+    try:
+        tokens = duckdb.tokenize(sql)
+    except Exception:  # noqa: BLE001 - a query DuckDB cannot even tokenize is withheld whole
+        return WITHHELD
+    kinds = {duckdb.token_type.string_const, duckdb.token_type.numeric_const, duckdb.token_type.comment}
+    out, pos = [], 0
+    for i, (start, kind) in enumerate(tokens):
+        if kind not in kinds:
+            continue
+        end = tokens[i + 1][0] if i + 1 < len(tokens) else len(sql)
+        text = sql[start:end]
+        end = start + len(text.rstrip())
+        out.append(sql[pos:start] + "?")
+        pos = end
+    return "".join(out) + sql[pos:]
+
+
+def _safe_detail(kind: str, value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if kind == "number":
+        return WITHHELD
+    if kind == "token":
+        if isinstance(value, dt.date):
+            return value
+        return value if isinstance(value, str) and _TOKEN.fullmatch(value) else WITHHELD
+    if kind == "ours":
+        return value
+    if kind == "error":
+        if isinstance(value, BaseException):
+            from orchestration.lib.errors import public_message
+
+            return public_message(value)
+        return value if isinstance(value, str) else WITHHELD
+    if kind == "sql":
+        return scrub_sql(value) if isinstance(value, str) else WITHHELD
+    if kind == "library_text":
+        return _QUOTED.sub("?", str(value))
+    return WITHHELD
+
+
+def safe_details(details: dict[str, Any] | None) -> dict[str, Any]:
+    """``details`` as it may be written to the audit log (see :data:`DETAIL_KINDS`)."""
+    return {str(k): _safe_detail(DETAIL_KINDS.get(str(k), "unknown"), v) for k, v in (details or {}).items()}
+
+
 def row_hash(row: dict[str, Any]) -> str:
     """sha256(prev_hash + canonical JSON of every other field)."""
     body = {k: row[k] for k in FIELDS if k != "prev_hash"}
@@ -117,7 +201,8 @@ def record_event(
         target: what it happened to, e.g. ``raw.police__street_crimes`` or a file path.
         purpose: the agreement purpose the processing serves (e.g. ``place_indicators``).
         agreement_id: the data sharing agreement that permits it (e.g. ``DSA-POL-2024-01``).
-        details: any JSON-able facts (row counts, file hashes, SQL text). Never put clear identifiers here.
+        details: JSON-able facts (row counts, file hashes, SQL text), checked key by key by
+            :func:`safe_details` (:data:`DETAIL_KINDS`): what is not known to be safe is withheld.
         who / role: default :func:`current_user` (the OS account) / :func:`current_role` (the widest role
             it holds). When ``who`` is given and differs from the OS account (a web-tier identity passed on by
             :func:`.identity.run_identity`), the account that wrote the row is kept as ``details.os_user``.
@@ -145,7 +230,7 @@ def record_events(settings: Settings | None, events: list[dict[str, Any]]) -> li
         seq, prev = (last[0], last[1]) if last else (0, GENESIS_HASH)
         for event in events:
             seq += 1
-            details = dict(event.get("details") or {})
+            details = safe_details(event.get("details"))
             who = event.get("who") or me
             if who != me:
                 details.setdefault("os_user", me)

@@ -87,8 +87,8 @@ def ingest(settings: Settings, *, partner: str | None = None, feed: str | None =
                 partitions = [wanted]
             try:
                 parsed = parse_partitions(f, partitions, settings.landing, home=settings.home, opt_outs=opt_outs)
-            except PlacelinkError:
-                parsed = ParsedDrops()  # e.g. an expired agreement: each partition below reports it
+            except Exception:  # noqa: BLE001 - e.g. an expired agreement: each partition below reports it
+                parsed = ParsedDrops()
             with parsed:
                 for part in partitions:
                     try:
