@@ -8,6 +8,7 @@ warehouse DuckDB files, Dagster's home, the MLflow store, quality docs and publi
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,15 @@ PARTITION_START = "2024-01-01"
 DEFAULT_QUERY_TIMEOUT_S = 300.0
 #: Where production reads who holds which role: a file only root (or the service account) can change.
 PRODUCTION_ROLES_FILE = Path("/etc/placelink/roles.yml")
+
+
+def platform_period(today: dt.date | None = None) -> tuple[dt.date, dt.date]:
+    """First and last month (first days) of the platform's period: ``PARTITION_START`` to the current month, the
+    last monthly partition (``end_offset=1``, orchestration/defs/partitions.py). The calendar and every mart lie
+    inside it (dbt gets it from :func:`orchestration.lib.dbt_runner.dbt_env`): an event dated outside it is
+    excluded and counted, never a reason to stretch the calendar (issue #22: one 1900 row emptied every mart)."""
+    today = today or dt.date.today()
+    return dt.date.fromisoformat(PARTITION_START), today.replace(day=1)
 
 
 def quiet_telemetry() -> None:

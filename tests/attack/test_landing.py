@@ -95,7 +95,8 @@ def _hostile_landing(home: Path, tmp_path: Path) -> dict[str, str]:
     """The acme visits feed with one good drop, a second drop that day, and every odd entry; returns
     ``landing-relative path -> expected reason code`` of the entries that must be rejected."""
     write_visits(home)                                                       # 2025-03-04.csv: 7 rows
-    write_visits(home, "2025-03-04_v2.csv", rows=["V7;08/03/2025;Al;Bee;01/01/1990;M;SH1 2AB;;;1"])
+    # dated on its drop day: a visit after the day the file was sent is quarantined as implausible (plausibility)
+    write_visits(home, "2025-03-04_v2.csv", rows=["V7;04/03/2025;Al;Bee;01/01/1990;M;SH1 2AB;;;1"])
     folder = home / "landing" / "acme" / "visits"
     bak_rows = ["B1;08/03/2025;Bak;Up;01/01/1990;M;SH1 2AB;;;1"]
     for name in ("march.csv", "2025-03-32.csv", "20250310.csv", "2025-03-05.csv.bak", ".2025-03-06.csv.part"):

@@ -10,8 +10,9 @@ import datetime as dt
 import functools
 import math
 import re
+from dataclasses import dataclass
 
-from orchestration.lib.contracts import Column
+from orchestration.lib.contracts import Column, Feed, parse_span
 
 SQL_TYPES = {"string": "VARCHAR", "integer": "BIGINT", "float": "DOUBLE", "date": "DATE",
              "datetime": "TIMESTAMP", "boolean": "BOOLEAN"}
@@ -142,3 +143,62 @@ def coerce(col: Column, value: object) -> object:
             return False
         raise _fail("boolean", col, value, f"one of {col.true_values + col.false_values}")
     raise AssertionError(t)
+
+
+# --- plausibility -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DateCheck:
+    """One date column's plausible range for one drop: ``lo``..``hi`` inclusive (None = open), the column holding
+    the date of birth it may not precede (``birth``), and the quarantine reason for each side."""
+
+    column: str
+    lo: dt.date | None
+    hi: dt.date | None
+    birth: str | None
+    too_late: str
+    too_early: str
+    before_birth: str
+
+
+def date_checks(feed: Feed, drop_date: dt.date) -> list[DateCheck]:
+    """The contract's plausible ranges (:meth:`Feed.plausibility`) made concrete for a drop made on ``drop_date``;
+    computed once per file, applied to every row by :func:`check_plausible`.
+
+    Reasons name the column and the limit, never the value: a date of birth is an identifier."""
+    birth = feed.person.date_of_birth if feed.person else None
+    out = []
+    for name, rule in feed.plausibility().items():
+        lo, hi = rule.bounds(drop_date)
+        if lo is None and hi is None and not rule.not_before_birth:
+            continue
+        after = "" if rule.after_drop is None or parse_span(rule.after_drop) == (0, 0) else \
+            f"more than {rule.after_drop} "
+        out.append(DateCheck(
+            name, lo, hi, birth if rule.not_before_birth else None,
+            too_late=f"implausible_date: column {name!r} is {after}after the drop date",
+            too_early=f"implausible_date: column {name!r} is more than {rule.before_drop} before the drop date",
+            before_birth=f"implausible_date: column {name!r} is before the date of birth (column {birth!r})"))
+    return out
+
+
+def _day(value: object) -> dt.date | None:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    return value if isinstance(value, dt.date) else None
+
+
+def check_plausible(checks: list[DateCheck], typed: dict[str, object]) -> None:
+    """Raise :class:`CoerceError` (``implausible_date: ...``) for the first typed date outside its range."""
+    for check in checks:
+        day = _day(typed.get(check.column))
+        if day is None:
+            continue
+        if check.hi is not None and day > check.hi:
+            raise CoerceError(check.too_late)
+        if check.lo is not None and day < check.lo:
+            raise CoerceError(check.too_early)
+        if check.birth is not None:
+            born = _day(typed.get(check.birth))
+            if born is not None and day < born:
+                raise CoerceError(check.before_birth)

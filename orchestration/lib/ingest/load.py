@@ -30,9 +30,9 @@ import pyarrow as pa
 from orchestration.lib.contracts import Column, Feed
 from orchestration.lib.errors import DataError, PlacelinkError, withhold_library_errors
 from orchestration.lib.governance.erasure import record_hash
-from orchestration.lib.ingest.coerce import SQL_TYPES, CoerceError, coerce
+from orchestration.lib.ingest.coerce import SQL_TYPES, CoerceError, check_plausible, coerce, date_checks
 from orchestration.lib.ingest.readers import Drop, RawRow, read_drop
-from orchestration.lib.landing import REJECTED, LandingFile, open_drop, partition_of, scan_feed
+from orchestration.lib.landing import REJECTED, LandingFile, leading_date, open_drop, partition_of, scan_feed
 from orchestration.lib.pseudonymise import (
     normalise_name,
     normalise_nhs_number,
@@ -127,6 +127,15 @@ def drop_partition(path: Path, extension: str | None = None) -> str | None:
     """Partition (first of month) of a drop by the landing rule (:mod:`orchestration.lib.landing`); None if the
     rule rejects its name."""
     return partition_of(path.name, extension)
+
+
+def drop_date(path: Path, partition: dt.date) -> dt.date:
+    """The day a drop was made (the date its name starts with, by the landing rule), against which the contract's
+    plausible dates are measured; the partition's last day for a name that carries none (not a landing drop)."""
+    day = leading_date(path.name)
+    if day is not None:
+        return day
+    return (partition.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
 
 
 def feed_drops(landing: Path, feed: Feed) -> dict[str, list[Path]]:
@@ -492,6 +501,7 @@ def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date
     people: list[dict] = []
     fr, quarantine, reasons = out.result, out.quarantine, out.reasons
     disallowed = set(feed.dropped_columns) | (set(drop.header) - {c.name for c in feed.columns})
+    plausible = date_checks(feed, drop_date(path, part_date))
     fr.lines_received = drop.data_lines
     for row in drop.rows:
         fr.rows_received += 1
@@ -511,6 +521,7 @@ def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date
                     values = row.values
                     for col in all_columns:
                         typed[col.name] = coerce(col, values.get(col.name))
+                    check_plausible(plausible, typed)  # the contract's date ranges: 1900 or 2031 is no event
                 except CoerceError as exc:
                     reason = exc.reason
         if reason is None and opt_col and normalise_nhs_number(typed.get(opt_col), validate=False) in opt_outs:
