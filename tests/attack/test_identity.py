@@ -90,7 +90,13 @@ def open_tmp():
 @pytest.fixture
 def zone(open_tmp, monkeypatch) -> dict:
     monkeypatch.setenv("PLACELINK_PSEUDONYM_KEY", "governance-tests-key-0123456789abcdef")
-    built = build_zone_home(open_tmp / "zhome")  # written with plain duckdb, as root, umask 022
+    # written with plain duckdb, as root, umask 022: an earlier test's placelink command in this worker set the
+    # process umask to 077 (cli.main), which would make the home untraversable for nobody before any check ran
+    previous = os.umask(0o022)
+    try:
+        built = build_zone_home(open_tmp / "zhome")
+    finally:
+        os.umask(previous)
     built["settings"].ensure()                   # what the owner's next placelink command does first
     return built
 
