@@ -12,9 +12,13 @@ The checks here are a second pair of eyes on the files themselves, independent o
 * no count between 1 and ``threshold - 1`` in any count column (primary suppression held);
 * rows flagged ``is_suppressed`` show no count and no rate (nothing recoverable from the rate).
 
-Secondary suppression (no suppressed cell recoverable from margins) is proved by the dbt stage's tests
-(``lib/disclosure.attacker_bounds``), which needs the geography hierarchy; it is not repeated here.
-Four eyes: the person who exported a file cannot approve it.
+Secondary suppression (no suppressed cell recoverable from the geography margins or the indicator hierarchy) is
+proved by the dbt stage's tests (``lib/disclosure.attacker_bounds``), which need the hierarchy; it is not repeated
+here.
+
+Four eyes that mean something: the approver is whoever is acting (:func:`audit.current_user`, the operating-system
+account), never a typed-in name; they must be listed in the output checkers file (:func:`output_checkers_file`, one
+account per line, writable by its owner only) and must not be the account that exported the file.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import duckdb
 
 from orchestration.lib.config import Settings, get_settings
 from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.governance import audit
 from orchestration.lib.governance._store import locked_connect
 from orchestration.lib.governance.audit import canonical_json, read_events, record_event
 from orchestration.lib.governance.erasure import governance_db
@@ -121,12 +126,41 @@ def check_outputs(settings: Settings | None = None, files: list[Path] | None = N
     return [check_file(Path(f)) for f in files]
 
 
-def approve_export(settings: Settings | None = None, *, by: str, files: list[Path] | None = None,
+def output_checkers_file(settings: Settings) -> Path:
+    """The accounts allowed to approve exports: ``governance/output_checkers.txt``, one OS account per line
+    (``#`` comments). An administrator keeps it; a file that group or others can write is refused."""
+    return settings.governance_dir / "output_checkers.txt"
+
+
+def output_checkers(settings: Settings) -> set[str]:
+    """The authorised output checkers (empty when the file is missing: then nobody can approve)."""
+    path = output_checkers_file(settings)
+    if not path.exists():
+        return set()
+    if path.stat().st_mode & 0o022:
+        raise PlacelinkError("the output checkers file can be changed by group or others, so it cannot say who is "
+                             "authorised", where=str(path), fix=f"an administrator runs: chmod go-w {path}")
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return {line for line in lines if line}
+
+
+def approve_export(settings: Settings | None = None, *, by: str | None = None, files: list[Path] | None = None,
                    note: str | None = None) -> list[FileCheck]:
-    """Check every (or the given) published file and, if all pass, record ``by``'s approval of each hash."""
+    """Check every (or the given) published file and, if all pass, record the acting user's approval of each hash.
+
+    The approver is :func:`audit.current_user` (the OS account), who must be an authorised output checker
+    (:func:`output_checkers`) and not the account that exported the file. ``by`` is not trusted: given, it must
+    be that same account (a typed-in name is refused, not recorded).
+    """
     settings = settings or get_settings()
-    if not by or not by.strip():
-        raise PlacelinkError("an export needs a named approver", fix="placelink approve-export --by 'A. Checker'")
+    approver = audit.current_user()
+    if by is not None and by.strip() != approver:
+        raise PlacelinkError("the approver is the account running this command, not a typed-in name",
+                             where="approve-export --by", fix="leave out --by (or pass your own account name)")
+    if approver not in output_checkers(settings):
+        raise PlacelinkError(f"account {approver} is not an authorised output checker",
+                             where=str(output_checkers_file(settings)),
+                             fix="an administrator adds the checker's account to that file")
     files = files if files is not None else published_files(settings)
     if not files:
         raise PlacelinkError("nothing to approve", where=str(settings.published), fix="run `placelink publish` first")
@@ -136,14 +170,14 @@ def approve_export(settings: Settings | None = None, *, by: str, files: list[Pat
         # or an event naming the file itself
         mine = [e for e in exports if e["target"] in ("placelink publish", Path(f).name, str(f),
                                                       f"published.{Path(f).stem}")]
-        if mine and mine[-1]["who"] == by:
-            raise PlacelinkError(f"{by} exported {Path(f).name} and cannot also approve it (four eyes)",
-                                 where=str(f), fix="ask a second, trained output checker to approve")
+        if mine and mine[-1]["who"] == approver:
+            raise PlacelinkError(f"{approver} exported {Path(f).name} and cannot also approve it (four eyes)",
+                                 where=str(f), fix="ask a second, authorised output checker to approve")
     checks = check_outputs(settings, files)
     failures = [msg for c in checks for msg in c.failures]
     if failures:
         record_event(settings, action="export_rejected", target=",".join(c.file for c in checks),
-                     purpose="output_checking", details={"by": by, "failures": failures})
+                     purpose="output_checking", details={"by": approver, "failures": failures})
         raise PlacelinkError(f"{len(failures)} output check(s) failed: " + "; ".join(failures[:5]),
                              where=str(settings.published),
                              fix="fix the disclosure control (placelink build && placelink publish) and re-check")
@@ -152,9 +186,10 @@ def approve_export(settings: Settings | None = None, *, by: str, files: list[Pat
     with locked_connect(governance_db(settings)) as con:
         con.execute(_APPROVALS_DDL)
         con.executemany("INSERT INTO export_approvals VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
-            [approval_id, now, by, c.file, c.sha256, c.rows, canonical_json(c.failures), note] for c in checks])
+            [approval_id, now, approver, c.file, c.sha256, c.rows, canonical_json(c.failures), note]
+            for c in checks])
     record_event(settings, action="approve_export", target=",".join(c.file for c in checks), purpose="output_checking",
-                 details={"approval_id": approval_id, "approved_by": by, "note": note,
+                 details={"approval_id": approval_id, "approved_by": approver, "note": note,
                           "files": {c.file: c.sha256 for c in checks}})
     return checks
 
