@@ -363,3 +363,24 @@ def test_property_no_suppressed_cell_is_pinned_by_any_published_relation(case):
     assert len(bounds) == published["is_suppressed"].sum()
     whole_counts = np.floor(bounds["upper"] + 1e-6) - np.ceil(bounds["lower"] - 1e-6) + 1
     assert (whole_counts >= 2).all(), f"pinned:\n{bounds[whole_counts < 2]}"
+
+
+def test_worker_processes_protect_big_linked_tables_block_by_block_exactly_as_one_process(monkeypatch):
+    """Big tables (here crime-like types linked to their total) are spread over the workers district block by
+    district block, then passed across districts: the published result is exactly one process's, and safe."""
+    import orchestration.lib.disclosure as disclosure
+
+    monkeypatch.setattr(disclosure, "PARALLEL_MIN_CELLS", 0)  # the fixture is small: use the workers anyway
+    monkeypatch.setattr(disclosure, "PARALLEL_MIN_TABLES", 2)
+    h = _county_like_hierarchy()
+    rng = np.random.default_rng(4)
+    parents = {"t_0": "total", "t_1": "total", "t_2": "total"}
+    table = pd.concat([linked_cells({t: dict(zip(h["lsoa_code"], rng.poisson(mean, len(h)), strict=True))
+                                     for t, mean in zip(parents, (0.5, 2, 6), strict=True)}, h, f"2025-{m:02d}-01")
+                       for m in (1, 2, 3)], ignore_index=True)
+    assert disclosure.margin_structure(h).size * 4 >= disclosure.BLOCKS_MIN_CELLS  # protected block by block
+    one = protect_place_table(table, h, workers=1, indicators=parents)
+    two = protect_place_table(table, h, workers=2, indicators=parents)
+    pd.testing.assert_frame_equal(one, two)
+    bounds = attacker_bounds(two[two["month"] == pd.Timestamp("2025-01-01")], h, indicators=parents)
+    assert len(bounds) > 0 and (bounds["upper"] - bounds["lower"] >= 1).all()
