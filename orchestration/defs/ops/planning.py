@@ -21,6 +21,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from orchestration.lib.landing import LandingFile, contract_extensions, scan_landing
 from orchestration.lib.ops.drops import feed_of_asset_key, list_drops, pending_partitions
 
 PARTITIONED = dg.AssetSelection.from_string('partitions:"time" and is:materializable')
@@ -66,6 +67,8 @@ class RefreshPlan:
     #: a partition loaded before is loaded again (a corrected drop): rows may have gone, so the months a
     #: drop touches cannot be read from its new rows alone
     reloaded: bool = False
+    #: landing entries the landing rule rejects (not loaded; reported by ``placelink refresh`` until fixed)
+    rejected: list[LandingFile] = field(default_factory=list)
 
     @property
     def new_months_only(self) -> bool:
@@ -109,13 +112,15 @@ def plan_refresh(
     by_partition: dict[str, set[dg.AssetKey]] = {}
     single_run = []
     newest_loaded = ""
+    extensions = contract_extensions()
     for key in sorted(partitioned, key=lambda k: k.to_user_string()):
         feed = feed_of_asset_key(key.path)
         if feed is None:
             continue
         node = asset_graph.get(key)
         valid = node.partitions_def.get_partition_keys()
-        drops = list_drops(landing, *feed)
+        # by the landing rule ingest and the sensor use; a feed without a contract has no drops
+        drops = list_drops(landing, *feed, extension=extensions.get(feed, ""))
         loaded = {} if full else loaded_at(instance, key)
         newest_loaded = max([newest_loaded, *loaded]) if loaded else newest_loaded
         todo = pending_partitions(drops, loaded, full=full, valid_partitions=valid)
@@ -133,6 +138,7 @@ def plan_refresh(
         keys = dg.AssetSelection.assets(*feeds).downstream().resolve(asset_graph) & partitioned
         plan.partitions[pk] = sorted(keys, key=lambda k: k.to_user_string())
     plan.single_run = bool(single_run) and all(single_run)
+    plan.rejected = [f for f in scan_landing(landing, extensions) if f.reason]
     plan.late = bool(plan.partitions) and min(plan.partitions) < newest_loaded
     if full:
         plan.downstream = sorted(UNPARTITIONED.resolve(asset_graph), key=lambda k: k.to_user_string())
