@@ -172,7 +172,7 @@ def agreements(fmt: FormatOption = "table", feeds_dir: FeedsDirOption = None) ->
 def approve_export(
     by: Annotated[str | None, typer.Option(
         "--by", help="Optional: your own account name. The approver is always the account running this command, "
-                     "which must be in governance/output_checkers.txt and not the exporter.")] = None,
+                     "which must hold approver in the role file and not be the exporter.")] = None,
     files: Annotated[list[Path] | None, typer.Argument(help="Files to approve (default: all of published/).")] = None,
     note: Annotated[str | None, typer.Option(help="Recorded with the approval.")] = None,
     status: Annotated[bool, typer.Option("--status", help="Only show which files are approved.")] = False,

@@ -72,14 +72,14 @@ def test_approve_export_through_the_cli_refuses_the_exporter_strangers_and_typed
     import shutil
 
     from orchestration.lib.governance.audit import read_events, record_event
-    from orchestration.lib.governance.outputs import output_checkers_file, release_status
+    from orchestration.lib.governance.outputs import release_status
 
     home = tmp_path / "home"
     shutil.copytree(dbt_warehouse, home)
     s = get_settings(home=home)
-    output_checkers_file(s).parent.mkdir(parents=True, exist_ok=True)
-    output_checkers_file(s).write_text("sam.engineer\nolu.checker\n")
-    output_checkers_file(s).chmod(0o644)
+    s.roles_file.parent.mkdir(parents=True, exist_ok=True)  # the administrator's role file (identity)
+    s.roles_file.write_text("approver: {users: [sam.engineer, olu.checker]}\npublic: {users: ['*']}\n")
+    s.roles_file.chmod(0o644)
     record_event(s, action="export", target="placelink publish", who="sam.engineer")
 
     _act_as(monkeypatch, "sam.engineer")  # the exporter, even though authorised
@@ -90,7 +90,7 @@ def test_approve_export_through_the_cli_refuses_the_exporter_strangers_and_typed
 
     _act_as(monkeypatch, "mallory")  # not on the list
     r = _cli("approve-export", "--home", home)
-    assert r.exit_code != 0 and "not an authorised output checker" in str(r.exception)
+    assert r.exit_code != 0 and "does not hold the approver role" in str(r.exception)
     assert not read_events(s, action="approve_export")
     assert {row["status"] for row in release_status(s)} == {"not approved"}
 

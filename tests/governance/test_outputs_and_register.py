@@ -14,7 +14,6 @@ from orchestration.lib.governance.audit import read_events, record_event
 from orchestration.lib.governance.outputs import (
     approve_export,
     check_file,
-    output_checkers_file,
     release_status,
 )
 from orchestration.lib.governance.register import agreements_register, render
@@ -41,9 +40,11 @@ def act_as(monkeypatch, account: str) -> None:
 
 
 def authorise(settings, *accounts: str) -> None:
-    path = output_checkers_file(settings)
+    """The administrator's role file (:mod:`identity`) grants ``approver`` to ``accounts``."""
+    path = settings.roles_file
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("# output checkers, kept by the administrator\n" + "\n".join(accounts) + "\n")
+    users = ", ".join(accounts)
+    path.write_text(f"# kept by the administrator\napprover: {{users: [{users}]}}\npublic: {{users: ['*']}}\n")
     path.chmod(0o644)
 
 
@@ -107,16 +108,16 @@ def test_exporter_cannot_approve_own_export(published, monkeypatch):
 def test_only_an_authorised_checker_can_approve(published, monkeypatch):
     s = published
     act_as(monkeypatch, "pat.analyst")
-    with pytest.raises(PlacelinkError, match="not an authorised output checker"):
-        approve_export(s)  # no checkers file: nobody is authorised
+    with pytest.raises(PlacelinkError, match="does not hold the approver role"):
+        approve_export(s)  # no role file: only the home's owner approves
     authorise(s, "olu.checker")
-    with pytest.raises(PlacelinkError, match="not an authorised output checker"):
+    with pytest.raises(PlacelinkError, match="does not hold the approver role"):
         approve_export(s)
     with pytest.raises(PlacelinkError, match="not a typed-in name"):
         approve_export(s, by="olu.checker")  # typing an authorised name is not being them
-    output_checkers_file(s).chmod(0o666)  # a list anyone can edit authorises nobody
+    s.roles_file.chmod(0o666)  # a role file anyone can edit authorises nobody
     act_as(monkeypatch, "olu.checker")
-    with pytest.raises(PlacelinkError, match="group or others"):
+    with pytest.raises(PlacelinkError, match="writable by group or others"):
         approve_export(s)
     assert not read_events(s, action="approve_export")
     assert all(r["status"] == "not approved" for r in release_status(s))

@@ -17,8 +17,8 @@ proved by the dbt stage's tests (``lib/disclosure.attacker_bounds``), which need
 here.
 
 Four eyes that mean something: the approver is whoever is acting (:func:`audit.current_user`, the operating-system
-account), never a typed-in name; they must be listed in the output checkers file (:func:`output_checkers_file`, one
-account per line, writable by its owner only) and must not be the account that exported the file.
+account), never a typed-in name; they must hold ``approver`` in the administrator's role file
+(:func:`identity.require`) and must not be the account that exported the file.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import duckdb
 
 from orchestration.lib.config import Settings, get_settings
 from orchestration.lib.errors import PlacelinkError
-from orchestration.lib.governance import audit
+from orchestration.lib.governance import audit, identity
 from orchestration.lib.governance._store import locked_connect
 from orchestration.lib.governance.audit import canonical_json, read_events, record_event
 from orchestration.lib.governance.erasure import governance_db
@@ -126,30 +126,12 @@ def check_outputs(settings: Settings | None = None, files: list[Path] | None = N
     return [check_file(Path(f)) for f in files]
 
 
-def output_checkers_file(settings: Settings) -> Path:
-    """The accounts allowed to approve exports: ``governance/output_checkers.txt``, one OS account per line
-    (``#`` comments). An administrator keeps it; a file that group or others can write is refused."""
-    return settings.governance_dir / "output_checkers.txt"
-
-
-def output_checkers(settings: Settings) -> set[str]:
-    """The authorised output checkers (empty when the file is missing: then nobody can approve)."""
-    path = output_checkers_file(settings)
-    if not path.exists():
-        return set()
-    if path.stat().st_mode & 0o022:
-        raise PlacelinkError("the output checkers file can be changed by group or others, so it cannot say who is "
-                             "authorised", where=str(path), fix=f"an administrator runs: chmod go-w {path}")
-    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
-    return {line for line in lines if line}
-
-
 def approve_export(settings: Settings | None = None, *, by: str | None = None, files: list[Path] | None = None,
                    note: str | None = None) -> list[FileCheck]:
     """Check every (or the given) published file and, if all pass, record the acting user's approval of each hash.
 
-    The approver is :func:`audit.current_user` (the OS account), who must be an authorised output checker
-    (:func:`output_checkers`) and not the account that exported the file. ``by`` is not trusted: given, it must
+    The approver is :func:`audit.current_user` (the OS account), who must hold ``approver`` in the role file
+    (:mod:`.identity`) and not be the account that exported the file. ``by`` is not trusted: given, it must
     be that same account (a typed-in name is refused, not recorded).
     """
     settings = settings or get_settings()
@@ -157,10 +139,7 @@ def approve_export(settings: Settings | None = None, *, by: str | None = None, f
     if by is not None and by.strip() != approver:
         raise PlacelinkError("the approver is the account running this command, not a typed-in name",
                              where="approve-export --by", fix="leave out --by (or pass your own account name)")
-    if approver not in output_checkers(settings):
-        raise PlacelinkError(f"account {approver} is not an authorised output checker",
-                             where=str(output_checkers_file(settings)),
-                             fix="an administrator adds the checker's account to that file")
+    identity.require(settings, "approver", approver)  # the administrator's role file: ``approver``
     files = files if files is not None else published_files(settings)
     if not files:
         raise PlacelinkError("nothing to approve", where=str(settings.published), fix="run `placelink publish` first")
