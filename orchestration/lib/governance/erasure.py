@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -41,73 +42,184 @@ from orchestration.lib.governance.audit import canonical_json, current_user, rec
 _ERASURES_DDL = """
 CREATE TABLE IF NOT EXISTS erasures (
     erasure_id VARCHAR, erased_at TIMESTAMP, kind VARCHAR,   -- kind: record | person_key | identity
-    value_hash VARCHAR,                                      -- sha256 / HMAC token, never a clear value
+    value_hash VARCHAR,                                      -- HMAC token (pseudonym key), never a clear value
     reason VARCHAR, requested_by VARCHAR, proof_hash VARCHAR
 )
 """
+#: How ``value_hash`` was made. Rows written before #22 have no scheme: their ``record`` hashes are unkeyed
+#: SHA-256 (reversible by hashing guessable record ids), their ``identity`` / ``person_key`` tokens were
+#: already HMACs. A SHA-256 cannot be turned into an HMAC without the record id it hides, so those entries
+#: stay, marked ``sha256``, and are still honoured (see :class:`Exclusions`); new entries are all HMACs.
+SCHEME_HMAC = "hmac-sha256"
+SCHEME_LEGACY = "sha256"
 
 
 def governance_db(settings: Settings):
     return settings.governance_dir / "governance.duckdb"
 
 
-def record_hash(partner: str, feed: str, record_id: str) -> str:
-    """The exclusion-list form of a record id: sha256 of ``<partner>.<feed>:<record_id>``."""
-    return hashlib.sha256(f"{partner}.{feed}:{record_id}".encode()).hexdigest()
+def _migrate(con) -> None:
+    """Give the exclusion list its ``scheme`` column (idempotent; cheap on a list of a few hundred rows)."""
+    con.execute(_ERASURES_DDL)
+    con.execute("ALTER TABLE erasures ADD COLUMN IF NOT EXISTS scheme VARCHAR")
+    con.execute(f"UPDATE erasures SET scheme = CASE WHEN kind = 'record' THEN '{SCHEME_LEGACY}' "
+                f"ELSE '{SCHEME_HMAC}' END WHERE scheme IS NULL")
+
+
+def _hmac_hex(key: bytes, kind: str, text: str) -> str:
+    """``Pseudonymiser(key).token(kind, text)``; ``hmac.digest`` is the one-shot C path (about 3x ``hmac.new``),
+    which matters when ingest hashes every row of a drop."""
+    return hmac.digest(key, f"{kind}\x1f{text}".encode(), "sha256").hex()
+
+
+def _record_text(partner: str, feed: str, record_id: str) -> str:
+    return f"{partner}.{feed}:{record_id}"   # the standard record id, as in link.* (``<feed.source>:<id>``)
+
+
+def record_hash(settings: Settings, partner: str, feed: str, record_id: str) -> str:
+    """The exclusion-list form of a record id: an HMAC (pseudonym key) of ``<partner>.<feed>:<record_id>``.
+
+    Keyed because record ids are guessable (``PR-000123``): an unkeyed hash of one is reversed by hashing the
+    few million candidates."""
+    from orchestration.lib.pseudonymise import load_key
+
+    return _hmac_hex(load_key(settings), "erasure_record", _record_text(partner, feed, str(record_id)))
+
+
+def legacy_record_hash(partner: str, feed: str, record_id: str) -> str:
+    """The pre-#22 unkeyed form (sha256), only to recognise entries written before keyed hashes."""
+    return hashlib.sha256(_record_text(partner, feed, str(record_id)).encode()).hexdigest()
+
+
+def _tokens_for(key: bytes, *, nhs_number=None, given_name=None, family_name=None, date_of_birth=None) -> list[str]:
+    """HMAC tokens that recognise a person in future drops: the normalised NHS number (check digit not
+    required: a mistyped number is still theirs), and normalised given + family name with date of birth.
+    Name + date of birth alone may also catch a namesake born the same day: that record is quarantined with a
+    reason a person can review, which is the lesser harm than loading someone who objected."""
+    from orchestration.lib.pseudonymise import normalise_name, normalise_nhs_number
+
+    out = []
+    nhs = normalise_nhs_number(nhs_number, validate=False) if nhs_number is not None else None
+    if nhs:
+        out.append(_hmac_hex(key, "nhs_number", nhs))
+    g, f = normalise_name(given_name), normalise_name(family_name)
+    if g and f and date_of_birth:
+        out.append(_hmac_hex(key, "erasure_name_dob", f"{g}|{f}|{str(date_of_birth)[:10]}"))
+    return out
 
 
 def _identity_tokens(settings: Settings, *, nhs_number=None, given_name=None, family_name=None,
                      date_of_birth=None) -> list[str]:
     """HMAC tokens (pseudonymisation key) that recognise the person in future drops."""
-    from orchestration.lib.pseudonymise import normalise_name, pseudonymiser
+    from orchestration.lib.pseudonymise import load_key
 
-    p = pseudonymiser(settings)
-    out = []
-    nhs = p.nhs_number(nhs_number) if nhs_number else None
-    if nhs:
-        out.append(nhs)
-    g, f = normalise_name(given_name), normalise_name(family_name)
-    if g and f and date_of_birth:
-        out.append(p.token("erasure_name_dob", f"{g}|{f}|{str(date_of_birth)[:10]}"))
-    return out
+    return _tokens_for(load_key(settings), nhs_number=nhs_number, given_name=given_name, family_name=family_name,
+                       date_of_birth=date_of_birth)
 
 
 # --- the exclusion list, for other stages -------------------------------------------------------------
 
-def _excluded(settings: Settings, kind: str) -> set[str]:
+def _entries(settings: Settings) -> list[tuple[str, str, str]]:
+    """(kind, value_hash, scheme) of every exclusion-list entry."""
     with locked_connect(governance_db(settings), read_only=True) as con:
         if con is None:
-            return set()
-        con.execute("SELECT 1")
+            return []
         if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name='erasures'").fetchone()[0]:
-            return set()
-        return {r[0] for r in con.execute("SELECT value_hash FROM erasures WHERE kind = ?", [kind]).fetchall()}
+            return []
+        has_scheme = con.execute("SELECT count(*) FROM information_schema.columns WHERE table_name='erasures' "
+                                 "AND column_name='scheme'").fetchone()[0]
+        scheme = ("coalesce(scheme, CASE WHEN kind = 'record' THEN 'sha256' ELSE 'hmac-sha256' END)" if has_scheme
+                  else "CASE WHEN kind = 'record' THEN 'sha256' ELSE 'hmac-sha256' END")
+        return con.execute(f"SELECT kind, value_hash, {scheme} FROM erasures").fetchall()
+
+
+@dataclass(frozen=True)
+class Exclusions:
+    """The exclusion list, read once per load and tested per row without touching the database.
+
+    Plain data, so ingest hands it to its parsing worker processes. The key is in it only when the list is not
+    empty (a home with no erasures never needs the pseudonym key to load a drop); it is only ever pickled to
+    this machine's own worker processes."""
+
+    key: bytes = field(default=b"", repr=False)
+    records: frozenset[str] = frozenset()
+    legacy_records: frozenset[str] = frozenset()
+    identities: frozenset[str] = frozenset()
+    person_keys: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.legacy_records or self.identities)
+
+    def record(self, partner: str, feed: str, record_id: str) -> bool:
+        """Whether this partner record id was erased (one HMAC; a SHA-256 too only while legacy entries exist)."""
+        if not (self.records or self.legacy_records):
+            return False
+        text = _record_text(partner, feed, str(record_id))
+        if self.records and _hmac_hex(self.key, "erasure_record", text) in self.records:
+            return True
+        return bool(self.legacy_records) and hashlib.sha256(text.encode()).hexdigest() in self.legacy_records
+
+    def person(self, *, nhs_number=None, given_name=None, family_name=None, date_of_birth=None) -> bool:
+        """Whether these identifiers are those of an erased or objecting person (two HMACs at most)."""
+        if not self.identities:
+            return False
+        return any(t in self.identities for t in _tokens_for(
+            self.key, nhs_number=nhs_number, given_name=given_name, family_name=family_name,
+            date_of_birth=date_of_birth))
+
+
+def load_exclusions(settings: Settings | None = None) -> Exclusions:
+    """The exclusion list of this home (empty when nothing was ever erased)."""
+    settings = settings or get_settings()
+    entries = _entries(settings)
+    if not entries:
+        return Exclusions()
+    from orchestration.lib.pseudonymise import load_key
+
+    by: dict[tuple[str, str], set[str]] = {}
+    for kind, value, scheme in entries:
+        by.setdefault((kind, scheme), set()).add(value)
+    return Exclusions(key=load_key(settings), records=frozenset(by.get(("record", SCHEME_HMAC), ())),
+                      legacy_records=frozenset(by.get(("record", SCHEME_LEGACY), ())),
+                      identities=frozenset(by.get(("identity", SCHEME_HMAC), ())),
+                      person_keys=frozenset(by.get(("person_key", SCHEME_HMAC), ())))
 
 
 def excluded_record_hashes(settings: Settings | None = None) -> set[str]:
-    """Load once per ingest run, then test ``record_hash(partner, feed, id) in hashes``."""
-    return _excluded(settings or get_settings(), "record")
+    """Keyed hashes of erased record ids (:func:`record_hash`); ingest uses :func:`load_exclusions` instead."""
+    return set(load_exclusions(settings).records)
 
 
 def is_excluded_record(settings: Settings, partner: str, feed: str, record_id: str) -> bool:
-    return record_hash(partner, feed, str(record_id)) in excluded_record_hashes(settings)
+    return load_exclusions(settings).record(partner, feed, str(record_id))
 
 
 def excluded_person_keys(settings: Settings | None = None) -> set[str]:
     """``person_key`` values ML training and scoring must drop."""
-    return _excluded(settings or get_settings(), "person_key")
+    return set(load_exclusions(settings).person_keys)
 
 
 def excluded_identity_tokens(settings: Settings | None = None) -> set[str]:
-    return _excluded(settings or get_settings(), "identity")
+    return set(load_exclusions(settings).identities)
 
 
 def is_excluded_person(settings: Settings, *, nhs_number=None, given_name=None, family_name=None,
                        date_of_birth=None) -> bool:
     """True if these identifiers belong to an erased/objecting person (for ingest or linkage)."""
-    tokens = _identity_tokens(settings, nhs_number=nhs_number, given_name=given_name, family_name=family_name,
-                              date_of_birth=date_of_birth)
-    return bool(set(tokens) & excluded_identity_tokens(settings))
+    return load_exclusions(settings).person(nhs_number=nhs_number, given_name=given_name, family_name=family_name,
+                                            date_of_birth=date_of_birth)
+
+
+def exclusions_fingerprint(settings: Settings) -> str:
+    """What the exclusion list and the national data opt-out list hold, as one hash: the nightly planner rebuilds
+    what applies them (matching, then everything downstream) when it differs from the one they last applied."""
+    h = hashlib.sha256()
+    for kind, value, scheme in sorted(_entries(settings)):
+        h.update(f"{kind}|{value}|{scheme}\n".encode())
+    opt_outs = settings.reference / "nhs_opt_outs.csv"
+    if opt_outs.is_file():
+        h.update(hashlib.sha256(opt_outs.read_bytes()).digest())
+    return h.hexdigest()[:32]
 
 
 # --- erase ----------------------------------------------------------------------------------------------
@@ -119,6 +231,8 @@ class ErasureProof:
     deleted: list[dict[str, Any]] = field(default_factory=list)   # where, table, column, rows
     remaining: list[dict[str, Any]] = field(default_factory=list)  # must stay empty
     landing_files: list[str] = field(default_factory=list)
+    #: stores searched that hold no person rows of their own (Dagster's storage, MLflow's): where, files, hits
+    checked: list[dict[str, Any]] = field(default_factory=list)
     proof_hash: str = ""
 
     @property
@@ -189,7 +303,8 @@ def _resolve(settings: Settings, partner: str | None, record_id: str | None, per
     return link_ids, person_ids, raw_ids, identities
 
 
-def _scan_identifiable(con, tables, link_ids, person_ids, raw_ids, *, delete: bool) -> list[dict[str, Any]]:
+def _scan_identifiable(con, tables, link_ids, person_ids, raw_ids, *, delete: bool,
+                       identities=()) -> list[dict[str, Any]]:
     found = []
 
     def hit(schema, table, column, where, params):
@@ -224,7 +339,33 @@ def _scan_identifiable(con, tables, link_ids, person_ids, raw_ids, *, delete: bo
                 pattern = "(^|[^A-Za-z0-9])(" + "|".join(re.escape(r) for r in rids) + ")([^A-Za-z0-9]|$)"
                 hit(schema, table, "raw_text", "partner = ? AND feed = ? AND regexp_matches(raw_text, ?)",
                     [p, f, pattern])
+            # rows of any feed quarantined before they got a record id of this person (a malformed line, a row
+            # with no record id): found by the person's identifiers in the raw text, as whole tokens
+            for where, params in _identity_patterns(identities):
+                hit(schema, table, "raw_text (identifiers)", f"raw_text IS NOT NULL AND {where}", params)
     return found
+
+
+_DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y%m%d")
+
+
+def _identity_patterns(identities) -> list[tuple[str, list]]:
+    """SQL conditions on ``raw_text`` that hold when a quarantined line carries one of the person's identities:
+    their NHS number (spaces and dashes ignored), or given name, family name and date of birth (any usual date
+    format) together. Clear values are SQL parameters only, never written anywhere."""
+    out = []
+    for given, family, dob, nhs in identities:
+        if nhs:
+            out.append(("regexp_matches(regexp_replace(raw_text, '[ -]', '', 'g'), ?)",
+                        [f"(^|[^0-9]){re.escape(str(nhs))}([^0-9]|$)"]))
+        if given and family and dob:
+            day = dob if isinstance(dob, dt.date) else dt.date.fromisoformat(str(dob)[:10])
+            dates = "|".join(re.escape(day.strftime(f)) for f in _DATE_FORMATS)
+            words = [f"(^|[^A-Z]){re.escape(str(n).upper())}([^A-Z]|$)" for n in (given, family)]
+            text = "upper(strip_accents(raw_text))"
+            out.append((f"regexp_matches({text}, ?) AND regexp_matches({text}, ?) AND regexp_matches(raw_text, ?)",
+                        [*words, f"(^|[^0-9])({dates})([^0-9]|$)"]))
+    return out
 
 
 def _scan_warehouse(con, tables, person_keys, record_keys, *, delete: bool) -> list[dict[str, Any]]:
@@ -285,6 +426,44 @@ def _scan_files(settings: Settings, person_keys, record_keys, link_ids, person_i
     return found
 
 
+def _scan_role_files(settings: Settings, person_keys, record_keys, *, delete: bool) -> list[dict[str, Any]]:
+    """The analysts' copies (``governance/roles/analyst*.duckdb``, built by ``roles.refresh_role_files``):
+    rows with the person's keys. They are derived from the warehouse, so "delete" rebuilds them from it (the
+    person is already gone there); with no warehouse left, the copies are removed."""
+    from orchestration.lib.governance.roles import refresh_role_files, role_dir
+
+    found = []
+    files = sorted(role_dir(settings).glob("analyst*.duckdb")) if role_dir(settings).is_dir() else []
+    for path in files:
+        with open_zone(path, read_only=True) as con:
+            if con is None:
+                continue
+            found += [dict(d, where="governance", table=f"{path.name}:{d['table']}")
+                      for d in _scan_warehouse(con, base_tables(con), person_keys, record_keys, delete=False)]
+    if found and delete:
+        if settings.warehouse_db.exists():
+            refresh_role_files(settings)
+        else:
+            for path in files:
+                path.unlink()
+    return found
+
+
+def _scan_stores(settings: Settings, needles: set[str]) -> list[dict[str, Any]]:
+    """Dagster's storage (run/event logs, compute logs) and MLflow's (tracking DB, artefacts) hold no person
+    rows by design: ingest metadata is counts and a masked preview, training logs dataset digests, schemas and
+    aggregate tables, never rows with keys. Searched byte for byte for the person's keys and record ids, so the
+    proof says so; a hit is reported as a remainder (erasure cannot rewrite another program's store)."""
+    out = []
+    encoded = [n.encode() for n in sorted(needles) if n]
+    for where, root in (("dagster", settings.dagster_home), ("mlflow", settings.mlflow_dir)):
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+        hits = [str(p.relative_to(settings.home)) for p in files
+                if p.stat().st_size and any(n in p.read_bytes() for n in encoded)]
+        out.append({"where": where, "files": len(files), "hits": hits})
+    return out
+
+
 def erase(settings: Settings | None = None, *, partner: str | None = None, record_id: str | None = None,
           person_key: str | None = None, reason: str = "erasure request (UK GDPR Art. 17)",
           requested_by: str | None = None, dry_run: bool = False) -> ErasureProof:
@@ -299,7 +478,7 @@ def erase(settings: Settings | None = None, *, partner: str | None = None, recor
         person_keys.add(person_key)
     record_keys = {k for k in (_record_key(settings, lid) for lid in link_ids) if k}
     proof = ErasureProof(erasure_id=str(uuid.uuid4()), request={
-        "partner": partner, "record_id_hash": record_hash(partner, "*", record_id) if record_id else None,
+        "partner": partner, "record_id_hash": record_hash(settings, partner, "*", record_id) if record_id else None,
         "person_key": person_key, "reason": reason, "requested_by": requested_by or current_user(),
         "records": len(link_ids), "persons": len(person_ids), "dry_run": dry_run})
 
@@ -313,9 +492,11 @@ def erase(settings: Settings | None = None, *, partner: str | None = None, recor
                         [rid]).fetchall()]
         if con is not None and not dry_run:
             con.execute("BEGIN TRANSACTION")  # all of a zone's deletions, or none of them
-        proof.deleted += _scan_identifiable(con, tables, link_ids, person_ids, raw_ids, delete=not dry_run)
+        proof.deleted += _scan_identifiable(con, tables, link_ids, person_ids, raw_ids, delete=not dry_run,
+                                            identities=identities)
         if not dry_run and con is not None:
-            proof.remaining += _scan_identifiable(con, tables, link_ids, person_ids, raw_ids, delete=False)
+            proof.remaining += _scan_identifiable(con, tables, link_ids, person_ids, raw_ids, delete=False,
+                                                  identities=identities)
             con.execute("COMMIT")
     with open_zone(settings.warehouse_db, read_only=dry_run) as con:
         if con is not None:
@@ -327,25 +508,31 @@ def erase(settings: Settings | None = None, *, partner: str | None = None, recor
                 proof.remaining += _scan_warehouse(con, tables, person_keys, record_keys, delete=False)
                 con.execute("COMMIT")
     proof.deleted += _scan_files(settings, person_keys, record_keys, link_ids, person_ids, delete=not dry_run)
+    proof.deleted += _scan_role_files(settings, person_keys, record_keys, delete=not dry_run)
+    proof.checked = _scan_stores(settings, person_keys | record_keys | link_ids)
     if not dry_run:
         proof.remaining += _scan_files(settings, person_keys, record_keys, link_ids, person_ids, delete=False)
+        proof.remaining += _scan_role_files(settings, person_keys, record_keys, delete=False)
+        proof.remaining += [{"where": c["where"], "table": f, "column": "bytes", "rows": 1}
+                            for c in proof.checked for f in c["hits"]]
     proof.landing_files = sorted(set(proof.landing_files))
     body = {"erasure_id": proof.erasure_id, "request": proof.request, "deleted": proof.deleted,
-            "remaining": proof.remaining, "landing_files": proof.landing_files}
+            "remaining": proof.remaining, "checked": proof.checked, "landing_files": proof.landing_files}
     proof.proof_hash = hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
     if not dry_run:
-        hashes = [("record", record_hash(p, f, rid)) for p, f, rid in raw_ids]
+        hashes = [("record", record_hash(settings, p, f, rid)) for p, f, rid in raw_ids]
         hashes += [("person_key", k) for k in sorted(person_keys)]
         for given, family, dob, nhs in identities:
             hashes += [("identity", t) for t in _identity_tokens(
                 settings, nhs_number=nhs, given_name=given, family_name=family, date_of_birth=dob)]
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         with locked_connect(governance_db(settings)) as gcon:
-            gcon.execute(_ERASURES_DDL)
-            gcon.executemany("INSERT INTO erasures VALUES (?, ?, ?, ?, ?, ?, ?)",
+            _migrate(gcon)
+            gcon.executemany("INSERT INTO erasures BY NAME SELECT ? AS erasure_id, ? AS erased_at, ? AS kind, "
+                             "? AS value_hash, ? AS reason, ? AS requested_by, ? AS proof_hash, ? AS scheme",
                              [[proof.erasure_id, now, kind, value, reason, proof.request["requested_by"],
-                               proof.proof_hash] for kind, value in sorted(set(hashes))])
+                               proof.proof_hash, SCHEME_HMAC] for kind, value in sorted(set(hashes))])
     record_event(settings, action="erase_dry_run" if dry_run else "erase", target=f"person ({len(link_ids)} records)",
                  purpose="erasure", details={**body, "proof_hash": proof.proof_hash})
     if proof.remaining:
