@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import re
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -341,8 +342,11 @@ def _scan_identifiable(con, tables, link_ids, person_ids, raw_ids, *, delete: bo
                     [p, f, pattern])
             # rows of any feed quarantined before they got a record id of this person (a malformed line, a row
             # with no record id): found by the person's identifiers in the raw text, as whole tokens
-            for where, params in _identity_patterns(identities):
-                hit(schema, table, "raw_text (identifiers)", f"raw_text IS NOT NULL AND {where}", params)
+            patterns = _identity_patterns(identities)
+            if patterns:
+                hit(schema, table, "raw_text (identifiers)",
+                    "raw_text IS NOT NULL AND (" + " OR ".join(f"({w})" for w, _ in patterns) + ")",
+                    [p for _, params in patterns for p in params])
     return found
 
 
@@ -354,7 +358,7 @@ def _identity_patterns(identities) -> list[tuple[str, list]]:
     their NHS number (spaces and dashes ignored), or given name, family name and date of birth (any usual date
     format) together. Clear values are SQL parameters only, never written anywhere."""
     out = []
-    for given, family, dob, nhs in identities:
+    for given, family, dob, nhs in sorted(set(identities), key=str):
         if nhs:
             out.append(("regexp_matches(regexp_replace(raw_text, '[ -]', '', 'g'), ?)",
                         [f"(^|[^0-9]){re.escape(str(nhs))}([^0-9]|$)"]))
@@ -540,3 +544,120 @@ def erase(settings: Settings | None = None, *, partner: str | None = None, recor
                              where="; ".join(r["table"] for r in proof.remaining),
                              fix="a writer may have re-added them; re-run placelink erase and report this")
     return proof
+
+
+# --- the second line: people already in the identifiable zone ---------------------------------------------
+
+APPLIED_TABLE = "ops.exclusions_applied"
+#: Dagster asset tag of the step that applies the lists (matching), and the metadata key holding the
+#: :func:`exclusions_fingerprint` it applied: the nightly planner compares the two.
+EXCLUSIONS_TAG = "placelink/applies_exclusions"
+EXCLUSIONS_METADATA = "exclusions_fingerprint"
+
+
+def purge_excluded(con: duckdb.DuckDBPyConnection, settings: Settings, *, db: str = "idz",
+                   feeds=None) -> dict[str, Any]:
+    """Remove from the identifiable zone (attached to ``con`` as ``db``, writable) every record of a person on
+    the exclusion list or under the national data opt-out, when either list changed since it was last applied.
+
+    Ingest keeps such people out of new drops; this catches the records loaded *before* the list changed: a
+    record of an erased person that linkage had not tied to them (found by the keyed NHS-number / name+DOB
+    tokens, computed inside DuckDB with the pseudonym key), and every row of a newly opted-out patient in a feed
+    whose agreement applies the opt-out. Each such raw row becomes a quarantine row (file and line, reason
+    ``erased_or_objected`` / ``national_data_opt_out``, no raw text) and the load log's counts move with it, so
+    received = loaded + quarantined still holds; its ``link.*`` rows go; quarantined lines of opted-out patients
+    lose their raw text. Matching runs this first (:func:`run_matching`); the src tables notice the missing raw
+    rows and rebuild. Returns ``{"fingerprint", "purged": {reason: rows}, "skipped": bool}``.
+    """
+    from orchestration.lib.ingest.load import ERASED_REASON, OPT_OUT_REASON, read_opt_outs
+    from orchestration.lib.pseudonymise import Pseudonymiser
+
+    fingerprint = exclusions_fingerprint(settings)
+    cols: dict[tuple[str, str], set[str]] = {}
+    for schema, table, column in con.execute(
+            "SELECT schema_name, table_name, lower(column_name) FROM duckdb_columns() WHERE database_name = ?",
+            [db]).fetchall():
+        cols.setdefault((schema, table), set()).add(column)
+    if ("ops", "exclusions_applied") in cols:
+        done = con.execute(f"SELECT fingerprint FROM {db}.{APPLIED_TABLE}").fetchall()
+        if done and done[0][0] == fingerprint:
+            return {"fingerprint": fingerprint, "purged": {}, "skipped": True}
+    if feeds is None:
+        from orchestration.lib.contracts import load_contracts
+
+        feeds = [f for c in load_contracts() for f in c.feeds]
+    ex = load_exclusions(settings)
+    opt_outs = read_opt_outs(settings.reference)
+    con.execute("CREATE OR REPLACE TEMP TABLE _purge (record_id VARCHAR, reason VARCHAR)")
+    if ex and ("link", "person_records") in cols:
+        pz = Pseudonymiser(ex.key)
+        con.execute("CREATE OR REPLACE TEMP TABLE _ex_tokens AS SELECT unnest(?::VARCHAR[]) AS token",
+                    [sorted(ex.identities | ex.records)])
+        con.execute("CREATE OR REPLACE TEMP TABLE _ex_legacy AS SELECT unnest(?::VARCHAR[]) AS token",
+                    [sorted(ex.legacy_records)])
+        name_dob = ("pr.given_name || '|' || pr.family_name || '|' || strftime(pr.date_of_birth, '%Y-%m-%d')")
+        with pz.sql_key(con):
+            con.execute(f"""INSERT INTO _purge SELECT DISTINCT pr.record_id, '{ERASED_REASON}'
+                FROM {db}.link.person_records pr CROSS JOIN {pz.KEY_TABLE} pzk
+                WHERE {pz.token_sql('nhs_number', 'pr.nhs_number')} IN (SELECT token FROM _ex_tokens)
+                   OR {pz.token_sql('erasure_name_dob', name_dob)} IN (SELECT token FROM _ex_tokens)
+                   OR {pz.token_sql('erasure_record', 'pr.record_id')} IN (SELECT token FROM _ex_tokens)
+                   OR sha256(pr.record_id) IN (SELECT token FROM _ex_legacy)""")
+    opt_feeds = [f for f in feeds if f.agreement.national_data_opt_out and f.person and f.person.nhs_number
+                 and any(c.name == f.person.nhs_number and c.sql_name in cols.get(("raw", f.name), ())
+                         for c in f.columns)]
+    if opt_outs and opt_feeds:
+        con.execute("CREATE OR REPLACE TEMP TABLE _opt_outs AS SELECT unnest(?::VARCHAR[]) AS nhs", [sorted(opt_outs)])
+        for f in opt_feeds:
+            column = next(c.sql_name for c in f.columns if c.name == f.person.nhs_number)
+            con.execute(f"""INSERT INTO _purge SELECT DISTINCT '{f.source}:' || r._record_id, '{OPT_OUT_REASON}'
+                FROM {db}.raw."{f.name}" r WHERE {_nhs_sql(f'r."{column}"')} IN (SELECT nhs FROM _opt_outs)""")
+            if ("ops", "quarantine") in cols:  # malformed lines of an opted-out patient keep no raw text
+                con.execute(f"""UPDATE {db}.ops.quarantine SET raw_text = NULL, reason = '{OPT_OUT_REASON}'
+                    WHERE partner = ? AND feed = ? AND raw_text IS NOT NULL AND len(list_intersect(
+                        regexp_extract_all(regexp_replace(raw_text, '[ -]', '', 'g'), '[0-9]{{10}}'),
+                        (SELECT list(nhs) FROM _opt_outs))) > 0""", [f.partner, f.id])
+    purged: dict[str, int] = {}
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    if con.execute("SELECT count(*) FROM _purge").fetchone()[0]:
+        for (schema, table), c in sorted(cols.items()):
+            if schema == "raw" and "__" in table and {"_record_id", "_source_file", "_line"} <= c:
+                partner, feed = table.split("__", 1)
+                rel = f'{db}.raw."{table}"'
+                match = (f"FROM {rel} r JOIN (SELECT record_id, min(reason) AS reason FROM _purge GROUP BY 1) p "
+                         f"ON p.record_id = '{partner}.{feed}:' || r._record_id")
+                moved = con.execute(f"SELECT r._partition, r._source_file, r._line, p.reason {match}").fetchall()
+                if not moved:
+                    continue
+                if ("ops", "quarantine") in cols:
+                    con.executemany(f"INSERT INTO {db}.ops.quarantine BY NAME SELECT ? AS partner, ? AS feed, "
+                                    '? AS "partition", ? AS source_file, ? AS line, ? AS reason, '
+                                    "NULL AS raw_text, ? AS quarantined_at",
+                                    [[partner, feed, part, src, line, reason, now] for part, src, line, reason
+                                     in moved])
+                if ("ops", "load_log") in cols:
+                    per_file = Counter(src for _, src, _, _ in moved)
+                    con.executemany(f"UPDATE {db}.ops.load_log SET rows_loaded = rows_loaded - ?, "
+                                    "rows_quarantined = rows_quarantined + ? WHERE partner = ? AND feed = ? "
+                                    "AND source_file = ?", [[n, n, partner, feed, src] for src, n in per_file.items()])
+                con.execute(f"DELETE FROM {rel} WHERE '{partner}.{feed}:' || _record_id IN "
+                            "(SELECT record_id FROM _purge)")
+                for *_, reason in moved:
+                    purged[reason] = purged.get(reason, 0) + 1
+            elif schema != "raw":
+                for column in ("record_id", "record_id_l", "record_id_r"):
+                    if column in c:
+                        con.execute(f'DELETE FROM {db}."{schema}"."{table}" WHERE CAST({column} AS VARCHAR) IN '
+                                    "(SELECT record_id FROM _purge)")
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {db}.ops")
+    con.execute(f"CREATE OR REPLACE TABLE {db}.{APPLIED_TABLE} AS SELECT ?::VARCHAR AS fingerprint, "
+                "?::TIMESTAMP AS applied_at", [fingerprint, now])
+    for t in ("_purge", "_ex_tokens", "_ex_legacy", "_opt_outs"):
+        con.execute(f"DROP TABLE IF EXISTS temp.{t}")
+    return {"fingerprint": fingerprint, "purged": purged, "skipped": False}
+
+
+def _nhs_sql(expr: str) -> str:
+    """SQL for ``normalise_nhs_number(expr, validate=False)``: spaces/dashes out, an Excel ``.0`` off, 10 digits."""
+    digits = f"regexp_replace(regexp_replace(trim(CAST({expr} AS VARCHAR)), '\\.0$', ''), '[\\s\\-]', '', 'g')"
+    return f"CASE WHEN regexp_full_match({digits}, '[0-9]{{10}}') THEN {digits} END"
