@@ -167,8 +167,9 @@ def test_an_opt_out_added_after_loading_is_purged_by_the_second_line(tmp_path, m
 
 
 def test_an_unlinked_record_of_an_erased_person_is_purged_by_the_second_line(tmp_path, monkeypatch):
-    """A record loaded before the erasure that linkage never tied to the person (no person index here) survives
-    erase(), which follows the links; the second line finds it by the keyed NHS-number token."""
+    """A record loaded before the erasure that linkage never tied to the person (no person index here) is not
+    reached by following the links; erase() runs the second line at once and finds it by the keyed NHS-number
+    token; matching's run of it then has nothing left to do."""
     from orchestration.lib.governance.erasure import erase
 
     monkeypatch.setenv("PLACELINK_PSEUDONYM_KEY", "governance-tests-key-0123456789abcdef")
@@ -180,11 +181,15 @@ def test_an_unlinked_record_of_an_erased_person_is_purged_by_the_second_line(tmp
     con.execute("INSERT INTO link.person_records SELECT * REPLACE ('nhs.ae_attendances:A9' AS record_id) "
                 "FROM link.person_records WHERE record_id = 'nhs.ae_attendances:A1'")
     con.close()
-    erase(s, partner="nhs", record_id="A1")
-    assert _cells_containing(s.home, ["9434765919"])          # A9 is not linked to A1: erase() missed it
 
-    out = _purge(s, feeds)
+    proof = erase(s, partner="nhs", record_id="A1")
 
-    assert out["purged"] == {"erased_or_objected": 1}
+    assert proof.request["records"] == 1                       # the links knew of A1 only
+    assert [d["rows"] for d in proof.deleted if "not linked" in d["table"]] == [1]   # A9, by its NHS number
     assert _cells_containing(s.home, ["9434765919", "Zoe"]) == {}
     assert _cells_containing(s.home, ["Olive"])
+    con = duckdb.connect(str(s.identifiable_db), read_only=True)
+    assert con.execute("SELECT line, reason, raw_text FROM ops.quarantine").fetchall() == [
+        (99, "erased_or_objected", None)]
+    con.close()
+    assert _purge(s, feeds)["purged"] == {}                  # matching's run finds nothing left

@@ -453,6 +453,42 @@ def _scan_role_files(settings: Settings, person_keys, record_keys, *, delete: bo
     return found
 
 
+def _rewrite_database(path) -> None:
+    """Rewrite a DuckDB file from its live rows and swap it in (same permissions). A DELETE only marks blocks
+    free, so an erased person's bytes stayed readable in the file until reused (measured on the tiny county:
+    their NHS number and name were still in ``identifiable.duckdb`` after erasure). Costs one copy of the
+    zone per erasure, which is a rare, deliberate act."""
+    import os
+    import shutil
+
+    if not path.exists():
+        return
+    tmp = path.with_name(path.name + ".erasing")
+    tmp.unlink(missing_ok=True)
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH '{path}' AS old (READ_ONLY)")
+        con.execute(f"ATTACH '{tmp}' AS new")
+        con.execute("COPY FROM DATABASE old TO new")
+        con.execute("DETACH new")
+    finally:
+        con.close()
+    shutil.copymode(path, tmp)
+    os.replace(tmp, path)
+    path.with_name(path.name + ".wal").unlink(missing_ok=True)
+
+
+def _scan_bytes(settings: Settings, paths, needles: set[str]) -> list[dict[str, Any]]:
+    """Each file searched byte for byte for any needle (one alternation, one pass; a needle of digits only
+    as a whole number, so an NHS number is not found inside a longer one)."""
+    parts = [(rb"(?<![0-9])" + re.escape(n.encode()) + rb"(?![0-9])") if n.isdigit() else re.escape(n.encode())
+             for n in sorted(needles) if n]
+    pattern = re.compile(b"|".join(parts)) if parts else None
+    return [{"where": f"{p.name} (bytes)", "files": 1 if p.exists() else 0,
+             "hits": [p.name] if p.exists() and pattern is not None and pattern.search(p.read_bytes()) else []}
+            for p in paths]
+
+
 def _scan_stores(settings: Settings, needles: set[str]) -> list[dict[str, Any]]:
     """Dagster's storage (run/event logs, compute logs) and MLflow's (tracking DB, artefacts) hold no person
     rows by design: ingest metadata is counts and a masked preview, training logs dataset digests, schemas and
@@ -521,9 +557,6 @@ def erase(settings: Settings | None = None, *, partner: str | None = None, recor
         proof.remaining += [{"where": c["where"], "table": f, "column": "bytes", "rows": 1}
                             for c in proof.checked for f in c["hits"]]
     proof.landing_files = sorted(set(proof.landing_files))
-    body = {"erasure_id": proof.erasure_id, "request": proof.request, "deleted": proof.deleted,
-            "remaining": proof.remaining, "checked": proof.checked, "landing_files": proof.landing_files}
-    proof.proof_hash = hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
     if not dry_run:
         hashes = [("record", record_hash(settings, p, f, rid)) for p, f, rid in raw_ids]
@@ -535,9 +568,35 @@ def erase(settings: Settings | None = None, *, partner: str | None = None, recor
         with locked_connect(governance_db(settings)) as gcon:
             _migrate(gcon)
             gcon.executemany("INSERT INTO erasures BY NAME SELECT ? AS erasure_id, ? AS erased_at, ? AS kind, "
-                             "? AS value_hash, ? AS reason, ? AS requested_by, ? AS proof_hash, ? AS scheme",
+                             "? AS value_hash, ? AS reason, ? AS requested_by, ? AS scheme",
                              [[proof.erasure_id, now, kind, value, reason, proof.request["requested_by"],
-                               proof.proof_hash, SCHEME_HMAC] for kind, value in sorted(set(hashes))])
+                               SCHEME_HMAC] for kind, value in sorted(set(hashes))])
+        # records of theirs that linkage never tied to them (the second line, now rather than at the next match)
+        if settings.identifiable_db.exists():
+            con = duckdb.connect()
+            try:
+                con.execute(f"ATTACH '{settings.identifiable_db}' AS idz")
+                purged = purge_excluded(con, settings, db="idz", erasures_only=True)["purged"]
+            finally:
+                con.close()
+            proof.deleted += [{"where": "identifiable", "table": "raw.* / link.* (records not linked to them)",
+                               "column": f"identity tokens -> quarantine ({why})", "rows": n}
+                              for why, n in sorted(purged.items())]
+        # DuckDB frees a deleted row's blocks without overwriting them: rewrite each zone from its live rows
+        for path in (settings.identifiable_db, settings.warehouse_db):
+            _rewrite_database(path)
+        nhs_numbers = {str(i[3]) for i in identities if i[3]}
+        proof.checked += _scan_bytes(settings, [settings.identifiable_db, settings.warehouse_db],
+                                     person_keys | record_keys | link_ids | nhs_numbers)
+        proof.remaining += [{"where": c["where"], "table": f, "column": "bytes", "rows": 1}
+                            for c in proof.checked[-2:] for f in c["hits"]]
+    body = {"erasure_id": proof.erasure_id, "request": proof.request, "deleted": proof.deleted,
+            "remaining": proof.remaining, "checked": proof.checked, "landing_files": proof.landing_files}
+    proof.proof_hash = hashlib.sha256(canonical_json(body).encode()).hexdigest()
+    if not dry_run:
+        with locked_connect(governance_db(settings)) as gcon:
+            gcon.execute("UPDATE erasures SET proof_hash = ? WHERE erasure_id = ?", [proof.proof_hash,
+                                                                                     proof.erasure_id])
     record_event(settings, action="erase_dry_run" if dry_run else "erase", target=f"person ({len(link_ids)} records)",
                  purpose="erasure", details={**body, "proof_hash": proof.proof_hash})
     if proof.remaining:
@@ -557,7 +616,7 @@ EXCLUSIONS_METADATA = "exclusions_fingerprint"
 
 
 def purge_excluded(con: duckdb.DuckDBPyConnection, settings: Settings, *, db: str = "idz",
-                   feeds=None) -> dict[str, Any]:
+                   feeds=None, erasures_only: bool = False) -> dict[str, Any]:
     """Remove from the identifiable zone (attached to ``con`` as ``db``, writable) every record of a person on
     the exclusion list or under the national data opt-out, when either list changed since it was last applied.
 
@@ -569,6 +628,9 @@ def purge_excluded(con: duckdb.DuckDBPyConnection, settings: Settings, *, db: st
     received = loaded + quarantined still holds; its ``link.*`` rows go; quarantined lines of opted-out patients
     lose their raw text. Matching runs this first (:func:`run_matching`); the src tables notice the missing raw
     rows and rebuild. Returns ``{"fingerprint", "purged": {reason: rows}, "skipped": bool}``.
+
+    ``erasures_only`` (what :func:`erase` runs at once): the exclusion list only, always, and the lists are not
+    recorded as applied (the opt-out list was not), so matching still runs the whole of it.
     """
     from orchestration.lib.ingest.load import ERASED_REASON, OPT_OUT_REASON, read_opt_outs
     from orchestration.lib.pseudonymise import Pseudonymiser
@@ -579,10 +641,12 @@ def purge_excluded(con: duckdb.DuckDBPyConnection, settings: Settings, *, db: st
             "SELECT schema_name, table_name, lower(column_name) FROM duckdb_columns() WHERE database_name = ?",
             [db]).fetchall():
         cols.setdefault((schema, table), set()).add(column)
-    if ("ops", "exclusions_applied") in cols:
+    if ("ops", "exclusions_applied") in cols and not erasures_only:
         done = con.execute(f"SELECT fingerprint FROM {db}.{APPLIED_TABLE}").fetchall()
         if done and done[0][0] == fingerprint:
             return {"fingerprint": fingerprint, "purged": {}, "skipped": True}
+    if erasures_only:
+        feeds = []
     if feeds is None:
         from orchestration.lib.contracts import load_contracts
 
@@ -650,9 +714,10 @@ def purge_excluded(con: duckdb.DuckDBPyConnection, settings: Settings, *, db: st
                     if column in c:
                         con.execute(f'DELETE FROM {db}."{schema}"."{table}" WHERE CAST({column} AS VARCHAR) IN '
                                     "(SELECT record_id FROM _purge)")
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {db}.ops")
-    con.execute(f"CREATE OR REPLACE TABLE {db}.{APPLIED_TABLE} AS SELECT ?::VARCHAR AS fingerprint, "
-                "?::TIMESTAMP AS applied_at", [fingerprint, now])
+    if not erasures_only:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {db}.ops")
+        con.execute(f"CREATE OR REPLACE TABLE {db}.{APPLIED_TABLE} AS SELECT ?::VARCHAR AS fingerprint, "
+                    "?::TIMESTAMP AS applied_at", [fingerprint, now])
     for t in ("_purge", "_ex_tokens", "_ex_legacy", "_opt_outs"):
         con.execute(f"DROP TABLE IF EXISTS temp.{t}")
     return {"fingerprint": fingerprint, "purged": purged, "skipped": False}
