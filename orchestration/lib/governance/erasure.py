@@ -7,15 +7,25 @@
    person, from every feed (an objection is to the linked processing, not to one partner's row);
 2. deletes, scanning **every base table** of the identifiable zone and the warehouse: rows whose
    ``_record_id``/``record_id``/``person_id`` (identifiable) or ``person_key``/``record_key`` (warehouse)
-   belong to the person; ``ops.quarantine`` rows of the partner whose raw text contains the record id; and
-   rows of published Parquet/CSV files that carry those keys (published place counts are aggregates: the
-   next refresh recomputes them without the person);
-3. re-scans and fails loudly if anything is left;
-4. adds the person to the exclusion list (``governance/governance.duckdb``, table ``erasures``: hashes of
-   the record ids, HMAC tokens of their NHS number and name+date of birth, their ``person_key``), which
-   ingest, linkage and ML training honour through :func:`is_excluded_record`, :func:`is_excluded_person`
-   and :func:`excluded_person_keys`;
-5. writes a proof-of-erasure (what was deleted where, counts, a hash of that proof) to the audit log.
+   belong to the person; ``ops.quarantine`` rows of the partner whose raw text contains the record id, and of
+   any feed whose raw text holds their NHS number or name + date of birth; rows of Parquet/CSV files under the
+   home (published files, the clerical review files in ``identifiable/review/``) that carry those keys; the
+   analysts' copies (``governance/roles/analyst*.duckdb``, rebuilt from the cleaned warehouse). Published
+   place counts are aggregates: the next refresh recomputes them without the person;
+3. adds the person to the exclusion list (``governance/governance.duckdb``, table ``erasures``: HMACs with the
+   pseudonym key of the record ids, of their NHS number and of name+date of birth, and their ``person_key``),
+   runs the second line (:func:`purge_excluded`) for records of theirs linkage never tied to them, and
+   rewrites both DuckDB files from their live rows (a DELETE leaves the bytes in freed blocks);
+4. re-scans, searches the DuckDB files and Dagster's and MLflow's stores byte for byte, and fails loudly if
+   anything is left;
+5. writes a proof-of-erasure (what was deleted where, counts, stores checked, a hash of that proof) to the
+   audit log.
+
+Ingest honours the list on arrival (:class:`Exclusions`, loaded once per load: a new record id, another
+spelling or a missing NHS number change nothing), matching runs :func:`purge_excluded` first whenever the
+exclusion or national data opt-out list changed, and the nightly planner compares
+:func:`exclusions_fingerprint` with the one matching last applied, so a plain refresh rebuilds what depends
+on them.
 
 The landing drops that held the person are listed in the proof; they stay as delivered by the partner
 (the exclusion list keeps them from loading again) until retention deletes them.
@@ -39,6 +49,7 @@ from orchestration.lib.errors import PlacelinkError
 from orchestration.lib.governance._store import locked_connect
 from orchestration.lib.governance._tables import base_tables, open_zone, qualified
 from orchestration.lib.governance.audit import canonical_json, current_user, record_event
+from orchestration.lib.pseudonymise import normalise_name, normalise_nhs_number
 
 _ERASURES_DDL = """
 CREATE TABLE IF NOT EXISTS erasures (
@@ -97,8 +108,6 @@ def _tokens_for(key: bytes, *, nhs_number=None, given_name=None, family_name=Non
     required: a mistyped number is still theirs), and normalised given + family name with date of birth.
     Name + date of birth alone may also catch a namesake born the same day: that record is quarantined with a
     reason a person can review, which is the lesser harm than loading someone who objected."""
-    from orchestration.lib.pseudonymise import normalise_name, normalise_nhs_number
-
     out = []
     nhs = normalise_nhs_number(nhs_number, validate=False) if nhs_number is not None else None
     if nhs:
