@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
 import re
 import shutil
@@ -256,8 +257,12 @@ def test_the_erased_person_under_new_record_ids_is_quarantined_on_arrival_cli_an
 def test_an_opt_out_added_between_nightlies_applies_on_the_next_plain_refresh(erasure_home):
     s = erasure_home["settings"]
     patient = _pick_person(s, exclude_nhs={erasure_home["person"]["nhs"]})
-    nhs_records = [r for r in patient["record_ids"] if r.startswith("nhs.ae_attendances:")]
-    # what identifies their A&E records (their NHS number may stay in feeds the opt-out does not cover)
+    with duckdb.connect(str(s.identifiable_db), read_only=True) as con:
+        # the opt-out is keyed on the NHS number (as the NHS opt-out service is): the A&E records carrying it
+        nhs_records = [r[0] for r in con.execute(
+            "SELECT record_id FROM link.person_records WHERE source = 'nhs.ae_attendances' AND nhs_number = ? "
+            "ORDER BY 1", [patient["nhs"]]).fetchall()]
+    # what identifies those records (their NHS number may stay in feeds the opt-out does not cover)
     needles = [*nhs_records, *(record_key(s, r) for r in nhs_records), *(r.split(":", 1)[1] for r in nhs_records)]
     assert any(k.startswith("warehouse.duckdb:src.nhs__ae_attendances") for k in scan_home(s.home, needles))
     with duckdb.connect(str(s.identifiable_db), read_only=True) as con:
@@ -325,6 +330,17 @@ def _tokens_for_key(key, *, nhs, given, family, dob):
     from orchestration.lib.governance.erasure import _tokens_for
 
     return _tokens_for(key, nhs_number=nhs, given_name=given, family_name=family, date_of_birth=dob)
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(key=st.binary(min_size=16, max_size=100), kind=st.sampled_from(["nhs_number", "erasure_record"]),
+       text=st.text(max_size=40))
+def test_the_fast_hmac_is_the_pseudonymisers_token(key, kind, text):
+    from orchestration.lib.governance.erasure import _hmac_hex
+    from orchestration.lib.pseudonymise import Pseudonymiser
+
+    assert _hmac_hex(key, kind, text) == (Pseudonymiser(key).token(kind, text) or _hmac_hex(key, kind, text))
+    assert _hmac_hex(key, kind, text) == hmac.new(key, f"{kind}\x1f{text}".encode(), hashlib.sha256).hexdigest()
 
 
 def test_erase_and_ingest_use_the_same_tokens(tmp_path, monkeypatch):
