@@ -126,7 +126,10 @@ def refresh(
     defs = defs or _load_defs(settings)
     instance = instance or instance_for(settings)
     progress = progress or (lambda message, done, total: None)
-    plan = plan_refresh(defs.resolve_asset_graph(), instance, settings.landing, full=full)
+    from orchestration.lib.governance.erasure import exclusions_fingerprint
+
+    plan = plan_refresh(defs.resolve_asset_graph(), instance, settings.landing, full=full,
+                        exclusions=exclusions_fingerprint(settings))
     refresh_id = dt.datetime.now(dt.UTC).strftime("refresh-%Y%m%dT%H%M%SZ") + ("-full" if full else "")
     result = RefreshResult(refresh_id, plan)
     run_config = {"loggers": {"console": {"config": {"log_level": log_level.upper()}}}}
@@ -148,7 +151,7 @@ def refresh(
             batches.append((f"month {pk}", {"partition_key": pk}, keys))
     total = len(batches) + (1 if plan.downstream else 0)
     if total == 0:
-        progress("nothing to do: no new or changed drops", 0, 0)
+        progress("nothing to do: no new or changed drops, erasure and opt-out lists as last applied", 0, 0)
         return result
 
     partitioned_job = defs.resolve_job_def(ops_partitioned_refresh_job.name)
@@ -164,7 +167,7 @@ def refresh(
         progress(f"rebuilding downstream: {len(plan.downstream)} asset(s)", len(result.runs), total)
         job = defs.resolve_job_def(ops_downstream_refresh_job.name)
         downstream_config = dict(run_config)
-        if full or plan.late:
+        if full or plan.late or plan.exclusions_changed:
             ops = full_refresh_op_config(defs.resolve_asset_graph(), plan.downstream, relink=full)
             if ops:
                 downstream_config["ops"] = ops

@@ -69,12 +69,15 @@ class RefreshPlan:
     reloaded: bool = False
     #: landing entries the landing rule rejects (not loaded; reported by ``placelink refresh`` until fixed)
     rejected: list[LandingFile] = field(default_factory=list)
+    #: the erasure or national data opt-out list changed since matching last applied it: matching and everything
+    #: downstream run, rebuilt from scratch (people leave every month, not only new ones)
+    exclusions_changed: bool = False
 
     @property
     def new_months_only(self) -> bool:
         """Every partition loaded is new and newer than what was loaded before: downstream steps may narrow
         their work to the months the new rows fall in (MONTHS_TAG)."""
-        return bool(self.partitions) and not (self.late or self.reloaded)
+        return bool(self.partitions) and not (self.late or self.reloaded or self.exclusions_changed)
 
     @property
     def empty(self) -> bool:
@@ -97,7 +100,7 @@ def loaded_at(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str, float
 
 
 def plan_refresh(
-    asset_graph, instance: dg.DagsterInstance, landing: Path, *, full: bool = False
+    asset_graph, instance: dg.DagsterInstance, landing: Path, *, full: bool = False, exclusions: str | None = None
 ) -> RefreshPlan:
     """Work out the runs of a refresh.
 
@@ -106,6 +109,8 @@ def plan_refresh(
         instance: where run history (what was loaded when) lives.
         landing: the landing folder (``get_settings().landing``).
         full: every partition that has a drop, whether loaded or not, and every downstream asset.
+        exclusions: today's ``exclusions_fingerprint`` (erasure + opt-out lists); when the assets that apply
+            them last applied another, they and their descendants are rebuilt from scratch.
     """
     partitioned = PARTITIONED.resolve(asset_graph)
     plan = RefreshPlan()
@@ -140,12 +145,30 @@ def plan_refresh(
     plan.single_run = bool(single_run) and all(single_run)
     plan.rejected = [f for f in scan_landing(landing, extensions) if f.reason]
     plan.late = bool(plan.partitions) and min(plan.partitions) < newest_loaded
+    stale = [] if full or exclusions is None else stale_exclusions(asset_graph, instance, exclusions)
+    plan.exclusions_changed = bool(stale)
     if full:
         plan.downstream = sorted(UNPARTITIONED.resolve(asset_graph), key=lambda k: k.to_user_string())
-    elif plan.partitions:
+    elif plan.partitions or stale:
         feeds = [dg.AssetKey.from_user_string(k) for k in plan.feeds]
-        plan.downstream = downstream_of(asset_graph, instance, feeds)
+        plan.downstream = downstream_of(asset_graph, instance, [*feeds, *stale])
     return plan
+
+
+def stale_exclusions(asset_graph, instance: dg.DagsterInstance, fingerprint: str) -> list[dg.AssetKey]:
+    """Assets tagged ``placelink/applies_exclusions`` whose latest materialisation applied another erasure /
+    opt-out list than ``fingerprint`` (one that never ran is picked up by :func:`downstream_of` anyway)."""
+    from orchestration.lib.governance.erasure import EXCLUSIONS_METADATA, EXCLUSIONS_TAG
+
+    stale = []
+    for key in dg.AssetSelection.tag(EXCLUSIONS_TAG, "true").resolve(asset_graph):
+        event = instance.get_latest_materialization_event(key)
+        if event is None or event.asset_materialization is None:
+            continue
+        applied = event.asset_materialization.metadata.get(EXCLUSIONS_METADATA)
+        if getattr(applied, "value", None) != fingerprint:
+            stale.append(key)
+    return sorted(stale, key=lambda k: k.to_user_string())
 
 
 def never_materialised(asset_graph, instance: dg.DagsterInstance, keys) -> set[dg.AssetKey]:

@@ -36,11 +36,16 @@ _FAILED = [DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
                 "rebuilds what depends on them once they succeed.",
 )
 def nightly_refresh_schedule(context: dg.ScheduleEvaluationContext):
-    plan = plan_refresh(context.repository_def.asset_graph, context.instance, get_settings().landing)
+    from orchestration.lib.governance.erasure import exclusions_fingerprint
+
+    settings = get_settings()
+    plan = plan_refresh(context.repository_def.asset_graph, context.instance, settings.landing,
+                        exclusions=exclusions_fingerprint(settings))
     if not plan.partitions:
         return dg.SkipReason("no new or changed partner drops since the last load")
     tick = context.scheduled_execution_time.strftime("nightly-%Y-%m-%d")
-    tags = {REFRESH_TAG: tick, **({LATE_TAG: "true"} if plan.late else {}),
+    # a changed erasure / opt-out list: the downstream run rebuilds from scratch, as after a late drop
+    tags = {REFRESH_TAG: tick, **({LATE_TAG: "true"} if plan.late or plan.exclusions_changed else {}),
             **({NEW_MONTHS_TAG: "true"} if plan.new_months_only else {})}
     if plan.single_run:
         # the feeds load a range of months in one run (BackfillPolicy.single_run): one run per stretch of
