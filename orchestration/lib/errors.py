@@ -17,3 +17,7 @@ class PlacelinkError(Exception):
         if fix:
             text = f"{text} (fix: {fix})"
         super().__init__(text)
+
+
+class DataError(PlacelinkError):
+    """A partner's data is wrong: retrying cannot help."""

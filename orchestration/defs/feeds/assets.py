@@ -11,6 +11,7 @@ import re
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from orchestration.defs.ops.policies import fail_fast_on_data_errors
 from orchestration.defs.partitions import monthly_partitions
 from orchestration.defs.resources import IDENTIFIABLE_POOL, WAREHOUSE_POOL
 from orchestration.lib.config import get_settings
@@ -97,6 +98,8 @@ def build_raw_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=IDENTIFIABLE_POOL,
     )
+    # a bad drop, a schema change or an expired agreement (DataError) fails at once; a locked file is retried
+    @fail_fast_on_data_errors
     def _raw(context: dg.AssetExecutionContext, identifiable_db: DuckDBResource) -> dg.MaterializeResult:
         settings = get_settings()
         opt_outs = read_opt_outs(settings.reference)
@@ -136,6 +139,7 @@ def build_src_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
         deps=[raw_key(feed), *LINK_KEYS, dg.AssetKey(["ref", "postcodes"])],
         pool=WAREHOUSE_POOL,
     )
+    @fail_fast_on_data_errors
     def _src(context: dg.AssetExecutionContext, warehouse_db: DuckDBResource,
              identifiable_db: DuckDBResource) -> dg.MaterializeResult:
         pz = pseudonymiser(get_settings())

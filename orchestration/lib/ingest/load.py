@@ -28,7 +28,7 @@ import duckdb
 import pyarrow as pa
 
 from orchestration.lib.contracts import Column, Feed
-from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.errors import DataError, PlacelinkError
 from orchestration.lib.governance.erasure import record_hash
 from orchestration.lib.ingest.coerce import SQL_TYPES, CoerceError, coerce
 from orchestration.lib.ingest.readers import Drop, RawRow, read_drop
@@ -178,9 +178,9 @@ def _read_opt_outs(path_text: str, mtime_ns: int, size: int) -> frozenset[str]: 
 def check_agreement(feed: Feed, today: dt.date | None = None) -> None:
     problems = feed.agreement.problems(today)
     if problems:
-        raise PlacelinkError(f"feed {feed.source} may not load: " + "; ".join(problems),
-                             where=f"orchestration/feeds/{feed.partner}.yml feeds[{feed.id}].agreement",
-                             fix="renew the sharing agreement (valid_to) or record its lawful basis, then rerun")
+        raise DataError(f"feed {feed.source} may not load: " + "; ".join(problems),
+                        where=f"orchestration/feeds/{feed.partner}.yml feeds[{feed.id}].agreement",
+                        fix="renew the sharing agreement (valid_to) or record its lawful basis, then rerun")
 
 
 def check_header(feed: Feed, drop: Drop, rel: str) -> list[str]:
@@ -352,7 +352,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, feed: Feed) -> None:
         "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema='raw' "
         "AND table_name=? ORDER BY ordinal_position", [feed.name]).fetchall()
     if [(n, t) for n, t in have] != cols:
-        raise PlacelinkError(
+        raise DataError(
             f"{feed.table} was created from an older version of the contract (columns differ)",
             where=feed.table,
             fix=f"reload every partition: placelink ingest --partner {feed.partner} --feed {feed.id} --rebuild")
@@ -630,7 +630,7 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
             pf = parse_file(feed, path, rel, digest, part_date, now, opt_outs or set(), erased)
         if pf.header_error is not None:
             message, where, fix = pf.header_error
-            raise PlacelinkError(message, where=where, fix=fix)
+            raise DataError(message, where=where, fix=fix)  # the file's header: retrying cannot help
         reads.append((rel, digest, pf))
 
     row_tables: list[pa.Table] = []

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestration.lib.contracts import Format
-from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.errors import DataError
 
 csv.field_size_limit(10_000_000)
 
@@ -75,8 +75,8 @@ def read_csv(path: Path, fmt: Format) -> Drop:
     try:
         header = next(reader)
     except csv.Error as exc:
-        raise PlacelinkError(f"cannot parse the header line: {exc}", where=f"{path}:1",
-                             fix="check the delimiter/encoding in the feed contract") from None
+        raise DataError(f"cannot parse the header line: {exc}", where=f"{path}:1",
+                        fix="check the delimiter/encoding in the feed contract") from None
     header = [h.strip() for h in header]
     drop = Drop(path, header, [], encoding)
     start = reader.line_num + 1
@@ -124,11 +124,11 @@ def read_excel(path: Path, fmt: Format) -> Drop:
     try:
         book = CalamineWorkbook.from_path(str(path))
     except Exception as exc:  # calamine raises its own error types per format
-        raise PlacelinkError(f"cannot open the workbook: {exc}", where=str(path),
-                             fix="check the file is a real .xlsx/.xls") from None
+        raise DataError(f"cannot open the workbook: {exc}", where=str(path),
+                        fix="check the file is a real .xlsx/.xls") from None
     if fmt.sheet not in book.sheet_names:
-        raise PlacelinkError(f"sheet {fmt.sheet!r} not found (sheets: {book.sheet_names})", where=str(path),
-                             fix="ask the partner for the agreed sheet name or fix format.sheet in the contract")
+        raise DataError(f"sheet {fmt.sheet!r} not found (sheets: {book.sheet_names})", where=str(path),
+                        fix="ask the partner for the agreed sheet name or fix format.sheet in the contract")
     rows = book.get_sheet_by_name(fmt.sheet).to_python(skip_empty_area=False)
     rows = [r for r in rows]
     if not rows or not any(str(c).strip() for c in rows[0]):
