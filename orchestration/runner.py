@@ -220,16 +220,19 @@ def _execute(job, instance, label, keys, settings: Settings, **kwargs) -> RunOut
 
 
 def _step_errors(res) -> dict[str, str]:
-    """The final failure of each failed step: a data error's own message (``Failure`` description), else the
-    error's first line."""
+    """How each failed step failed, for the refresh's error: our own message when the step raised a placelink
+    error (``dg.Failure`` from ``as_failure``: where, what, fix; built to carry no partner value), else only the
+    exception's type: a library's message can quote the data (the Dagster UI, inside the operator's reach, has it)."""
     errors = {}
     for event in res.all_events:
         if event.event_type != dg.DagsterEventType.STEP_FAILURE or not event.step_failure_data:
             continue
         data = event.step_failure_data
-        text = (data.user_failure_data.description if data.user_failure_data and data.user_failure_data.description
-                else data.error.message if data.error else "failed")
-        errors[event.step_key] = text.strip().splitlines()[0] if text.strip() else "failed"
+        if data.user_failure_data and data.user_failure_data.description:
+            errors[event.step_key] = data.user_failure_data.description.strip().splitlines()[0]
+        else:
+            cause = data.error.cause if data.error and data.error.cause else data.error
+            errors[event.step_key] = f"{cause.cls_name if cause else 'error'} (see the run in the Dagster UI)"
     return errors
 
 
