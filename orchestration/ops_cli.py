@@ -38,7 +38,8 @@ def run_refresh(full: bool, home: Path | None, log_level: str = "WARNING") -> No
         # Dagster's per-event console log would bury the progress bar; the UI has every event
         result = refresh(full=full, progress=progress, settings=settings, log_level=log_level)
     if not result.runs:
-        console.print("nothing to refresh: no new or changed partner drops (use --full to rebuild everything)")
+        console.print("nothing to refresh: no new or changed partner drops, nothing loaded and unfinished "
+                      "(use --full to rebuild everything)")
         return
     for run in result.runs:
         console.print(f"  {run.label:22} {len(run.assets):3} asset(s)  {run.seconds:6.1f}s  run {run.run_id}")

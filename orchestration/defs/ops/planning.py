@@ -107,11 +107,6 @@ def load_history(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str, li
         cursor = result.cursor
 
 
-def loaded_at(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str, float]:
-    """Partition key -> timestamp of its latest materialisation, from the instance's event log."""
-    return {pk: max(times) for pk, times in load_history(instance, key).items()}
-
-
 def completed_at(instance: dg.DagsterInstance, keys) -> dict[dg.AssetKey, float | None]:
     """When each asset last completed (None: never).
 
