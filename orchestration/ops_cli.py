@@ -37,6 +37,11 @@ def run_refresh(full: bool, home: Path | None, log_level: str = "WARNING") -> No
 
         # Dagster's per-event console log would bury the progress bar; the UI has every event
         result = refresh(full=full, progress=progress, settings=settings, log_level=log_level)
+    if result.plan.rejected:
+        # never silent: every run names them until they are fixed (the feed's load also records them)
+        console.print(f"[yellow]{len(result.plan.rejected)} file(s) in landing/ rejected, not loaded:[/]")
+        for item in result.plan.rejected:
+            console.print(f"  landing/{item.rel}: {item.reason} (fix: {item.fix})", highlight=False, soft_wrap=True)
     if not result.runs:
         console.print("nothing to refresh: no new or changed partner drops, nothing loaded and unfinished "
                       "(use --full to rebuild everything)")

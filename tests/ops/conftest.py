@@ -11,7 +11,10 @@ from orchestration.lib.config import get_settings
 
 
 def write_drop(partner: str, feed: str, day: str, lines: list[str], mtime: float | None = None) -> Path:
-    path = get_settings().landing / partner / feed / f"{day}.csv"
+    """A drop named by the landing rule: its feed contract's extension (``.jsonl`` for NHS A&E)."""
+    from orchestration.lib.landing import contract_extensions  # cached: contracts are read once
+
+    path = get_settings().landing / partner / feed / f"{day}.{contract_extensions()[(partner, feed)]}"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(["header", *lines]) + "\n")
     if mtime is not None:

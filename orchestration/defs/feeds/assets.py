@@ -11,13 +11,14 @@ import re
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from orchestration.defs.ops.policies import fail_fast_on_data_errors
+from orchestration.defs.guard import no_leaks
 from orchestration.defs.partitions import monthly_partitions
 from orchestration.defs.resources import IDENTIFIABLE_POOL, WAREHOUSE_POOL
 from orchestration.lib.config import get_settings
 from orchestration.lib.contracts import Contract, Contracts, Feed
 from orchestration.lib.ingest import ingest_partition, parse_partitions, read_opt_outs
-from orchestration.lib.ingest.load import PartitionResult
+from orchestration.lib.ingest.load import PartitionResult, record_rejected
+from orchestration.lib.landing import scan_feed
 from orchestration.lib.pseudonymise import pseudonymiser
 from orchestration.lib.warehouse_sources import IDZ, attach_identifiable, build_warehouse_source, source_build
 
@@ -98,12 +99,11 @@ def build_raw_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=IDENTIFIABLE_POOL,
     )
-    # a bad drop, a schema change or an expired agreement (DataError) fails at once; a locked file is retried
-    @fail_fast_on_data_errors
+    @no_leaks(f"ingest of {feed.source}")
     def _raw(context: dg.AssetExecutionContext, identifiable_db: DuckDBResource) -> dg.MaterializeResult:
         settings = get_settings()
         opt_outs = read_opt_outs(settings.reference)
-        results = []
+        results, rejected = [], []
         # a backfill or full refresh brings many months at once: worker processes parse them side by side while
         # this process writes them one after another (the zone has one writer)
         with parse_partitions(feed, list(context.partition_keys), settings.landing, home=settings.home,
@@ -118,11 +118,20 @@ def build_raw_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
                                      f"{res.rows_loaded}, quarantined {res.rows_quarantined} "
                                      f"{res.quarantined_by_reason}")
                     results.append(res)
+                # files in the feed's folder the landing rule rejects: recorded on every load until fixed
+                rejected = [f for f in scan_feed(settings.landing, feed.partner, feed.id,
+                                                 feed.format.file_extension) if f.reason]
+                record_rejected(con, rejected, feeds=[(feed.partner, feed.id)], landing=settings.landing,
+                                home=settings.home)
             finally:
                 con.close()
-        if len(results) == 1:
-            return dg.MaterializeResult(metadata=materialisation_metadata(feed, results[0]))
-        return dg.MaterializeResult(metadata=range_metadata(feed, results))
+        for f in rejected:
+            context.log.warning(f"landing/{f.rel} rejected, not loaded: {f.reason} (fix: {f.fix})")
+        meta = (materialisation_metadata(feed, results[0]) if len(results) == 1
+                else range_metadata(feed, results))
+        meta["rejected_files"] = dg.MetadataValue.json(
+            [{"file": f"landing/{f.rel}", "reason": f.reason, "fix": f.fix} for f in rejected])
+        return dg.MaterializeResult(metadata=meta)
 
     return _raw
 
@@ -139,7 +148,7 @@ def build_src_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
         deps=[raw_key(feed), *LINK_KEYS, dg.AssetKey(["ref", "postcodes"])],
         pool=WAREHOUSE_POOL,
     )
-    @fail_fast_on_data_errors
+    @no_leaks(f"pseudonymisation of {feed.source}")
     def _src(context: dg.AssetExecutionContext, warehouse_db: DuckDBResource,
              identifiable_db: DuckDBResource) -> dg.MaterializeResult:
         pz = pseudonymiser(get_settings())
@@ -171,6 +180,7 @@ def build_src_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
     pool=WAREHOUSE_POOL,
     can_subset=True,
 )
+@no_leaks("reference tables")
 def reference_tables(context: dg.AssetExecutionContext, warehouse_db: DuckDBResource):
     """Copy ``reference/*.csv`` into ``ref.*`` of the warehouse."""
     from orchestration.lib.warehouse_sources import build_reference_tables

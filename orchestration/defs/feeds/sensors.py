@@ -4,6 +4,11 @@ The run key is ``<file>:<sha256>``, so the same content is never loaded twice (D
 it has seen), and the cursor remembers each file's size/mtime/sha256 so unchanged files are not even
 re-hashed. A changed file (new sha256) gets a new run key and reloads its whole partition, which is
 idempotent. Each run is tagged with the file and hash that triggered it.
+
+Which files are drops is the landing rule of :mod:`orchestration.lib.landing` (the one ingest and the nightly
+planner use). Every file it rejects (misnamed, a link, a special file, outside any feed folder) starts no run and
+is logged as a warning with its reason and fix when it first appears or changes; the feed's next load records
+it in ``ops.load_log``/``ops.quarantine``. A link is never followed and no rejected file is opened or hashed.
 """
 
 
@@ -14,7 +19,8 @@ import dagster as dg
 from orchestration.defs.partitions import monthly_partitions
 from orchestration.lib.config import get_settings
 from orchestration.lib.contracts import Feed
-from orchestration.lib.ingest import feed_drops, sha256_of
+from orchestration.lib.ingest import sha256_of
+from orchestration.lib.landing import contract_extensions, scan_landing
 
 
 def build_landing_sensor(feeds: list[Feed], job,
@@ -28,29 +34,36 @@ def build_landing_sensor(feeds: list[Feed], job,
         seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
         valid = set(monthly_partitions.get_partition_keys())
         requests, skipped = [], []
-        for feed in feeds:
-            for partition, files in sorted(feed_drops(settings.landing, feed).items()):
-                for path in files:
-                    rel = str(path.relative_to(settings.home))
-                    stat = path.stat()
-                    known = seen.get(rel)
-                    if known and known[0] == stat.st_size and known[1] == stat.st_mtime_ns:
-                        continue
-                    digest = sha256_of(path)
-                    seen[rel] = [stat.st_size, stat.st_mtime_ns, digest]
-                    if known and known[2] == digest:
-                        continue  # touched, same content: already requested
-                    if partition not in valid:
-                        skipped.append(f"{rel} (partition {partition} outside the monthly partitions)")
-                        continue
-                    requests.append(dg.RunRequest(
-                        run_key=f"{rel}:{digest}",
-                        partition_key=partition,
-                        asset_selection=[dg.AssetKey(["raw", feed.name])],
-                        tags={"placelink/source_file": rel[-63:].replace("/", "."), "placelink/sha256": digest[:16]},
-                    ))
+        by_key = {(f.partner, f.id): f for f in feeds}
+        for item in scan_landing(settings.landing, contract_extensions(feeds)):
+            rel = f"landing/{item.rel}"
+            if item.reason:
+                # a rejected file: never opened or hashed; reported when it appears or changes
+                mark = ["rejected", item.modified, item.reason_code]
+                if seen.get(rel) != mark:
+                    seen[rel] = mark
+                    skipped.append(f"{rel}: rejected, {item.reason} (fix: {item.fix})")
+                continue
+            feed, path, partition = by_key[(item.partner, item.feed)], item.path, item.partition
+            stat = path.stat(follow_symlinks=False)
+            known = seen.get(rel)
+            if known and known[0] == stat.st_size and known[1] == stat.st_mtime_ns:
+                continue
+            digest = sha256_of(path)
+            seen[rel] = [stat.st_size, stat.st_mtime_ns, digest]
+            if known and known[2] == digest:
+                continue  # touched, same content: already requested
+            if partition not in valid:
+                skipped.append(f"ignored drop {rel} (partition {partition} outside the monthly partitions)")
+                continue
+            requests.append(dg.RunRequest(
+                run_key=f"{rel}:{digest}",
+                partition_key=partition,
+                asset_selection=[dg.AssetKey(["raw", feed.name])],
+                tags={"placelink/source_file": rel[-63:].replace("/", "."), "placelink/sha256": digest[:16]},
+            ))
         for item in skipped:
-            context.log.warning(f"ignored drop {item}")
+            context.log.warning(item)
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
 
     return _sensor

@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from orchestration.defs.guard import no_leaks
 from orchestration.defs.ops.policies import as_failure
 from orchestration.defs.resources import IDENTIFIABLE_POOL
 from orchestration.lib.config import get_settings
@@ -69,6 +70,7 @@ def build_matching_asset(contracts: Contracts) -> dg.AssetsDefinition:
         pool=IDENTIFIABLE_POOL,
         can_subset=False,
     )
+    @no_leaks("matching")
     def matching(context: dg.AssetExecutionContext, identifiable_db: DuckDBResource, config: MatchingConfig):
         from orchestration.lib.linkage.run import run_matching
 

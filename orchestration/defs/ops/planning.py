@@ -27,6 +27,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from orchestration.lib.landing import LandingFile, contract_extensions, scan_landing
 from orchestration.lib.ops.drops import feed_of_asset_key, list_drops, pending_partitions
 from orchestration.lib.ops.pending import unfinished_partitions
 
@@ -76,6 +77,8 @@ class RefreshPlan:
     #: feed asset -> partitions an earlier refresh loaded whose downstream has not completed since (it failed,
     #: or was skipped because another feed's load failed): this refresh's downstream brings them in
     unfinished: dict[str, list[str]] = field(default_factory=dict)
+    #: landing entries the landing rule rejects (not loaded; reported by ``placelink refresh`` until fixed)
+    rejected: list[LandingFile] = field(default_factory=list)
 
     @property
     def months(self) -> list[str]:
@@ -154,6 +157,7 @@ def plan_refresh(
     if not full:
         completed = completed_at(instance, unpartitioned)
         skip = NOT_NIGHTLY.resolve(asset_graph) - never_materialised(asset_graph, instance, unpartitioned)
+    extensions = contract_extensions()
     for key in sorted(partitioned, key=lambda k: k.to_user_string()):
         feed = feed_of_asset_key(key.path)
         if feed is None:
@@ -161,8 +165,10 @@ def plan_refresh(
         node = asset_graph.get(key)
         history = {} if full else load_history(instance, key)
         loaded = {pk: max(times) for pk, times in history.items()}
+        # by the landing rule ingest and the sensor use; a feed without a contract has no drops
         todo = [] if landing is None else pending_partitions(
-            list_drops(landing, *feed), loaded, full=full, valid_partitions=node.partitions_def.get_partition_keys())
+            list_drops(landing, *feed, extension=extensions.get(feed, "")), loaded, full=full,
+            valid_partitions=node.partitions_def.get_partition_keys())
         if not full:
             # what the nightly rebuilds for this feed; it has caught up with a load once all of it completed after
             deps = (dg.AssetSelection.assets(key).downstream().resolve(asset_graph) & unpartitioned) - skip
@@ -186,6 +192,7 @@ def plan_refresh(
         keys = dg.AssetSelection.assets(*feeds).downstream().resolve(asset_graph) & partitioned
         plan.partitions[pk] = sorted(keys, key=lambda k: k.to_user_string())
     plan.single_run = bool(single_run) and all(single_run)
+    plan.rejected = [f for f in scan_landing(landing, extensions) if f.reason] if landing is not None else []
     # the incremental models add partitions from the newest one they hold onwards: a month older than that is late
     plan.late = bool(plan.months) and min(plan.months) < newest_caught_up
     if full:

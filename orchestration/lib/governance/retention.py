@@ -28,6 +28,7 @@ from orchestration.lib.config import Settings, get_settings
 from orchestration.lib.governance._tables import base_tables, open_zone, qualified
 from orchestration.lib.governance.audit import record_event
 from orchestration.lib.governance.register import read_feed_agreements
+from orchestration.lib.landing import leading_date
 
 ZONES = ("identifiable", "warehouse", "landing")
 
@@ -149,10 +150,9 @@ def _landing(settings, feeds, today, dry_run, result) -> None:
         cutoff = cutoff_for(f["retention_months"], today)
         folder = settings.landing / str(f["partner"]) / str(f["feed"])
         for path in sorted(folder.glob("*")) if folder.exists() else []:
-            try:
-                drop_date = dt.date.fromisoformat(path.name.split(".")[0])
-            except ValueError:
-                continue  # not a dated drop: leave it for a person to look at
+            drop_date = leading_date(path.name)  # the landing rule's date: `_v2` drops and backups age too
+            if drop_date is None:
+                continue  # not a dated drop: leave it for a person to look at (ingest reports it)
             if drop_date < cutoff:
                 if not dry_run:
                     path.unlink()

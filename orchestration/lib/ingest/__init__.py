@@ -25,8 +25,10 @@ from orchestration.lib.ingest.load import (
     ingest_partition,
     parse_partitions,
     read_opt_outs,
+    record_rejected,
     sha256_of,
 )
+from orchestration.lib.landing import LandingFile, contract_extensions, scan_landing
 
 __all__ = ["IngestReport", "PartitionResult", "drop_partition", "feed_drops", "ingest", "ingest_partition",
            "parse_partitions",
@@ -45,6 +47,8 @@ def month_partition(month: str) -> str:
 class IngestReport:
     results: list[PartitionResult] = field(default_factory=list)
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # (feed, partition, message)
+    #: landing entries the landing rule rejects (misnamed, links, special files, outside any feed folder)
+    rejected: list[LandingFile] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -59,7 +63,9 @@ def ingest(settings: Settings, *, partner: str | None = None, feed: str | None =
     """Load every landing drop (optionally one partner / feed / month) into ``identifiable.duckdb``.
 
     The same code each Dagster partition runs; a failing feed (schema change, expired agreement) is
-    reported and the others still load.
+    reported and the others still load. Every landing entry the landing rule rejects (in the chosen feeds'
+    folders, or outside any feed's) is recorded in ``ops.load_log``/``ops.quarantine`` and returned in
+    ``IngestReport.rejected``, on every run until it is fixed.
     """
     contracts = load_contracts(feeds_dir)
     feeds = contracts.feeds(partner, feed)
@@ -67,6 +73,11 @@ def ingest(settings: Settings, *, partner: str | None = None, feed: str | None =
     opt_outs = read_opt_outs(settings.reference)
     report = IngestReport()
     settings.home.mkdir(parents=True, exist_ok=True)
+    extensions = contract_extensions(contracts.feeds())
+    scan = scan_landing(settings.landing, extensions)
+    chosen = {(f.partner, f.id) for f in feeds}
+    report.rejected = [x for x in scan if x.reason and ((x.partner, x.feed) in chosen
+                                                         or (x.partner, x.feed) not in extensions)]
     with duckdb.connect(str(settings.identifiable_db)) as con:
         for f in feeds:
             if rebuild:
@@ -76,8 +87,8 @@ def ingest(settings: Settings, *, partner: str | None = None, feed: str | None =
                 partitions = [wanted]
             try:
                 parsed = parse_partitions(f, partitions, settings.landing, home=settings.home, opt_outs=opt_outs)
-            except PlacelinkError:
-                parsed = ParsedDrops()  # e.g. an expired agreement: each partition below reports it
+            except Exception:  # noqa: BLE001 - e.g. an expired agreement: each partition below reports it
+                parsed = ParsedDrops()
             with parsed:
                 for part in partitions:
                     try:
@@ -91,6 +102,13 @@ def ingest(settings: Settings, *, partner: str | None = None, feed: str | None =
                     report.results.append(res)
                     if progress:
                         progress(f, part, res, None)
+        # after the loads: --rebuild forgets everything a feed recorded, rejections included
+        record_rejected(con, report.rejected, feeds=sorted(chosen), known=set(extensions),
+                        landing=settings.landing, home=settings.home)
+    # the identifiable file and the drops it read are owner-only, whatever umask this process started with
+    from orchestration.lib.filemodes import harden_identifiable
+
+    harden_identifiable(settings.home)
     _audit(settings, feeds, report)
     return report
 

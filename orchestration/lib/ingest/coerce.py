@@ -1,9 +1,14 @@
-"""Type one value per its contract column; a failure names the column, the value and the expected form."""
+"""Type one value per its contract column; a failure names the column and the expected form, never the value.
+
+Quarantine reasons flow into load summaries, logs and run metadata, outside the identifiable zone; the value
+itself stays in ``ops.quarantine.raw_text`` (inside it).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
 import re
 
 from orchestration.lib.contracts import Column
@@ -13,20 +18,25 @@ SQL_TYPES = {"string": "VARCHAR", "integer": "BIGINT", "float": "DOUBLE", "date"
 
 
 class CoerceError(ValueError):
-    """``reason`` is the quarantine reason, e.g. ``invalid_date: column 'Month' value '2025-13' ...``."""
+    """``reason`` is the quarantine reason, e.g. ``invalid_date: column 'Month' is not a valid date ...``."""
 
     def __init__(self, reason: str):
         self.reason = reason
         super().__init__(reason)
 
 
-def _fail(kind: str, col: Column, value: object, expected: str) -> CoerceError:
-    shown = str(value)
-    shown = shown if len(shown) <= 60 else shown[:57] + "..."
-    return CoerceError(f"invalid_{kind}: column {col.name!r} value {shown!r} is not {expected}")
+def _fail(kind: str, col: Column, value: object, expected: str) -> CoerceError:  # noqa: ARG001
+    """The reason names the column and the expected form; ``value`` is deliberately not shown (a partner's value
+    may be personal data, and reasons leave the identifiable zone)."""
+    return CoerceError(f"invalid_{kind}: column {col.name!r} is not {expected}")
+
+
+#: BIGINT's range: a larger whole number cannot be stored and must be quarantined, not crash the load
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 _INTEGER = re.compile(r"[+-]?\d+(\.0+)?")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 # Ingest types every cell in Python (each failure needs its own quarantine reason); dates repeat heavily
@@ -69,6 +79,10 @@ def coerce(col: Column, value: object) -> object:
             if col.required:
                 raise CoerceError(f"missing_required: column {col.name!r} is empty")
             return None
+    elif isinstance(value, (dict, list)):  # noqa: UP038 (a tuple is faster than a union, once per cell)
+        # JSON lines: {"given_name": {"$ne": 1}} is not a name
+        kind = "object" if isinstance(value, dict) else "array"
+        raise CoerceError(f"not_a_scalar: column {col.name!r} holds a JSON {kind}, not one {col.type} value")
     t = col.type
     if t == "string":
         return str(value)
@@ -76,16 +90,24 @@ def coerce(col: Column, value: object) -> object:
         if isinstance(value, bool):
             raise _fail("integer", col, value, "a whole number")
         if isinstance(value, int):
-            return value
-        text = str(value).replace(",", "")
-        if _INTEGER.fullmatch(text):
-            return int(float(text)) if "." in text else int(text)
-        raise _fail("integer", col, value, "a whole number")
+            number = value
+        else:
+            text = str(value).replace(",", "")
+            # (int() refuses 4,300+ digits with its own error; a float would lose digits beyond 2**53)
+            if len(text) > 40 or not _INTEGER.fullmatch(text):
+                raise _fail("integer", col, value, "a whole number")
+            number = int(text) if "." not in text else int(text.split(".", 1)[0])
+        if _INT64_MIN <= number <= _INT64_MAX:
+            return number
+        raise _fail("integer", col, value, "a whole number within the 64-bit range")
     if t == "float":
         try:
-            return float(str(value).replace(",", ""))
+            number = float(str(value).replace(",", ""))
         except ValueError:
             raise _fail("float", col, value, "a number") from None
+        if not math.isfinite(number):  # "nan", "inf", "1e999": not a measurement
+            raise _fail("float", col, value, "a finite number")
+        return number
     if t == "date":
         if isinstance(value, dt.datetime):
             return value.date()

@@ -28,10 +28,11 @@ import duckdb
 import pyarrow as pa
 
 from orchestration.lib.contracts import Column, Feed
-from orchestration.lib.errors import DataError, PlacelinkError
+from orchestration.lib.errors import DataError, PlacelinkError, withhold_library_errors
 from orchestration.lib.governance.erasure import record_hash
 from orchestration.lib.ingest.coerce import SQL_TYPES, CoerceError, coerce
 from orchestration.lib.ingest.readers import Drop, RawRow, read_drop
+from orchestration.lib.landing import REJECTED, LandingFile, open_drop, partition_of, scan_feed
 from orchestration.lib.pseudonymise import (
     normalise_name,
     normalise_nhs_number,
@@ -40,7 +41,6 @@ from orchestration.lib.pseudonymise import (
     normalise_text,
 )
 
-DROP_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.[A-Za-z0-9.]+$")
 OPT_OUT_REASON = "national_data_opt_out"
 ERASED_REASON = "erased_or_objected"  # placelink erase: on the governance exclusion list
 _ARROW = {"string": pa.string(), "integer": pa.int64(), "float": pa.float64(), "date": pa.date32(),
@@ -75,6 +75,12 @@ class FileResult:
     rows_loaded: int = 0
     rows_quarantined: int = 0
     note: str | None = None
+    #: physical data lines (non-blank, after the header), counted from the file's text: each is covered by a
+    #: loaded or a quarantined row, so lines_received = lines_loaded + lines_quarantined (a quoted field that
+    #: legitimately spans lines makes one row of several lines; a runaway quote is quarantined line by line)
+    lines_received: int = 0
+    lines_loaded: int = 0
+    lines_quarantined: int = 0
 
 
 @dataclass
@@ -110,42 +116,81 @@ class PartitionResult:
             "columns_dropped": self.columns_dropped,
             "source_files": [{"file": f.source_file, "sha256": f.sha256, "status": f.status,
                               "received": f.rows_received, "loaded": f.rows_loaded,
-                              "quarantined": f.rows_quarantined, "note": f.note} for f in self.files],
+                              "quarantined": f.rows_quarantined, "lines": f.lines_received,
+                              "note": f.note} for f in self.files],
         }
 
 
 # --- landing --------------------------------------------------------------------------------------
 
-def drop_partition(path: Path) -> str | None:
-    """Partition (first of month) of a drop named ``<YYYY-MM-DD>.<ext>``; None if the name is not a drop."""
-    m = DROP_NAME.match(path.name)
-    if not m:
-        return None
-    try:
-        day = dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-    except ValueError:
-        return None
-    return day.replace(day=1).isoformat()
+def drop_partition(path: Path, extension: str | None = None) -> str | None:
+    """Partition (first of month) of a drop by the landing rule (:mod:`orchestration.lib.landing`); None if the
+    rule rejects its name."""
+    return partition_of(path.name, extension)
 
 
 def feed_drops(landing: Path, feed: Feed) -> dict[str, list[Path]]:
-    """``{partition: [drop files, sorted]}`` for one feed's landing folder."""
-    folder = landing / feed.partner / feed.id
+    """``{partition: [drop files, sorted]}`` for one feed's landing folder, by the landing rule (the planner and
+    the sensor list the same files). Rejected files are not here: :func:`record_rejected` accounts for them."""
     out: dict[str, list[Path]] = {}
-    if folder.is_dir():
-        for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-            part = drop_partition(path)
-            if part:
-                out.setdefault(part, []).append(path)
+    for f in scan_feed(landing, feed.partner, feed.id, feed.format.file_extension):
+        if f.partition:
+            out.setdefault(f.partition, []).append(f.path)
     return out
 
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    with open_drop(path) as fh:  # never through a link
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def landing_rel(landing: Path, home: Path | None, file: LandingFile) -> str:
+    """Where a landing entry is, as ops tables record files: relative to the home (``landing/p/f/x.csv``)."""
+    try:
+        base = Path(landing).resolve().relative_to(home.resolve()) if home else Path(landing)
+    except ValueError:
+        base = Path(landing)
+    return f"{base.as_posix()}/{file.rel}"
+
+
+def record_rejected(con: duckdb.DuckDBPyConnection, files: list[LandingFile], *, feeds: list[tuple[str, str]],
+                    known: set[tuple[str, str]] | None = None, landing: Path, home: Path | None = None) -> None:
+    """Replace the records of rejected landing files, in one transaction: those of ``feeds`` and, when ``known``
+    (every contract feed) is given, of files outside any of them. One row each in ``ops.load_log`` (status
+    ``rejected``, no partition, no sha256: the file is never read) and in ``ops.quarantine`` (the whole file: no
+    partition, no line, no raw text), rewritten on every run so a file is reported until it is fixed."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    scopes = set(feeds)
+    keep = [f for f in files if f.reason and ((f.partner, f.feed) in scopes
+                                              or (known is not None and (f.partner, f.feed) not in known))]
+    ensure_ops_tables(con)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for partner, feed_id in scopes:
+            con.execute(f"DELETE FROM ops.load_log WHERE status='{REJECTED}' AND partner=? AND feed=?",
+                        [partner, feed_id])
+            con.execute('DELETE FROM ops.quarantine WHERE "partition" IS NULL AND line IS NULL AND partner=? '
+                        "AND feed=?", [partner, feed_id])
+        if known is not None:
+            pairs = [list(k) for k in sorted(known)]
+            outside = ("NOT list_contains(?, [coalesce(partner, ''), coalesce(feed, '')])")
+            con.execute(f"DELETE FROM ops.load_log WHERE status='{REJECTED}' AND {outside}", [pairs])
+            con.execute(f'DELETE FROM ops.quarantine WHERE "partition" IS NULL AND line IS NULL AND {outside}',
+                        [pairs])
+        rows = [(f.partner, f.feed, landing_rel(landing, home, f), f.reason, f.fix) for f in keep]
+        if rows:
+            con.executemany("INSERT INTO ops.load_log VALUES (?, ?, NULL, ?, NULL, NULL, NULL, NULL, ?, "
+                            f"'{REJECTED}', ? || '; fix: ' || ?)", [(p, fd, rel, now, r, fx) for p, fd, rel, r, fx
+                                                                   in rows])
+            con.executemany("INSERT INTO ops.quarantine VALUES (?, ?, NULL, ?, NULL, ?, NULL, ?)",
+                            [(p, fd, rel, r, now) for p, fd, rel, r, _ in rows])
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
 
 
 def read_opt_outs(reference: Path) -> frozenset[str]:
@@ -179,12 +224,21 @@ def check_agreement(feed: Feed, today: dt.date | None = None) -> None:
     problems = feed.agreement.problems(today)
     if problems:
         raise DataError(f"feed {feed.source} may not load: " + "; ".join(problems),
-                        where=f"orchestration/feeds/{feed.partner}.yml feeds[{feed.id}].agreement",
-                        fix="renew the sharing agreement (valid_to) or record its lawful basis, then rerun")
+                             where=f"orchestration/feeds/{feed.partner}.yml feeds[{feed.id}].agreement",
+                             fix="renew the sharing agreement (valid_to) or record its lawful basis, then rerun")
+
+
+def _positions(numbers: list[int]) -> str:
+    return ("column " if len(numbers) == 1 else "columns ") + ", ".join(str(n) for n in numbers)
 
 
 def check_header(feed: Feed, drop: Drop, rel: str) -> list[str]:
-    """Raise on a missing/renamed contract column; return unexpected extra columns (dropped)."""
+    """Raise on a missing/renamed contract column; return unexpected extra columns (dropped).
+
+    The message names contract columns by name and the file's other header cells only by position (1-based):
+    a header cell is the partner's text, and a drop sent without its header line has a person's name, date of
+    birth and address there (issue #22: they reached the audit trail and Dagster's logs).
+    """
     import difflib
 
     expected = [c.name for c in feed.columns]
@@ -196,17 +250,26 @@ def check_header(feed: Feed, drop: Drop, rel: str) -> list[str]:
         if missing:
             lines.append(f"missing: {missing}")
         if unexpected:
-            lines.append(f"unexpected: {unexpected}")
+            positions = [i for i, c in enumerate(drop.header, start=1) if c not in expected]
+            lines.append(f"not in the contract: {_positions(positions)} of the {len(drop.header)}-column header")
         if dupes:
-            lines.append(f"repeated: {dupes}")
-        renames = [f"{u!r} -> {m[0]!r}" for u in unexpected
+            named = [c for c in dupes if c in expected]
+            others = [i for i, c in enumerate(drop.header, start=1) if c in dupes and c not in expected]
+            lines.append("repeated: " + ", ".join([repr(c) for c in named] + ([_positions(others)] if others else [])))
+        renames = [f"column {i} -> {m[0]!r}" for i, u in enumerate(drop.header, start=1) if u not in expected
                    if (m := difflib.get_close_matches(u, missing, n=1, cutoff=0.5))]
         if renames:
             lines.append(f"looks renamed: {', '.join(renames)}")
-        raise PlacelinkError("; ".join(lines), where=f"{rel}:1 (header)",
-                             fix=f"ask {feed.partner} to send the agreed columns, or update "
-                                 f"orchestration/feeds/{feed.partner}.yml if the change is agreed; nothing was loaded")
+        raise DataError("; ".join(lines), where=f"{rel}:1 (header)",
+                        fix=f"ask {feed.partner} to send the agreed columns with a header line, or update "
+                            f"orchestration/feeds/{feed.partner}.yml if the change is agreed; nothing was loaded")
     return unexpected
+
+
+def extra_column_labels(drop: Drop, extra: list[str]) -> list[str]:
+    """How header columns outside the contract are reported (metadata, CLI): by position, never by their text."""
+    return [f"column {i} of the file's header (not in the contract)"
+            for i, c in enumerate(drop.header, start=1) if c in set(extra)]
 
 
 # --- rows -> records --------------------------------------------------------------------------------
@@ -403,8 +466,13 @@ _META_COLUMNS = ("_record_id", "_partition", "_source_file", "_line", "_loaded_a
 def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date, now: dt.datetime,
                opt_outs: AbstractSet[str], erased: set[str]) -> ParsedFile:
     """Read one drop, check its header and type every row: loaded columns, quarantine rows with reasons,
-    standard person records and a preview. Loaded + quarantined = received for the file."""
-    drop = read_drop(path, feed.format, [c.name for c in feed.columns])
+    standard person records and a preview. Loaded + quarantined = received for the file, in rows and in
+    physical lines. A file that is not what the contract says (binary, another encoding, another header) is
+    refused whole: ``header_error`` is raised when the partition is loaded, and nothing from it is written."""
+    try:
+        drop = read_drop(path, feed.format, [c.name for c in feed.columns], where=rel)
+    except PlacelinkError as exc:
+        return ParsedFile(path, rel, digest, header_error=(exc.message, exc.where, exc.fix))
     if drop.empty:
         return ParsedFile(path, rel, digest, empty=True)
     try:
@@ -418,11 +486,13 @@ def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date
     dropped_names = list(feed.dropped_columns)
     all_columns = list(feed.columns)
     record_id_columns = feed.record_id_columns
-    out = ParsedFile(path, rel, digest, result=FileResult(rel, digest, "loaded"), extra_dropped=extra)
+    out = ParsedFile(path, rel, digest, result=FileResult(rel, digest, "loaded"),
+                     extra_dropped=extra_column_labels(drop, extra))
     columns: dict[str, list] = {**{c.sql_name: [] for c in loaded_cols}, **{m: [] for m in _META_COLUMNS}}
     people: list[dict] = []
     fr, quarantine, reasons = out.result, out.quarantine, out.reasons
     disallowed = set(feed.dropped_columns) | (set(drop.header) - {c.name for c in feed.columns})
+    fr.lines_received = drop.data_lines
     for row in drop.rows:
         fr.rows_received += 1
         reason = row.problem
@@ -448,19 +518,23 @@ def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date
             quarantine.append((feed.partner, feed.id, part_date, rel, row.line, OPT_OUT_REASON, None, now))
             reasons[OPT_OUT_REASON] += 1
             fr.rows_quarantined += 1
+            fr.lines_quarantined += row.lines
             continue
         if reason is None and erased and record_hash(feed.partner, feed.id, record_id) in erased:
             quarantine.append((feed.partner, feed.id, part_date, rel, row.line, ERASED_REASON, None, now))
             reasons[ERASED_REASON] += 1
             fr.rows_quarantined += 1
+            fr.lines_quarantined += row.lines
             continue
         if reason is not None:
             quarantine.append((feed.partner, feed.id, part_date, rel, row.line, reason,
                                quarantine_text(feed, drop, row, disallowed), now))
             reasons[reason.split(":", 1)[0]] += 1
             fr.rows_quarantined += 1
+            fr.lines_quarantined += row.lines
             continue
         fr.rows_loaded += 1
+        fr.lines_loaded += row.lines
         for name, sql_name in loaded_names:
             columns[sql_name].append(typed[name])
         columns["_record_id"].append(record_id)
@@ -476,6 +550,8 @@ def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date
             people.append(person_record(feed, record_id, typed, part_date,  # type: ignore[arg-type]
                                         _event_date(feed, typed)) | {"_line": row.line})
     assert fr.rows_loaded + fr.rows_quarantined == fr.rows_received
+    # every physical data line of the file is in a loaded or a quarantined row: none swallowed, none counted twice
+    assert fr.lines_loaded + fr.lines_quarantined == fr.lines_received, (rel, fr)
     out.rows, out.people = _rows_table(loaded_cols, columns), _people_table(people)
     return out
 
@@ -592,8 +668,18 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
         parsed: files already parsed by :func:`parse_partitions` (the rest are parsed here).
 
     Raises:
-        PlacelinkError: agreement expired / no lawful basis; a drop's columns differ from the contract.
+        DataError: agreement expired / no lawful basis; a drop's columns differ from the contract; a library
+            rejected a value (:class:`~orchestration.lib.errors.LibraryDataError`).
+        PlacelinkError: any other failure, a library's own message withheld (it can quote the data).
     """
+    with withhold_library_errors(f"ingest of {feed.source} {partition[:7]}", where=feed.table):
+        return _ingest_partition(con, feed, partition, landing, home=home, opt_outs=opt_outs, today=today,
+                                 parsed=parsed)
+
+
+def _ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str, landing: Path, *,
+                      home: Path | None, opt_outs: AbstractSet[str] | None, today: dt.date | None,
+                      parsed: ParsedDrops | None) -> PartitionResult:
     check_agreement(feed, today)
     part_date = dt.date.fromisoformat(partition[:7] + "-01")
     partition = part_date.isoformat()
@@ -630,7 +716,7 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
             pf = parse_file(feed, path, rel, digest, part_date, now, opt_outs or set(), erased)
         if pf.header_error is not None:
             message, where, fix = pf.header_error
-            raise DataError(message, where=where, fix=fix)  # the file's header: retrying cannot help
+            raise DataError(message, where=where, fix=fix)
         reads.append((rel, digest, pf))
 
     row_tables: list[pa.Table] = []

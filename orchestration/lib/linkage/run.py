@@ -74,8 +74,10 @@ def link_frame(df: pd.DataFrame, model: dict | None = None, where: str = "input"
                              fix="give every record a unique record_id")
     dupes = df["record_id"][df["record_id"].duplicated()]
     if len(dupes):
-        raise PlacelinkError(f"record_id {dupes.iloc[0]!r} appears more than once", where=f"{where}: column record_id",
-                             fix="record_id must be unique")
+        # by row number, not by value: a record id can be a pupil number or an NHS number
+        row = int(df.index.get_loc(dupes.index[0])) + 2
+        raise PlacelinkError(f"{len(dupes)} record_id value(s) appear more than once (first repeat on row {row})",
+                             where=f"{where}: column record_id", fix="record_id must be unique")
     if len(df) == 0:
         return pd.DataFrame({"record_id": pd.Series(dtype=str), "person_id": pd.Series(dtype=str)})
     con = duckdb.connect()

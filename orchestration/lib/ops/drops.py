@@ -1,21 +1,21 @@
 """Which partner drops have landed since their partition was last loaded.
 
-A drop is ``landing/<partner>/<feed>/<YYYY-MM-DD>.<ext>`` and fills the monthly partition of its drop
-date (``2025-03-04`` -> ``2025-03-01``, docs/architecture.md). A partition needs loading when it has never
-been loaded or one of its drops changed (file modified) after the last successful load. The caller says
-when each partition was last loaded (the nightly schedule and ``placelink refresh`` read that from the
+A drop is a file that follows the landing rule of :mod:`orchestration.lib.landing` (the one ingest and the
+landing sensor use too), ``landing/<partner>/<feed>/<YYYY-MM-DD>[_<suffix>].<ext>``, and fills the monthly
+partition of its drop date (``2025-03-04`` -> ``2025-03-01``, docs/architecture.md). A partition needs
+loading when it has never been loaded or one of its drops changed (file modified) after the last successful
+load. The caller says when each partition was last loaded (the nightly schedule and ``placelink refresh`` read that from the
 Dagster instance), so this module stays free of Dagster and is tested on plain folders.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-_DROP_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[._-].*)?$")
+from orchestration.lib.landing import contract_extensions, partition_of, scan_feed
 
 
 @dataclass(frozen=True)
@@ -40,33 +40,22 @@ def feed_of_asset_key(path: Iterable[str]) -> tuple[str, str] | None:
     return partner, feed
 
 
-def partition_of_drop(path: Path) -> str | None:
-    """Monthly partition key (``YYYY-MM-01``) of a drop file, or None if the name is not a drop date."""
-    match = _DROP_NAME.match(Path(path).name)
-    if not match:
-        return None
-    try:
-        day = dt.date(int(match[1]), int(match[2]), int(match[3]))
-    except ValueError:
-        return None
-    return day.replace(day=1).isoformat()
+def partition_of_drop(path: Path, extension: str | None = None) -> str | None:
+    """Monthly partition key (``YYYY-MM-01``) of a drop file, or None if the landing rule rejects its name."""
+    return partition_of(Path(path).name, extension)
 
 
-def list_drops(landing: Path, partner: str, feed: str) -> list[Drop]:
-    """Every drop file of one feed, oldest first. Hidden files and non-date names are ignored."""
-    folder = Path(landing) / partner / feed
-    if not folder.is_dir():
+def list_drops(landing: Path, partner: str, feed: str, extension: str | None = None) -> list[Drop]:
+    """Every drop of one feed, oldest first, by the landing rule (:func:`orchestration.lib.landing.scan_feed`,
+    as ingest lists them). ``extension`` defaults to the one in the feed's contract; a feed without a contract
+    has no drops (nor with ``extension=""``). Rejected files are not drops
+    (:func:`orchestration.lib.landing.scan_landing` reports them)."""
+    if extension is None:
+        extension = contract_extensions().get((partner, feed), "")
+    if not extension:
         return []
-    drops = []
-    for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.name.startswith("."):
-            continue
-        match = _DROP_NAME.match(path.name)
-        if not match or partition_of_drop(path) is None:
-            continue
-        day = dt.date(int(match[1]), int(match[2]), int(match[3]))
-        drops.append(Drop(partner, feed, path, day, path.stat().st_mtime))
-    return drops
+    return [Drop(partner, feed, f.path, f.drop_date, f.modified)
+            for f in scan_feed(Path(landing), partner, feed, extension) if f.drop_date is not None]
 
 
 def pending_partitions(
