@@ -43,7 +43,8 @@ def run_refresh(full: bool, home: Path | None, log_level: str = "WARNING") -> No
         for item in result.plan.rejected:
             console.print(f"  landing/{item.rel}: {item.reason} (fix: {item.fix})", highlight=False, soft_wrap=True)
     if not result.runs:
-        console.print("nothing to refresh: no new or changed partner drops, erasure or opt-out lists "
+        console.print("nothing to refresh: no new or changed partner drops, erasure or opt-out lists, nothing "
+                      "loaded and unfinished "
                       "(use --full to rebuild everything)")
         return
     for run in result.runs:

@@ -14,6 +14,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from orchestration.defs.guard import no_leaks
+from orchestration.defs.ops.policies import as_failure
 from orchestration.defs.resources import IDENTIFIABLE_POOL
 from orchestration.lib.config import get_settings
 from orchestration.lib.contracts import Contracts
@@ -80,7 +81,7 @@ def build_matching_asset(contracts: Contracts) -> dg.AssetsDefinition:
         try:
             out = run_matching(settings, full=config.full, progress=context.log.info)
         except PlacelinkError as exc:
-            raise dg.Failure(description=str(exc)) from exc
+            raise as_failure(exc) from exc  # a DataError is not retried, another error may be transient
         yield dg.MaterializeResult(asset_key=ADDRESS_MATCHES, metadata={
             "dagster/row_count": dg.MetadataValue.int(out["records"]),
             # which erasure / opt-out lists this run applied (the nightly planner compares it with today's)
