@@ -170,7 +170,9 @@ def agreements(fmt: FormatOption = "table", feeds_dir: FeedsDirOption = None) ->
 
 
 def approve_export(
-    by: Annotated[str | None, typer.Option("--by", help="The output checker approving the release.")] = None,
+    by: Annotated[str | None, typer.Option(
+        "--by", help="Optional: your own account name. The approver is always the account running this command, "
+                     "which must hold approver in the role file and not be the exporter.")] = None,
     files: Annotated[list[Path] | None, typer.Argument(help="Files to approve (default: all of published/).")] = None,
     note: Annotated[str | None, typer.Option(help="Recorded with the approval.")] = None,
     status: Annotated[bool, typer.Option("--status", help="Only show which files are approved.")] = False,
@@ -182,10 +184,10 @@ def approve_export(
 
     s = _settings(home)
     if not status:
-        if not by:
-            raise PlacelinkError("who approves?", fix="placelink approve-export --by 'A. Checker'")
+        from orchestration.lib.governance.audit import current_user
+
         checks = approve(s, by=by, files=files or None, note=note)
-        typer.echo(f"approved {len(checks)} file(s) as {by}")
+        typer.echo(f"approved {len(checks)} file(s) as {current_user()}")
     _table(release_status(s), "published files", ["file", "status", "approved_by", "approved_at", "sha256"])
 
 

@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from orchestration.lib.contracts import Column, Feed
 from orchestration.lib.errors import DataError, PlacelinkError, withhold_library_errors
-from orchestration.lib.governance.erasure import record_hash
+from orchestration.lib.governance.erasure import Exclusions, load_exclusions
 from orchestration.lib.ingest.coerce import SQL_TYPES, CoerceError, check_plausible, coerce, date_checks
 from orchestration.lib.ingest.readers import Drop, RawRow, read_drop
 from orchestration.lib.landing import REJECTED, LandingFile, leading_date, open_drop, partition_of, scan_feed
@@ -473,11 +473,15 @@ _META_COLUMNS = ("_record_id", "_partition", "_source_file", "_line", "_loaded_a
 
 
 def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date, now: dt.datetime,
-               opt_outs: AbstractSet[str], erased: set[str]) -> ParsedFile:
+               opt_outs: AbstractSet[str], erased: Exclusions) -> ParsedFile:
     """Read one drop, check its header and type every row: loaded columns, quarantine rows with reasons,
     standard person records and a preview. Loaded + quarantined = received for the file, in rows and in
     physical lines. A file that is not what the contract says (binary, another encoding, another header) is
-    refused whole: ``header_error`` is raised when the partition is loaded, and nothing from it is written."""
+    refused whole: ``header_error`` is raised when the partition is loaded, and nothing from it is written.
+
+    A row of a person on the exclusion list (``placelink erase``: their record id, or their NHS number or name
+    and date of birth on a new record) is quarantined as ``erased_or_objected`` with no raw text, before it
+    reaches any table; so is a row under the national data opt-out."""
     try:
         drop = read_drop(path, feed.format, [c.name for c in feed.columns], where=rel)
     except PlacelinkError as exc:
@@ -490,6 +494,7 @@ def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date
         return ParsedFile(path, rel, digest, header_error=(exc.message, exc.where, exc.fix))
     loaded_cols = feed.loaded_columns
     opt_col = feed.person.nhs_number if (feed.agreement.national_data_opt_out and feed.person) else None
+    nhs_col = feed.person.nhs_number if feed.person else None
     # hoisted out of the per-row loop below (contract properties are recomputed on every access)
     loaded_names = [(c.name, c.sql_name) for c in loaded_cols]
     dropped_names = list(feed.dropped_columns)
@@ -531,7 +536,27 @@ def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date
             fr.rows_quarantined += 1
             fr.lines_quarantined += row.lines
             continue
-        if reason is None and erased and record_hash(feed.partner, feed.id, record_id) in erased:
+        person = None
+        if reason is None:
+            for name in dropped_names:  # columns outside the agreement reach nothing, the person record included
+                typed.pop(name, None)
+        if reason is None and feed.person:
+            person = person_record(feed, record_id, typed, part_date,  # type: ignore[arg-type]
+                                   _event_date(feed, typed))
+        if reason is None and erased and (
+                erased.record(feed.partner, feed.id, record_id)  # type: ignore[arg-type]
+                or (person is not None and erased.person(
+                    # the number as sent (a failed check digit is still theirs), the names as matching sees them
+                    nhs_number=typed.get(nhs_col) if nhs_col else None, given_name=person["given_name"],
+                    family_name=person["family_name"], date_of_birth=person["date_of_birth"]))):
+            quarantine.append((feed.partner, feed.id, part_date, rel, row.line, ERASED_REASON, None, now))
+            reasons[ERASED_REASON] += 1
+            fr.rows_quarantined += 1
+            fr.lines_quarantined += row.lines
+            continue
+        if reason is not None and erased and row.values is not None and _malformed_but_erased(
+                feed, erased, row.values, record_id, part_date, nhs_col, dropped_names):
+            # malformed, but the raw text would keep an erased person's identifiers: it is withheld
             quarantine.append((feed.partner, feed.id, part_date, rel, row.line, ERASED_REASON, None, now))
             reasons[ERASED_REASON] += 1
             fr.rows_quarantined += 1
@@ -553,18 +578,36 @@ def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date
         columns["_source_file"].append(rel)
         columns["_line"].append(row.line)
         columns["_loaded_at"].append(now)
-        for name in dropped_names:
-            typed.pop(name, None)
         if len(out.preview) < 5:
             out.preview.append(typed)
-        if feed.person:
-            people.append(person_record(feed, record_id, typed, part_date,  # type: ignore[arg-type]
-                                        _event_date(feed, typed)) | {"_line": row.line})
+        if person is not None:
+            people.append(person | {"_line": row.line})
     assert fr.rows_loaded + fr.rows_quarantined == fr.rows_received
     # every physical data line of the file is in a loaded or a quarantined row: none swallowed, none counted twice
     assert fr.lines_loaded + fr.lines_quarantined == fr.lines_received, (rel, fr)
     out.rows, out.people = _rows_table(loaded_cols, columns), _people_table(people)
     return out
+
+
+def _malformed_but_erased(feed: Feed, erased: Exclusions, values: dict, record_id: str | None, part_date: dt.date,
+                         nhs_col: str | None, dropped: list[str]) -> bool:
+    """Whether a row quarantined for another reason belongs to an erased person: its record id, or its person
+    columns typed one by one (a bad value elsewhere in the row does not hide the name and date of birth)."""
+    if record_id is not None and erased.record(feed.partner, feed.id, record_id):
+        return True
+    if feed.person is None:
+        return False
+    typed: dict[str, object] = {}
+    for col in feed.columns:
+        if col.name in dropped:
+            continue
+        try:
+            typed[col.name] = coerce(col, values.get(col.name))
+        except CoerceError:
+            typed[col.name] = None
+    person = person_record(feed, record_id or "", typed, part_date, None)
+    return erased.person(nhs_number=values.get(nhs_col) if nhs_col else None, given_name=person["given_name"],
+                         family_name=person["family_name"], date_of_birth=person["date_of_birth"])
 
 
 _PERSON_TYPES = [pa.string(), pa.string(), pa.string(), pa.string(), pa.date32(), pa.string(), pa.string(),
@@ -596,7 +639,14 @@ WORKERS_ENV = "PLACELINK_INGEST_WORKERS"
 _WORKER: dict = {}
 
 
-def _worker_init(feed: Feed, opt_outs: AbstractSet[str], erased: set[str], now: dt.datetime) -> None:
+def _exclusions(home: Path | None) -> Exclusions:
+    """The home's exclusion list, read once per load (an empty one without a home: a bare library call)."""
+    from orchestration.lib.config import get_settings
+
+    return load_exclusions(get_settings(home=home)) if home else Exclusions()
+
+
+def _worker_init(feed: Feed, opt_outs: AbstractSet[str], erased: Exclusions, now: dt.datetime) -> None:
     _WORKER.update(feed=feed, opt_outs=opt_outs, erased=erased, now=now)
 
 
@@ -654,10 +704,7 @@ def parse_partitions(feed: Feed, partitions: list[str], landing: Path, *, home: 
         return ParsedDrops()  # decided before hashing: ingest_partition hashes the files it parses itself
     tasks = [(path, _relative(path, home), sha256_of(path), part_date) for path, part_date in tasks]
     check_agreement(feed)  # refuse before any work, as ingest_partition would
-    from orchestration.lib.config import get_settings
-    from orchestration.lib.governance.erasure import excluded_record_hashes
-
-    erased = excluded_record_hashes(get_settings(home=home)) if home else set()
+    erased = _exclusions(home)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     pool = spawn_pool(workers, _worker_init, (feed, opt_outs or set(), erased, now))
     # submitted month by month: the first months to be written are the first parsed
@@ -704,7 +751,7 @@ def _ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str
 
     loaded_cols = feed.loaded_columns
     parsed = parsed if parsed is not None else ParsedDrops()
-    erased: set[str] | None = None
+    erased: Exclusions | None = None
 
     # read and check every file first: a schema change anywhere means nothing is written
     reads: list[tuple[str, str, ParsedFile | None]] = []
@@ -720,10 +767,7 @@ def _ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str
         if pf is None:
             if erased is None:
                 # people erased / objecting (`placelink erase`) are never loaded again, even from an old drop
-                from orchestration.lib.config import get_settings
-                from orchestration.lib.governance.erasure import excluded_record_hashes
-
-                erased = excluded_record_hashes(get_settings(home=home)) if home else set()
+                erased = _exclusions(home)
             pf = parse_file(feed, path, rel, digest, part_date, now, opt_outs or set(), erased)
         if pf.header_error is not None:
             message, where, fix = pf.header_error
