@@ -21,7 +21,8 @@ from typing import TypeVar
 import dagster as dg
 from dagster._core.errors import DagsterError
 
-from orchestration.lib.errors import DataError, PlacelinkError, as_placelink_error
+from orchestration.defs.ops.policies import as_failure
+from orchestration.lib.errors import PlacelinkError, as_placelink_error
 
 T = TypeVar("T")
 
@@ -30,14 +31,8 @@ def safe_failure(exc: BaseException, stage: str) -> BaseException:
     """What to raise instead of ``exc``: a Dagster exception as it is, ours as a Failure, a library's withheld."""
     if isinstance(exc, DagsterError | dg.Failure | dg.RetryRequested):
         return exc
-    err = as_placelink_error(exc, stage=stage)
-    metadata = {"error": type(err).__name__}
-    if err.where:
-        metadata["where"] = err.where
-    if err.fix:
-        metadata["fix"] = err.fix
     # a data error cannot be fixed by running again; other failures (a locked file) follow the job's retry policy
-    return dg.Failure(description=str(err), metadata=metadata, allow_retries=not isinstance(err, DataError))
+    return as_failure(as_placelink_error(exc, stage=stage))
 
 
 def _raise_safe(exc: BaseException, stage: str):
