@@ -34,15 +34,6 @@ MARKER = "PLANTED-SECRET-7f3a9c"
 TODAY = dt.date(2026, 12, 3)
 
 
-@pytest.fixture
-def acme_home(tmp_path) -> Path:
-    """A home for the test partner ``acme`` (tests/feeds/fixtures/contracts), one NHS number opted out."""
-    home = tmp_path / "acme_home"
-    (home / "reference").mkdir(parents=True)
-    (home / "reference" / "nhs_opt_outs.csv").write_text("nhs_number\n401 023 2137\n", encoding="utf-8")
-    return home
-
-
 # --- the rule, name by name ------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("name", "code", "fix_has"), [

@@ -44,15 +44,6 @@ def acme():
     return load_contracts(CONTRACTS)
 
 
-@pytest.fixture
-def acme_home(tmp_path) -> Path:
-    """A home as tests/feeds/conftest.py makes it (that conftest's fixtures are not visible from here)."""
-    home = tmp_path / "acme_home"
-    (home / "reference").mkdir(parents=True)
-    (home / "reference" / "nhs_opt_outs.csv").write_text("nhs_number\n401 023 2137\n", encoding="utf-8")
-    return home
-
-
 def _visit(ref: str, forename: str = "Ann", surname: str = "Smith", notes: str = "", score: str = "1") -> str:
     return f"{ref};03/03/2025;{forename};{surname};01/01/1980;F;SH1 2AB;;{notes};{score}"
 
