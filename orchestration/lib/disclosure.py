@@ -796,14 +796,15 @@ def _protect_tables(tables: list[tuple[tuple[str, ...], np.ndarray]],
     structures once, then takes the next table whenever it is free: a table's cost (0.1-1 s at county scale) is not
     predictable from its counts, and fixed halves left one worker idle for a second or more at the end.
     """
-    from orchestration.lib.parallel import spawn_pool, worker_count
+    from orchestration.lib.parallel import one_blas_thread, spawn_pool, worker_count
 
     cap = len(tables) // max(1, PARALLEL_MIN_TABLES // 2)  # at least a few tables per worker
     workers = worker_count(WORKERS_ENV, cap) if workers is None else max(1, min(workers, cap))
     n_cells = sum(v.size for _, v in tables)
     if workers == 1 or len(tables) < PARALLEL_MIN_TABLES or n_cells < PARALLEL_MIN_CELLS:
         blocks = {k: district_blocks(s) for k, s in structures.items()}
-        return [_protect(v, structures[k], threshold, blocks[k]) for k, v in tables]
+        with one_blas_thread():  # as each worker below runs
+            return [_protect(v, structures[k], threshold, blocks[k]) for k, v in tables]
     with spawn_pool(workers, initializer=_start_worker, initargs=(structures, threshold)) as pool:
         # A big table's district blocks are independent (:func:`protect_table`), so they are separate tasks: a
         # linked table (12 crime indicators in one) is a few times dearer than the others and would otherwise

@@ -34,11 +34,20 @@ def worker_count(env_var: str, tasks: int, default_max: int = 4) -> int:
     return max(1, min(wanted, tasks))
 
 
-def _init(initializer: Callable[..., None] | None, initargs: tuple) -> None:
+def one_blas_thread():
+    """A context (``threadpoolctl.threadpool_limits``) in which numpy/scipy use one BLAS thread: the rule of every
+    worker here, for the same work done in this process. OpenBLAS's threads spin while they wait, so on small
+    matrices a multi-threaded BLAS only fights the process's other threads and the other processes on the machine
+    (disclosure control of the tiny test county: 80 s with OpenBLAS's default threads, 44 s with one, the machine
+    loaded)."""
     import numpy  # noqa: F401 - the BLAS must be loaded before it can be limited
     from threadpoolctl import threadpool_limits
 
-    _LIMITS.append(threadpool_limits(limits=1))
+    return threadpool_limits(limits=1)
+
+
+def _init(initializer: Callable[..., None] | None, initargs: tuple) -> None:
+    _LIMITS.append(one_blas_thread())
     if initializer is not None:
         initializer(*initargs)
 

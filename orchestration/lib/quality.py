@@ -76,7 +76,7 @@ def validate_suite(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, *, partition
         quality_dir.mkdir(parents=True, exist_ok=True)
     result = validate_dataframe(df, spec, params=params, quality_dir=quality_dir, partition=partition,
                                 docs_index=docs_index)
-    if quality_dir is not None and partition is not None and spec.kind == "feed" and not df.empty:
+    if quality_dir is not None and spec.kind == "feed" and not df.empty:
         store_verdicts(quality_dir / VERDICTS_DIR, spec, partition, df, result, params["today"])
     return result
 
@@ -86,16 +86,22 @@ def validate_suite(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, *, partition
 VERDICTS_DIR = "verdicts"
 
 
+#: The verdicts file of a check that validated the whole table (a run over many months: the full refresh).
+WHOLE_TABLE = "all"
+
+
 def _verdicts_file(verdicts_dir: Path, spec: SuiteSpec, month) -> Path:
-    return Path(verdicts_dir) / spec.name / f"{pd.Timestamp(month):%Y-%m-%d}.json"
+    name = WHOLE_TABLE if month is None else f"{pd.Timestamp(month):%Y-%m-%d}"
+    return Path(verdicts_dir) / spec.name / f"{name}.json"
 
 
-def store_verdicts(verdicts_dir: Path, spec: SuiteSpec, partition: str, df: pd.DataFrame, result: QualityResult,
-                   today: pd.Timestamp) -> None:
+def store_verdicts(verdicts_dir: Path, spec: SuiteSpec, partition: str | None, df: pd.DataFrame,
+                   result: QualityResult, today: pd.Timestamp) -> None:
     """Keep the rows a feed check found invalid (drop file and line, never a value), so the scorecard need not
-    validate the same month again: a county month of the nine feeds is ~15 s of GX, and the nightly refresh
-    validated each new month twice (the check, then the scorecard). Stored with what makes it reusable: the
-    suite version, the month's row count and latest load time, and the day the rules were applied on."""
+    validate the same rows again: a county month of the nine feeds is ~15 s of GX, and the nightly refresh
+    validated each new month twice (the check, then the scorecard); the full refresh, whose checks validate
+    each whole table (``partition`` None), validated every table twice. Stored with what makes it reusable: the
+    suite version, the row count and latest load time, and the day the rules were applied on."""
     import json
 
     rows = df.iloc[sorted(result.invalid_rows())]
@@ -113,14 +119,15 @@ def _stored_invalid(verdicts_dir: Path | None, spec: SuiteSpec, months: list | N
                     today: pd.Timestamp) -> pd.Series | None:
     """Row-invalid flags for ``df`` from the feed check's stored verdicts, or None when they may not apply.
 
-    Only for one month scored alone: the check validated exactly that month's rows, so even rules that
-    compare rows with each other (uniqueness) saw the same rows. The month must not have changed since (row
-    count, latest load), the suite must be the same version and the day the same (rules about the future)."""
+    Only where the check validated exactly these rows, so that even rules comparing rows with each other
+    (uniqueness) saw the same rows: one month scored alone against that month's check, or every month
+    (``months`` None) against a whole-table check. The rows must not have changed since (row count, latest
+    load), the suite must be the same version and the day the same (rules about the future)."""
     import json
 
-    if verdicts_dir is None or months is None or len(months) != 1:
+    if verdicts_dir is None or (months is not None and len(months) != 1):
         return None
-    path = _verdicts_file(verdicts_dir, spec, months[0])
+    path = _verdicts_file(verdicts_dir, spec, None if months is None else months[0])
     if not path.exists():
         return None
     try:

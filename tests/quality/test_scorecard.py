@@ -168,3 +168,36 @@ def test_the_scorecard_takes_a_new_months_row_verdicts_from_its_feed_check(ae_db
     later = build_feed_scorecard(ae_db, wh, today=TODAY + pd.Timedelta(days=1), verdicts_dir=verdicts)
     assert later.attrs["months_rescored"] == 1 and later.attrs["months_from_checks"] == 0
     wh.close()
+
+
+def test_the_scorecard_takes_a_whole_tables_row_verdicts_from_its_feed_check(ae_db, tmp_path):
+    """A run over many months (the full refresh) checks each feed's whole table: the scorecard's first scoring of
+    every month then takes those verdicts instead of validating the table a second time, to the same figures;
+    once the table changes they no longer apply."""
+    from orchestration.lib.config import get_settings
+    from orchestration.lib.quality import VERDICTS_DIR
+
+    settings = get_settings(home=tmp_path / "home")
+    verdicts = settings.quality_dir / VERDICTS_DIR
+    spec = feed_suite("nhs", "ae_attendances")
+    ae_db.execute("""UPDATE raw.nhs__ae_attendances SET postcode = replace(postcode, ' ', '') WHERE _line IN (5, 6)""")
+    validate_suite(ae_db, spec, partition=None, settings=settings, today=TODAY)
+    assert (verdicts / spec.name / "all.json").exists()
+
+    wh = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    first = build_feed_scorecard(ae_db, wh, today=TODAY, verdicts_dir=verdicts)
+    months = ae_db.execute('SELECT count(DISTINCT "_partition") FROM raw.nhs__ae_attendances').fetchone()[0]
+    assert months > 1 and first.attrs["months_rescored"] == months
+    assert first.attrs["months_from_checks"] == months
+    assert (first["validity"] < 1).any()                       # the verdicts carried the invalid rows
+    full = build_feed_scorecard(ae_db, wh, today=TODAY, rescore_all=True)
+    assert full.attrs["months_from_checks"] == 0
+    pd.testing.assert_frame_equal(_measures(first), _measures(full))
+
+    # one more row loaded: the whole-table verdicts no longer describe the table, so it is validated again
+    ae_db.execute("""INSERT INTO raw.nhs__ae_attendances SELECT * REPLACE (999 AS _line, now()::TIMESTAMP AS _loaded_at)
+                     FROM raw.nhs__ae_attendances WHERE _line = 5 LIMIT 1""")
+    wh.execute("DROP TABLE quality.feed_scorecard")
+    again = build_feed_scorecard(ae_db, wh, today=TODAY, verdicts_dir=verdicts)
+    assert again.attrs["months_from_checks"] == 0
+    wh.close()
