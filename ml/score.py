@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ml import registry
-from ml.ethics import load_record, record_path, require_permitted
+from ml.ethics import load_record, record_path, require_permitted, require_project
 from ml.features import build_frames, connect_read_only, load_spec, month_start
 from ml.train import predict_with
 from orchestration.lib.config import Settings, get_settings
@@ -79,8 +79,8 @@ class NoChampionError(PlacelinkError):
     """The model has no version behind the alias yet (never trained, or every version refused by the gate)."""
 
 
-def score_model(model: str, *, settings: Settings | None = None, feeds_dir=None, alias: str = registry.CHAMPION
-                ) -> ScoreResult:
+def score_model(model: str, *, settings: Settings | None = None, feeds_dir=None, alias: str = registry.CHAMPION,
+                projects_dir=None) -> ScoreResult:
     settings = settings or get_settings()
     spec = load_spec(model)
     client = registry.configure(settings)
@@ -93,6 +93,8 @@ def score_model(model: str, *, settings: Settings | None = None, feeds_dir=None,
     record = load_record(record_path(model))
     # scoring is processing for the same purpose: an agreement withdrawn since training stops it too
     require_permitted(record, feeds_dir)
+    # and only while its project is approved, in date and not past its review date
+    require_project(record, stage="scoring", feeds_dir=feeds_dir, projects_dir=projects_dir)
     run = client.get_run(champion.run_id)
     feeds = [f for f in (run.data.params.get("feeds") or "").split(",") if f] or record.feeds
     estimator = mlflow.sklearn.load_model(f"models:/{spec.registered_model}/{champion.version}")

@@ -40,7 +40,15 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from threadpoolctl import threadpool_limits
 
 from ml import card, gate, plots, registry
-from ml.ethics import LoadedRecord, check_feed_agreements, load_record, record_path, require_permitted
+from ml.ethics import (
+    LoadedRecord,
+    check_feed_agreements,
+    load_record,
+    project_permission,
+    record_path,
+    require_permitted,
+    require_project,
+)
 from ml.fairness import FairnessReport, demand_fairness, risk_fairness
 from ml.features import (
     Frames,
@@ -301,7 +309,7 @@ def _log_model(spec: ModelSpec, fitted: Fitted, frames: Frames):
 
 
 def train_model(model: str, *, settings: Settings | None = None, ethics_path: str | Path | None = None,
-                feeds_dir: str | Path | None = None) -> TrainResult:
+                feeds_dir: str | Path | None = None, projects_dir: str | Path | None = None) -> TrainResult:
     """Train, register as challenger, run the ethics gate and promote or refuse. See the module docstring.
 
     Raises:
@@ -312,6 +320,8 @@ def train_model(model: str, *, settings: Settings | None = None, ethics_path: st
     spec = load_spec(model)
     record = load_record(ethics_path or record_path(model))
     require_permitted(record, feeds_dir)  # refuses before any data is read
+    # and only for an approved project whose purpose the feeds allow (orchestration/projects/<id>.yml)
+    require_project(record, stage="training", feeds_dir=feeds_dir, projects_dir=projects_dir)
 
     con = connect_read_only(settings.warehouse_db)
     try:
@@ -349,8 +359,10 @@ def train_model(model: str, *, settings: Settings | None = None, ethics_path: st
 
         # the gate re-reads the agreements: one may have changed while the model trained
         agreements = check_feed_agreements(record.feeds, record.purpose or "", feeds_dir)
+        project = project_permission(record, stage="promotion", feeds_dir=feeds_dir, projects_dir=projects_dir)
         decision = gate.evaluate(record, agreements, fairness, fitted.primary, champion_metric,
-                                 higher_is_better=spec.higher_is_better, metric=spec.primary_metric)
+                                 higher_is_better=spec.higher_is_better, metric=spec.primary_metric,
+                                 project=project)
         if champion_metric is not None:
             mlflow.log_metric(f"champion_{spec.primary_metric}", champion_metric)
         mlflow.log_metrics({f"gate.{k}": float(v) for k, v in decision.checks.items()})
