@@ -60,5 +60,78 @@ def check(project_id: Annotated[str, typer.Argument(help="Project id, e.g. PRJ-2
         raise typer.Exit(1)
 
 
+CaseArg = Annotated[str, typer.Argument(help="Case id from `placelink project flagged <id>`")]
+ProjectArg = Annotated[str, typer.Argument(help="Project id, e.g. PRJ-2025-HHRISK")]
+
+
+@app.command("flagged")
+def flagged_cmd(project_id: ProjectArg, home: HomeOption = None, projects_dir: ProjectsDirOption = None) -> None:
+    """Households the project's model flags at or above its threshold this month (case ids, scores; no names)."""
+    from orchestration.lib.governance.actions import flagged
+
+    settings = get_settings(home=home).ensure()
+    frame = flagged(settings, project_id, projects_dir=projects_dir)
+    typer.echo(f"{len(frame)} household(s) at or above {frame.attrs['threshold']} ({frame.attrs['model']}); the team "
+               f"may open {frame.attrs['capacity']} a month")
+    for r in frame.itertuples(index=False):
+        typer.echo(f"{r.case_id}\trisk {r.risk_score:.3f}\trank {r.risk_rank}\tscored {r.score_month}")
+
+
+@app.command("reidentify")
+def reidentify_cmd(project_id: ProjectArg, case_id: CaseArg, home: HomeOption = None,
+                   projects_dir: ProjectsDirOption = None) -> None:
+    """Open one flagged case: the partners' record references of the household (team role only; audited)."""
+    from orchestration.lib.governance.actions import reidentify
+
+    settings = get_settings(home=home).ensure()
+    found = reidentify(settings, project_id, case_id, projects_dir=projects_dir)
+    typer.echo(f"case {found.case_id}: {len(found.records)} record(s) to look up in the partners' systems "
+               f"({found.used_this_month} of {found.capacity} cases opened this month)")
+    for r in found.records.itertuples(index=False):
+        typer.echo(f"  {r.partner}.{r.feed}\t{r.record_id}")
+
+
+@app.command("decide")
+def decide_cmd(project_id: ProjectArg, case_id: CaseArg,
+               decision: Annotated[str, typer.Argument(help="agree, disagree, action_taken or no_action")],
+               home: HomeOption = None, projects_dir: ProjectsDirOption = None) -> None:
+    """Record the practitioner's review decision on an opened case (audited)."""
+    from orchestration.lib.governance.actions import record_decision
+
+    record_decision(get_settings(home=home).ensure(), project_id, case_id, decision, projects_dir=projects_dir)
+    typer.echo(f"{case_id}: decision {decision} recorded")
+
+
+@app.command("outcome")
+def outcome_cmd(project_id: ProjectArg, case_id: CaseArg,
+                outcome: Annotated[str, typer.Argument(help="occurred or not_occurred (the project's outcome)")],
+                home: HomeOption = None, projects_dir: ProjectsDirOption = None) -> None:
+    """Record the outcome later observed for a decided case (audited)."""
+    from orchestration.lib.governance.actions import record_outcome
+
+    record_outcome(get_settings(home=home).ensure(), project_id, case_id, outcome, projects_dir=projects_dir)
+    typer.echo(f"{case_id}: outcome {outcome} recorded")
+
+
+@app.command("actions")
+def actions_cmd(project_id: ProjectArg, home: HomeOption = None) -> None:
+    """Override rate and outcomes of acted-on against not-acted-on cases (observational)."""
+    from orchestration.lib.governance.actions import summary
+
+    typer.echo(summary(get_settings(home=home).ensure(), project_id).markdown())
+
+
+@app.command("records")
+def records_cmd(home: HomeOption = None, out: Annotated[Path | None, typer.Option(
+                    "--out", help="Folder for the site (default: <home>/transparency_register).")] = None,
+                projects_dir: ProjectsDirOption = None, feeds_dir: FeedsDirOption = None) -> None:
+    """Generate the transparency register: DPIA drafts, ATRS records, ethics summaries, feeds, models, releases."""
+    from ml.records import build_register_site
+
+    index = build_register_site(get_settings(home=home).ensure(), out, projects_dir=projects_dir,
+                                feeds_dir=feeds_dir)
+    typer.echo(f"transparency register: {index}")
+
+
 def register(main: typer.Typer) -> None:
     main.add_typer(app, name="project")

@@ -141,8 +141,8 @@ def test_an_expired_agreement_is_no_go_naming_the_agreement_its_expiry_and_the_f
     assert "data.feeds[fire.safe_and_well_visits]" in texts[0] and "DSA-FRS-2024-01 expires on 2026-06-30" in texts[0]
     assert "renew agreement DSA-FRS-2024-01" in texts[0]
     # and a model of the project may no longer use the feed (its agreement ended)
-    from ml.ethics import project_permission, record_path
     from ml.ethics import load_record as load_ethics
+    from ml.ethics import project_permission, record_path
 
     gate = project_permission(load_ethics(record_path("household_risk")), stage="score", feeds_dir=feeds)
     assert not gate.allowed and any("fire.safe_and_well_visits" in r and "ended 2026-06-30" in r for r in gate.reasons)

@@ -361,9 +361,12 @@ def _coverage(report: CheckReport, record: ProjectRecord, con: duckdb.DuckDBPyCo
     for dim in ("age_band", "sex", "ethnicity_group", "deprivation_quintile"):
         seen = people[dim].fillna("unknown").value_counts()
         pop = population[population["dimension"] == dim].set_index("grp")["population"].astype(float)
+        # shares among people whose group is recorded, as the population's are; the unknown row is a share of all
+        unknown = {g for g in seen.index if str(g).lower() in ("unknown", "u", "not stated")} - set(pop.index)
+        known_total = max(1, int(seen.drop(list(unknown)).sum()))
         for grp in sorted(set(seen.index) | set(pop.index), key=str):
             n = int(seen.get(grp, 0))
-            data_share = n / max(1, len(people))
+            data_share = n / (max(1, len(people)) if grp in unknown else known_total)
             pop_share = float(pop.get(grp, float("nan")) / pop.sum()) if len(pop) else float("nan")
             ratio = data_share / pop_share if pop_share == pop_share and pop_share > 0 else float("nan")
             rows.append({"dimension": dim, "group": grp, "people_in_data": n, "data_share": data_share,
