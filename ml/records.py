@@ -319,7 +319,7 @@ def build_register_site(settings: Settings, out: Path | None = None, *, projects
             project_rows.append(row)
             continue
         record = loaded.record
-        check = check_project(pid, settings, projects_dir=projects_dir, feeds_dir=feeds_dir, today=today)
+        check = check_project(pid, settings, projects_dir=projects_dir, today=today, contracts=contracts)
         row["feasibility"] = ("GO" if check.go else "<span class='bad'>NO-GO</span>: "
                               + esc("; ".join(f.text for f in check.reasons[:3]))
                               + (" ..." if len(check.reasons) > 3 else ""))

@@ -152,7 +152,8 @@ def project_folder(settings: Settings, project_id: str) -> Path:
 # --- the checks ----------------------------------------------------------------------------------------------
 
 def check_project(project_id: str, settings: Settings, *, projects_dir: str | Path | None = None,
-                  feeds_dir: str | Path | None = None, today: dt.date | None = None) -> CheckReport:
+                  feeds_dir: str | Path | None = None, today: dt.date | None = None, contracts=None) -> CheckReport:
+    """``contracts``: already loaded feed contracts (``load_contracts``), when checking several projects."""
     today = today or dt.date.today()
     loaded = find_project(project_id, projects_dir)
     report = CheckReport(project_id, loaded.title, today)
@@ -164,7 +165,7 @@ def check_project(project_id: str, settings: Settings, *, projects_dir: str | Pa
     assert record is not None
     report.add("register", OK, f"{loaded.path.name} is complete")
     _dates(report, record, today)
-    _agreements(report, record, feeds_dir, today)
+    _agreements(report, record, contracts or load_contracts(feeds_dir), today)
     _ethics(report, record)
     if not settings.warehouse_db.exists():
         report.add("history", NO_GO, f"no warehouse at {settings.warehouse_db}",
@@ -196,9 +197,9 @@ def _dates(report: CheckReport, record: ProjectRecord, today: dt.date) -> None:
         report.add(s, WARN, f"review_date {record.review_date} is after the project ends ({record.valid_to})")
 
 
-def _agreements(report: CheckReport, record: ProjectRecord, feeds_dir, today: dt.date) -> None:
+def _agreements(report: CheckReport, record: ProjectRecord, contracts, today: dt.date) -> None:
     s = "agreements"
-    feeds = {f.source: f for f in load_contracts(feeds_dir).feeds()}
+    feeds = {f.source: f for f in contracts.feeds()}
     rows, used = [], set()
     for need in record.data.feeds:
         where = f"data.feeds[{need.feed}]"
