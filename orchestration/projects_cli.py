@@ -133,5 +133,34 @@ def records_cmd(home: HomeOption = None, out: Annotated[Path | None, typer.Optio
     typer.echo(f"transparency register: {index}")
 
 
+def demo_project_step(settings) -> None:
+    """``make demo``'s project step: the approved example through to a recorded decision, the refused one with
+    its reasons, and the transparency register. Best effort: a county too young to score says why and goes on."""
+    from orchestration.lib.errors import PlacelinkError
+    from orchestration.lib.governance.actions import flagged, record_decision, reidentify, summary
+    from orchestration.lib.governance.project_check import check_project, project_folder
+
+    typer.echo("\nprojects (docs/governance.md, 'Projects'):")
+    try:
+        for pid in ("PRJ-2025-HHRISK", "PRJ-2026-FOODRISK"):
+            report = check_project(pid, settings)
+            report.write(project_folder(settings, pid))
+            typer.echo(f"  {pid}: {'GO' if report.go else 'NO-GO'} ({len(report.reasons)} reason(s)) -> "
+                       f"{project_folder(settings, pid) / 'check.html'}")
+        cases = flagged(settings, "PRJ-2025-HHRISK")
+        if len(cases):
+            case_id = cases["case_id"].iloc[0]
+            opened = reidentify(settings, "PRJ-2025-HHRISK", case_id)  # as the home's owner: holds the team role
+            record_decision(settings, "PRJ-2025-HHRISK", case_id, "action_taken")
+            typer.echo(f"  PRJ-2025-HHRISK: {len(cases)} household(s) flagged; case {case_id} opened "
+                       f"({len(opened.records)} partner record(s)), decision action_taken recorded (audited)")
+            typer.echo("  " + summary(settings, "PRJ-2025-HHRISK").markdown().splitlines()[0])
+        from ml.records import build_register_site
+
+        typer.echo(f"  transparency register: {build_register_site(settings)}")
+    except PlacelinkError as exc:
+        typer.echo(f"  project step skipped: {exc}")
+
+
 def register(main: typer.Typer) -> None:
     main.add_typer(app, name="project")

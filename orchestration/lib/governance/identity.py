@@ -243,7 +243,7 @@ def roles_of(settings: Settings, user: str | None = None) -> list[str]:
     """Every role and capability ``user`` holds, widest first."""
     roles = load_role_file(settings)
     user = user or current_user()
-    return [c for c in capabilities() if roles.holds(user, c)]
+    return [c for c in CAPABILITIES if roles.holds(user, c)]  # team roles: holds(settings, role)
 
 
 def current_role(settings: Settings) -> str:
