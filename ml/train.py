@@ -248,6 +248,36 @@ def _fairness(spec: ModelSpec, record: LoadedRecord, frames: Frames, prediction:
                            min_group_size=int(cfg.get("min_group_size", 5)), thresholds=thresholds)
 
 
+def _indicator_feed(con) -> dict[str, str]:
+    """feature-name form of each indicator -> its '<partner>.<feed>' (for the what-would-happen feed scenarios)."""
+    from ml.features import feature_name, indicator_feeds
+
+    try:
+        indicators = [r[0] for r in con.execute("select distinct indicator from intermediate."
+                                                "int_events_joined_to_places where indicator is not null").fetchall()]
+    except Exception:  # noqa: BLE001 - a warehouse without the events table: no feed scenarios
+        return {}
+    return {feature_name(i): f for i, f in indicator_feeds(con, indicators).items() if f}
+
+
+def _what_would_happen(spec: ModelSpec, record: LoadedRecord, frames: Frames, fitted: Fitted,
+                       indicator_feed: dict[str, str], projects_dir) -> dict[str, pd.DataFrame]:
+    """ml/whatif.py for a risk model at its project's capacity and threshold (empty for demand models)."""
+    if spec.kind != "risk" or frames.test.empty:
+        return {}
+    from ml import whatif
+    from orchestration.lib.governance.projects import find_project
+
+    project = find_project(record.project, projects_dir).record if record.project else None
+    if project is None:
+        return {}
+    groups = list((record.raw.get("fairness") or {}).get("groups") or [])
+    return whatif.what_would_happen(
+        frames.test, fitted.test_prediction, capacity=project.action.capacity_per_month,
+        threshold=project.action.threshold, groups=groups, features=frames.features, indicator_feed=indicator_feed,
+        predict=lambda X: predict_with(fitted.estimator, spec, X.astype("float64")))
+
+
 # ---- logging ------------------------------------------------------------------------------------------------
 
 
@@ -327,6 +357,7 @@ def train_model(model: str, *, settings: Settings | None = None, ethics_path: st
     try:
         require_history(con, spec, settings.warehouse_db)
         frames = build_frames(con, spec, record.feeds, settings.warehouse_db)
+        indicator_feed = _indicator_feed(con) if spec.kind == "risk" else {}
     finally:
         con.close()
     fitted = _fit_risk(frames, spec) if spec.kind == "risk" else _fit_demand(frames, spec)
@@ -368,9 +399,12 @@ def train_model(model: str, *, settings: Settings | None = None, ethics_path: st
         mlflow.log_metrics({f"gate.{k}": float(v) for k, v in decision.checks.items()})
         mlflow.set_tags({"gate.promoted": str(decision.promote), "gate.reasons": decision.summary[:4000],
                          "gate.compared_with_version": champion_version or ""})
+        whatif = _what_would_happen(spec, record, frames, fitted, indicator_feed, projects_dir)
+        for name, table in whatif.items():
+            mlflow.log_text(table.to_csv(index=False), f"what_would_happen/{name}.csv")
         markdown, html_text = card.render(model=model, version=version, run_id=run.info.run_id, record=record,
                                           metrics=fitted.metrics, fairness=fairness.table, decision=decision,
-                                          splits=splits)
+                                          splits=splits, what_would_happen=whatif)
         with tempfile.TemporaryDirectory() as tmp:
             card.write(Path(tmp), markdown, html_text)
             mlflow.log_artifacts(tmp, "model_card")
