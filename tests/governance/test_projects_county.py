@@ -181,6 +181,10 @@ def test_flagged_households_are_reidentified_by_the_team_up_to_capacity_each_aud
     result = actions.summary(county, "PRJ-2025-HHRISK")
     assert (result.opened, result.decided, result.overrides, result.override_rate) == (2, 2, 1, 0.5)
     assert "Observational" in result.markdown()
+    from orchestration.lib.governance.project_check import check_project
+
+    report = check_project("PRJ-2025-HHRISK", county, projects_dir=folder)
+    assert "override rate 50%" in report.markdown() and "## actions" in report.markdown()
 
     events = read_events(county, action="reidentify")[seen["reidentify"]:]
     assert [e["details"]["outcome"] for e in events] == ["ok", "ok", "ok", "refused", "refused", "refused"]

@@ -124,7 +124,7 @@ class CheckReport:
 
 
 SECTIONS = ("register", "approval and dates", "agreements", "ethics self-assessment", "history", "quality",
-            "coverage")
+            "coverage", "actions")
 
 
 def page(title: str, body: str) -> str:
@@ -177,7 +177,21 @@ def check_project(project_id: str, settings: Settings, *, projects_dir: str | Pa
         _coverage(report, record, con, settings)
     finally:
         con.close()
+    _actions(report, settings)
     return report
+
+
+def _actions(report: CheckReport, settings: Settings) -> None:
+    """Flagged cases the team opened and decided: override rate and outcomes (observational)."""
+    from orchestration.lib.governance.actions import summary
+
+    done = summary(settings, report.project_id)
+    if not done.opened:
+        return
+    rate = f"{done.override_rate:.0%}" if done.decided else "n/a"
+    report.add("actions", OK, f"{done.opened} case(s) opened, {done.decided} decided; override rate {rate} "
+                              "(disagree or no action); outcomes below are observational, not the effect of acting")
+    report.tables["actions"] = done.outcomes
 
 
 def _dates(report: CheckReport, record: ProjectRecord, today: dt.date) -> None:
