@@ -44,8 +44,16 @@ def _answers(record: LoadedRecord) -> list[tuple[str, str]]:
     ]
 
 
+WHATIF_NOTE = ("At the project's team capacity (cases a month), the households reviewed each month are the top "
+               "ones by risk; a true positive's outcome then happened. Losing a feed sets its features to zero "
+               "for the same model (not retrained): an approximation (ml/whatif.py).")
+WHATIF_TITLES = {"by_group": "At the team's capacity: true and false positives by group",
+                 "thresholds": "Moving the threshold", "feeds": "Losing one feed (at the team's capacity)"}
+
+
 def render(*, model: str, version: str | int, run_id: str, record: LoadedRecord, metrics: dict[str, float],
-           fairness: pd.DataFrame, decision: GateDecision, splits: dict[str, str]) -> tuple[str, str]:
+           fairness: pd.DataFrame, decision: GateDecision, splits: dict[str, str],
+           what_would_happen: dict[str, pd.DataFrame] | None = None) -> tuple[str, str]:
     """Return (markdown, html) for one model version."""
     title = (record.raw.get("title") or model).strip()
     status = "PROMOTED to champion" if decision.promote else "NOT promoted"
@@ -66,6 +74,11 @@ def render(*, model: str, version: str | int, run_id: str, record: LoadedRecord,
            "## Fairness by group", "",
            "Thresholds: " + (", ".join(f"{k} = {v}" for k, v in thresholds.items()) or "**MISSING**"), "",
            _md_table(fairness), ""]
+    whatif = {k: v for k, v in (what_would_happen or {}).items() if not v.empty}
+    if whatif:
+        md += ["## What would happen (held-out test period)", "", WHATIF_NOTE, ""]
+        for name, table in whatif.items():
+            md += [f"### {WHATIF_TITLES.get(name, name)}", "", _md_table(table), ""]
     markdown = "\n".join(md)
 
     esc = html.escape
@@ -80,7 +93,13 @@ def render(*, model: str, version: str | int, run_id: str, record: LoadedRecord,
     parts += ["</dl><h2>Gate checks</h2>", checks.to_html(index=False), "<h2>Time-based splits</h2>",
               periods.to_html(index=False), "<h2>Metrics</h2>", metric_rows.to_html(index=False),
               "<h2>Fairness by group</h2>", f"<p>Thresholds: {esc(str(thresholds))}</p>",
-              fairness.to_html(index=False, float_format=lambda v: f"{v:.3f}"), "</body></html>"]
+              fairness.to_html(index=False, float_format=lambda v: f"{v:.3f}")]
+    if whatif:
+        parts += ["<h2>What would happen (held-out test period)</h2>", f"<p>{esc(WHATIF_NOTE)}</p>"]
+        for name, table in whatif.items():
+            parts += [f"<h3>{esc(WHATIF_TITLES.get(name, name))}</h3>",
+                      table.to_html(index=False, float_format=lambda v: f"{v:.3f}")]
+    parts.append("</body></html>")
     return markdown, "".join(parts)
 
 

@@ -75,6 +75,7 @@ class Fairness(_Strict):
 
 class EthicsRecord(_Strict):
     model: str
+    project: str | None = None  # the approved project it serves (orchestration/projects/<id>.yml); the gate needs it
     title: Answer
     owner: Answer
     purpose: Purpose
@@ -103,6 +104,11 @@ class LoadedRecord:
     def purpose(self) -> str | None:
         value = (self.raw.get("purpose") or {}).get("agreement_purpose")
         return str(value).strip() if value and str(value).strip().lower() not in _PLACEHOLDERS else None
+
+    @property
+    def project(self) -> str | None:
+        value = self.raw.get("project")
+        return str(value).strip() if value else None
 
     @property
     def feeds(self) -> list[str]:
@@ -219,3 +225,35 @@ def require_permitted(record: LoadedRecord, feeds_dir: str | Path | None = None)
                 "agreement.purposes in its contract",
         )
     return checks
+
+
+# ---- the project it serves ------------------------------------------------------------------------------
+
+
+def project_permission(record: LoadedRecord, *, stage: str, feeds_dir: str | Path | None = None,
+                       projects_dir: str | Path | None = None, today: dt.date | None = None):
+    """May this model be used for ``stage`` under its project? (``projects.GateResult``, every reason listed.)
+
+    The model must name an approved, complete project (ethics.yml ``project:``), in date and not past its review
+    date, whose purpose is the model's and which every feed's agreement allows today.
+    """
+    from orchestration.lib.governance.projects import find_project, project_gate
+
+    purpose = record.purpose
+    if record.project:
+        try:
+            purpose = find_project(record.project, projects_dir).purpose or purpose
+        except PlacelinkError:
+            pass  # project_gate says the project is unknown
+    checks = check_feed_agreements(record.feeds, purpose or "", feeds_dir, today) if record.feeds else []
+    return project_gate(record.project, stage=stage, purpose=record.purpose,
+                        feed_permissions=[(c.feed, c.permitted, c.reason) for c in checks],
+                        directory=projects_dir, today=today)
+
+
+def require_project(record: LoadedRecord, *, stage: str, feeds_dir: str | Path | None = None,
+                    projects_dir: str | Path | None = None, today: dt.date | None = None):
+    """:func:`project_permission`, raising a :class:`PlacelinkError` with every reason when refused."""
+    result = project_permission(record, stage=stage, feeds_dir=feeds_dir, projects_dir=projects_dir, today=today)
+    result.raise_if_refused(stage, where=f"{record.path} (project: {record.project or 'none'})")
+    return result

@@ -6,7 +6,9 @@ A version is promoted only if every check passes:
 2. ``agreements_permit_purpose`` — each feed's sharing agreement still permits the record's purpose
    (re-read at gate time: an agreement can change while a model trains);
 3. ``fairness_within_thresholds`` — no fairness threshold in the record is breached;
-4. ``beats_champion`` — better than the current champion on the held-out period, both scored on the same
+4. ``project_approved`` — the model's project (``orchestration/projects/<id>.yml``) is approved, complete, in
+   date and not past its review date, with the model's purpose, which its feeds' agreements allow;
+5. ``beats_champion`` — better than the current champion on the held-out period, both scored on the same
    data (strictly better: a tie keeps the model people already trust).
 """
 
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 
 from ml.ethics import AgreementCheck, LoadedRecord
 from ml.fairness import FairnessReport
+from orchestration.lib.governance.projects import GateResult
 
 
 @dataclass
@@ -33,7 +36,8 @@ class GateDecision:
 
 
 def evaluate(record: LoadedRecord, agreements: list[AgreementCheck], fairness: FairnessReport,
-             candidate: float, champion: float | None, *, higher_is_better: bool, metric: str) -> GateDecision:
+             candidate: float, champion: float | None, *, higher_is_better: bool, metric: str,
+             project: GateResult | None = None) -> GateDecision:
     checks, refusals, notes = {}, [], []
 
     checks["ethics_record_complete"] = record.complete
@@ -49,6 +53,12 @@ def evaluate(record: LoadedRecord, agreements: list[AgreementCheck], fairness: F
     checks["fairness_within_thresholds"] = fairness.passed
     if not fairness.passed:
         refusals.append("fairness thresholds breached: " + "; ".join(fairness.breaches))
+
+    if project is not None:
+        checks["project_approved"] = project.allowed
+        if not project.allowed:
+            refusals.append(f"project {project.project_id or '(none)'} does not allow promotion: "
+                            + "; ".join(project.reasons))
 
     if champion is None or (isinstance(champion, float) and math.isnan(champion)):
         checks["beats_champion"] = True

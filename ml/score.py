@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ml import registry
-from ml.ethics import load_record, record_path, require_permitted
+from ml.ethics import load_record, record_path, require_permitted, require_project
 from ml.features import build_frames, connect_read_only, load_spec, month_start
 from ml.train import predict_with
 from orchestration.lib.config import Settings, get_settings
@@ -79,10 +79,15 @@ class NoChampionError(PlacelinkError):
     """The model has no version behind the alias yet (never trained, or every version refused by the gate)."""
 
 
-def score_model(model: str, *, settings: Settings | None = None, feeds_dir=None, alias: str = registry.CHAMPION
-                ) -> ScoreResult:
+def score_model(model: str, *, settings: Settings | None = None, feeds_dir=None, alias: str = registry.CHAMPION,
+                projects_dir=None) -> ScoreResult:
     settings = settings or get_settings()
     spec = load_spec(model)
+    record = load_record(record_path(model))
+    # scoring is processing for the same purpose: an agreement withdrawn since training stops it too, and so does
+    # a project that is no longer approved or is past its review date (checked before MLflow is even opened)
+    require_permitted(record, feeds_dir)
+    require_project(record, stage="scoring", feeds_dir=feeds_dir, projects_dir=projects_dir)
     client = registry.configure(settings)
     champion = registry.version_by_alias(client, spec.registered_model, alias)
     if champion is None:
@@ -90,9 +95,6 @@ def score_model(model: str, *, settings: Settings | None = None, feeds_dir=None,
             f"model {spec.registered_model!r} has no {alias!r} version, so there is nothing to score with",
             where=settings.mlflow_tracking_uri,
             fix=f"run `placelink train --model {model}`; if the gate refused it, its model card says why")
-    record = load_record(record_path(model))
-    # scoring is processing for the same purpose: an agreement withdrawn since training stops it too
-    require_permitted(record, feeds_dir)
     run = client.get_run(champion.run_id)
     feeds = [f for f in (run.data.params.get("feeds") or "").split(",") if f] or record.feeds
     estimator = mlflow.sklearn.load_model(f"models:/{spec.registered_model}/{champion.version}")

@@ -40,7 +40,15 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from threadpoolctl import threadpool_limits
 
 from ml import card, gate, plots, registry
-from ml.ethics import LoadedRecord, check_feed_agreements, load_record, record_path, require_permitted
+from ml.ethics import (
+    LoadedRecord,
+    check_feed_agreements,
+    load_record,
+    project_permission,
+    record_path,
+    require_permitted,
+    require_project,
+)
 from ml.fairness import FairnessReport, demand_fairness, risk_fairness
 from ml.features import (
     Frames,
@@ -240,6 +248,36 @@ def _fairness(spec: ModelSpec, record: LoadedRecord, frames: Frames, prediction:
                            min_group_size=int(cfg.get("min_group_size", 5)), thresholds=thresholds)
 
 
+def _indicator_feed(con) -> dict[str, str]:
+    """feature-name form of each indicator -> its '<partner>.<feed>' (for the what-would-happen feed scenarios)."""
+    from ml.features import feature_name, indicator_feeds
+
+    try:
+        indicators = [r[0] for r in con.execute("select distinct indicator from intermediate."
+                                                "int_events_joined_to_places where indicator is not null").fetchall()]
+    except Exception:  # noqa: BLE001 - a warehouse without the events table: no feed scenarios
+        return {}
+    return {feature_name(i): f for i, f in indicator_feeds(con, indicators).items() if f}
+
+
+def _what_would_happen(spec: ModelSpec, record: LoadedRecord, frames: Frames, fitted: Fitted,
+                       indicator_feed: dict[str, str], projects_dir) -> dict[str, pd.DataFrame]:
+    """ml/whatif.py for a risk model at its project's capacity and threshold (empty for demand models)."""
+    if spec.kind != "risk" or frames.test.empty:
+        return {}
+    from ml import whatif
+    from orchestration.lib.governance.projects import find_project
+
+    project = find_project(record.project, projects_dir).record if record.project else None
+    if project is None:
+        return {}
+    groups = list((record.raw.get("fairness") or {}).get("groups") or [])
+    return whatif.what_would_happen(
+        frames.test, fitted.test_prediction, capacity=project.action.capacity_per_month,
+        threshold=project.action.threshold, groups=groups, features=frames.features, indicator_feed=indicator_feed,
+        predict=lambda X: predict_with(fitted.estimator, spec, X.astype("float64")))
+
+
 # ---- logging ------------------------------------------------------------------------------------------------
 
 
@@ -301,7 +339,7 @@ def _log_model(spec: ModelSpec, fitted: Fitted, frames: Frames):
 
 
 def train_model(model: str, *, settings: Settings | None = None, ethics_path: str | Path | None = None,
-                feeds_dir: str | Path | None = None) -> TrainResult:
+                feeds_dir: str | Path | None = None, projects_dir: str | Path | None = None) -> TrainResult:
     """Train, register as challenger, run the ethics gate and promote or refuse. See the module docstring.
 
     Raises:
@@ -312,11 +350,14 @@ def train_model(model: str, *, settings: Settings | None = None, ethics_path: st
     spec = load_spec(model)
     record = load_record(ethics_path or record_path(model))
     require_permitted(record, feeds_dir)  # refuses before any data is read
+    # and only for an approved project whose purpose the feeds allow (orchestration/projects/<id>.yml)
+    require_project(record, stage="training", feeds_dir=feeds_dir, projects_dir=projects_dir)
 
     con = connect_read_only(settings.warehouse_db)
     try:
         require_history(con, spec, settings.warehouse_db)
         frames = build_frames(con, spec, record.feeds, settings.warehouse_db)
+        indicator_feed = _indicator_feed(con) if spec.kind == "risk" else {}
     finally:
         con.close()
     fitted = _fit_risk(frames, spec) if spec.kind == "risk" else _fit_demand(frames, spec)
@@ -349,16 +390,21 @@ def train_model(model: str, *, settings: Settings | None = None, ethics_path: st
 
         # the gate re-reads the agreements: one may have changed while the model trained
         agreements = check_feed_agreements(record.feeds, record.purpose or "", feeds_dir)
+        project = project_permission(record, stage="promotion", feeds_dir=feeds_dir, projects_dir=projects_dir)
         decision = gate.evaluate(record, agreements, fairness, fitted.primary, champion_metric,
-                                 higher_is_better=spec.higher_is_better, metric=spec.primary_metric)
+                                 higher_is_better=spec.higher_is_better, metric=spec.primary_metric,
+                                 project=project)
         if champion_metric is not None:
             mlflow.log_metric(f"champion_{spec.primary_metric}", champion_metric)
         mlflow.log_metrics({f"gate.{k}": float(v) for k, v in decision.checks.items()})
         mlflow.set_tags({"gate.promoted": str(decision.promote), "gate.reasons": decision.summary[:4000],
                          "gate.compared_with_version": champion_version or ""})
+        whatif = _what_would_happen(spec, record, frames, fitted, indicator_feed, projects_dir)
+        for name, table in whatif.items():
+            mlflow.log_text(table.to_csv(index=False), f"what_would_happen/{name}.csv")
         markdown, html_text = card.render(model=model, version=version, run_id=run.info.run_id, record=record,
                                           metrics=fitted.metrics, fairness=fairness.table, decision=decision,
-                                          splits=splits)
+                                          splits=splits, what_would_happen=whatif)
         with tempfile.TemporaryDirectory() as tmp:
             card.write(Path(tmp), markdown, html_text)
             mlflow.log_artifacts(tmp, "model_card")

@@ -347,6 +347,11 @@ from orchestration.dbt_cli import register as _register_dbt  # noqa: E402
 
 _register_dbt(app)
 
+# project commands (project list/check/records/flagged/reidentify/decide/outcome): orchestration/projects_cli.py
+from orchestration.projects_cli import register as _register_projects  # noqa: E402
+
+_register_projects(app)
+
 
 def main() -> None:
     """Console-script entry point: run the app, turning known errors into one line plus the fix.

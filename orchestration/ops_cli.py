@@ -64,6 +64,9 @@ def run_demo(home: Path | None) -> None:
             raise PlacelinkError("generating the synthetic county failed", where="placelink generate --scale small",
                                  fix="run `placelink generate --scale small` to see the error")
     run_refresh(full=True, home=settings.home)
+    from orchestration.projects_cli import demo_project_step
+
+    demo_project_step(settings)  # the approved project through to a recorded decision (docs/governance.md)
     print_where_to_look(settings)
 
 

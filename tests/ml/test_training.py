@@ -141,7 +141,8 @@ def test_promotion_refused_when_a_fairness_threshold_is_breached(fresh_home, ml_
                          ethics_path=_record(tmp_path, "household_risk", impossible))
     assert not result.promoted
     assert result.decision.checks == {"ethics_record_complete": True, "agreements_permit_purpose": True,
-                                      "fairness_within_thresholds": False, "beats_champion": True}
+                                      "fairness_within_thresholds": False, "project_approved": True,
+                                      "beats_champion": True}
     assert "selection_rate_ratio" in result.decision.summary
     assert registry.version_by_alias(_client(fresh_home), "household_risk", "champion") is None
 

@@ -32,6 +32,7 @@ MODELS = {
 
 class MLConfig(dg.Config):
     feeds_dir: str | None = None  # feed contracts folder; default orchestration/feeds
+    projects_dir: str | None = None  # project register; default orchestration/projects (or PLACELINK_PROJECTS_DIR)
 
 
 def _settings(warehouse_db: DuckDBResource) -> Settings:
@@ -69,7 +70,8 @@ def _training_asset(model: str, deps: list[str]) -> dg.AssetsDefinition:
                 require_history(con, load_spec(model), settings.warehouse_db)
             from ml.train import train_model
 
-            result = train_model(model, settings=settings, feeds_dir=config.feeds_dir)
+            result = train_model(model, settings=settings, feeds_dir=config.feeds_dir,
+                                 projects_dir=config.projects_dir)
         except NotEnoughHistoryError as exc:
             # e.g. a county evaluated on 12 monthly drops: the marts and published tables are still worth
             # having, so the full refresh goes on without this model rather than failing at its last step
@@ -108,7 +110,8 @@ def _scores_asset(model: str, deps: list[str], table: str) -> dg.AssetsDefinitio
         from ml.score import NoChampionError, score_model
 
         try:
-            result = score_model(model, settings=_settings(warehouse_db), feeds_dir=config.feeds_dir)
+            result = score_model(model, settings=_settings(warehouse_db), feeds_dir=config.feeds_dir,
+                                 projects_dir=config.projects_dir)
         except NoChampionError as exc:
             # the ethics gate has not promoted any version: no predictions, and the rest of the nightly run
             # goes on (the training asset's metadata and model card say why it was refused)

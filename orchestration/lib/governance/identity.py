@@ -53,6 +53,21 @@ from orchestration.lib.errors import PlacelinkError
 #: Roles from most to least access; a role includes every role after it.
 ROLE_ORDER: tuple[str, ...] = ("engineer", "analyst", "public")
 CAPABILITIES: tuple[str, ...] = (*ROLE_ORDER, "approver")
+
+
+def team_roles() -> tuple[str, ...]:
+    """The teams of the project register (each project's ``action.role``): the role file may grant them, and
+    only their holders re-identify the households their project flags (``governance/actions.py``)."""
+    from orchestration.lib.governance.projects import load_register
+
+    roles = {str((p.raw.get("action") or {}).get("role") or "") for p in load_register().values()}
+    return tuple(sorted(r for r in roles if r and r not in CAPABILITIES))
+
+
+def capabilities() -> tuple[str, ...]:
+    return (*CAPABILITIES, *team_roles())
+
+
 #: The display-only hint a launcher may set; never used to decide who acts or what they may do.
 DISPLAY_HINT_ENV = "PLACELINK_USER"
 #: Run tags under which Dagster records the person who launched a run (Dagster+ sets ``user``).
@@ -183,7 +198,8 @@ def load_role_file(settings: Settings) -> RoleFile:
         owner = home_owner(settings)
         return RoleFile(source=f"local default: {owner} owns {settings.home}",
                         grants={"engineer": Grant(frozenset({owner})), "approver": Grant(frozenset({owner})),
-                                "public": Grant(frozenset({"*"}))})
+                                "public": Grant(frozenset({"*"})),
+                                **{t: Grant(frozenset({owner})) for t in team_roles()}})
     try:
         check_admin_only(path, settings)
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -193,19 +209,20 @@ def load_role_file(settings: Settings) -> RoleFile:
     except yaml.YAMLError as exc:
         raise PlacelinkError("the role file is not valid YAML", where=str(path),
                              fix="correct it (see orchestration/lib/governance/identity.py)") from exc
-    if not isinstance(data, dict) or set(data) - {*CAPABILITIES, "web_identity"}:
-        unknown = sorted(set(data) - {*CAPABILITIES, "web_identity"}) if isinstance(data, dict) else data
+    known = capabilities()
+    if not isinstance(data, dict) or set(data) - {*known, "web_identity"}:
+        unknown = sorted(set(data) - {*known, "web_identity"}) if isinstance(data, dict) else data
         raise PlacelinkError(f"the role file has unknown entries {unknown}", where=str(path),
-                             fix=f"use only {', '.join(CAPABILITIES)} and web_identity")
+                             fix=f"use only {', '.join(known)} and web_identity")
     web = data.get("web_identity") or {}
-    return RoleFile(source=str(path), grants={c: _grant(data.get(c), str(path), c) for c in CAPABILITIES},
+    return RoleFile(source=str(path), grants={c: _grant(data.get(c), str(path), c) for c in known},
                     web_run_tag=web.get("run_tag") if isinstance(web, dict) else None)
 
 
 def holds(settings: Settings, capability: str, user: str | None = None) -> bool:
     """Whether ``user`` (default: the acting OS account) holds ``capability`` (a role or ``approver``)."""
-    if capability not in CAPABILITIES:
-        raise PlacelinkError(f"unknown role or capability {capability!r}", fix=f"use one of {', '.join(CAPABILITIES)}")
+    if capability not in capabilities():
+        raise PlacelinkError(f"unknown role or capability {capability!r}", fix=f"use one of {', '.join(capabilities())}")
     return load_role_file(settings).holds(user or current_user(), capability)
 
 
@@ -226,7 +243,7 @@ def roles_of(settings: Settings, user: str | None = None) -> list[str]:
     """Every role and capability ``user`` holds, widest first."""
     roles = load_role_file(settings)
     user = user or current_user()
-    return [c for c in CAPABILITIES if roles.holds(user, c)]
+    return [c for c in CAPABILITIES if roles.holds(user, c)]  # team roles: holds(settings, role)
 
 
 def current_role(settings: Settings) -> str:

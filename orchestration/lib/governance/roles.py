@@ -49,13 +49,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
-import yaml
 
 from orchestration.lib import filemodes
 from orchestration.lib.config import Settings, get_settings
 from orchestration.lib.errors import PlacelinkError
 from orchestration.lib.governance import identity
 from orchestration.lib.governance.audit import record_event
+from orchestration.lib.governance.projects import LoadedProject, load_register
+from orchestration.lib.governance.projects import projects_dir as projects_dir_of
 
 Role = Literal["engineer", "analyst", "public"]
 ROLES: tuple[str, ...] = ("engineer", "analyst", "public")
@@ -66,8 +67,6 @@ PERSON_LEVEL_PATTERNS = ("person_*", "household_*")
 #: Warehouse schemas that hold one row per person/record (pseudonymised) — engineer-only.
 PERSON_LEVEL_SCHEMAS = ("src", "staging", "intermediate", "ml")
 
-#: Approved projects ("safe projects"): ``orchestration/projects/<id>.yml``.
-PROJECTS_DIR = Path(__file__).resolve().parents[2] / "projects"
 
 
 def role_dir(settings: Settings) -> Path:
@@ -80,31 +79,10 @@ def is_person_level(schema: str, table: str) -> bool:
 
 # --- projects --------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Project:
-    id: str
-    title: str
-    purpose: str
-    agreements: tuple[str, ...]
-    person_level: bool = False
-    lead: str | None = None
-    valid_to: dt.date | None = None
-    path: Path | None = None
-
-
-def load_projects(projects_dir: Path | None = None) -> dict[str, Project]:
-    out = {}
-    for path in sorted((projects_dir or PROJECTS_DIR).glob("*.yml")):
-        data = (yaml.safe_load(path.read_text()) or {}).get("project") or {}
-        try:
-            out[data["id"]] = Project(
-                id=data["id"], title=data.get("title", ""), purpose=data["purpose"],
-                agreements=tuple(data.get("agreements") or ()), person_level=bool(data.get("person_level")),
-                lead=data.get("lead"), valid_to=data.get("valid_to"), path=path)
-        except KeyError as exc:
-            raise PlacelinkError(f"project file misses key {exc}", where=str(path),
-                                 fix="give project: id, title, purpose, agreements, person_level") from None
-    return out
+def load_projects(projects_dir: Path | None = None) -> dict[str, LoadedProject]:
+    """The project register (``orchestration/lib/governance/projects.py``), each file as written: person-level
+    access reads ``purpose``, ``person_level``, ``valid_to`` and ``agreements``."""
+    return load_register(projects_dir)
 
 
 def person_level_allowed(project_id: str, *, projects_dir: Path | None = None, feeds_dir: Path | None = None,
@@ -119,7 +97,7 @@ def person_level_allowed(project_id: str, *, projects_dir: Path | None = None, f
     projects = load_projects(projects_dir)
     project = projects.get(project_id)
     if project is None:
-        return False, f"no project {project_id!r} in {projects_dir or PROJECTS_DIR} (known: {sorted(projects)})"
+        return False, f"no project {project_id!r} in {projects_dir_of(projects_dir)} (known: {sorted(projects)})"
     if not project.person_level:
         return False, f"project {project_id} is approved for place-level work only (person_level: false)"
     today = today or dt.date.today()
