@@ -1,0 +1,229 @@
+"""Linkage pictures: Splink's own charts, written as HTML that opens with no network.
+
+Two kinds, kept apart because one holds clear identifiers and the other must not:
+
+- **Review explanations** (:func:`write_review_explanations`): for every pair in the clerical review queue,
+  Splink's waterfall chart (how each comparison moved the pair's match weight, with both records' values) and
+  Splink's comparison viewer over the review band. They show names, dates of birth and NHS numbers, so they are
+  written ONLY into the review folder of the identifiable zone (``<home>/identifiable/review/``), owner-only, and
+  rewritten on every run (an erased person or a decided pair does not linger in an old file).
+- **Run diagnostics** (:func:`run_diagnostics`): aggregate charts for MLflow -- the model's match weights and
+  m/u parameters (parameters), the match-weight histogram of the scored pairs, the unlinkables chart and the
+  cluster-size distribution (counts). No record-level value reaches them.
+
+Splink 5 renders charts with vega-embed; ``to_html()`` loads vega from a CDN by default, which a partner's
+network (and a reviewer's locked-down laptop) will not reach. Every page here inlines the vega, vega-lite and
+vega-embed builds that ship inside the splink wheel, so the files work offline. The comparison viewer inlines
+its scripts too but links Google Fonts; those links are removed (the page falls back to a local font).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+#: Pairs per waterfall file: each file carries the ~0.85 MB of inlined vega once, and a few hundred pairs
+#: keep a file quick to open (about 3 kB of chart data per pair).
+PAIRS_PER_WATERFALL = 250
+#: Waterfalls are written for the first pairs of the queue (highest match probability first), ~5 ms a pair: a
+#: reviewer decides these, and the next run explains the next undecided ones. The comparison viewer covers all.
+MAX_EXPLAINED_PAIRS = 2_000
+WATERFALL_PREFIX = "person_review_waterfall_"
+COMPARISON_VIEWER = "person_review_comparison_viewer.html"
+#: The diagnostics logged to MLflow with each linkage run (artefact file names).
+DIAGNOSTIC_CHARTS = ("match_weights_chart.html", "m_u_parameters_chart.html", "match_weights_histogram.html",
+                     "unlinkables_chart.html", "cluster_sizes_chart.html")
+#: The unlinkables chart scores every record against itself; on a sample the proportions are within a fraction of
+#: a percent and a county-sized run does not pay for 1.5 M self-comparisons.
+UNLINKABLES_SAMPLE = 100_000
+
+_REMOTE_FONTS = re.compile(r'<link[^>]+href="https://fonts\.(googleapis|gstatic)\.com[^>]*>\s*')
+# Scripts the page steps through: '#17' in the address selects pair 17 of the file. vega binds the slider to a
+# range input named after the chart's parameter; setting it and sending an input event is what a drag does.
+_GO_TO_PAIR = """<script>
+(function () {
+  function go() {
+    var n = parseInt((location.hash || '').slice(1), 10);
+    var input = document.querySelector('input[name="record_number"]');
+    if (!input) { return setTimeout(go, 50); }
+    if (!isNaN(n)) { input.value = n; input.dispatchEvent(new Event('input', {bubbles: true})); }
+  }
+  window.addEventListener('load', go);
+  window.addEventListener('hashchange', go);
+})();
+</script>"""
+
+
+def offline_html(spec: dict, title: str = "Splink chart") -> str:
+    """A complete HTML page for a vega-lite ``spec`` with the chart libraries inlined (no network)."""
+    # splink's own renderer: it pairs the spec with the vega builds of the same splink release (a public
+    # SplinkChart.to_html(inline=True) does the same, but some charts need their spec edited first)
+    from splink.internals.html_utils import chart_html
+
+    html = chart_html(spec, inline=True, fullhtml=True)
+    return html.replace("<title>Splink chart</title>", f"<title>{_escape(title)}</title>", 1)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _linker(con: duckdb.DuckDBPyConnection, records_table: str, model: dict):
+    """A Splink linker for ``model`` over ``records_table`` (prepared records on ``con``). A fresh DuckDBAPI
+    each time: Splink refuses to register one templated table name twice on the same API."""
+    from splink import DuckDBAPI
+
+    from orchestration.lib.linkage import person as pm
+
+    db_api = DuckDBAPI(con)
+    return db_api, pm.make_linker(db_api, db_api.register(records_table), model)
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as plain dicts with None for missing values (what Splink's waterfall expects)."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+class _Described:
+    """A comparison level's description, built once (the waterfall only reads ``as_dict()`` and copies it)."""
+
+    def __init__(self, described: dict):
+        self._described = described
+
+    def as_dict(self) -> dict:
+        return self._described
+
+
+def _memoise_levels(linker) -> None:
+    """Splink's waterfall rebuilds each comparison level's description (a deep copy and a SQL parse) for every
+    pair: ~12 ms a pair, minutes for a county's queue. The description depends on the level and the model only,
+    so each level of this linker keeps the first one it builds (the pair's own values are added after)."""
+    for comparison in linker._settings_obj.comparisons:
+        for level in comparison.comparison_levels:
+            build, kept = level._as_detailed_record, []
+
+            def once(*args, _build=build, _kept=kept, **kwargs):
+                if not _kept:
+                    _kept.append(_Described(_build(*args, **kwargs).as_dict()))
+                return _kept[0]
+
+            level._as_detailed_record = once
+
+
+def waterfall_file(pair: int) -> tuple[str | None, int | None]:
+    """The waterfall file and slider position of queue pair ``pair`` (0-based row of the queue); None, None
+    beyond :data:`MAX_EXPLAINED_PAIRS`."""
+    if pair >= MAX_EXPLAINED_PAIRS:
+        return None, None
+    return f"{WATERFALL_PREFIX}{pair // PAIRS_PER_WATERFALL + 1:04d}.html", pair % PAIRS_PER_WATERFALL
+
+
+def explanation_files(folder: Path) -> list[Path]:
+    """Every review explanation in ``folder`` (the waterfall files and the comparison viewer)."""
+    if not folder.is_dir():
+        return []
+    return sorted([*folder.glob(f"{WATERFALL_PREFIX}*.html"), *folder.glob(COMPARISON_VIEWER)])
+
+
+def write_review_explanations(con: duckdb.DuckDBPyConnection, records_table: str, model: dict | None,
+                              review: pd.DataFrame, folder: Path) -> list[Path]:
+    """Write the waterfall pages (``person_review_waterfall_NNNN.html``, :data:`PAIRS_PER_WATERFALL` pairs each,
+    in queue order, the first :data:`MAX_EXPLAINED_PAIRS` pairs) and the comparison viewer for the review queue ``review`` (Splink prediction rows) into
+    ``folder``, which must be inside the identifiable zone. Earlier explanations are removed first. Returns the
+    files written (none when the queue is empty)."""
+    for old in explanation_files(folder):
+        old.unlink()
+    if model is None or len(review) == 0:
+        return []
+    db_api, linker = _linker(con, records_table, model)
+    _memoise_levels(linker)
+    written = []
+    for start in range(0, min(len(review), MAX_EXPLAINED_PAIRS), PAIRS_PER_WATERFALL):
+        chunk = review.iloc[start:min(start + PAIRS_PER_WATERFALL, MAX_EXPLAINED_PAIRS)]
+        chart = linker.visualisations.waterfall_chart(_records(chunk), filter_nulls=False)
+        spec = chart.chart_dict
+        # Splink sets the slider's maximum to the number of chart rows, not of pairs
+        spec["params"][0]["bind"]["max"] = len(chunk) - 1
+        spec["title"] = {"text": f"Review pairs {start + 1}-{start + len(chunk)} of {len(review)}",
+                         "subtitle": "Slide, or add #N to the address, to see pair N of this file "
+                                     "(column explanation_pair of the review queue)"}
+        name, _ = waterfall_file(start)
+        path = folder / name
+        html = offline_html(spec, "Review: match weight waterfall")
+        end = html.rindex("</body>")  # the last one: the inlined vega source has the string in it too
+        html = html[:end] + _GO_TO_PAIR + html[end:]
+        path.write_text(html, encoding="utf-8")
+        written.append(path)
+    # the comparison viewer reads Splink's predictions under their templated name, with DuckDB's rowid
+    con.register("_review_pairs_df", review)
+    con.execute("CREATE OR REPLACE TEMP TABLE _review_pairs AS SELECT * FROM _review_pairs_df").fetchall()
+    con.unregister("_review_pairs_df")
+    predictions = db_api.register("_review_pairs", table_name="__splink__df_predict")
+    viewer = folder / COMPARISON_VIEWER
+    html = linker.visualisations.comparison_viewer_dashboard(predictions, str(viewer), overwrite=True,
+                                                             return_html_as_string=True)
+    viewer.write_text(_REMOTE_FONTS.sub("", html), encoding="utf-8")
+    written.append(viewer)
+    con.execute("DROP TABLE _review_pairs").fetchall()
+    for path in written:
+        path.chmod(0o600)
+    return written
+
+
+def _cluster_sizes_spec(sizes: pd.DataFrame) -> dict:
+    return {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "title": {"text": "Cluster sizes", "subtitle": "persons by number of records linked to them"},
+        "data": {"values": _records(sizes)},
+        "mark": {"type": "bar", "tooltip": True},
+        "encoding": {
+            "x": {"field": "records_per_person", "type": "ordinal", "title": "records per person"},
+            "y": {"field": "persons", "type": "quantitative", "title": "persons", "scale": {"type": "symlog"}},
+        },
+        "width": 500, "height": 250,
+    }
+
+
+def run_diagnostics(con: duckdb.DuckDBPyConnection, records_table: str, model: dict,
+                    predictions_table: str | None, person_table: str | None) -> dict[str, str]:
+    """The aggregate charts of one linkage run as offline HTML pages, by artefact name
+    (:data:`DIAGNOSTIC_CHARTS`). ``predictions_table`` holds the run's scored pairs (Splink columns),
+    ``person_table`` its ``record_id, person_id``; a chart whose input is missing or empty is left out."""
+    _, linker = _linker(con, records_table, model)
+    out = {
+        "match_weights_chart.html": offline_html(linker.visualisations.match_weights_chart().chart_dict,
+                                                 "Match weights"),
+        "m_u_parameters_chart.html": offline_html(linker.visualisations.m_u_parameters_chart().chart_dict,
+                                                  "m and u parameters"),
+    }
+    has_weights = predictions_table and con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE table_name = ? AND column_name = 'match_weight'",
+        [predictions_table]).fetchall()[0][0]
+    if has_weights and con.execute(f"SELECT count(*) FROM {predictions_table}").fetchall()[0][0]:
+        db_api, scored = _linker(con, records_table, model)
+        chart = scored.visualisations.match_weights_histogram(
+            db_api.register(predictions_table, table_name="__splink__df_predict"))
+        spec = chart.chart_dict
+        spec["title"] = {"text": "Match weights of the scored pairs",
+                         "subtitle": "pairs at or above the review floor (lower scores are not kept)"}
+        out["match_weights_histogram.html"] = offline_html(spec, "Match weight histogram")
+    n = con.execute(f"SELECT count(*) FROM {records_table}").fetchall()[0][0]
+    if n:
+        sample = f"(SELECT * FROM {records_table} USING SAMPLE reservoir({UNLINKABLES_SAMPLE} ROWS) REPEATABLE (42))"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _unlinkables_sample AS SELECT * FROM {sample}").fetchall()
+        _, sampled = _linker(con, "_unlinkables_sample", model)
+        spec = sampled.evaluation.unlinkables_chart().chart_dict
+        if n > UNLINKABLES_SAMPLE:
+            spec["title"]["text"] += f" (a random {UNLINKABLES_SAMPLE:,} of {n:,} records)"
+        out["unlinkables_chart.html"] = offline_html(spec, "Unlinkable records")
+        con.execute("DROP TABLE _unlinkables_sample").fetchall()
+    if person_table:
+        sizes = con.execute(f"""SELECT records_per_person, count(*) AS persons FROM (
+            SELECT person_id, count(*) AS records_per_person FROM {person_table} GROUP BY 1) GROUP BY 1 ORDER BY 1
+            """).df()
+        if len(sizes):
+            out["cluster_sizes_chart.html"] = offline_html(_cluster_sizes_spec(sizes), "Cluster sizes")
+    return out
