@@ -28,7 +28,7 @@ import pandas as pd
 #: Pairs per waterfall file: each file carries the ~0.85 MB of inlined vega once, and a few hundred pairs
 #: keep a file quick to open (about 3 kB of chart data per pair).
 PAIRS_PER_WATERFALL = 250
-#: Waterfalls are written for the first pairs of the queue (highest match probability first), ~5 ms a pair: a
+#: Waterfalls are written for the first pairs of the queue (highest match probability first), 8-12 ms a pair: a
 #: reviewer decides these, and the next run explains the next undecided ones. The comparison viewer covers all.
 MAX_EXPLAINED_PAIRS = 2_000
 WATERFALL_PREFIX = "person_review_waterfall_"
