@@ -158,9 +158,10 @@ def test_mlflow_diagnostics_are_aggregate_charts(pictured, linkage_county):
 
 @pytest.mark.browser
 def test_a_reviewer_and_an_analyst_see_charts_offline(pictured, test_output):
-    """Headless Chromium opens a waterfall page at pair 3 of the clerical folder and the MLflow m/u parameters
+    """Headless Chromium opens a waterfall page at pair 3 of the clerical folder and the MLflow match-weights
     chart as files, with every non-file request refused: each draws a chart (a canvas of real size), with
-    no script error and no request to the network."""
+    no script error and no request to the network. (The match-weights chart MLflow had before loaded vega from
+    cdn.jsdelivr.net: offline it showed "Javascript Error: Error loading script".)"""
     from playwright.sync_api import sync_playwright
 
     from tests.ops.test_browser import CHROMIUM_ARGS
@@ -168,7 +169,7 @@ def test_a_reviewer_and_an_analyst_see_charts_offline(pictured, test_output):
     settings, _, artefacts = pictured
     waterfall = sorted(review_dir(settings).glob(f"{WATERFALL_PREFIX}*.html"))[0]
     pages = [(waterfall.as_uri() + "#3", "review_waterfall"),
-             ((artefacts / "m_u_parameters_chart.html").as_uri(), "mlflow_m_u_parameters")]
+             ((artefacts / "match_weights_chart.html").as_uri(), "mlflow_match_weights")]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
         try:

@@ -41,8 +41,9 @@ DIAGNOSTIC_CHARTS = ("match_weights_chart.html", "m_u_parameters_chart.html", "m
 UNLINKABLES_SAMPLE = 100_000
 
 _REMOTE_FONTS = re.compile(r'<link[^>]+href="https://fonts\.(googleapis|gstatic)\.com[^>]*>\s*')
-# Scripts the page steps through: '#17' in the address selects pair 17 of the file. vega binds the slider to a
-# range input named after the chart's parameter; setting it and sending an input event is what a drag does.
+# '#17' at the end of a waterfall page's address opens it at pair 17 (the queue's explanation_pair). vega binds
+# the chart's slider to a range input named after its parameter; setting it and sending an input event is what a
+# drag does, so this needs no access to vega's view.
 _GO_TO_PAIR = """<script>
 (function () {
   function go() {
