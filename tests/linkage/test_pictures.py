@@ -156,6 +156,29 @@ def test_mlflow_diagnostics_are_aggregate_charts(pictured, linkage_county):
     assert sum(r["persons"] * r["records_per_person"] for r in sizes) == out["records"]
 
 
+def test_waterfall_rows_are_splinks_own(linkage_county, linkage_model):
+    """The waterfall pages build their rows faster than Splink's ``records_to_waterfall_data``; the rows must be
+    the same, for pairs at every level of every comparison (term-frequency adjusted names included)."""
+    import duckdb
+    from splink.internals.waterfall_chart import records_to_waterfall_data
+
+    from orchestration.lib.linkage.normalise import prepare_records, run
+    from orchestration.lib.linkage.pictures import _linker, waterfall_rows
+
+    con = duckdb.connect()
+    con.register("_df", linkage_county["records"].head(1200))
+    run(con, "CREATE TABLE recs AS SELECT * FROM _df")
+    prepare_records(con, "recs", "prep")
+    _, linker = _linker(con, "prep", linkage_model)
+    pairs = linker.inference.predict(threshold_match_probability=0.001, warning_mode="never").as_pandas_dataframe()
+    # a few pairs of every comparison vector seen, so every level and the tf rows are exercised
+    gammas = [c for c in pairs.columns if c.startswith("gamma_")]
+    sample = pairs.groupby(gammas, dropna=False).head(2)
+    records = sample.astype(object).where(sample.notna(), None).to_dict("records")
+    assert len(records) > 50 and all(sample[g].nunique() >= 2 for g in gammas)
+    assert waterfall_rows(linker, records) == records_to_waterfall_data(records, linker._settings_obj, False)
+
+
 @pytest.mark.browser
 def test_a_reviewer_and_an_analyst_see_charts_offline(pictured, test_output):
     """Headless Chromium opens a waterfall page at pair 3 of the clerical folder and the MLflow match-weights
