@@ -173,9 +173,9 @@ def explanation_files(folder: Path) -> list[Path]:
 def write_review_explanations(con: duckdb.DuckDBPyConnection, records_table: str, model: dict | None,
                               review: pd.DataFrame, folder: Path) -> list[Path]:
     """Write the waterfall pages (``person_review_waterfall_NNNN.html``, :data:`PAIRS_PER_WATERFALL` pairs each,
-    in queue order, the first :data:`MAX_EXPLAINED_PAIRS` pairs) and the comparison viewer for the review queue ``review`` (Splink prediction rows) into
-    ``folder``, which must be inside the identifiable zone. Earlier explanations are removed first. Returns the
-    files written (none when the queue is empty)."""
+    in queue order, the first :data:`MAX_EXPLAINED_PAIRS` pairs) and the comparison viewer for the review queue
+    ``review`` (Splink prediction rows) into ``folder``, which must be inside the identifiable zone. Earlier
+    explanations are removed first. Returns the files written (none when the queue is empty)."""
     for old in explanation_files(folder):
         old.unlink()
     if model is None or len(review) == 0:
