@@ -84,12 +84,13 @@ def _escape(text: str) -> str:
 def _linker(con: duckdb.DuckDBPyConnection, records_table: str, model: dict):
     """A Splink linker for ``model`` over ``records_table`` (prepared records on ``con``). A fresh DuckDBAPI
     each time: Splink refuses to register one templated table name twice on the same API."""
-    from splink import DuckDBAPI
+    import logging
 
-    from orchestration.lib.linkage import person as pm
+    from splink import DuckDBAPI, Linker
 
     db_api = DuckDBAPI(con)
-    return db_api, pm.make_linker(db_api, db_api.register(records_table), model)
+    # the model was validated when it was trained and when it linked this run (validation is ~1 s a linker)
+    return db_api, Linker(db_api.register(records_table), model, log_level=logging.ERROR, validate_settings=False)
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
