@@ -415,7 +415,7 @@ def _export_review_queue(con, settings: Settings, review: pd.DataFrame, model: d
             columns={"unique_id_l": "record_id_l", "unique_id_r": "record_id_r"}).reset_index(drop=True)
         where = [waterfall_file(i) for i in range(len(q))]
         q["explanation_file"] = [f for f, _ in where]
-        q["explanation_pair"] = [n for _, n in where]
+        q["explanation_pair"] = pd.array([n for _, n in where], dtype="Int64")  # empty beyond the explained pairs
     else:
         q = pd.DataFrame({"record_id_l": pd.Series(dtype=str), "record_id_r": pd.Series(dtype=str),
                           "match_probability": pd.Series(dtype=float)})
