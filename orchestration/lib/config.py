@@ -84,8 +84,8 @@ class Settings:
     @property
     def identifiable_dir(self) -> Path:
         """The identifiable zone's own folder, next to its DuckDB file: the only place files with clear
-        identifiers may be written (the clerical review queue export and the reviewers' decisions).
-        Owner-only permissions; never attached or scanned by an analyst role."""
+        identifiers may be written (the clerical review queue export, its review pages and the reviewers'
+        decisions). Owner-only permissions; never attached or scanned by an analyst role."""
         return self.home / "identifiable"
 
     @property

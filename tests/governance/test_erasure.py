@@ -182,3 +182,28 @@ def test_a_key_left_in_dagster_storage_fails_the_erasure_loudly(zone_home):
     with pytest.raises(PlacelinkError, match="left rows behind") as exc:
         erase(s, partner="police", record_id="PR-1")
     assert "dagster/storage/run.log" in str(exc.value)
+
+
+def test_erasure_takes_the_review_pages_drawn_from_the_queue(zone_home):
+    """The clerical review pages (Splink's waterfall and comparison viewer) show both records' names and dates of
+    birth; they are drawn from the queue, so erasing a person in the queue removes them (the next matching run
+    draws them again without the person). Erasing someone not in the queue leaves them."""
+    from orchestration.lib.linkage.pictures import COMPARISON_VIEWER, WATERFALL_PREFIX
+    from orchestration.lib.linkage.run import REVIEW_QUEUE, review_dir
+
+    s = zone_home["settings"]
+    folder = review_dir(s)
+    folder.mkdir(parents=True)
+    pages = [folder / f"{WATERFALL_PREFIX}0001.html", folder / COMPARISON_VIEWER]
+    for page in pages:
+        page.write_text("<html>bob jones 1985-07-08</html>")
+    (folder / REVIEW_QUEUE).write_text("record_id_l,record_id_r,given_name_l\n"
+                                       "police.person_records:PR-2,nhs.ae_attendances:AE-2,Bob\n")
+    erase(s, partner="police", record_id="PR-1")  # Alice: not in the queue
+    assert all(p.exists() for p in pages)
+
+    proof = erase(s, partner="police", record_id="PR-2")
+
+    assert not any(p.exists() for p in pages)
+    assert {d["table"] for d in proof.deleted} >= {str(p.relative_to(s.home)) for p in pages}
+    assert proof.remaining == []

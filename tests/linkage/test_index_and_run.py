@@ -298,3 +298,37 @@ def test_a_persons_usual_address_does_not_depend_on_row_order():
     assert seen[0] == seen[1] == seen[2]
     assert seen[0]["r3"] == "H200" and seen[0]["r7"] == "H300"  # the tie goes to the larger UPRN; else the mode
     assert seen[0]["r1"] == "H100"  # a record's own address comes first
+
+
+# --- linkage pictures (#23, #28) on this file's two nights: the checks are in pictures_checks.py ------------------
+
+def test_linkage_pictures_every_review_pair_has_an_explanation(two_nights):
+    from tests.linkage.pictures_checks import check_every_review_pair_has_an_explanation
+
+    check_every_review_pair_has_an_explanation(two_nights[0])
+
+
+def test_linkage_pictures_never_leave_the_identifiable_zone(two_nights, county):
+    from tests.linkage.pictures_checks import check_review_explanations_never_leave_the_identifiable_zone
+
+    check_review_explanations_never_leave_the_identifiable_zone(two_nights[0], county)
+
+
+def test_linkage_pictures_in_mlflow_are_aggregates(two_nights, county):
+    from tests.linkage.pictures_checks import check_mlflow_diagnostics_are_aggregate_charts
+
+    check_mlflow_diagnostics_are_aggregate_charts(two_nights[0], county)
+
+
+def test_linkage_pictures_waterfall_rows_are_splinks_own(two_nights, county):
+    from orchestration.lib.linkage.person import latest_model, load_model
+    from tests.linkage.pictures_checks import check_waterfall_rows_are_splinks_own
+
+    check_waterfall_rows_are_splinks_own(county, load_model(latest_model(two_nights[0].models_dir)))
+
+
+@pytest.mark.browser
+def test_linkage_pictures_draw_offline_in_chromium(two_nights, test_output):
+    from tests.linkage.pictures_checks import check_charts_draw_offline
+
+    check_charts_draw_offline(two_nights[0], test_output)

@@ -39,6 +39,7 @@ import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -446,9 +447,26 @@ def _scan_files(settings: Settings, person_keys, record_keys, link_ids, person_i
                                 [str(path), *params])
                     tmp.replace(path)
                 found.append({"where": rel.parts[0], "table": str(rel), "column": "keys/record ids", "rows": n})
+                found += _review_pages(settings, path, delete=delete)
     finally:
         con.close()
     return found
+
+
+def _review_pages(settings: Settings, queue: Path, *, delete: bool) -> list[dict[str, Any]]:
+    """The clerical review pages (Splink's waterfall and comparison viewer, with both records' names and dates
+    of birth) are drawn from the review queue's rows: when the person is taken out of the queue they go too, and
+    the next matching run draws them again from the cleaned queue."""
+    from orchestration.lib.linkage.pictures import explanation_files
+    from orchestration.lib.linkage.run import REVIEW_QUEUE
+
+    if queue.name != REVIEW_QUEUE:
+        return []
+    pages = explanation_files(queue.parent)
+    for page in pages if delete else []:
+        page.unlink()
+    return [{"where": page.relative_to(settings.home).parts[0], "table": str(page.relative_to(settings.home)),
+             "column": "review page (drawn from the queue)", "rows": 1} for page in pages]
 
 
 def _scan_role_files(settings: Settings, person_keys, record_keys, *, delete: bool) -> list[dict[str, Any]]:

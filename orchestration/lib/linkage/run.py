@@ -269,7 +269,7 @@ def run_matching(settings: Settings | None = None, full: bool = False, progress:
     if len(changes):
         con.register("_changes", changes)
         run(con, "INSERT INTO idz.link.person_index_changes BY NAME SELECT * FROM _changes")
-    queue_path = _export_review_queue(con, settings, result.review_queue)
+    queue_path = _export_review_queue(con, settings, result.review_queue, model=result.model)
 
     write_seconds = time.perf_counter() - t0 - link_seconds
     # --- measure ---------------------------------------------------------------------------------------------
@@ -391,11 +391,17 @@ def _load_decisions(con, settings: Settings) -> pd.DataFrame:
         FROM idz.link.review_decisions GROUP BY 1, 2""").df()
 
 
-def _export_review_queue(con, settings: Settings, review: pd.DataFrame) -> Path:
+def _export_review_queue(con, settings: Settings, review: pd.DataFrame, model: dict | None = None,
+                         records_table: str = "_prepared") -> Path:
     """Keep the borderline pairs a person should decide in ``link.review_queue`` (identifiable zone) and
     export them, with every comparison's detail, to ``<home>/identifiable/review/`` with an empty decisions
-    file next to it (``decision`` = match | non_match) that the next run imports. Clear identifiers: both
-    stay inside the identifiable zone (DESIGN.md), readable by the owner (the matching service account) only."""
+    file next to it (``decision`` = match | non_match) that the next run imports. Next to them, Splink's
+    waterfall chart of every pair and its comparison viewer (``pictures.write_review_explanations``); each
+    queue row names its waterfall file and position (``explanation_file``, ``explanation_pair``). Clear
+    identifiers: all of it stays inside the identifiable zone (DESIGN.md), readable by the owner (the matching
+    service account) only."""
+    from orchestration.lib.linkage.pictures import waterfall_file, write_review_explanations
+
     out_dir = review_dir(settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     for p in (settings.identifiable_dir, out_dir):
@@ -406,7 +412,10 @@ def _export_review_queue(con, settings: Settings, review: pd.DataFrame) -> Path:
     cols += [c for c in review.columns if c.startswith("gamma_") or c.startswith("bf_")]
     if len(review):
         q = review[[c for c in cols if c in review.columns]].rename(
-            columns={"unique_id_l": "record_id_l", "unique_id_r": "record_id_r"})
+            columns={"unique_id_l": "record_id_l", "unique_id_r": "record_id_r"}).reset_index(drop=True)
+        where = [waterfall_file(i) for i in range(len(q))]
+        q["explanation_file"] = [f for f, _ in where]
+        q["explanation_pair"] = pd.array([n for _, n in where], dtype="Int64")  # empty beyond the explained pairs
     else:
         q = pd.DataFrame({"record_id_l": pd.Series(dtype=str), "record_id_r": pd.Series(dtype=str),
                           "match_probability": pd.Series(dtype=float)})
@@ -420,6 +429,7 @@ def _export_review_queue(con, settings: Settings, review: pd.DataFrame) -> Path:
             decisions, index=False)
     for p in (path, decisions):
         p.chmod(0o600)
+    write_review_explanations(con, records_table, model, review.reset_index(drop=True), out_dir)
     return path
 
 
@@ -447,21 +457,19 @@ def _log_mlflow(settings: Settings, out: dict, model_path: Path | None, con, res
                         if lvl.get(k) is not None:
                             mu[f"{comp['output_column_name']}.{i}.{k[0]}"] = float(lvl[k])
             mlflow.log_metrics(mu)
-            chart = _match_weights_chart_html(model)
-            if chart:
-                mlflow.log_text(chart, "match_weights_chart.html")
+            for name, html in _diagnostic_charts(con, model, result).items():
+                mlflow.log_text(html, name)
 
 
-def _match_weights_chart_html(model: dict) -> str | None:
-    """Splink's own altair match-weights chart for the model, as standalone HTML."""
+def _diagnostic_charts(con, model: dict, result) -> dict[str, str]:
+    """Splink's diagnostic charts of this run (aggregates only: ``pictures.run_diagnostics``), offline HTML."""
+    from orchestration.lib.linkage.pictures import run_diagnostics
+
+    # ``_pred`` is the run's scored pairs, left on the connection by ``index.update_index``
+    pred = "_pred" if con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = '_pred'").fetchall()[0][0] else None
     try:
-        from splink import DuckDBAPI
-
-        db_api = DuckDBAPI(duckdb.connect())
-        cols = ["unique_id", "source", "given_name", "family_name", "dob", "sex", "postcode", "nhs_number", "uprn"]
-        df = pd.DataFrame({c: pd.Series(dtype=str) for c in cols})
-        df["given_name_set"] = pd.Series(dtype=object)
-        linker = pm.make_linker(db_api, db_api.register(df), model)
-        return linker.visualisations.match_weights_chart().to_html()
-    except Exception as exc:  # the chart is a convenience; never fail a run over it
-        return f"<p>match weights chart unavailable: {exc}</p>"
+        return run_diagnostics(con, "_prepared", model, pred, result.person_table)
+    except Exception as exc:  # the charts are a convenience; never fail a run over them
+        # the exception's type only: a message could quote SQL or values
+        return {"diagnostics_unavailable.txt": f"linkage charts unavailable: {type(exc).__name__}"}
