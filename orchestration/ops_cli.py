@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -87,14 +89,78 @@ def ui_command(home: Path | None, port: int) -> list[str]:
             "-h", "127.0.0.1", "-p", str(port)]
 
 
+class _Stop(Exception):
+    """SIGTERM or SIGINT reached ``placelink ui``."""
+
+
+def stop_process_group(pgid: int, grace: float = 30.0) -> None:
+    """SIGTERM every process of the group (``dagster dev`` shuts its webserver, daemon, code server and run workers
+    down on it), then SIGKILL whatever is left after ``grace`` seconds. Returns once the group is empty."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.waitpid(-pgid, os.WNOHANG)  # reap our own child so it does not linger as a zombie
+            except ChildProcessError:
+                pass
+            if not _group_alive(pgid):
+                return
+            time.sleep(0.2)
+
+
+def _group_alive(pgid: int) -> bool:
+    """A live (not zombie) process is in the group. ``os.killpg(pgid, 0)`` counts zombies, which never go away
+    while their parent (a grandchild of ours) is gone too, so /proc is read where it exists."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
 def run_ui(home: Path | None, port: int) -> int:
+    """Run ``dagster dev`` for this home until it exits or this process gets SIGTERM/SIGINT.
+
+    ``dagster dev`` and everything it starts (webserver, daemon, code server, the runs the daemon launches) run in
+    a process group of their own, so stopping ``placelink ui`` (Ctrl-C, ``kill``, a service manager) stops all of
+    them, and no daemon is left behind to keep launching runs against the home.
+    """
     from orchestration.runner import instance_for
 
     settings = _use_home(home)
     instance_for(settings).dispose()  # dagster.yaml in place and the writer pools created before the daemon starts
     env = {**os.environ, "DAGSTER_HOME": str(settings.dagster_home), "PLACELINK_HOME": str(settings.home)}
     console.print(f"Dagster UI: http://127.0.0.1:{port}  (DAGSTER_HOME={env['DAGSTER_HOME']}; Ctrl-C to stop)")
+
+    def _raise(signum, frame):
+        raise _Stop(signum)
+
+    previous = {sig: signal.signal(sig, _raise) for sig in (signal.SIGTERM, signal.SIGINT)}
+    proc = None
     try:
-        return subprocess.call(ui_command(home, port), cwd=ROOT, env=env)
-    except KeyboardInterrupt:
+        # its own session: Ctrl-C in the terminal reaches only this process, which stops the whole group once
+        proc = subprocess.Popen(ui_command(home, port), cwd=ROOT, env=env, start_new_session=True)
+        return proc.wait()
+    except (_Stop, KeyboardInterrupt):
         return 0
+    finally:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short (it ends in SIGKILL)
+        if proc is not None:
+            stop_process_group(proc.pid)  # also what dagster dev left behind when it exited by itself
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
