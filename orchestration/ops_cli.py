@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from rich.console import Console
@@ -26,12 +30,58 @@ def _use_home(home: Path | None) -> Settings:
     return settings
 
 
-def run_refresh(full: bool, home: Path | None, log_level: str = "WARNING") -> None:
+#: a line of captured output that is a warning: Python's ``warnings`` (``...: BetaWarning: ...``) or a logger's
+#: WARNING level (Splink, MLflow, Dagster's console log)
+WARNING_LINE = re.compile(r"\b[A-Z]\w*Warning\b|\bWARNING\b")
+
+
+@contextmanager
+def captured_output(log: Path) -> Iterator[Console]:
+    """Send everything the libraries print (file descriptors 1 and 2: warnings, logs, dbt's per-model lines, the
+    output of subprocesses) to ``log`` and yield a console on the real terminal for our own progress display.
+
+    At the descriptor level because the chatter comes from places no Python setting reaches: loggers that
+    install their own stream handler when imported mid-run (MLflow), dagster-dbt writing dbt's log to stdout,
+    C extensions."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    terminal = os.fdopen(os.dup(saved[2]), "w", buffering=1)
+    try:
+        with log.open("a", encoding="utf-8") as fh:
+            for fd in (1, 2):
+                os.dup2(fh.fileno(), fd)
+            try:
+                yield Console(file=terminal)
+            finally:
+                for stream in (sys.stdout, sys.stderr):
+                    stream.flush()
+                for fd, dup in saved.items():
+                    os.dup2(dup, fd)
+    finally:
+        for dup in saved.values():
+            os.close(dup)
+        terminal.close()
+
+
+def count_warnings(log: Path) -> int:
+    """Warning lines in a captured log (see :data:`WARNING_LINE`)."""
+    if not log.exists():
+        return 0
+    with log.open(encoding="utf-8", errors="replace") as fh:
+        return sum(1 for line in fh if WARNING_LINE.search(line))
+
+
+def run_refresh(full: bool, home: Path | None, log_level: str = "WARNING", capture_to: Path | None = None) -> None:
+    """``placelink refresh``; with ``capture_to`` (the demo) the libraries' output goes to that file, not the
+    terminal, so the terminal shows one progress display and the figures."""
     settings = _use_home(home)
     from orchestration.runner import refresh
 
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=False) as bar:
+    with (captured_output(capture_to) if capture_to else nullcontext(console)) as shown, \
+            Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                     TimeElapsedColumn(), console=shown, transient=False) as bar:
         task = bar.add_task("planning the refresh", total=None)
 
         def progress(message: str, done: int, total: int) -> None:
@@ -65,8 +115,55 @@ def run_demo(home: Path | None) -> None:
         if proc.returncode != 0:
             raise PlacelinkError("generating the synthetic county failed", where="placelink generate --scale small",
                                  fix="run `placelink generate --scale small` to see the error")
-    run_refresh(full=True, home=settings.home)
+    log = settings.logs_dir / f"demo-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.log"
+    try:
+        run_refresh(full=True, home=settings.home, capture_to=log)
+    except BaseException:
+        if log.exists():  # the libraries' own account of the failure is in it
+            console.print(f"{count_warnings(log)} warning(s) from the libraries (Dagster, Splink, MLflow, dbt) "
+                          f"captured with their other output in {log}", highlight=False, soft_wrap=True)
+        raise
+    print_summary(settings, log)
     print_where_to_look(settings)
+
+
+def demo_summary(settings: Settings, log: Path | None = None):
+    """The figures of :mod:`orchestration.lib.ops.summary` plus what lives in the Dagster instance: linkage F1
+    (metadata of ``link/person_index``, computed by matching against truth/) and each model's gate decision
+    (metadata of ``ml/<model>_training``)."""
+    import dagster as dg
+
+    from ml.features import list_models
+    from orchestration.lib.ops.summary import ModelOutcome, read_summary
+    from orchestration.runner import instance_for
+
+    summary = read_summary(settings)
+    instance = instance_for(settings)
+    try:
+        def metadata(*path: str) -> dict:
+            event = instance.get_latest_materialization_event(dg.AssetKey(list(path)))
+            return {k: v.value for k, v in event.asset_materialization.metadata.items()} if event else {}
+
+        summary.person_f1 = metadata("link", "person_index").get("person_f1")
+        summary.household_f1 = metadata("link", "household_index").get("household_f1")
+        for model in list_models():
+            meta = metadata("ml", f"{model}_training")
+            summary.models.append(ModelOutcome(
+                model, meta.get("model_version"), bool(meta.get("promoted")),
+                str(meta.get("decision") or "no training run recorded: see the asset in the Dagster UI")))
+    finally:
+        instance.dispose()
+    if log is not None and log.exists():
+        summary.captured = (count_warnings(log), str(log))
+    return summary
+
+
+def print_summary(settings: Settings, log: Path | None = None) -> None:
+    from orchestration.lib.ops.summary import render
+
+    console.print("\n[bold]what the demo did[/]")
+    for line in render(demo_summary(settings, log)):
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
 
 
 def print_where_to_look(settings: Settings) -> None:

@@ -77,3 +77,39 @@ def test_sigterm_to_placelink_ui_stops_dagster_dev_and_every_child(tmp_path):
                 pass
         ui.wait()
         log.close()
+
+
+def test_the_demo_captures_library_chatter_to_its_log_and_counts_the_warnings(tmp_path):
+    """What the libraries print during the demo (Python warnings, WARNING log lines, a subprocess's output such as
+    dbt's) lands in the log file, not on the terminal; our own console still reaches the terminal."""
+    import logging
+
+    from orchestration.ops_cli import captured_output, count_warnings
+
+    log = tmp_path / "logs" / "demo.log"
+    terminal = tmp_path / "terminal.txt"
+    with terminal.open("w") as fake_tty:
+        saved = os.dup(2)
+        os.dup2(fake_tty.fileno(), 2)  # the "terminal": descriptor 2 as the demo finds it
+        try:
+            with captured_output(log) as shown, open(2, "w", closefd=False) as stderr:
+                # pytest intercepts warnings and sys.stderr in this process: the CLI's own are the raw descriptors
+                subprocess.run([sys.executable, "-W", "always", "-c",
+                                "import warnings; warnings.warn('a beta parameter', UserWarning)"], check=True)
+                handler = logging.StreamHandler(stderr)  # a library's own handler, installed mid-run
+                logging.getLogger("splinkish").addHandler(handler)
+                try:
+                    logging.getLogger("splinkish").warning("WARNING column not observed in dataset")
+                finally:
+                    logging.getLogger("splinkish").removeHandler(handler)
+                subprocess.run([sys.executable, "-c", "print('1 of 60 OK created sql table model x')"], check=True)
+                shown.print("loading months 2024-11..2026-10")
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    captured, shown_text = log.read_text(), terminal.read_text()
+    assert "UserWarning: a beta parameter" in captured and "not observed" in captured
+    assert "1 of 60 OK created" in captured
+    assert "loading months" in shown_text
+    assert not any(s in shown_text for s in ("UserWarning", "not observed", "OK created"))
+    assert count_warnings(log) == 2
