@@ -194,3 +194,28 @@ def test_the_daemon_after_the_demo_launches_nothing_already_loaded_and_one_run_f
         assert second.run_requests[0].run_key.startswith(f"landing/police/street_crimes/{new.name}:")
     finally:
         instance.dispose()
+
+
+def test_the_demo_summary_states_the_figures_the_home_holds(demo_home):
+    """The closing summary of ``placelink demo``, checked against other sources than the ones it reads: the
+    generator's truth, the published file on disk, the matching run's metadata."""
+    from ml.features import list_models
+    from orchestration.lib.ops.summary import render
+    from orchestration.ops_cli import demo_summary
+
+    settings, _ = demo_home
+    s = demo_summary(settings)
+    records = pd.read_parquet(settings.truth / "records.parquet")
+    assert s.received == len(records) and s.loaded + s.quarantined == s.received and s.loaded > 0
+    true_persons = records["person_id"].nunique()
+    assert 0.8 * true_persons < s.persons < 1.2 * true_persons and 0 < s.households < s.persons
+    assert 0.8 < s.person_f1 <= 1 and 0 < s.household_f1 <= 1
+    published = pd.read_parquet(settings.published / "place_monthly_indicators.parquet")
+    assert s.cells == len(published) and s.suppressed == int(published["is_suppressed"].sum()) > 0
+    assert s.months == published["month"].nunique()
+    assert s.lsoas == published.loc[published["geography_level"] == "lsoa", "area_code"].nunique()
+    assert [m.name for m in s.models] == list_models() and all(m.decision for m in s.models)
+    text = "\n".join(render(s))
+    for figure in (s.received, s.loaded, s.quarantined, s.persons, s.households, s.cells, s.suppressed):
+        assert f"{figure:,}" in text
+    assert f"{s.person_f1:.3f}" in text and f"{s.lsoas:,} LSOAs x {s.months} months" in text
