@@ -170,6 +170,54 @@ def _contract_identifiers() -> dict[tuple[str, str], tuple[str, ...]]:
             for f in contracts.feeds()}
 
 
+@functools.lru_cache(maxsize=1)
+def _contract_headers() -> dict[tuple[str, str], dict[str, Any]]:
+    """Per feed, the suite header its contract decides: which asset and table, the record id and event date
+    (table column names) and the structural contract (column -> type of each column the raw table holds)."""
+    from orchestration.lib.contracts import load_contracts
+
+    try:
+        contracts = load_contracts()
+    except PlacelinkError:
+        return {}
+    headers = {}
+    for f in contracts.feeds():
+        sql = {c.name: c.sql_name for c in f.columns}
+        headers[(f.partner, f.id)] = {
+            "asset": f"raw/{f.name}", "database": "identifiable", "table": f.table,
+            "record_id": [sql.get(r, r) for r in f.record_id_columns],
+            "event_date": sql.get(f.event_date.column, f.event_date.column) if f.event_date else None,
+            # what reaches the raw table: the columns the agreement allows (free-text notes never do)
+            "columns": {c.sql_name: c.type for c in f.loaded_columns},
+        }
+    return headers
+
+
+def _with_contract_header(raw: dict, path: Path) -> dict:
+    """A feed suite's header comes from its contract (orchestration/feeds/<partner>.yml), the one place that
+    says what the feed holds: a suite file gives only what is its own (name, description, expectations). A header
+    key a suite still writes must say what the contract says, so the two cannot drift apart."""
+    if raw.get("kind") != "feed" or not raw.get("partner") or not raw.get("feed"):
+        return raw
+    header = _contract_headers().get((raw["partner"], raw["feed"]))
+    if header is None:
+        return raw  # a test suite for a feed without a contract writes its own header
+    for key, value in header.items():
+        if key not in raw:
+            continue
+        written = raw[key]
+        if key == "record_id" and isinstance(written, str):
+            written = [written]
+        if key == "columns":
+            written = {str(k): str(v) for k, v in (written or {}).items()}
+        if written != value:
+            raise PlacelinkError(
+                f"suite header '{key}' disagrees with the feed's contract", where=_where(path, key),
+                fix=f"remove '{key}:' from the suite (it is taken from the contract of {raw['partner']}/"
+                    f"{raw['feed']}), or change the contract")
+    return {**raw, **header}
+
+
 def load_suite(path: str | Path) -> SuiteSpec:
     """Read one suite file, checking what a reviewer would otherwise have to check by eye."""
     path = Path(path)
@@ -178,6 +226,7 @@ def load_suite(path: str | Path) -> SuiteSpec:
     except yaml.YAMLError as exc:
         raise PlacelinkError(f"suite is not valid YAML: {exc}", where=str(path),
                              fix="fix the YAML syntax (indentation, quoting)") from exc
+    raw = _with_contract_header(raw, path)
     for key in ("suite", "kind", "asset", "database", "table"):
         if not raw.get(key):
             raise PlacelinkError(f"suite has no '{key}'", where=str(path), fix=f"add a top-level '{key}:'")

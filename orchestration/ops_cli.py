@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from rich.console import Console
@@ -24,12 +30,58 @@ def _use_home(home: Path | None) -> Settings:
     return settings
 
 
-def run_refresh(full: bool, home: Path | None, log_level: str = "WARNING") -> None:
+#: a line of captured output that is a warning: Python's ``warnings`` (``...: BetaWarning: ...``) or a logger's
+#: WARNING level (Splink, MLflow, Dagster's console log)
+WARNING_LINE = re.compile(r"\b[A-Z]\w*Warning\b|\bWARNING\b")
+
+
+@contextmanager
+def captured_output(log: Path) -> Iterator[Console]:
+    """Send everything the libraries print (file descriptors 1 and 2: warnings, logs, dbt's per-model lines, the
+    output of subprocesses) to ``log`` and yield a console on the real terminal for our own progress display.
+
+    At the descriptor level because the chatter comes from places no Python setting reaches: loggers that
+    install their own stream handler when imported mid-run (MLflow), dagster-dbt writing dbt's log to stdout,
+    C extensions."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    terminal = os.fdopen(os.dup(saved[2]), "w", buffering=1)
+    try:
+        with log.open("a", encoding="utf-8") as fh:
+            for fd in (1, 2):
+                os.dup2(fh.fileno(), fd)
+            try:
+                yield Console(file=terminal)
+            finally:
+                for stream in (sys.stdout, sys.stderr):
+                    stream.flush()
+                for fd, dup in saved.items():
+                    os.dup2(dup, fd)
+    finally:
+        for dup in saved.values():
+            os.close(dup)
+        terminal.close()
+
+
+def count_warnings(log: Path) -> int:
+    """Warning lines in a captured log (see :data:`WARNING_LINE`)."""
+    if not log.exists():
+        return 0
+    with log.open(encoding="utf-8", errors="replace") as fh:
+        return sum(1 for line in fh if WARNING_LINE.search(line))
+
+
+def run_refresh(full: bool, home: Path | None, log_level: str = "WARNING", capture_to: Path | None = None) -> None:
+    """``placelink refresh``; with ``capture_to`` (the demo) the libraries' output goes to that file, not the
+    terminal, so the terminal shows one progress display and the figures."""
     settings = _use_home(home)
     from orchestration.runner import refresh
 
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=False) as bar:
+    with (captured_output(capture_to) if capture_to else nullcontext(console)) as shown, \
+            Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                     TimeElapsedColumn(), console=shown, transient=False) as bar:
         task = bar.add_task("planning the refresh", total=None)
 
         def progress(message: str, done: int, total: int) -> None:
@@ -63,11 +115,58 @@ def run_demo(home: Path | None) -> None:
         if proc.returncode != 0:
             raise PlacelinkError("generating the synthetic county failed", where="placelink generate --scale small",
                                  fix="run `placelink generate --scale small` to see the error")
-    run_refresh(full=True, home=settings.home)
+    log = settings.logs_dir / f"demo-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.log"
+    try:
+        run_refresh(full=True, home=settings.home, capture_to=log)
+    except BaseException:
+        if log.exists():  # the libraries' own account of the failure is in it
+            console.print(f"{count_warnings(log)} warning(s) from the libraries (Dagster, Splink, MLflow, dbt) "
+                          f"captured with their other output in {log}", highlight=False, soft_wrap=True)
+        raise
     from orchestration.projects_cli import demo_project_step
 
     demo_project_step(settings)  # the approved project through to a recorded decision (docs/governance.md)
+    print_summary(settings, log)
     print_where_to_look(settings)
+
+
+def demo_summary(settings: Settings, log: Path | None = None):
+    """The figures of :mod:`orchestration.lib.ops.summary` plus what lives in the Dagster instance: linkage F1
+    (metadata of ``link/person_index``, computed by matching against truth/) and each model's gate decision
+    (metadata of ``ml/<model>_training``)."""
+    import dagster as dg
+
+    from ml.features import list_models
+    from orchestration.lib.ops.summary import ModelOutcome, read_summary
+    from orchestration.runner import instance_for
+
+    summary = read_summary(settings)
+    instance = instance_for(settings)
+    try:
+        def metadata(*path: str) -> dict:
+            event = instance.get_latest_materialization_event(dg.AssetKey(list(path)))
+            return {k: v.value for k, v in event.asset_materialization.metadata.items()} if event else {}
+
+        summary.person_f1 = metadata("link", "person_index").get("person_f1")
+        summary.household_f1 = metadata("link", "household_index").get("household_f1")
+        for model in list_models():
+            meta = metadata("ml", f"{model}_training")
+            summary.models.append(ModelOutcome(
+                model, meta.get("model_version"), bool(meta.get("promoted")),
+                str(meta.get("decision") or "no training run recorded: see the asset in the Dagster UI")))
+    finally:
+        instance.dispose()
+    if log is not None and log.exists():
+        summary.captured = (count_warnings(log), str(log))
+    return summary
+
+
+def print_summary(settings: Settings, log: Path | None = None) -> None:
+    from orchestration.lib.ops.summary import render
+
+    console.print("\n[bold]what the demo did[/]")
+    for line in render(demo_summary(settings, log)):
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
 
 
 def print_where_to_look(settings: Settings) -> None:
@@ -90,14 +189,78 @@ def ui_command(home: Path | None, port: int) -> list[str]:
             "-h", "127.0.0.1", "-p", str(port)]
 
 
+class _Stop(Exception):
+    """SIGTERM or SIGINT reached ``placelink ui``."""
+
+
+def stop_process_group(pgid: int, grace: float = 30.0) -> None:
+    """SIGTERM every process of the group (``dagster dev`` shuts its webserver, daemon, code server and run workers
+    down on it), then SIGKILL whatever is left after ``grace`` seconds. Returns once the group is empty."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.waitpid(-pgid, os.WNOHANG)  # reap our own child so it does not linger as a zombie
+            except ChildProcessError:
+                pass
+            if not _group_alive(pgid):
+                return
+            time.sleep(0.2)
+
+
+def _group_alive(pgid: int) -> bool:
+    """A live (not zombie) process is in the group. ``os.killpg(pgid, 0)`` counts zombies, which never go away
+    while their parent (a grandchild of ours) is gone too, so /proc is read where it exists."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
 def run_ui(home: Path | None, port: int) -> int:
+    """Run ``dagster dev`` for this home until it exits or this process gets SIGTERM/SIGINT.
+
+    ``dagster dev`` and everything it starts (webserver, daemon, code server, the runs the daemon launches) run in
+    a process group of their own, so stopping ``placelink ui`` (Ctrl-C, ``kill``, a service manager) stops all of
+    them, and no daemon is left behind to keep launching runs against the home.
+    """
     from orchestration.runner import instance_for
 
     settings = _use_home(home)
     instance_for(settings).dispose()  # dagster.yaml in place and the writer pools created before the daemon starts
     env = {**os.environ, "DAGSTER_HOME": str(settings.dagster_home), "PLACELINK_HOME": str(settings.home)}
     console.print(f"Dagster UI: http://127.0.0.1:{port}  (DAGSTER_HOME={env['DAGSTER_HOME']}; Ctrl-C to stop)")
+
+    def _raise(signum, frame):
+        raise _Stop(signum)
+
+    previous = {sig: signal.signal(sig, _raise) for sig in (signal.SIGTERM, signal.SIGINT)}
+    proc = None
     try:
-        return subprocess.call(ui_command(home, port), cwd=ROOT, env=env)
-    except KeyboardInterrupt:
+        # its own session: Ctrl-C in the terminal reaches only this process, which stops the whole group once
+        proc = subprocess.Popen(ui_command(home, port), cwd=ROOT, env=env, start_new_session=True)
+        return proc.wait()
+    except (_Stop, KeyboardInterrupt):
         return 0
+    finally:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short (it ends in SIGKILL)
+        if proc is not None:
+            stop_process_group(proc.pid)  # also what dagster dev left behind when it exited by itself
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -152,3 +152,70 @@ def test_the_real_code_location_in_the_dagster_ui_shows_the_run_pipeline(demo_ho
         server.stop()
     log = (tmp_path / "dagster-dev.log").read_text()
     assert "Error loading" not in log and "Traceback" not in log, log[-3000:]
+
+
+def _daemon_tick(settings, instance, sensor_name: str, cursor: str | None = None):
+    """One evaluation of a sensor of the real code location, as the daemon of ``placelink ui`` would run it."""
+    from orchestration.runner import _load_defs
+
+    defs = _load_defs(settings)
+    sensor = defs.resolve_sensor_def(sensor_name) if hasattr(defs, "resolve_sensor_def") else next(
+        s for s in defs.sensors if s.name == sensor_name)
+    with settings.active():
+        return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+
+
+def test_the_daemon_after_the_demo_launches_nothing_already_loaded_and_one_run_for_a_new_drop(demo_home, tmp_path):
+    """``make demo`` then ``placelink ui``: the landing sensor's first tick (empty cursor) sees every drop the demo's
+    refresh loaded and requests none of them; a drop landing afterwards is requested once."""
+    import shutil
+
+    from orchestration.lib.config import get_settings
+
+    source, _ = demo_home
+    # what the sensor reads: the landing folder and the Dagster instance (a copy: other tests refresh the live home)
+    settings = get_settings(home=tmp_path / "home", env="local").ensure()
+    shutil.copytree(source.landing, settings.landing, dirs_exist_ok=True)
+    shutil.copytree(source.dagster_home, settings.dagster_home, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("*.lock"))
+    drops = [p for p in settings.landing.rglob("*") if p.is_file()]
+    instance = instance_for(settings)
+    try:
+        first = _daemon_tick(settings, instance, "landing_drop_sensor")
+        assert len(drops) > 100 and first.run_requests == []
+        newest = max(settings.landing.glob("police/street_crimes/*.*"))
+        year, month = int(newest.name[:4]), int(newest.name[5:7])
+        new_month = f"{year + month // 12}-{month % 12 + 1:02d}"
+        new = newest.with_name(f"{new_month}-02{newest.suffix}")
+        shutil.copyfile(newest, new)
+        second = _daemon_tick(settings, instance, "landing_drop_sensor", cursor=first.cursor)
+        assert [(r.partition_key, r.asset_selection) for r in second.run_requests] == [
+            (f"{new_month}-01", [dg.AssetKey(["raw", "police__street_crimes"])])]
+        assert second.run_requests[0].run_key.startswith(f"landing/police/street_crimes/{new.name}:")
+    finally:
+        instance.dispose()
+
+
+def test_the_demo_summary_states_the_figures_the_home_holds(demo_home):
+    """The closing summary of ``placelink demo``, checked against other sources than the ones it reads: the
+    generator's truth, the published file on disk, the matching run's metadata."""
+    from ml.features import list_models
+    from orchestration.lib.ops.summary import render
+    from orchestration.ops_cli import demo_summary
+
+    settings, _ = demo_home
+    s = demo_summary(settings)
+    records = pd.read_parquet(settings.truth / "records.parquet")
+    assert s.received == len(records) and s.loaded + s.quarantined == s.received and s.loaded > 0
+    true_persons = records["person_id"].nunique()
+    assert 0.8 * true_persons < s.persons < 1.2 * true_persons and 0 < s.households < s.persons
+    assert 0.8 < s.person_f1 <= 1 and 0 < s.household_f1 <= 1
+    published = pd.read_parquet(settings.published / "place_monthly_indicators.parquet")
+    assert s.cells == len(published) and s.suppressed == int(published["is_suppressed"].sum()) > 0
+    assert s.months == published["month"].nunique()
+    assert s.lsoas == published.loc[published["geography_level"] == "lsoa", "area_code"].nunique()
+    assert [m.name for m in s.models] == list_models() and all(m.decision for m in s.models)
+    text = "\n".join(render(s))
+    for figure in (s.received, s.loaded, s.quarantined, s.persons, s.households, s.cells, s.suppressed):
+        assert f"{figure:,}" in text
+    assert f"{s.person_f1:.3f}" in text and f"{s.lsoas:,} LSOAs x {s.months} months" in text

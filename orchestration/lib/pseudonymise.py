@@ -29,6 +29,7 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
+from orchestration.lib import postcodes
 from orchestration.lib.config import Settings
 from orchestration.lib.errors import PlacelinkError
 
@@ -109,17 +110,11 @@ def normalise_nhs_number(value: object, *, validate: bool = True) -> str | None:
     return digits
 
 
-_POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)([0-9][A-Z]{2})$")
-
-
 @functools.lru_cache(maxsize=1 << 18, typed=True)
 def normalise_postcode(value: object) -> str | None:
-    """``'ab12cd'``/``' AB1  2CD'`` -> ``'AB1 2CD'`` (outward, one space, inward); None if not a postcode shape."""
-    if value is None:
-        return None
-    compact = re.sub(r"[^A-Z0-9]", "", str(value).upper())
-    m = _POSTCODE.match(compact)
-    return f"{m.group(1)} {m.group(2)}" if m else None
+    """``'ab12cd'``/``' AB1  2CD'`` -> ``'AB1 2CD'`` (outward, one space, inward); None if not a postcode shape.
+    The rule is :func:`orchestration.lib.postcodes.normalise_postcode` (cached here: postcodes repeat a lot)."""
+    return postcodes.normalise_postcode(value)
 
 
 def postcode_sector(value: object) -> str | None:

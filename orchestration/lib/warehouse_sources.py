@@ -25,6 +25,7 @@ import pyarrow as pa
 from orchestration.lib.config import Settings
 from orchestration.lib.contracts import Feed, load_contracts
 from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.postcodes import postcode_sql
 from orchestration.lib.pseudonymise import Pseudonymiser, ethnicity_group, pseudonymiser
 
 IDZ = "idz"
@@ -49,9 +50,9 @@ def _q(name: str) -> str:
 
 
 def _postcode_sql(expr: str) -> str:
-    """SQL that normalises a postcode to ``AB1 2CD`` (same rule as pseudonymise.normalise_postcode)."""
-    c = f"upper(regexp_replace(CAST({expr} AS VARCHAR), '[^A-Za-z0-9]', '', 'g'))"
-    return f"CASE WHEN length({c}) BETWEEN 5 AND 7 THEN left({c}, length({c}) - 3) || ' ' || right({c}, 3) END"
+    """SQL that normalises a postcode to ``AB1 2CD``, NULL without the UK shape (the one rule,
+    :mod:`orchestration.lib.postcodes`; ``ref.postcodes`` holds only that shape, so nothing else could join)."""
+    return postcode_sql(expr)
 
 
 def attach_identifiable(con: duckdb.DuckDBPyConnection, path: Path, wait_seconds: float = 120) -> None:

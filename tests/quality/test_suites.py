@@ -93,3 +93,29 @@ def test_bad_suite_files_fail_with_where_and_fix(tmp_path):
                     "expectations:\n  - {expect: expect_column_to_be_lovely, column: a, severity: warn}\n")
     with pytest.raises(PlacelinkError, match="GX has no expectation 'expect_column_to_be_lovely'"):
         build_gx_suite(load_suite(path), {})
+
+
+def test_a_feed_suite_takes_its_header_from_the_contract_and_a_contradicting_copy_is_refused(tmp_path):
+    """The contract is the one place that says what a feed's raw table holds; a suite that restates it wrongly
+    (a column the agreement drops, another record id) is refused, naming the key and the fix."""
+    from orchestration.lib.contracts import load_contracts
+
+    feeds = {(f.partner, f.id): f for f in load_contracts().feeds()}
+    for spec in load_suites(kind="feed"):
+        feed = feeds[(spec.partner, spec.feed)]
+        assert spec.table == feed.table and spec.asset == f"raw/{feed.name}"
+        assert {k: v for k, v in spec.columns.items() if not k.startswith("_")} == {
+            c.sql_name: c.type for c in feed.loaded_columns}
+    police = load_suite(next(p for p in load_suites(kind="feed") if p.name == "police__person_records").path)
+    assert "notes" not in police.columns  # dropped at ingest: the agreement does not share it
+    header = "suite: x\nkind: feed\npartner: police\nfeed: person_records\n"
+    for wrong in ("columns: {record_ref: string, notes: string}", "record_id: person_ref", "table: raw.other"):
+        path = tmp_path / "x.yml"
+        path.write_text(header + wrong + "\nexpectations: []\n")
+        with pytest.raises(PlacelinkError) as refused:
+            load_suite(path)
+        key = wrong.split(":")[0]
+        assert f"suite header '{key}' disagrees with the feed's contract" in str(refused.value)
+        assert refused.value.where.endswith(f": {key}") and "remove" in refused.value.fix
+    path.write_text(header + "record_id: [record_ref]\nexpectations: []\n")  # a true copy is accepted
+    assert load_suite(path).record_id == ("record_ref",)

@@ -22,12 +22,23 @@ from orchestration.lib.errors import PlacelinkError
 
 GROUP = "ml"
 OWNERS = ["team:data-science"]
+
+
+def _models() -> dict[str, tuple[list[str], str]]:
+    """model -> (dbt models it reads as asset keys, predictions asset name), from each ``ml/models/<model>/model.yml``
+    (``marts`` and ``predictions_table``): the one place that says which tables a model reads. The dbt exposures
+    repeat it for the dbt docs (dbt cannot read these files); tests/ml/test_model_sources.py fails if they drift."""
+    from ml.features import list_models, load_spec
+
+    out = {}
+    for model in list_models():
+        spec = load_spec(model)
+        out[model] = ([t.replace(".", "/") for t in spec.marts], spec.predictions_table.split(".", 1)[1])
+    return out
+
+
 #: model -> (dbt models it reads, predictions asset name)
-MODELS = {
-    "household_risk": (["marts/person_monthly_events", "intermediate/int_events_joined_to_places", "marts/dim_lsoa"],
-                       "household_risk_scores"),
-    "lsoa_demand": (["marts/lsoa_monthly_indicators", "marts/dim_lsoa"], "lsoa_demand_forecasts"),
-}
+MODELS = _models()
 
 
 class MLConfig(dg.Config):

@@ -13,6 +13,7 @@ from functools import lru_cache
 import duckdb
 import pandas as pd
 
+from orchestration.lib import postcodes
 from orchestration.lib.errors import PlacelinkError
 
 #: The standard person record (DESIGN.md): record_id and source are required, the rest may be absent.
@@ -23,7 +24,7 @@ OPTIONAL_COLUMNS = (
 )
 
 #: UK postcode shape after normalising (upper case, one space before the inward code).
-UK_POSTCODE_REGEX = r"^[A-Z]{1,2}[0-9][A-Z0-9]? [0-9][A-Z]{2}$"
+UK_POSTCODE_REGEX = f"^{postcodes.OUTWARD} {postcodes.INWARD}$"
 
 
 def run(con: duckdb.DuckDBPyConnection, sql: str) -> None:
@@ -59,16 +60,11 @@ def nickname_table() -> pd.DataFrame:
 
 
 def postcode_sql(col: str) -> str:
-    """SQL normalising a postcode: upper case, no punctuation, one space before the last three characters.
+    """SQL normalising a postcode: the one rule (:mod:`orchestration.lib.postcodes`), upper case, ASCII letters and
+    digits, one space before the inward code.
 
     Foreign postcodes keep their normalised text (exact comparison still works on them)."""
-    squashed = f"regexp_replace(upper(coalesce(CAST({col} AS VARCHAR), '')), '[^A-Z0-9]', '', 'g')"
-    return (
-        f"CASE WHEN length({squashed}) = 0 THEN NULL "
-        f"WHEN regexp_matches({squashed}, '^[A-Z]{{1,2}}[0-9][A-Z0-9]?[0-9][A-Z]{{2}}$') "
-        f"THEN substr({squashed}, 1, length({squashed}) - 3) || ' ' || right({squashed}, 3) "
-        f"ELSE {squashed} END"
-    )
+    return postcodes.postcode_sql(col, keep_other=True)
 
 
 def nhs_number_sql(col: str) -> str:
