@@ -39,7 +39,9 @@ def dbt_env(settings: Settings | None = None) -> dict[str, str]:
         PERIOD_START_ENV: first.isoformat(),
         PERIOD_END_ENV: last.isoformat(),
         "PLACELINK_WAREHOUSE_DB": str(s.warehouse_db),
-        "PLACELINK_DBT_TARGET": "production" if s.env == "production" else "local",
+        "PLACELINK_DBT_TARGET": "spark" if s.engine == "spark" else "production" if s.env == "production" else "local",
+        # the Spark profile's models are Parquet tables under the home (dbt_project.yml location_root)
+        "PLACELINK_SPARK_WAREHOUSE": str(s.spark_warehouse),
         "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
         "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),
         # dbt would otherwise phone home (anonymous usage stats) and check for a new version: no internet here.

@@ -59,7 +59,7 @@ def _spark_api(con: duckdb.DuckDBPyConnection, settings: Settings):
         def register(self, table, **kwargs):
             if isinstance(table, str):
                 kwargs.setdefault("table_name", table)
-                table = spark.createDataFrame(con.execute(f"SELECT * FROM {table}").to_arrow_table())
+                table = spark.createDataFrame(con.sql(f"SELECT * FROM {table}").to_arrow_table())
             return super().register(table, **kwargs)
 
         def _setup_for_execute_sql(self, sql: str, physical_name: str) -> str:
