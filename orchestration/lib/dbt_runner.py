@@ -159,6 +159,8 @@ def run_dbt(args: Sequence[str], settings: Settings | None = None, raise_on_fail
     args = list(args)
     if args and args[0] != "parse" and "--target-path" not in args:
         args += ["--target-path", str(target_dir(s))]
+    if args and args[0] in ("build", "run", "seed", "test", "show"):
+        engine_inputs(s)
     with _environ(dbt_env(s)):
         try:
             res = dbtRunner().invoke(args)
@@ -234,10 +236,21 @@ def ensure_manifest(settings: Settings | None = None, project_dir: Path = DBT_PR
     return manifest
 
 
+def engine_inputs(settings: Settings) -> None:
+    """The engine's I/O seam before a dbt build. DuckDB: nothing, dbt reads the warehouse file. Spark
+    (``PLACELINK_ENGINE=spark``): the pseudonymised zone's tables are written as month-partitioned Parquet under
+    the home's spark-warehouse/, which dbt's on-run-start makes the sources (docs/scaling.md)."""
+    if settings.engine == "spark":
+        from orchestration.lib.spark_storage import export_zone
+
+        export_zone(settings, "pseudonymised")
+
+
 @contextlib.contextmanager
 def dbt_environment(settings: Settings | None = None, extra: dict[str, str] | None = None) -> Iterator[None]:
     """Set the variables ``profiles.yml`` reads (and ``extra``) for the duration of a block (e.g. a dagster-dbt
-    subprocess)."""
+    subprocess), after the engine's inputs are in place (:func:`engine_inputs`)."""
+    engine_inputs(settings or get_settings())
     with _environ({**dbt_env(settings), **(extra or {})}):
         yield
 

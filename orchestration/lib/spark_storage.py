@@ -83,7 +83,7 @@ def export_zone(settings: Settings, zone_name: str) -> dict[str, Path]:
 
 
 def register_zone(spark, settings: Settings, zone_name: str) -> list[str]:
-    """Make the zone's Parquet folders Spark tables (``<db>.<table>``), replacing earlier registrations."""
+    """Make the zone's Parquet folders Spark views (``<db>.<table>``), replacing earlier registrations."""
     zone = zones(settings)[zone_name]
     names = []
     for schema, database in zone.schemas.items():
@@ -93,9 +93,8 @@ def register_zone(spark, settings: Settings, zone_name: str) -> list[str]:
             continue
         for folder in sorted(p for p in base.iterdir() if p.is_dir()):
             name = f"{database}.{folder.name}"
-            spark.sql(f"DROP TABLE IF EXISTS {name}")
-            spark.sql(f"CREATE TABLE {name} USING parquet LOCATION '{folder}'")
-            if any(p.name.startswith(PARTITION_COLUMNS) for p in folder.iterdir()):
-                spark.sql(f"MSCK REPAIR TABLE {name}")  # the month folders become its partitions
+            # a view over the path (as dbt's on-run-start does for the sources): Spark discovers the month
+            # folders (partition_month=2025-03-01/) itself, no catalog partitions to keep in step
+            spark.sql(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM parquet.`{folder}`")
             names.append(name)
     return names

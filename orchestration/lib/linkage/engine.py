@@ -90,3 +90,40 @@ def spark_sql(sql: str) -> str:
         return node
 
     return tree.transform(double_literal).sql(dialect="spark", pretty=True)
+
+
+def model_for_engine(db_api, model: dict) -> dict:
+    """The saved model in the SQL dialect of ``db_api``'s engine.
+
+    A Splink model JSON carries its comparisons as SQL in the dialect it was trained on (DuckDB's
+    ``jaro_winkler_similarity("given_name_l", ...)``, ``list_intersect``; Spark's ``jaro_winkler`` from the similarity
+    jar, back-quoted names). Transpiling that SQL would guess at function names; instead the comparisons are written
+    again by Splink from the one clear-text model (:func:`person.model_settings`) in the engine's dialect, and the
+    trained parameters (lambda, every level's m and u) are copied over level by level. The two must describe the
+    same model: a comparison or level that differs (a model saved before the comparisons changed) is refused."""
+    from orchestration.lib.errors import PlacelinkError
+    from orchestration.lib.linkage import person as pm
+
+    dialect = db_api.sql_dialect.sql_dialect_str
+    if model.get("sql_dialect", dialect) == dialect:
+        return model
+    fresh = pm.model_settings().create_settings_dict(dialect)
+    saved = {c["output_column_name"]: c for c in model["comparisons"]}
+    for comparison in fresh["comparisons"]:
+        name = comparison["output_column_name"]
+        old_levels = saved.get(name, {}).get("comparison_levels", [])
+        labels = [lvl.get("label_for_charts") for lvl in comparison["comparison_levels"]]
+        if [lvl.get("label_for_charts") for lvl in old_levels] != labels:
+            raise PlacelinkError(
+                f"the saved model's comparison {name!r} differs from the code's model",
+                where=f"model JSON (sql_dialect {model.get('sql_dialect')}) -> {dialect}",
+                fix="retrain: `placelink match --full --retrain` (the comparisons changed since it was saved)")
+        for new, old in zip(comparison["comparison_levels"], old_levels, strict=True):
+            for key in ("m_probability", "u_probability"):
+                if old.get(key) is not None:
+                    new[key] = old[key]
+    for key in ("probability_two_random_records_match", "em_convergence", "max_iterations"):
+        if key in model:
+            fresh[key] = model[key]
+    fresh["sql_dialect"] = dialect
+    return fresh

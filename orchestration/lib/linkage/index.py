@@ -25,7 +25,7 @@ import duckdb
 import pandas as pd
 
 from orchestration.lib.linkage import person as pm
-from orchestration.lib.linkage.engine import splink_api, to_duckdb
+from orchestration.lib.linkage.engine import model_for_engine, splink_api, to_duckdb
 from orchestration.lib.linkage.normalise import run
 
 INDEX_COLUMNS = ["record_id", "person_id"]
@@ -202,7 +202,7 @@ def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.Dat
             model = pm.train_model(db_api, db_api.register("_strong"))
             summary["model_trained"] = True
         sdf = db_api.register("_reps", table_name="_reps_for_predict")
-        linker = pm.make_linker(db_api, sdf, model)
+        linker = pm.make_linker(db_api, sdf, model_for_engine(db_api, model))
         for col in ("given_name", "family_name"):
             # term frequencies of the whole population, not of the representatives: the scores are then
             # exactly those every duplicate would have had
