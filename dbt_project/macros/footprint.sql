@@ -87,11 +87,11 @@ per_key as (
 )
 
 select
-    cast({{ key }} as {{ dbt.type_string() }}) as {{ key }},
+    cast({{ key }} as {{ text_type() }}) as {{ key }},
     {% if key == 'household_key' %}
     cast(people_count as integer) as people_count,
     {% endif %}
-    cast(agencies_known_to as {{ dbt.type_string() }}) as agencies_known_to,
+    cast(agencies_known_to as {{ text_type() }}) as agencies_known_to,
     cast(agency_count as integer) as agency_count,
     cast(agency_count_12m as integer) as agency_count_12m,
     cast(events_total as bigint) as events_total,
@@ -102,7 +102,7 @@ select
     {% endfor %}
     cast(first_event_date as date) as first_event_date,
     cast(last_event_date as date) as last_event_date,
-    cast(latest_lsoa_code as {{ dbt.type_string() }}) as latest_lsoa_code,
+    cast(latest_lsoa_code as {{ text_type() }}) as latest_lsoa_code,
     agency_count_12m >= {{ var('multiple_needs_agencies') }} as multiple_needs_flag
 from per_key
 {%- endmacro %}

@@ -28,3 +28,9 @@
 {% macro spark__sorted_listagg(measure, separator) -%}
     array_join(array_sort(collect_list({{ measure }})), '{{ separator }}')
 {%- endmacro %}
+
+{#- The text type: varchar on DuckDB, string on Spark (Spark has no bare varchar). dbt's own cross-database macro,
+    wrapped so sqlfluff's templater (lint/crossdb_stubs.sql) can render the models. -#}
+{% macro text_type() -%}
+    {{ dbt.type_string() }}
+{%- endmacro %}

@@ -41,9 +41,9 @@ crimes as (
         crimes.event_date,
         crimes.event_month,
         crimes.partition_month,
-        cast(null as {{ dbt.type_string() }}) as sex,
-        cast(null as {{ dbt.type_string() }}) as age_band,
-        cast(null as {{ dbt.type_string() }}) as ethnicity_group
+        cast(null as {{ text_type() }}) as sex,
+        cast(null as {{ text_type() }}) as age_band,
+        cast(null as {{ text_type() }}) as ethnicity_group
     from {{ ref('stg_police__street_crimes') }} as crimes
     left join {{ ref('crime_type_groups') }} as groups
         on crimes.crime_type = groups.crime_type

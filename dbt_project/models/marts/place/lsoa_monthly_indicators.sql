@@ -77,14 +77,14 @@ joined as (
 )
 
 select
-    cast(lsoa_code as {{ dbt.type_string() }}) as lsoa_code,
+    cast(lsoa_code as {{ text_type() }}) as lsoa_code,
     cast(month as date) as month,
-    cast(indicator as {{ dbt.type_string() }}) as indicator,
+    cast(indicator as {{ text_type() }}) as indicator,
     cast(event_count as bigint) as event_count,
     cast(population as integer) as population,
     cast({{ rate_per_1000('event_count', 'population') }} as double) as rate_per_1000,
-    cast(msoa_code as {{ dbt.type_string() }}) as msoa_code,
-    cast(ward_code as {{ dbt.type_string() }}) as ward_code,
-    cast(district_code as {{ dbt.type_string() }}) as district_code,
+    cast(msoa_code as {{ text_type() }}) as msoa_code,
+    cast(ward_code as {{ text_type() }}) as ward_code,
+    cast(district_code as {{ text_type() }}) as district_code,
     cast(imd_decile as integer) as imd_decile
 from joined

@@ -54,10 +54,10 @@ rated as (
 )
 
 select
-    cast(rated.lsoa_code as {{ dbt.type_string() }}) as lsoa_code,
-    cast(rated.indicator as {{ dbt.type_string() }}) as indicator,
-    cast(lsoas.lsoa_name as {{ dbt.type_string() }}) as lsoa_name,
-    cast(rated.district_code as {{ dbt.type_string() }}) as district_code,
+    cast(rated.lsoa_code as {{ text_type() }}) as lsoa_code,
+    cast(rated.indicator as {{ text_type() }}) as indicator,
+    cast(lsoas.lsoa_name as {{ text_type() }}) as lsoa_name,
+    cast(rated.district_code as {{ text_type() }}) as district_code,
     cast(lsoas.imd_decile as integer) as imd_decile,
     cast(rated.events_12m as bigint) as events_12m,
     cast(rated.rate_per_1000_12m as double) as rate_per_1000_12m,
