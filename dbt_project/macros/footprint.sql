@@ -63,10 +63,10 @@ per_key as (
 
     select
         per_agency.{{ key }},
+        {{ sorted_listagg('agency', ', ') }} as agencies_known_to,
         {% if key == 'household_key' %}
         max(people.people_count) as people_count,
         {% endif %}
-        {{ sorted_listagg('agency', ', ') }} as agencies_known_to,
         count(agency) as agency_count,
         sum(case when agency is not null and events_12m > 0 then 1 else 0 end) as agency_count_12m,
         sum(events_total) as events_total,
