@@ -9,3 +9,5 @@
 {% macro text_type() -%}varchar{%- endmacro %}
 {% macro arg_max(value, by) -%}arg_max({{ value }}, {{ by }}){%- endmacro %}
 {% macro sorted_listagg(measure, separator) -%}string_agg({{ measure }}, '{{ separator }}' order by {{ measure }}){%- endmacro %}
+{% macro replace_months_strategy() -%}{{ return('delete+insert') }}{%- endmacro %}
+{% macro month_partitions(column) -%}{{ return(none) }}{%- endmacro %}

@@ -34,3 +34,22 @@
 {% macro text_type() -%}
     {{ dbt.type_string() }}
 {%- endmacro %}
+
+{#- Incremental models rebuild whole months: DuckDB deletes the months in the new rows and inserts them
+    (delete+insert on unique_key); Spark overwrites those months' partitions (insert_overwrite, dynamic partition
+    overwrite), so the table is partitioned by the month there. Used in the models' config(). -#}
+{% macro replace_months_strategy() -%}
+    {{ return(adapter.dispatch('replace_months_strategy', 'placelink')()) }}
+{%- endmacro %}
+
+{% macro default__replace_months_strategy() -%}
+    {{ return('delete+insert') }}
+{%- endmacro %}
+
+{% macro spark__replace_months_strategy() -%}
+    {{ return('insert_overwrite') }}
+{%- endmacro %}
+
+{% macro month_partitions(column) -%}
+    {{ return([column] if target.type == 'spark' else none) }}
+{%- endmacro %}

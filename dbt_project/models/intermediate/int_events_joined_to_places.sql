@@ -7,7 +7,8 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
+        incremental_strategy=replace_months_strategy(),
+        partition_by=month_partitions('event_month'),
         unique_key='event_month',
         on_schema_change='append_new_columns',
     )

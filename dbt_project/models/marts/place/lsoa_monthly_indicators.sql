@@ -3,7 +3,8 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
+        incremental_strategy=replace_months_strategy(),
+        partition_by=month_partitions('month'),
         unique_key='month',
         on_schema_change='fail',
     )
