@@ -138,6 +138,9 @@ def spark_session(settings: Settings | None = None):
                .config("spark.sql.warehouse.dir", str(settings.spark_warehouse))
                .config("spark.sql.catalogImplementation", "in-memory")
                .config("spark.sql.session.timeZone", "UTC")
+               # the in-memory catalog forgets dbt's tables when the process ends but their Parquet folders stay:
+               # a later build re-creates each table over its own folder (a persistent metastore avoids this)
+               .config("spark.sql.legacy.allowNonEmptyLocationInCTAS", "true")
                # shared machines: no UI port to collide on; the driver on loopback in local mode
                .config("spark.ui.enabled", "false")
                .config("spark.ui.showConsoleProgress", "false"))
