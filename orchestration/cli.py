@@ -50,7 +50,11 @@ def where(home: HomeOption = None) -> None:
         ("data quality docs", s.quality_dir),
         ("Dagster home", s.dagster_home),
         ("MLflow tracking URI", s.mlflow_tracking_uri),
+        ("engine (PLACELINK_ENGINE)", s.engine),
     ]
+    if s.engine == "spark":
+        rows += [("Spark master", s.spark_master), ("Spark identifiable tables", s.spark_identifiable),
+                 ("Spark warehouse (pseudonymised)", s.spark_warehouse)]
     for label, value in rows:
         typer.echo(f"{label:36} {value}")
 

@@ -5,3 +5,9 @@
 {% macro year_start(date_expr) -%}date_trunc('year', {{ date_expr }}){%- endmacro %}
 {#- macros/period.sql reads the platform's period from the environment (dbt's env_var, unknown to the templater) -#}
 {% macro period_bound(name) -%}{{ '2024-01-01' if name == 'start' else '2026-12-01' }}{%- endmacro %}
+{#- macros_crossdb/aggregates.sql, DuckDB renderings -#}
+{% macro text_type() -%}varchar{%- endmacro %}
+{% macro arg_max(value, by) -%}arg_max({{ value }}, {{ by }}){%- endmacro %}
+{% macro sorted_listagg(measure, separator) -%}string_agg({{ measure }}, '{{ separator }}' order by {{ measure }}){%- endmacro %}
+{% macro replace_months_strategy() -%}{{ return('delete+insert') }}{%- endmacro %}
+{% macro month_partitions(column) -%}{{ return(none) }}{%- endmacro %}

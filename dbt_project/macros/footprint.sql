@@ -42,7 +42,7 @@ per_agency as (
         min(event_date) as first_event_date,
         max(event_date) as last_event_date,
         -- arg_max skips NULL LSOAs: the latest event that has one, so stage two ranks on its date
-        arg_max(lsoa_code, event_date) as latest_lsoa_code,
+        {{ arg_max('lsoa_code', 'event_date') }} as latest_lsoa_code,
         max(case when lsoa_code is not null then event_date end) as latest_located_date
     from flagged
     group by {{ key }}, agency
@@ -63,10 +63,10 @@ per_key as (
 
     select
         per_agency.{{ key }},
+        {{ sorted_listagg('agency', ', ') }} as agencies_known_to,
         {% if key == 'household_key' %}
         max(people.people_count) as people_count,
         {% endif %}
-        string_agg(agency, ', ' order by agency) as agencies_known_to,
         count(agency) as agency_count,
         sum(case when agency is not null and events_12m > 0 then 1 else 0 end) as agency_count_12m,
         sum(events_total) as events_total,
@@ -77,7 +77,7 @@ per_key as (
         {% endfor %}
         min(first_event_date) as first_event_date,
         max(last_event_date) as last_event_date,
-        arg_max(latest_lsoa_code, latest_located_date) as latest_lsoa_code
+        {{ arg_max('latest_lsoa_code', 'latest_located_date') }} as latest_lsoa_code
     from per_agency
     {% if key == 'household_key' %}
     left join people on people.household_key = per_agency.household_key
@@ -87,11 +87,11 @@ per_key as (
 )
 
 select
-    cast({{ key }} as varchar) as {{ key }},
+    cast({{ key }} as {{ text_type() }}) as {{ key }},
     {% if key == 'household_key' %}
     cast(people_count as integer) as people_count,
     {% endif %}
-    cast(agencies_known_to as varchar) as agencies_known_to,
+    cast(agencies_known_to as {{ text_type() }}) as agencies_known_to,
     cast(agency_count as integer) as agency_count,
     cast(agency_count_12m as integer) as agency_count_12m,
     cast(events_total as bigint) as events_total,
@@ -102,7 +102,7 @@ select
     {% endfor %}
     cast(first_event_date as date) as first_event_date,
     cast(last_event_date as date) as last_event_date,
-    cast(latest_lsoa_code as varchar) as latest_lsoa_code,
+    cast(latest_lsoa_code as {{ text_type() }}) as latest_lsoa_code,
     agency_count_12m >= {{ var('multiple_needs_agencies') }} as multiple_needs_flag
 from per_key
 {%- endmacro %}

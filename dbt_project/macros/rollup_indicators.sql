@@ -29,14 +29,14 @@ summed as (
 )
 
 select
-    cast(summed.{{ level }}_code as varchar) as {{ level }}_code,
+    cast(summed.{{ level }}_code as {{ text_type() }}) as {{ level }}_code,
     cast(summed.month as date) as month,
-    cast(summed.indicator as varchar) as indicator,
+    cast(summed.indicator as {{ text_type() }}) as indicator,
     cast(summed.event_count as bigint) as event_count,
     cast(summed.population as integer) as population,
     cast({{ rate_per_1000('summed.event_count', 'summed.population') }} as double) as rate_per_1000,
     {%- if level != 'district' %}
-    cast(areas.district_code as varchar) as district_code,
+    cast(areas.district_code as {{ text_type() }}) as district_code,
     {%- endif %}
     cast(areas.imd_decile as integer) as imd_decile
 from summed

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,14 @@ from typing import Literal
 
 Environment = Literal["local", "production"]
 ENVIRONMENTS: tuple[str, ...] = ("local", "production")
+#: Which engine does the heavy lifting (``PLACELINK_ENGINE``): DuckDB on one machine, or Apache Spark when one
+#: machine is not enough (docs/scaling.md). The orchestration, the model JSON and the dbt models are the same.
+Engine = Literal["duckdb", "spark"]
+ENGINES: tuple[str, ...] = ("duckdb", "spark")
+#: Spark defaults for this machine class: local mode on two cores with a modest driver (docs/scaling.md says
+#: what a cluster sets instead).
+DEFAULT_SPARK_MASTER = "local[2]"
+DEFAULT_SPARK_DRIVER_MEMORY = "2g"
 
 #: First month of the monthly partitions every feed shares.
 PARTITION_START = "2024-01-01"
@@ -59,6 +68,12 @@ class Settings:
     home: Path
     #: a query through ``roles.connect`` is interrupted after this many seconds (``PLACELINK_QUERY_TIMEOUT_S``)
     query_timeout_s: float = DEFAULT_QUERY_TIMEOUT_S
+    #: ``duckdb`` (default) or ``spark`` (``PLACELINK_ENGINE``)
+    engine: Engine = "duckdb"
+    #: Spark master URL (``PLACELINK_SPARK_MASTER``): ``local[2]``, ``spark://host:7077``, ``k8s://https://...``
+    spark_master: str = DEFAULT_SPARK_MASTER
+    #: ``spark.driver.memory`` (``PLACELINK_SPARK_DRIVER_MEMORY``)
+    spark_driver_memory: str = DEFAULT_SPARK_DRIVER_MEMORY
 
     # --- zones -----------------------------------------------------------------------------
     @property
@@ -97,6 +112,19 @@ class Settings:
     def published(self) -> Path:
         """Disclosure-controlled outputs for partners and the public."""
         return self.home / "published"
+
+    # --- the Spark profile's storage (docs/scaling.md) ------------------------------------------
+    @property
+    def spark_identifiable(self) -> Path:
+        """Identifiable zone tables as Parquet (Spark catalog ``idz``): inside the zone's owner-only folder.
+        Spark's checkpoints and spill hold identifiers too, so they live here as well."""
+        return self.identifiable_dir / "spark"
+
+    @property
+    def spark_warehouse(self) -> Path:
+        """Pseudonymised zone tables as Parquet (Spark's ``spark.sql.warehouse.dir``; dbt-spark builds here).
+        A separate location from :attr:`spark_identifiable`: an analyst's Spark session is given this one only."""
+        return self.home / "spark-warehouse"
 
     # --- services --------------------------------------------------------------------------
     @property
@@ -175,8 +203,9 @@ class Settings:
     def active(self) -> Iterator[Settings]:
         """Make these the settings :func:`get_settings` resolves (``PLACELINK_HOME``/``PLACELINK_ENV``) for the
         block, so code that asks for the settings at run time (Dagster assets run in process) sees this home."""
-        saved = {k: os.environ.get(k) for k in ("PLACELINK_HOME", "PLACELINK_ENV")}
+        saved = {k: os.environ.get(k) for k in ("PLACELINK_HOME", "PLACELINK_ENV", "PLACELINK_ENGINE")}
         os.environ["PLACELINK_HOME"], os.environ["PLACELINK_ENV"] = str(self.home), self.env
+        os.environ["PLACELINK_ENGINE"] = self.engine
         try:
             yield self
         finally:
@@ -187,13 +216,26 @@ class Settings:
                     os.environ[k] = v
 
 
-def get_settings(home: str | os.PathLike | None = None, env: str | None = None) -> Settings:
-    """Resolve the environment and home folder.
+def get_settings(home: str | os.PathLike | None = None, env: str | None = None,
+                 engine: str | None = None) -> Settings:
+    """Resolve the environment, home folder and engine.
 
     Args:
         home: overrides ``PLACELINK_HOME`` (default ``./.placelink``).
         env: overrides ``PLACELINK_ENV`` (``local`` by default, or ``production``).
+        engine: overrides ``PLACELINK_ENGINE`` (``duckdb`` by default, or ``spark``).
     """
+    engine_value = (engine or os.environ.get("PLACELINK_ENGINE") or "duckdb").strip().lower()
+    if engine_value not in ENGINES:
+        raise ConfigError(
+            f"PLACELINK_ENGINE={engine_value!r} is not a known engine; use one of {', '.join(ENGINES)} "
+            "(spark also needs `uv sync --extra spark` and Java 17+, docs/scaling.md)"
+        )
+    spark_master = (os.environ.get("PLACELINK_SPARK_MASTER") or DEFAULT_SPARK_MASTER).strip()
+    spark_memory = (os.environ.get("PLACELINK_SPARK_DRIVER_MEMORY") or DEFAULT_SPARK_DRIVER_MEMORY).strip()
+    if not re.fullmatch(r"[0-9]+[kmgt]?", spark_memory.lower()):
+        raise ConfigError(f"PLACELINK_SPARK_DRIVER_MEMORY={spark_memory!r} is not a JVM memory size; "
+                          "write e.g. 2g or 512m")
     env_value = (env or os.environ.get("PLACELINK_ENV") or "local").strip().lower()
     if env_value not in ENVIRONMENTS:
         raise ConfigError(
@@ -208,4 +250,5 @@ def get_settings(home: str | os.PathLike | None = None, env: str | None = None) 
     if not 0 < timeout_s < float("inf"):
         raise ConfigError(f"PLACELINK_QUERY_TIMEOUT_S={timeout!r} is not a positive number of seconds")
     return Settings(env=env_value, home=Path(home_value).expanduser().resolve(),  # type: ignore[arg-type]
-                    query_timeout_s=timeout_s)
+                    query_timeout_s=timeout_s, engine=engine_value,  # type: ignore[arg-type]
+                    spark_master=spark_master, spark_driver_memory=spark_memory)

@@ -39,7 +39,9 @@ def dbt_env(settings: Settings | None = None) -> dict[str, str]:
         PERIOD_START_ENV: first.isoformat(),
         PERIOD_END_ENV: last.isoformat(),
         "PLACELINK_WAREHOUSE_DB": str(s.warehouse_db),
-        "PLACELINK_DBT_TARGET": "production" if s.env == "production" else "local",
+        "PLACELINK_DBT_TARGET": "spark" if s.engine == "spark" else "production" if s.env == "production" else "local",
+        # the Spark profile's models are Parquet tables under the home (dbt_project.yml location_root)
+        "PLACELINK_SPARK_WAREHOUSE": str(s.spark_warehouse),
         "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
         "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),
         # dbt would otherwise phone home (anonymous usage stats) and check for a new version: no internet here.
@@ -157,6 +159,8 @@ def run_dbt(args: Sequence[str], settings: Settings | None = None, raise_on_fail
     args = list(args)
     if args and args[0] != "parse" and "--target-path" not in args:
         args += ["--target-path", str(target_dir(s))]
+    if args and args[0] in ("build", "run", "seed", "test", "show"):
+        engine_inputs(s)
     with _environ(dbt_env(s)):
         try:
             res = dbtRunner().invoke(args)
@@ -232,10 +236,21 @@ def ensure_manifest(settings: Settings | None = None, project_dir: Path = DBT_PR
     return manifest
 
 
+def engine_inputs(settings: Settings) -> None:
+    """The engine's I/O seam before a dbt build. DuckDB: nothing, dbt reads the warehouse file. Spark
+    (``PLACELINK_ENGINE=spark``): the pseudonymised zone's tables are written as month-partitioned Parquet under
+    the home's spark-warehouse/, which dbt's on-run-start makes the sources (docs/scaling.md)."""
+    if settings.engine == "spark":
+        from orchestration.lib.spark_storage import export_zone
+
+        export_zone(settings, "pseudonymised")
+
+
 @contextlib.contextmanager
 def dbt_environment(settings: Settings | None = None, extra: dict[str, str] | None = None) -> Iterator[None]:
     """Set the variables ``profiles.yml`` reads (and ``extra``) for the duration of a block (e.g. a dagster-dbt
-    subprocess)."""
+    subprocess), after the engine's inputs are in place (:func:`engine_inputs`)."""
+    engine_inputs(settings or get_settings())
     with _environ({**dbt_env(settings), **(extra or {})}):
         yield
 

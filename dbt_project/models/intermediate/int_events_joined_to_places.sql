@@ -7,7 +7,8 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
+        incremental_strategy=replace_months_strategy(),
+        partition_by=month_partitions('event_month'),
         unique_key='event_month',
         on_schema_change='append_new_columns',
     )
@@ -41,9 +42,9 @@ crimes as (
         crimes.event_date,
         crimes.event_month,
         crimes.partition_month,
-        cast(null as varchar) as sex,
-        cast(null as varchar) as age_band,
-        cast(null as varchar) as ethnicity_group
+        cast(null as {{ text_type() }}) as sex,
+        cast(null as {{ text_type() }}) as age_band,
+        cast(null as {{ text_type() }}) as ethnicity_group
     from {{ ref('stg_police__street_crimes') }} as crimes
     left join {{ ref('crime_type_groups') }} as groups
         on crimes.crime_type = groups.crime_type

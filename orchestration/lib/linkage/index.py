@@ -25,6 +25,7 @@ import duckdb
 import pandas as pd
 
 from orchestration.lib.linkage import person as pm
+from orchestration.lib.linkage.engine import model_for_engine, splink_api, to_duckdb
 from orchestration.lib.linkage.normalise import run
 
 INDEX_COLUMNS = ["record_id", "person_id"]
@@ -77,7 +78,7 @@ def _edges(con, db_api, linker, mode: str, decisions: pd.DataFrame | None, score
                                             (SELECT record_id FROM _prev))"""
     elif mode == "full":
         pred = linker.inference.predict(threshold_match_probability=pm.REVIEW_BAND[0], warning_mode="never")
-        run(con, f"CREATE OR REPLACE TEMP TABLE _pred AS SELECT * FROM {pred.physical_name}")
+        to_duckdb(con, db_api, pred, "_pred")
         nhs_sql = pm.deterministic_nhs_edges_sql("_strong")
     else:
         old = db_api.register("_strong_old")
@@ -86,8 +87,10 @@ def _edges(con, db_api, linker, mode: str, decisions: pd.DataFrame | None, score
                                                    warning_mode="never")
         within = linker.inference.predict_within(new, threshold_match_probability=pm.REVIEW_BAND[0],
                                                  warning_mode="never")
-        run(con, f"CREATE OR REPLACE TEMP TABLE _pred AS SELECT * FROM {between.physical_name} "
-                    f"UNION ALL BY NAME SELECT * FROM {within.physical_name}")
+        to_duckdb(con, db_api, between, "_pred_between")
+        to_duckdb(con, db_api, within, "_pred_within")
+        run(con, "CREATE OR REPLACE TEMP TABLE _pred AS SELECT * FROM _pred_between "
+                 "UNION ALL BY NAME SELECT * FROM _pred_within")
         nhs_sql = f"""SELECT * FROM ({pm.deterministic_nhs_edges_sql('_strong')})
                       WHERE unique_id_l NOT IN (SELECT record_id FROM _prev)
                          OR unique_id_r NOT IN (SELECT record_id FROM _prev)"""
@@ -170,8 +173,6 @@ def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.Dat
         full: re-link everything (otherwise only records not in ``previous`` are linked).
         decisions: clerical decisions ``record_id_l, record_id_r, decision (match|non_match)``.
     """
-    from splink import DuckDBAPI
-
     if isinstance(previous, str):
         run(con, f"""CREATE OR REPLACE TEMP TABLE _prev AS SELECT CAST(record_id AS VARCHAR) AS record_id,
                      CAST(person_id AS VARCHAR) AS person_id FROM {previous}""")
@@ -186,7 +187,7 @@ def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.Dat
     mode = "full" if (full or n_prev == 0) else "incremental"
     run(con, f"CREATE OR REPLACE TEMP TABLE _strong AS SELECT * FROM {prepared} WHERE NOT weak_identifiers")
     n_strong = con.execute("SELECT count(*) FROM _strong").fetchall()[0][0]
-    db_api = DuckDBAPI(con)
+    db_api = splink_api(con)  # DuckDB on this connection, or Spark (PLACELINK_ENGINE): engine.py
     summary: dict = {"mode": mode, "records": n_total, "weak_identifier_records": n_total - n_strong}
     review = pd.DataFrame()
     n_new_strong = n_strong if mode == "full" else con.execute(
@@ -201,7 +202,7 @@ def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.Dat
             model = pm.train_model(db_api, db_api.register("_strong"))
             summary["model_trained"] = True
         sdf = db_api.register("_reps", table_name="_reps_for_predict")
-        linker = pm.make_linker(db_api, sdf, model)
+        linker = pm.make_linker(db_api, sdf, model_for_engine(db_api, model))
         for col in ("given_name", "family_name"):
             # term frequencies of the whole population, not of the representatives: the scores are then
             # exactly those every duplicate would have had

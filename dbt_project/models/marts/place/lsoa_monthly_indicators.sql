@@ -3,7 +3,8 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
+        incremental_strategy=replace_months_strategy(),
+        partition_by=month_partitions('month'),
         unique_key='month',
         on_schema_change='fail',
     )
@@ -77,14 +78,14 @@ joined as (
 )
 
 select
-    cast(lsoa_code as varchar) as lsoa_code,
+    cast(lsoa_code as {{ text_type() }}) as lsoa_code,
     cast(month as date) as month,
-    cast(indicator as varchar) as indicator,
+    cast(indicator as {{ text_type() }}) as indicator,
     cast(event_count as bigint) as event_count,
     cast(population as integer) as population,
     cast({{ rate_per_1000('event_count', 'population') }} as double) as rate_per_1000,
-    cast(msoa_code as varchar) as msoa_code,
-    cast(ward_code as varchar) as ward_code,
-    cast(district_code as varchar) as district_code,
+    cast(msoa_code as {{ text_type() }}) as msoa_code,
+    cast(ward_code as {{ text_type() }}) as ward_code,
+    cast(district_code as {{ text_type() }}) as district_code,
     cast(imd_decile as integer) as imd_decile
 from joined

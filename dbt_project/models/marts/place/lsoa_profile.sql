@@ -54,10 +54,10 @@ rated as (
 )
 
 select
-    cast(rated.lsoa_code as varchar) as lsoa_code,
-    cast(rated.indicator as varchar) as indicator,
-    cast(lsoas.lsoa_name as varchar) as lsoa_name,
-    cast(rated.district_code as varchar) as district_code,
+    cast(rated.lsoa_code as {{ text_type() }}) as lsoa_code,
+    cast(rated.indicator as {{ text_type() }}) as indicator,
+    cast(lsoas.lsoa_name as {{ text_type() }}) as lsoa_name,
+    cast(rated.district_code as {{ text_type() }}) as district_code,
     cast(lsoas.imd_decile as integer) as imd_decile,
     cast(rated.events_12m as bigint) as events_12m,
     cast(rated.rate_per_1000_12m as double) as rate_per_1000_12m,

@@ -66,7 +66,7 @@ county as (
     select
         'county' as geography_level,
         'county' as area_code,
-        cast(null as varchar) as district_code,
+        cast(null as {{ text_type() }}) as district_code,
         month,
         indicator,
         sum(event_count) as event_count,

@@ -25,7 +25,7 @@ renamed as (
         age_band,
         ethnicity_group,
         -- attendance (one row per pupil per term month)
-        cast(school_urn as varchar) as school_urn,
+        cast(school_urn as {{ text_type() }}) as school_urn,
         cast(sessions_possible as integer) as sessions_possible,
         cast(sessions_missed_authorised as integer) as sessions_missed_authorised,
         cast(sessions_missed_unauthorised as integer) as sessions_missed_unauthorised,

@@ -11,8 +11,8 @@ renamed as (
     select
         -- keys
         record_key,
-        cast(null as varchar) as person_key,
-        cast(null as varchar) as household_key,
+        cast(null as {{ text_type() }}) as person_key,
+        cast(null as {{ text_type() }}) as household_key,
         cast(uprn as bigint) as uprn,
         lsoa_code,
         -- dates
