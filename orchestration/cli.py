@@ -347,6 +347,11 @@ from orchestration.dbt_cli import register as _register_dbt  # noqa: E402
 
 _register_dbt(app)
 
+# pictures (atlas, docs): orchestration/docs_cli.py
+from orchestration.docs_cli import register as _register_docs  # noqa: E402
+
+_register_docs(app)
+
 
 def main() -> None:
     """Console-script entry point: run the app, turning known errors into one line plus the fix.

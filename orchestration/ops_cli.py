@@ -64,7 +64,16 @@ def run_demo(home: Path | None) -> None:
             raise PlacelinkError("generating the synthetic county failed", where="placelink generate --scale small",
                                  fix="run `placelink generate --scale small` to see the error")
     run_refresh(full=True, home=settings.home)
+    write_readme_pictures(settings)
     print_where_to_look(settings)
+
+
+def write_readme_pictures(settings: Settings) -> None:
+    """The README's map and chart are the demo's own (docs/images/atlas-*.svg): drawn again from this run."""
+    from orchestration.lib.atlas import build_atlas
+
+    if (settings.published / "place_monthly_indicators.parquet").exists():
+        build_atlas(settings, readme_images=ROOT / "docs" / "images")
 
 
 def print_where_to_look(settings: Settings) -> None:
@@ -74,6 +83,7 @@ def print_where_to_look(settings: Settings) -> None:
         ("MLflow (models, ethics records)", "placelink mlflow-ui"),
         ("published outputs", str(settings.published)),
         ("data quality docs", str(settings.quality_dir)),
+        ("atlas, quality and dbt docs", "placelink docs -> http://127.0.0.1:8090"),
         ("alerts of failed runs", str(settings.logs_dir / "alerts.log")),
     ]
     console.print("\n[bold]where to look[/]")

@@ -241,8 +241,10 @@ def dbt_environment(settings: Settings | None = None, extra: dict[str, str] | No
 
 
 def docs_generate(settings: Settings | None = None) -> Path:
-    """``dbt docs generate`` against the warehouse; returns the folder holding ``index.html``."""
-    run_dbt(build_args("docs generate"), settings)
+    """``dbt docs generate --static`` against the warehouse; returns the folder holding ``index.html`` and
+    ``static_index.html`` (the manifest and catalog inlined: one file any static server, or ``placelink docs``,
+    can serve)."""
+    run_dbt(build_args("docs generate", extra=["--static"]), settings)
     return target_dir(settings)
 
 
