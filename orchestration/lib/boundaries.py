@@ -94,12 +94,13 @@ def _chain(edges: list[tuple[int, int]]) -> list[list[int]]:
     return rings
 
 
-def dissolve_cells(points: np.ndarray, labels: np.ndarray) -> dict[int, list[np.ndarray]]:
+def dissolve_cells(points: np.ndarray, labels: np.ndarray | list[np.ndarray]):
     """Voronoi cells of ``points`` unioned by ``labels`` (ints >= 0) -> rings per label.
 
     A ring of sentinel points (label -1) around the points bounds every real cell, so the outline lies about
     :data:`MARGIN_M` beyond the outermost point; the sentinels' own cells are dropped. Exteriors come out
-    anticlockwise and holes clockwise, as GeoJSON wants.
+    anticlockwise and holes clockwise, as GeoJSON wants. ``labels`` may be a list of labellings (one per level):
+    the diagram is built once and dissolved for each, and a list of results comes back.
     """
     from scipy.spatial import Voronoi
 
@@ -112,8 +113,13 @@ def dissolve_cells(points: np.ndarray, labels: np.ndarray) -> dict[int, list[np.
     sentinels = np.concatenate([np.c_[xs, np.full_like(xs, lo[1])], np.c_[xs, np.full_like(xs, hi[1])],
                                 np.c_[np.full_like(ys, lo[0]), ys], np.c_[np.full_like(ys, hi[0]), ys]])
     allpts = np.concatenate([points, sentinels])
-    lab = np.concatenate([labels, np.full(len(sentinels), -1)])
     vor = Voronoi(allpts)
+    if isinstance(labels, list):
+        return [_dissolve(vor, allpts, np.concatenate([lab, np.full(len(sentinels), -1)])) for lab in labels]
+    return _dissolve(vor, allpts, np.concatenate([labels, np.full(len(sentinels), -1)]))
+
+
+def _dissolve(vor, allpts: np.ndarray, lab: np.ndarray) -> dict[int, list[np.ndarray]]:
     rp = vor.ridge_points
     rv = np.array(vor.ridge_vertices)
     la, lb = lab[rp[:, 0]], lab[rp[:, 1]]
@@ -185,7 +191,7 @@ def write_synthetic_boundaries(reference: Path) -> list[Path]:
     index = {c: i for i, c in enumerate(codes)}
     lsoa_of = pts["lsoa_code"].map(index).to_numpy()
     xy = pts[["easting", "northing"]].to_numpy(float)
-    written = []
+    levels = []
     for level in LEVELS:
         column = f"{level}_code"
         if level == "lsoa":
@@ -196,7 +202,10 @@ def write_synthetic_boundaries(reference: Path) -> list[Path]:
             names = dict(zip(table[column], table[f"{level}_name"], strict=True))
             pos = {c: i for i, c in enumerate(level_codes)}
             labels = lsoas[column].map(pos).to_numpy()[lsoa_of]
-        rings = dissolve_cells(xy, labels.astype(np.int64))
+        levels.append((level, level_codes, names, labels.astype(np.int64)))
+    dissolved = dissolve_cells(xy, [labels for *_, labels in levels])  # one Voronoi diagram for every level
+    written = []
+    for (level, level_codes, names, _), rings in zip(levels, dissolved, strict=True):
         path = boundary_file(reference, level)
         path.write_text(json.dumps(_feature_collection(level, level_codes, names, rings), separators=(",", ":")))
         written.append(path)
