@@ -229,7 +229,7 @@ def line_chart(series: dict[str, pd.Series], months: list, title: str, ymax: flo
                colours: tuple[str, ...] = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"),
                css_class: str = "trend") -> str:
     """A small line chart; NaN values are gaps. ``suppressed`` (bool per month) marks withheld months below."""
-    legend_rows = math.ceil(len(series) / 3) if len(series) > 1 else 0
+    legend_rows = math.ceil(len(series) / 2) if len(series) > 1 else 0
     left, right, top, bottom = 34, 8, 22 + 11 * legend_rows, 22
     height += 11 * legend_rows
     w, h = width - left - right, height - top - bottom
@@ -277,9 +277,9 @@ def line_chart(series: dict[str, pd.Series], months: list, title: str, ymax: flo
                            f'fill="#888"><title>{_esc(m)}: suppressed</title></rect>')
     if len(series) > 1:
         for k, name in enumerate(series):
-            x, y = left + 80 * (k % 3), 26 + 11 * (k // 3)
+            x, y = left + (w // 2) * (k % 2), 26 + 11 * (k // 2)
             out.append(f'<rect x="{x}" y="{y - 6}" width="8" height="3" fill="{colours[k % len(colours)]}"/>'
-                       f'<text x="{x + 11}" y="{y}" font-size="9">{_esc(str(name)[:15])}</text>')
+                       f'<text x="{x + 11}" y="{y}" font-size="9">{_esc(str(name)[:22])}</text>')
     out.append("</svg>")
     return "".join(out)
 
