@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from orchestration.lib.config import get_settings
-from orchestration.lib.docs_site import DEFAULT_BASE
+from orchestration.lib.docs_site import docs_base_url
 from tests.ops.test_browser import CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -71,7 +71,7 @@ def test_a_person_finds_the_atlas_the_quality_docs_and_the_dbt_docs(served, test
 
     settings, base, links = served
     # the checks' links are http URLs of the docs server, not file:// (which a browser will not open from Dagster)
-    assert links and all(link.startswith(DEFAULT_BASE + "/quality/") for link in links), links[:3]
+    assert links and all(link.startswith(docs_base_url() + "/quality/") for link in links), links[:3]
     lsoas = pd.read_csv(settings.reference / "lsoas.csv")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
@@ -101,7 +101,7 @@ def test_a_person_finds_the_atlas_the_quality_docs_and_the_dbt_docs(served, test
         assert page.locator("svg.scorecard polyline").count() > 10
         page.screenshot(path=str(test_output / "atlas_scorecard.png"), full_page=True)
 
-        page.goto(links[0].replace(DEFAULT_BASE, base))  # the link exactly as Dagster shows it, on this server
+        page.goto(links[0].replace(docs_base_url(), base))  # the link exactly as Dagster shows it, on this server
         expect(page.locator("body")).not_to_contain_text("not found")
         _rendered(page.locator("table").first)
         assert "Expectation" in page.content()
