@@ -112,3 +112,23 @@ def test_a_broken_boundary_file_stops_the_atlas_with_a_clear_error(home):
     with pytest.raises(PlacelinkError, match=r"boundaries_lsoa.geojson, feature 0: feature has no lsoa code"):
         build_atlas(settings)
     assert not (settings.home / "atlas").exists()  # nothing half-built left behind
+
+
+def test_placelink_docs_prints_one_url_that_serves_the_index_and_the_atlas(home):
+    import subprocess
+    import sys
+    import urllib.request
+
+    settings, _ = home
+    build_atlas(settings)
+    proc = subprocess.Popen([sys.executable, "-m", "orchestration.cli", "docs", "--home", str(settings.home),
+                             "--port", "0", "--serve-only"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", url), url
+        index = urllib.request.urlopen(url, timeout=30).read().decode()
+        assert "href='/atlas/'" in index and "not built yet" in index  # the dbt docs are not generated here
+        assert "what-rose" in urllib.request.urlopen(url + "atlas/", timeout=30).read().decode()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
