@@ -83,7 +83,7 @@ PATHS = [("features",), ("features", 0), ("features", 0, "properties"), ("featur
          ("features", 1, "properties", "LSOA21CD"), ("features", 0, "geometry", "type"), ("crs",)]
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(where=st.sampled_from(PATHS), value=json_values)
 def test_any_malformed_part_is_a_placelink_error_or_a_valid_load(where, value):
     """Replace one part of a valid file with arbitrary JSON: the loader returns polygons or says what is wrong,
