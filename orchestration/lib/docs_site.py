@@ -45,6 +45,13 @@ class Section:
     folder: Path
     index: str
     blurb: str
+    #: when set, only files of these names / suffixes are served from the folder
+    names: tuple[str, ...] = ()
+    suffixes: tuple[str, ...] = ()
+
+    def serves(self, path: Path) -> bool:
+        return ((not self.names or path.name in self.names)
+                and (not self.suffixes or path.suffix.lower() in self.suffixes))
 
 
 def sections(settings: Settings) -> list[Section]:
@@ -56,10 +63,13 @@ def sections(settings: Settings) -> list[Section]:
                 "Maps and trends of every published indicator; the partner scorecard charts."),
         Section("quality", "Data quality (Great Expectations Data Docs)", settings.quality_dir / "docs",
                 "index.html", "Every validation of every feed and table: what was checked, what failed."),
+        # the docs pages only: not the run logs, compiled SQL and run results that share dbt's target folder
         Section("dbt", "dbt docs", target_dir(settings), "static_index.html",
-                "Every model and column of the warehouse, and the lineage graph."),
+                "Every model and column of the warehouse, and the lineage graph.",
+                names=("static_index.html", "index.html", "manifest.json", "catalog.json")),
         Section("linkage", "Linkage and model diagnostics (MLflow charts)", settings.mlflow_artifacts, "",
-                "Charts the linkage and model training runs logged to MLflow (match weights, calibration ...)."),
+                "Charts the linkage and model training runs logged to MLflow (match weights, calibration ...).",
+                suffixes=CHART_SUFFIXES),
     ]
 
 
@@ -133,7 +143,7 @@ class _Handler(SimpleHTTPRequestHandler):
                     return s, None
                 if target.is_dir() and s.index:
                     target = target / s.index
-                if s.prefix == "linkage" and target.suffix.lower() not in CHART_SUFFIXES:
+                if not s.serves(target):
                     return s, None
                 return s, target
         return None, None

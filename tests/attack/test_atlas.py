@@ -117,6 +117,10 @@ def docs_server(tmp_path):
     settings.mlflow_artifacts.mkdir(parents=True)
     (settings.mlflow_artifacts / "model.pkl").write_text("secret")
     (settings.mlflow_artifacts / "chart.svg").write_text("<svg/>")
+    target = settings.home / "dbt" / "target"
+    target.mkdir(parents=True)
+    (target / "static_index.html").write_text("<p>dbt</p>")
+    (target / "dbt.log").write_text("secret")
     server = make_server(settings, port=0)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -129,7 +133,8 @@ def docs_server(tmp_path):
 
 @pytest.mark.parametrize("path", ["/atlas/../secret.txt", "/atlas/%2e%2e/secret.txt", "/atlas/..%2fsecret.txt",
                                   "/quality/../../secret.txt", "/linkage/model.pkl", "/identifiable/review.csv",
-                                  "/atlas/../identifiable/review.csv", "//etc/passwd", "/atlas/%00"])
+                                  "/atlas/../identifiable/review.csv", "//etc/passwd", "/atlas/%00",
+                                  "/dbt/dbt.log"])
 def test_the_docs_server_serves_nothing_outside_its_folders(docs_server, path):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(docs_server + path, timeout=10)
@@ -139,6 +144,7 @@ def test_the_docs_server_serves_nothing_outside_its_folders(docs_server, path):
 def test_the_docs_server_serves_its_folders_and_refuses_writes(docs_server):
     assert b"atlas" in urllib.request.urlopen(docs_server + "/atlas/", timeout=10).read()
     assert b"<svg/>" in urllib.request.urlopen(docs_server + "/linkage/chart.svg", timeout=10).read()
+    assert b"dbt" in urllib.request.urlopen(docs_server + "/dbt/", timeout=10).read()
     index = urllib.request.urlopen(docs_server + "/", timeout=10).read().decode()
     assert "/atlas/" in index and "chart.svg" in index and "model.pkl" not in index
     with pytest.raises(urllib.error.HTTPError) as err:
