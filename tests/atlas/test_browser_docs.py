@@ -107,8 +107,9 @@ def test_a_person_finds_the_atlas_the_quality_docs_and_the_dbt_docs(served, test
         assert "Expectation" in page.content()
         page.screenshot(path=str(test_output / "docs_data_docs.png"), full_page=True)
 
-        page.goto(base + "/dbt/")
-        expect(page.get_by_text("place_monthly_indicators").first).to_be_visible()
+        page.goto(base + "/dbt/#!/model/model.placelink.place_monthly_indicators")
+        expect(page.locator("text=place_monthly_indicators >> visible=true").first).to_be_visible()
+        assert "disclosure control" in page.inner_text("body")  # the model's description, from the manifest
         page.screenshot(path=str(test_output / "docs_dbt.png"))
         browser.close()
     assert not errors
