@@ -151,3 +151,19 @@ def test_the_docs_server_serves_its_folders_and_refuses_writes(docs_server):
         urllib.request.urlopen(urllib.request.Request(docs_server + "/atlas/index.html", data=b"x", method="PUT"),
                                timeout=10)
     assert err.value.code in (405, 501)
+
+
+def test_a_data_docs_link_with_escaped_characters_opens(docs_server, tmp_path):
+    """GX names partition pages ``...@2025-03-01.html`` and gives file:// URLs percent-encoded: the http:// link
+    Dagster shows must open that very file."""
+    from orchestration.lib.config import get_settings
+    from orchestration.lib.docs_site import docs_base_url, served_url
+
+    settings = get_settings(home=tmp_path / "home")
+    page = settings.quality_dir / "docs" / "validations" / "nhs__ae" / "placelink-nhs__ae@2025-03-01 x.html"
+    page.parent.mkdir(parents=True)
+    page.write_text("<table>validation</table>")
+    url = served_url(settings, page.as_uri())
+    assert url.startswith(docs_base_url() + "/quality/validations/") and "@" not in url and " " not in url
+    assert b"validation" in urllib.request.urlopen(url.replace(docs_base_url(), docs_server), timeout=10).read()
+    assert served_url(settings, settings.identifiable_dir / "review.csv") is None  # never a link into the zone
