@@ -167,3 +167,13 @@ def test_a_data_docs_link_with_escaped_characters_opens(docs_server, tmp_path):
     assert url.startswith(docs_base_url() + "/quality/validations/") and "@" not in url and " " not in url
     assert b"validation" in urllib.request.urlopen(url.replace(docs_base_url(), docs_server), timeout=10).read()
     assert served_url(settings, settings.identifiable_dir / "review.csv") is None  # never a link into the zone
+
+
+def test_the_docs_container_holds_no_secret_and_cannot_write_the_data():
+    import yaml
+
+    compose = Path(__file__).resolve().parents[2] / "infra" / "docker-compose.yml"
+    docs = yaml.safe_load(compose.read_text())["services"]["docs"]
+    assert set(docs["environment"]) == {"PLACELINK_ENV", "PLACELINK_HOME"}
+    assert docs["volumes"] == ["placelink-data:/data/placelink:ro"]
+    assert "--serve-only" in docs["command"] and docs["ports"] == ["127.0.0.1:8090:8090"]
