@@ -356,6 +356,11 @@ from orchestration.projects_cli import register as _register_projects  # noqa: E
 
 _register_projects(app)
 
+# pictures (atlas, docs): orchestration/docs_cli.py
+from orchestration.docs_cli import register as _register_docs  # noqa: E402
+
+_register_docs(app)
+
 
 def main() -> None:
     """Console-script entry point: run the app, turning known errors into one line plus the fix.

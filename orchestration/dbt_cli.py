@@ -51,7 +51,5 @@ def register(app: typer.Typer) -> None:
         from orchestration.lib.config import get_settings
 
         target = dbt_runner.docs_generate(get_settings(home=home).ensure())
-        typer.echo(f"dbt docs generated in {target} (index.html, manifest.json, catalog.json)")
-        typer.echo(f"open them:  uv run python -m http.server 8080 --bind 127.0.0.1 --directory {target}")
-        typer.echo("            then browse http://127.0.0.1:8080 (the page loads manifest.json/catalog.json over HTTP,")
-        typer.echo("            so opening index.html as a file:// URL shows an empty site in most browsers)")
+        typer.echo(f"dbt docs generated in {target} (static_index.html: one self-contained page)")
+        typer.echo("serve them with the atlas and the quality docs:  placelink docs")

@@ -126,6 +126,7 @@ def run_demo(home: Path | None) -> None:
     from orchestration.projects_cli import demo_project_step
 
     demo_project_step(settings)  # the approved project through to a recorded decision (docs/governance.md)
+    write_readme_pictures(settings)
     print_summary(settings, log)
     print_where_to_look(settings)
 
@@ -169,6 +170,14 @@ def print_summary(settings: Settings, log: Path | None = None) -> None:
         console.print(f"  {line}", highlight=False, soft_wrap=True)
 
 
+def write_readme_pictures(settings: Settings) -> None:
+    """The README's map and chart are the demo's own (docs/images/atlas-*.svg): drawn again from this run."""
+    from orchestration.lib.atlas import build_atlas
+
+    if (settings.published / "place_monthly_indicators.parquet").exists():
+        build_atlas(settings, readme_images=ROOT / "docs" / "images")
+
+
 def print_where_to_look(settings: Settings) -> None:
     rows = [
         ("Dagster UI (assets, runs, schedules)", "placelink ui   -> http://127.0.0.1:3000"),
@@ -176,6 +185,7 @@ def print_where_to_look(settings: Settings) -> None:
         ("MLflow (models, ethics records)", "placelink mlflow-ui"),
         ("published outputs", str(settings.published)),
         ("data quality docs", str(settings.quality_dir)),
+        ("atlas, quality and dbt docs", "placelink docs -> http://127.0.0.1:8090"),
         ("alerts of failed runs", str(settings.logs_dir / "alerts.log")),
     ]
     console.print("\n[bold]where to look[/]")

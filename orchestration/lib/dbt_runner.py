@@ -255,9 +255,14 @@ def dbt_environment(settings: Settings | None = None, extra: dict[str, str] | No
         yield
 
 
-def docs_generate(settings: Settings | None = None) -> Path:
-    """``dbt docs generate`` against the warehouse; returns the folder holding ``index.html``."""
-    run_dbt(build_args("docs generate"), settings)
+def docs_generate(settings: Settings | None = None, catalog: bool = True) -> Path:
+    """``dbt docs generate --static`` against the warehouse; returns the folder holding ``index.html`` and
+    ``static_index.html`` (the manifest and catalog inlined: one file any static server, or ``placelink docs``,
+    can serve). ``catalog=False``: models, columns and lineage from the manifest only, without querying the
+    warehouse for column types and row counts (``--empty-catalog``; the browser test uses it and leaves the
+    shared warehouse alone). ``--no-compile`` would need a manifest already in the target folder."""
+    run_dbt(build_args("docs generate", extra=["--static", *([] if catalog else ["--empty-catalog"])]),
+            settings)
     return target_dir(settings)
 
 

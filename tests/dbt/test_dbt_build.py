@@ -218,3 +218,4 @@ def test_dbt_docs_generate_writes_a_catalog_of_the_warehouse(dbt_warehouse, tmp_
     node = catalog["nodes"]["model.placelink.lsoa_monthly_indicators"]
     assert {"lsoa_code", "month", "indicator", "event_count", "rate_per_1000"} <= {c.lower() for c in node["columns"]}
     assert (target / "index.html").exists()
+    assert "model.placelink.lsoa_monthly_indicators" in (target / "static_index.html").read_text()  # --static

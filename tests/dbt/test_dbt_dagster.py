@@ -70,6 +70,13 @@ def test_in_process_dagster_run_builds_models_checks_and_published_files(dbt_war
     checks = result.get_asset_check_evaluations()
     assert checks and all(c.passed for c in checks)
     assert (home / "published" / "place_monthly_indicators.parquet").exists()
+    # the atlas is drawn from the files just published and linked by an http:// URL of `placelink docs`
+    files_meta = next(e for e in result.get_asset_materialization_events()
+                      if e.asset_key == dg.AssetKey(["published", "files"])).materialization.metadata
+    from orchestration.lib.docs_site import docs_base_url
+
+    assert files_meta["atlas"].value == f"{docs_base_url()}/atlas/index.html"
+    assert files_meta["atlas_indicators"].value > 0 and (home / "atlas" / "index.html").exists()
     with duckdb.connect(str(get_settings().warehouse_db), read_only=True) as con:
         assert con.execute("select count(*) from published.place_monthly_indicators "
                            "where event_count between 1 and 4").fetchone()[0] == 0

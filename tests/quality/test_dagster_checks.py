@@ -9,6 +9,7 @@ from dagster_duckdb import DuckDBResource
 
 from orchestration.defs.partitions import monthly_partitions
 from orchestration.defs.quality.checks import STRUCTURE, WARNINGS, build_quality_definitions
+from orchestration.lib.docs_site import docs_base_url
 
 from .conftest import ae_frame
 
@@ -57,7 +58,8 @@ def test_clean_feed_passes_and_downstream_runs(tmp_path):
     assert SRC in _materialized(result)
     meta = checks[STRUCTURE].metadata
     assert meta["rows_validated"].value == 40
-    assert meta["data_docs"].value.startswith("file://")
+    # an http:// URL of `placelink docs` (a browser will not open a file:// link from the Dagster UI)
+    assert meta["data_docs"].value.startswith(f"{docs_base_url()}/quality/validations/")
 
 
 @pytest.mark.parametrize("breakage", [

@@ -189,12 +189,29 @@ def placelink_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     owners=[OWNER],
     kinds={"parquet", "csv"},
     deps=[dg.AssetKey(["published", "place_monthly_indicators"])],
-    description="Disclosure-controlled tables written to <home>/published/*.parquet and *.csv (placelink publish).",
+    description="Disclosure-controlled tables written to <home>/published/*.parquet and *.csv (placelink publish), "
+                "and the atlas drawn from them (placelink atlas; served by placelink docs).",
 )
-def published_files() -> dg.MaterializeResult:
-    paths = dbt_runner.publish(get_settings())
-    return dg.MaterializeResult(metadata={"files": [str(p) for p in paths],
-                                          "dagster/row_count": _rows(paths)})
+def published_files(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    from orchestration.lib.atlas import build_atlas
+    from orchestration.lib.docs_site import served_url
+    from orchestration.lib.errors import PlacelinkError
+
+    settings = get_settings()
+    paths = dbt_runner.publish(settings)
+    meta = {"files": [str(p) for p in paths], "dagster/row_count": _rows(paths)}
+    # the atlas is drawn from these files only, so it is rebuilt with them and never shows other figures.
+    # A broken boundary file must not stop publication (the files above are written): it is logged as an error
+    # and shown in the metadata instead of the link.
+    try:
+        atlas = build_atlas(settings)
+    except PlacelinkError as exc:
+        context.log.error(f"atlas not built: {exc}")
+        meta["atlas_error"] = str(exc)
+    else:
+        meta["atlas"] = dg.MetadataValue.url(served_url(settings, atlas.index))
+        meta["atlas_indicators"] = dg.MetadataValue.int(atlas.indicators)
+    return dg.MaterializeResult(metadata=meta)
 
 
 def _rows(paths) -> int:

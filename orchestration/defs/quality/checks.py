@@ -18,6 +18,7 @@ from orchestration.defs.guard import no_leaks
 from orchestration.defs.partitions import monthly_partitions
 from orchestration.defs.resources import IDENTIFIABLE_POOL, WAREHOUSE_POOL
 from orchestration.lib.config import get_settings
+from orchestration.lib.docs_site import served_url
 from orchestration.lib.errors import PlacelinkError
 
 STRUCTURE = "quality_structure"
@@ -51,8 +52,9 @@ def check_metadata(result: QualityResult, severity: str) -> dict:
         "masked_failing_rows": dg.MetadataValue.json(
             {f"{o.expectation}:{o.column or '-'}": o.sample for o in failed if o.sample}),
     }
-    if result.docs_path:
-        meta["data_docs"] = dg.MetadataValue.url(result.docs_path)
+    docs = served_url(get_settings(), result.docs_path)  # http://, not file:// (browsers refuse those from a page)
+    if docs:
+        meta["data_docs"] = dg.MetadataValue.url(docs)
     return meta
 
 
@@ -157,7 +159,7 @@ def build_scorecard_asset(raw_keys: list[dg.AssetKey]) -> dg.AssetsDefinition:
         with connect_read_only(identifiable_db.database) as idz, warehouse_db.get_connection() as wh:
             card = build_feed_scorecard(idz, wh, verdicts_dir=quality_dir / VERDICTS_DIR)
         # the feed checks before it left the Data Docs index to one rebuild here
-        docs = build_docs_index(quality_dir)
+        docs = served_url(get_settings(), build_docs_index(quality_dir))
         latest = card.sort_values("month").groupby(["partner", "feed"]).tail(1)
         context.log.info(f"feed scorecard: {card.attrs['months_rescored']} feed-months scored again (new or changed "
                          f"since last scored; {card.attrs['months_from_checks']} of them with the row verdicts "

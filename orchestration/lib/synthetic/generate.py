@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from orchestration.lib.boundaries import write_synthetic_boundaries
 from orchestration.lib.errors import PlacelinkError
 from orchestration.lib.synthetic.config import (
     DEFAULT_MONTHS,
@@ -122,6 +123,8 @@ def generate_county(out: Path | str, scale: str = "small", seed: int = 42, month
 
     report("truth", 0.0)
     opted_out = _write_reference(home, geo, pop, np.random.default_rng([seed, 99]))
+    # area polygons for the atlas's maps, from the postcodes just written (adds files; draws no random numbers)
+    write_synthetic_boundaries(home / "reference")
     _write_truth(home, pop, geo, truth_parts, defect_parts, cfg, opted_out)
     report("truth", 1.0)
     files = sum(1 for _ in (home / "landing").rglob("*.*"))
