@@ -127,6 +127,8 @@ def link(
     from orchestration.lib.linkage.run import link_file
 
     out = link_file(input_path, output_path, model_path=model)
+    for warning in out["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"{out['records']:,} records -> {out['persons']:,} persons in {out['seconds']}s; wrote {output_path}")
 
 

@@ -57,6 +57,11 @@ def model_settings():
             ),
             cll.JaroWinklerLevel("given_name", 0.92),
             cll.CustomLevel("given_name_l = family_name_r", label_for_charts="Given/family transposed"),
+            cll.CustomLevel(
+                "(length(given_name_l) = 1 OR length(given_name_r) = 1) "
+                "AND substr(given_name_l, 1, 1) = substr(given_name_r, 1, 1)",
+                label_for_charts="Initial agrees with the name",
+            ),
             cll.JaroWinklerLevel("given_name", 0.8),
             cll.ElseLevel(),
         ],
@@ -68,6 +73,11 @@ def model_settings():
             cll.ExactMatchLevel("family_name", term_frequency_adjustments=True),
             cll.CustomLevel("family_name_l = given_name_r", label_for_charts="Given/family transposed"),
             cll.JaroWinklerLevel("family_name", 0.92),
+            # Smith-Jones ~ Smith, ~ Jones: a part of a hyphenated or double-barrelled name agrees
+            cll.CustomLevel("len(list_intersect(family_parts_l, family_parts_r)) >= 1 OR (least(length(family_name_l), "
+                            "length(family_name_r)) >= 4 AND (contains(family_name_l, family_name_r) "
+                            "OR contains(family_name_r, family_name_l)))",
+                            label_for_charts="Part of a hyphenated/double-barrelled name"),
             cll.JaroWinklerLevel("family_name", 0.8),
             cll.ElseLevel(),
         ],
@@ -87,12 +97,58 @@ def model_settings():
             cll.ElseLevel(),
         ],
     )
+    sector = "regexp_extract({c}, '^[A-Z]{{1,2}}[0-9][A-Z0-9]? [0-9]')"
+    district = "regexp_extract({c}, '^[A-Z]{{1,2}}[0-9][A-Z0-9]?')"
+    postcode = cl.CustomComparison(
+        output_column_name="postcode",
+        comparison_levels=[
+            cll.NullLevel("postcode"),
+            cll.ExactMatchLevel("postcode"),
+            # UK shapes: the unit, sector and district; any shape (a foreign postcode too): one character keyed
+            # wrong or two swapped
+            cll.CustomLevel(f"{sector.format(c='postcode_l')} = {sector.format(c='postcode_r')} "
+                            f"AND {sector.format(c='postcode_l')} <> ''", label_for_charts="UK sector"),
+            cll.DamerauLevenshteinLevel("postcode", 1).configure(label_for_charts="One character different"),
+            cll.CustomLevel(f"{district.format(c='postcode_l')} = {district.format(c='postcode_r')} "
+                            f"AND {district.format(c='postcode_l')} <> ''", label_for_charts="UK district"),
+            cll.ElseLevel(),
+        ],
+    )
+    address = cl.CustomComparison(
+        output_column_name="address",
+        comparison_levels=[
+            cll.CustomLevel("addr_words_l IS NULL OR addr_words_r IS NULL").configure(is_null_level=True),
+            # house number + first street word, term-frequency adjusted: "1 high" is common, "12a herschell" not
+            cll.ExactMatchLevel("addr_key", term_frequency_adjustments=True).configure(
+                label_for_charts="House number and street agree"),
+            cll.CustomLevel("len(list_intersect(addr_numbers_l, addr_numbers_r)) >= 1 "
+                            "AND len(list_intersect(addr_words_l, addr_words_r)) >= 2",
+                            label_for_charts="House number and two address words agree"),
+            cll.CustomLevel("len(list_intersect(addr_numbers_l, addr_numbers_r)) >= 1 "
+                            "AND len(list_intersect(addr_words_l, addr_words_r)) >= 1",
+                            label_for_charts="House number and one address word agree"),
+            cll.CustomLevel("len(list_intersect(addr_words_l, addr_words_r)) >= 2",
+                            label_for_charts="Two address words agree, not the number"),
+            cll.ElseLevel(),
+        ],
+    )
+    nhs = cl.CustomComparison(
+        output_column_name="nhs_number",
+        comparison_levels=[
+            cll.NullLevel("nhs_digits"),
+            cll.ExactMatchLevel("nhs_digits"),
+            # a valid number and one with two digits transposed (or one keyed wrong): the check digit rejects it
+            cll.DamerauLevenshteinLevel("nhs_digits", 1).configure(label_for_charts="One transposition or typo"),
+            cll.ElseLevel(),
+        ],
+    )
     comparisons = [
-        cl.ExactMatch("nhs_number"),
+        nhs,
         given,
         family,
         dob,
-        cl.PostcodeComparison("postcode"),
+        postcode,
+        address,
         cl.ExactMatch("uprn"),
         cl.ExactMatch("sex"),
     ]
@@ -111,6 +167,13 @@ def model_settings():
         block_on("family_name", "postcode"),
         block_on("dob", "postcode"),
         block_on("uprn", "given_name"),
+        # Without NHS number or UPRN (data from outside the county, partners without health data) the address
+        # text is what is left: the same house and street with the family name, the date of birth, the postcode
+        # (a married name) or the given name.
+        block_on("addr_key", "family_name"),
+        block_on("addr_key", "dob"),
+        block_on("addr_key", "postcode"),
+        block_on("postcode", "given_name"),
     ]
     return SettingsCreator(
         link_type="dedupe_only",
@@ -143,16 +206,26 @@ def train_model(db_api, records_sdf, seed: int = 42, max_pairs_u: float = U_MAX_
     from splink import Linker, block_on
 
     _quiet_splink()
+    from splink.internals.exceptions import EMTrainingException
+
     linker = Linker(records_sdf, model_settings(), log_level=logging.ERROR)
+    # Each step degrades instead of failing on sparse or tiny input (a field absent, no pair agreeing on a
+    # training rule, EM converging to a certain prior): a step that cannot run leaves Splink's defaults for the
+    # parameters it would have estimated, and linking goes on with the rest.
     linker.training.estimate_probability_two_random_records_match(
         [block_on("nhs_number"), block_on("given_name", "family_name", "dob", "postcode")], recall=0.8
     )
+    settings_obj = linker._settings_obj  # Splink 5 has no public setter for the prior after estimation
+    prior = settings_obj._probability_two_random_records_match
+    if not 0 < prior < 1:  # no pair (or every pair) met the deterministic rules: a prior of 0/1 has no log-odds
+        settings_obj._probability_two_random_records_match = 1e-4  # Splink's own default
     linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs_u, seed=seed)
     # Two EM sessions, each blocking on what the other estimates, so every comparison gets m values.
-    linker.training.estimate_parameters_using_expectation_maximisation(block_on("dob"), max_pairs=max_pairs_em)
-    linker.training.estimate_parameters_using_expectation_maximisation(
-        block_on("given_name", "family_name"), max_pairs=max_pairs_em
-    )
+    for rule in (block_on("dob"), block_on("given_name", "family_name")):
+        try:
+            linker.training.estimate_parameters_using_expectation_maximisation(rule, max_pairs=max_pairs_em)
+        except (EMTrainingException, ValueError) as exc:
+            logging.getLogger(__name__).warning("EM session skipped (%s)", type(exc).__name__)
     return linker.misc.save_model_to_json()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ from orchestration.lib.linkage import metrics as lm
 from orchestration.lib.linkage import person as pm
 from orchestration.lib.linkage.address import match_addresses, prepare_gazetteer
 from orchestration.lib.linkage.index import update_index
-from orchestration.lib.linkage.normalise import check_columns, prepare_records, run
+from orchestration.lib.linkage.normalise import MissingFieldWarning, check_columns, prepare_records, run
 
 REVIEW_QUEUE = "person_review_queue.csv"
 REVIEW_DECISIONS = "person_review_decisions.csv"
@@ -52,9 +53,25 @@ def _read_table_file(path: Path) -> pd.DataFrame:
     if suffix == ".parquet":
         return con.execute("SELECT * FROM read_parquet(?)", [str(path)]).df()
     if suffix in (".csv", ".txt", ".tsv"):
+        if path.stat().st_size == 0:
+            raise PlacelinkError("the file is empty: no header row", where=str(path),
+                                 fix="write a header row with record_id and the person columns, then the records")
+        _check_utf8(path)
         # every column as text: record ids, NHS numbers and postcodes must not be re-typed
         return con.execute("SELECT * FROM read_csv(?, all_varchar = true, header = true)", [str(path)]).df()
     raise PlacelinkError(f"unsupported file type {suffix!r}", where=str(path), fix="use .csv or .parquet")
+
+
+def _check_utf8(path: Path) -> None:
+    """Refuse text that is not UTF-8, naming the line (never its content): DuckDB's own message quotes the row."""
+    with path.open("rb") as f:
+        for line_no, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise PlacelinkError(f"the file is not UTF-8 text (byte 0x{line[exc.start]:02X} is not valid UTF-8)",
+                                     where=f"{path}: line {line_no}",
+                                     fix="save the file as UTF-8 (e.g. iconv -f cp1252 -t utf-8)") from None
 
 
 def _write_table_file(df: pd.DataFrame, path: Path) -> None:
@@ -87,14 +104,19 @@ def link_frame(df: pd.DataFrame, model: dict | None = None, where: str = "input"
 
 
 def link_file(input_path: Path, output_path: Path, model_path: Path | None = None) -> dict:
-    """``placelink link INPUT OUTPUT``: any CSV/Parquet in the standard person record -> ``record_id, person_id``."""
+    """``placelink link INPUT OUTPUT``: any CSV/Parquet in the standard person record -> ``record_id, person_id``.
+
+    ``warnings`` in the result name each person field that is absent or empty (the model links on the rest)."""
     df = _read_table_file(Path(input_path))
     model = pm.load_model(model_path) if model_path else None
     t0 = time.perf_counter()
-    out = link_frame(df, model=model, where=str(input_path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MissingFieldWarning)
+        out = link_frame(df, model=model, where=str(input_path))
     _write_table_file(out, Path(output_path))
     return {"records": len(df), "persons": int(out["person_id"].nunique()) if len(out) else 0,
-            "seconds": round(time.perf_counter() - t0, 2)}
+            "seconds": round(time.perf_counter() - t0, 2),
+            "warnings": [str(w.message) for w in caught if issubclass(w.category, MissingFieldWarning)]}
 
 
 def _load_truth(con: duckdb.DuckDBPyConnection, settings: Settings) -> set[str] | None:
@@ -446,11 +468,13 @@ def _match_weights_chart_html(model: dict) -> str | None:
     try:
         from splink import DuckDBAPI
 
-        db_api = DuckDBAPI(duckdb.connect())
-        cols = ["unique_id", "source", "given_name", "family_name", "dob", "sex", "postcode", "nhs_number", "uprn"]
-        df = pd.DataFrame({c: pd.Series(dtype=str) for c in cols})
-        df["given_name_set"] = pd.Series(dtype=object)
-        linker = pm.make_linker(db_api, db_api.register(df), model)
+        con = duckdb.connect()
+        run(con, "CREATE TABLE _empty (record_id VARCHAR)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MissingFieldWarning)
+            prepare_records(con, "_empty", "_empty_prepared")  # the model's columns, typed as a run makes them
+        db_api = DuckDBAPI(con)
+        linker = pm.make_linker(db_api, db_api.register("_empty_prepared"), model)
         return linker.visualisations.match_weights_chart().to_html()
     except Exception as exc:  # the chart is a convenience; never fail a run over it
         return f"<p>match weights chart unavailable: {exc}</p>"
