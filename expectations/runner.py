@@ -188,9 +188,17 @@ def _for_gx(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _locators(df: pd.DataFrame, spec: SuiteSpec) -> list[str]:
+    """Columns that say where a failing row is. ``_record_id`` only when the record id is not itself made of
+    identifiers (a pupil's UPN is the school attendance record id: it reached check metadata, issue #22);
+    ``_source_file`` and ``_line`` always find the row."""
+    hide = {"_record_id"} if spec.record_id_identifies else set()
+    return [c for c in LOCATOR_COLUMNS if c in df.columns and c not in hide]
+
+
 def _masked_sample(df: pd.DataFrame, rows: list[int], columns: list[str], spec: SuiteSpec) -> list[dict]:
     sample = []
-    locators = [c for c in LOCATOR_COLUMNS if c in df.columns]
+    locators = _locators(df, spec)
     for pos in rows[:SAMPLE_ROWS]:
         record = {c: _plain(df.at[pos, c]) for c in locators}
         for col in columns:
@@ -211,16 +219,59 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, (int, float, bool, str)) else str(value)
 
 
+WITHHELD = "[withheld: a library message can quote the data]"
+
+
+def _exception_type(info: dict) -> str:
+    """The exception's type from a GX ``exception_info`` (the last traceback line reads ``Type: message``)."""
+    lines = [ln for ln in str(info.get("exception_traceback") or "").strip().splitlines() if ln.strip()]
+    head = lines[-1].split(":", 1)[0].strip() if lines else ""
+    return head if head.replace(".", "").replace("_", "").isalnum() else "an exception"
+
+
+def gx_error(exc_info: dict | None, success: bool) -> str | None:
+    """What we say when GX raised while evaluating an expectation: the exception's type, never its message
+    (``could not convert string 'Smith' to float`` names a person)."""
+    exc_info = exc_info or {}
+    if exc_info.get("raised_exception"):
+        return f"GX raised {_exception_type(exc_info)} evaluating this expectation; {WITHHELD}"
+    if not success:
+        for value in exc_info.values():  # metric-level exceptions are keyed by metric id
+            if isinstance(value, dict) and value.get("raised_exception"):
+                return f"GX raised {_exception_type(value)} evaluating this expectation; {WITHHELD}"
+    return None
+
+
+def _observes_type(expectation: str) -> bool:
+    """Type expectations observe a dtype name, not a value."""
+    return "_type" in expectation
+
+
+def _scrub_exception_info(info: Any) -> None:
+    if isinstance(info, dict):
+        for key in ("exception_message", "exception_traceback"):
+            if info.get(key):
+                info[key] = WITHHELD
+        for value in info.values():
+            _scrub_exception_info(value)
+
+
 def _mask_gx_result(er, spec: SuiteSpec) -> None:
-    """Strip full lists and mask identifier values inside a GX result before anything stores it."""
+    """Strip full lists, mask identifier values and withhold exception texts inside a GX result before anything
+    stores it (the results store and Data Docs under ``<home>/quality``)."""
     res = er.result
-    for key in ("unexpected_list", "unexpected_index_list", "unexpected_index_query"):
+    for key in ("unexpected_list", "unexpected_index_list", "unexpected_index_query", "unexpected_rows"):
         res.pop(key, None)
     if set(_columns_of(er.expectation_config.kwargs)) & set(spec.identifiers):
         if "partial_unexpected_list" in res:
             res["partial_unexpected_list"] = [_mask_any(v) for v in res["partial_unexpected_list"]]
+        if res.get("observed_value") is not None and not _observes_type(er.expectation_config.type):
+            # e.g. the max of a date of birth is someone's birthday
+            res["observed_value"] = _mask_any(res["observed_value"])
         res.pop("partial_unexpected_counts", None)
         res.pop("partial_unexpected_index_list", None)
+        res.pop("details", None)
+    _scrub_exception_info(er.exception_info)
 
 
 def _columns_of(kwargs: dict) -> list[str]:
@@ -281,16 +332,11 @@ def validate_dataframe(df: pd.DataFrame, spec: SuiteSpec, *, params: dict | None
         meta = cfg.meta or {}
         res = er.result or {}
         index = [int(i) for i in (res.get("unexpected_index_list") or []) if isinstance(i, (int, float))]
-        exc = er.exception_info or {}
-        error = exc.get("exception_message") if exc.get("raised_exception") else None
-        if error is None and not er.success and isinstance(exc, dict):
-            # metric-level exceptions are keyed by metric id
-            for value in exc.values():
-                if isinstance(value, dict) and value.get("raised_exception"):
-                    error = value.get("exception_message")
-                    break
+        error = gx_error(er.exception_info, bool(er.success))
         column = cfg.kwargs.get("column")
         observed = res.get("observed_value")
+        if observed is not None and not _observes_type(cfg.type) and set(_columns_of(cfg.kwargs)) & set(spec.identifiers):
+            observed = _mask_any(observed)
         outcomes.append(ExpectationOutcome(
             expectation=cfg.type, column=column, severity=meta.get("severity", "blocking"),
             success=bool(er.success), catches=list(meta.get("catches") or []), why=meta.get("why", ""),

@@ -12,6 +12,7 @@ This module never imports dagster.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable
@@ -117,6 +118,12 @@ class SuiteSpec:
     path: Path | None = field(default=None, compare=False)
 
     @property
+    def record_id_identifies(self) -> bool:
+        """True when the record id is made of identifier columns (a pupil's UPN): ``_record_id`` is then an
+        identifier too, and is never shown in samples."""
+        return bool(set(self.record_id) & set(self.identifiers))
+
+    @property
     def all_expectations(self) -> list[ExpectationSpec]:
         """The structural expectations generated from ``columns`` (blocking) followed by the listed ones."""
         structural = [
@@ -140,6 +147,27 @@ class SuiteSpec:
 
 def _where(path: Path, key: str) -> str:
     return f"{path}: {key}"
+
+
+def contract_identifiers(partner: str, feed: str) -> tuple[str, ...]:
+    """The feed's identifier columns (direct and quasi) as its contract marks them, by table column name.
+
+    The contract is where a column is declared an identifier; a suite's own ``identifiers:`` list can only add to
+    it (a suite that forgot ``gender`` or a free-text ``notes`` column would otherwise show their values in
+    failing-row samples and Data Docs). Empty when no contract of that name is found (test suites)."""
+    return _contract_identifiers().get((partner, feed), ())
+
+
+@functools.lru_cache(maxsize=1)
+def _contract_identifiers() -> dict[tuple[str, str], tuple[str, ...]]:
+    from orchestration.lib.contracts import load_contracts
+
+    try:
+        contracts = load_contracts()
+    except PlacelinkError:
+        return {}
+    return {(f.partner, f.id): tuple(c.sql_name for c in f.columns if c.identifier in ("direct", "quasi"))
+            for f in contracts.feeds()}
 
 
 def load_suite(path: str | Path) -> SuiteSpec:
@@ -178,9 +206,12 @@ def load_suite(path: str | Path) -> SuiteSpec:
         kwargs.update(item)  # shorthand: column/mostly/... may sit next to 'expect'
         specs.append(ExpectationSpec(expect, kwargs, severity, catches, why))
     record_id = raw.get("record_id") or []
+    identifiers = tuple(raw.get("identifiers") or ())
+    if raw["kind"] == "feed" and raw.get("partner") and raw.get("feed"):
+        identifiers += tuple(c for c in contract_identifiers(raw["partner"], raw["feed"]) if c not in identifiers)
     return SuiteSpec(
         name=raw["suite"], kind=raw["kind"], asset=raw["asset"], database=raw["database"], table=raw["table"],
-        description=str(raw.get("description", "")).strip(), identifiers=tuple(raw.get("identifiers") or ()),
+        description=str(raw.get("description", "")).strip(), identifiers=identifiers,
         columns=columns, expectations=tuple(specs), derive=tuple(raw.get("derive") or ()),
         partner=raw.get("partner"), feed=raw.get("feed"),
         record_id=tuple([record_id] if isinstance(record_id, str) else record_id),

@@ -351,12 +351,37 @@ _register_dbt(app)
 
 
 def main() -> None:
-    """Console-script entry point: run the app, turning known errors into one line plus the fix."""
+    """Console-script entry point: run the app, turning known errors into one line plus the fix.
+
+    This is where errors leave placelink for a terminal (and whatever captures it): ours are printed as they are
+    (their text never quotes a partner's value); any other exception by its type and where it was raised, never
+    its message, which can quote the data (DuckDB: "Could not convert string 'Smith' ..."). See
+    :func:`orchestration.lib.errors.public_message`.
+    """
+    from orchestration.lib.filemodes import restrict_umask
+
+    restrict_umask()  # every file this process creates is owner-only (identifiers, audit log, keys)
     try:
         app()  # standalone: click reports usage errors itself and exits 2
     except (PlacelinkError, ConfigError) as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except Exception as exc:  # noqa: BLE001 - the last guard before a traceback prints the library's message
+        import traceback
+
+        from rich.markup import escape
+
+        from orchestration.lib.errors import public_message
+
+        frames = escape("".join(traceback.format_tb(exc.__traceback__)[-5:]))
+        console.print(f"[bold red]error:[/] {escape(public_message(exc, stage=f'placelink {_command()}'))}\n"
+                      f"[dim]raised at (innermost last):\n{frames}[/]", highlight=False, soft_wrap=True,
+                      markup=True)
+        sys.exit(1)
+
+
+def _command() -> str:
+    return next((a for a in sys.argv[1:] if not a.startswith("-")), "")
 
 
 if __name__ == "__main__":

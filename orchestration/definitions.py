@@ -14,6 +14,11 @@ import dagster as dg
 from orchestration import defs as defs_pkg
 from orchestration.defs.ops.policies import apply_feed_freshness
 from orchestration.defs.resources import shared_resources
+from orchestration.lib.filemodes import restrict_umask
+
+# The code location is where every Dagster run process starts (code server, run workers, in-process
+# tests): files its runs create (DuckDB zones and .wal files, the audit log, review queues) are owner-only.
+restrict_umask()
 
 
 def _domain_definitions() -> list[dg.Definitions]:

@@ -85,13 +85,16 @@ def query(
     tables: Annotated[bool, typer.Option("--tables", help="List the tables this role can see.")] = False,
     fmt: FormatOption = "table",
     limit: Annotated[int, typer.Option(help="Rows to print.")] = 50,
+    timeout: Annotated[float | None, typer.Option(help="Stop the query after this many seconds (at most "
+                                                       "PLACELINK_QUERY_TIMEOUT_S, default 300).")] = None,
     home: HomeOption = None,
 ) -> None:
-    """Query the data as a role: analysts see only warehouse marts, never the identifiable zone (audited)."""
+    """Query the data as a role you hold (role file; you are your OS account): analysts see only warehouse
+    marts, never the identifiable zone. Every query is audited, also failed and interrupted ones."""
     from orchestration.lib.governance.roles import connect
 
     s = _settings(home)
-    with connect(role, s, project=project, purpose=purpose) as con:
+    with connect(role, s, project=project, purpose=purpose, timeout_s=timeout) as con:
         if tables or not sql:
             for name in con.tables():
                 typer.echo(name)
@@ -101,6 +104,18 @@ def query(
         typer.echo(df.to_csv(index=False), nl=False)
     else:
         _table(df.head(limit).astype(str).to_dict("records"), f"{len(df):,} rows ({role})")
+
+
+def whoami(home: HomeOption = None) -> None:
+    """Who placelink takes you to be (your OS account, never $PLACELINK_USER) and the roles you hold."""
+    from orchestration.lib.governance import identity
+
+    s = _settings(home)
+    typer.echo(f"{'user':10} {identity.current_user()}")
+    if identity.claimed_user():
+        typer.echo(f"{'claimed':10} {identity.claimed_user()} (PLACELINK_USER: recorded as a claim, grants nothing)")
+    typer.echo(f"{'roles':10} {', '.join(identity.roles_of(s)) or 'none'}")
+    typer.echo(f"{'role file':10} {identity.load_role_file(s).source}")
 
 
 def erase(
@@ -155,7 +170,9 @@ def agreements(fmt: FormatOption = "table", feeds_dir: FeedsDirOption = None) ->
 
 
 def approve_export(
-    by: Annotated[str | None, typer.Option("--by", help="The output checker approving the release.")] = None,
+    by: Annotated[str | None, typer.Option(
+        "--by", help="Optional: your own account name. The approver is always the account running this command, "
+                     "which must hold approver in the role file and not be the exporter.")] = None,
     files: Annotated[list[Path] | None, typer.Argument(help="Files to approve (default: all of published/).")] = None,
     note: Annotated[str | None, typer.Option(help="Recorded with the approval.")] = None,
     status: Annotated[bool, typer.Option("--status", help="Only show which files are approved.")] = False,
@@ -167,10 +184,10 @@ def approve_export(
 
     s = _settings(home)
     if not status:
-        if not by:
-            raise PlacelinkError("who approves?", fix="placelink approve-export --by 'A. Checker'")
+        from orchestration.lib.governance.audit import current_user
+
         checks = approve(s, by=by, files=files or None, note=note)
-        typer.echo(f"approved {len(checks)} file(s) as {by}")
+        typer.echo(f"approved {len(checks)} file(s) as {current_user()}")
     _table(release_status(s), "published files", ["file", "status", "approved_by", "approved_at", "sha256"])
 
 
@@ -207,6 +224,7 @@ def register(app: typer.Typer) -> None:
     """Add the governance commands to the main ``placelink`` app."""
     app.command()(audit)
     app.command()(query)
+    app.command()(whoami)
     app.command()(erase)
     app.command()(retention)
     app.command()(agreements)

@@ -43,7 +43,9 @@ def run_refresh(full: bool, home: Path | None, log_level: str = "WARNING") -> No
         for item in result.plan.rejected:
             console.print(f"  landing/{item.rel}: {item.reason} (fix: {item.fix})", highlight=False, soft_wrap=True)
     if not result.runs:
-        console.print("nothing to refresh: no new or changed partner drops (use --full to rebuild everything)")
+        console.print("nothing to refresh: no new or changed partner drops, erasure or opt-out lists, nothing "
+                      "loaded and unfinished "
+                      "(use --full to rebuild everything)")
         return
     for run in result.runs:
         console.print(f"  {run.label:22} {len(run.assets):3} asset(s)  {run.seconds:6.1f}s  run {run.run_id}")

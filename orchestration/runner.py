@@ -26,6 +26,7 @@ from orchestration.defs.ops.planning import (
     RefreshPlan,
     full_refresh_op_config,
     month_ranges,
+    plan_catch_up,
     plan_refresh,
 )
 from orchestration.defs.resources import IDENTIFIABLE, IDENTIFIABLE_POOL, WAREHOUSE_POOL
@@ -44,6 +45,8 @@ class RunOutcome:
     success: bool
     seconds: float
     assets: list[str]
+    #: step key -> why it failed, one line each (a data error is not retried: it appears once)
+    errors: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -126,7 +129,10 @@ def refresh(
     defs = defs or _load_defs(settings)
     instance = instance or instance_for(settings)
     progress = progress or (lambda message, done, total: None)
-    plan = plan_refresh(defs.resolve_asset_graph(), instance, settings.landing, full=full)
+    from orchestration.lib.governance.erasure import exclusions_fingerprint
+
+    plan = plan_refresh(defs.resolve_asset_graph(), instance, settings.landing, full=full,
+                        exclusions=exclusions_fingerprint(settings))
     refresh_id = dt.datetime.now(dt.UTC).strftime("refresh-%Y%m%dT%H%M%SZ") + ("-full" if full else "")
     result = RefreshResult(refresh_id, plan)
     run_config = {"loggers": {"console": {"config": {"log_level": log_level.upper()}}}}
@@ -148,7 +154,7 @@ def refresh(
             batches.append((f"month {pk}", {"partition_key": pk}, keys))
     total = len(batches) + (1 if plan.downstream else 0)
     if total == 0:
-        progress("nothing to do: no new or changed drops", 0, 0)
+        progress("nothing to do: no new or changed drops, erasure and opt-out lists as last applied", 0, 0)
         return result
 
     partitioned_job = defs.resolve_job_def(ops_partitioned_refresh_job.name)
@@ -160,31 +166,51 @@ def refresh(
                                     **kwargs))
 
     failed = [r for r in result.runs if not r.success]
-    if plan.downstream and not failed:
-        progress(f"rebuilding downstream: {len(plan.downstream)} asset(s)", len(result.runs), total)
+    # The downstream runs even when a load failed: a feed whose drop is bad loaded nothing for its month, which
+    # stays pending (and is reported below), like a partner that has not delivered yet; the other partners'
+    # months go on to the marts tonight. It is planned again now, from what the loads left in the instance, so it
+    # also brings in months an earlier refresh loaded but did not finish.
+    down = plan if full else plan_catch_up(defs.resolve_asset_graph(), instance,
+                                            exclusions=exclusions_fingerprint(settings))
+    if down.downstream:
+        progress(f"rebuilding downstream: {len(down.downstream)} asset(s)"
+                 + (f" (months loaded earlier, not finished: {_months(down.unfinished)})"
+                    if not full and not plan.partitions else ""), len(result.runs), total)
         job = defs.resolve_job_def(ops_downstream_refresh_job.name)
         downstream_config = dict(run_config)
-        if full or plan.late:
-            ops = full_refresh_op_config(defs.resolve_asset_graph(), plan.downstream, relink=full)
+        if full or down.late or down.exclusions_changed:
+            ops = full_refresh_op_config(defs.resolve_asset_graph(), down.downstream, relink=full)
             if ops:
                 downstream_config["ops"] = ops
         tags = {REFRESH_TAG: refresh_id}
-        if plan.new_months_only and not full:
-            tags[MONTHS_TAG] = ",".join(sorted(plan.partitions))
-        result.runs.append(_execute(job, instance, "downstream", plan.downstream, settings, tags=tags,
+        if down.new_months_only and not full:
+            tags[MONTHS_TAG] = ",".join(down.months)
+        result.runs.append(_execute(job, instance, "downstream", down.downstream, settings, tags=tags,
                                     run_config=downstream_config))
         failed = [r for r in result.runs if not r.success]
+    total = len(result.runs)
     progress("done" if not failed else "failed", len(result.runs), total)
     if failed:
+        pending = "" if full else _months(plan_refresh(defs.resolve_asset_graph(), instance, settings.landing).feeds)
         raise PlacelinkError(
             f"{len(failed)} refresh run(s) failed: "
-            + ", ".join(f"{r.label} (run {r.run_id})" for r in failed)
-            + ("; downstream not rebuilt" if plan.downstream and failed[0].label != "downstream" else ""),
+            + "; ".join(f"{r.label} (run {r.run_id}"
+                        + (": " + "; ".join(f"{step}: {why}" for step, why in r.errors.items()) if r.errors else "")
+                        + ")" for r in failed)
+            + ("; downstream not rebuilt" if not down.downstream and plan.downstream else "")
+            + ("; downstream rebuilt for the feeds that loaded" if down.downstream and
+               all(r.label != "downstream" for r in failed) else "")
+            + (f"; still pending for the next refresh: {pending}" if pending else ""),
             where=f"Dagster instance {settings.dagster_home}",
-            fix="open the failed run in the Dagster UI (placelink ui) to see the step error, fix it, "
-                "then run placelink refresh again",
+            fix="open the failed run in the Dagster UI (placelink ui) to see the step error, fix it (a data error "
+                "is not retried: ask the partner for a corrected drop), then run placelink refresh again",
         )
     return result
+
+
+def _months(by_feed: dict[str, list[str]]) -> str:
+    """``{"raw/police__street_crimes": ["2026-10-01"]}`` -> ``raw/police__street_crimes 2026-10``."""
+    return ", ".join(f"{feed} {', '.join(pk[:7] for pk in pks)}" for feed, pks in sorted(by_feed.items()))
 
 
 def _execute(job, instance, label, keys, settings: Settings, **kwargs) -> RunOutcome:
@@ -194,7 +220,24 @@ def _execute(job, instance, label, keys, settings: Settings, **kwargs) -> RunOut
         res = job.execute_in_process(instance=instance, asset_selection=keys, raise_on_error=False, **kwargs)
     _audit(res, settings)
     return RunOutcome(label, res.run_id, res.success, time.monotonic() - start,
-                      [k.to_user_string() for k in keys])
+                      [k.to_user_string() for k in keys], _step_errors(res))
+
+
+def _step_errors(res) -> dict[str, str]:
+    """How each failed step failed, for the refresh's error: our own message when the step raised a placelink
+    error (``dg.Failure`` from ``as_failure``: where, what, fix; built to carry no partner value), else only the
+    exception's type: a library's message can quote the data (the Dagster UI, inside the operator's reach, has it)."""
+    errors = {}
+    for event in res.all_events:
+        if event.event_type != dg.DagsterEventType.STEP_FAILURE or not event.step_failure_data:
+            continue
+        data = event.step_failure_data
+        if data.user_failure_data and data.user_failure_data.description:
+            errors[event.step_key] = data.user_failure_data.description.strip().splitlines()[0]
+        else:
+            cause = data.error.cause if data.error and data.error.cause else data.error
+            errors[event.step_key] = f"{cause.cls_name if cause else 'error'} (see the run in the Dagster UI)"
+    return errors
 
 
 def _audit(res, settings: Settings) -> None:

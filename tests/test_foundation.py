@@ -36,6 +36,38 @@ def test_settings_reject_unknown_environment(monkeypatch):
         get_settings()
 
 
+def test_settings_query_time_limit_and_role_file(monkeypatch, tmp_path):
+    monkeypatch.delenv("PLACELINK_QUERY_TIMEOUT_S", raising=False)
+    assert get_settings(home=tmp_path).query_timeout_s == 300
+    monkeypatch.setenv("PLACELINK_QUERY_TIMEOUT_S", "2.5")
+    assert get_settings(home=tmp_path).query_timeout_s == 2.5
+    for bad in ("0", "-1", "soon", "inf"):
+        monkeypatch.setenv("PLACELINK_QUERY_TIMEOUT_S", bad)
+        with pytest.raises(ConfigError, match="PLACELINK_QUERY_TIMEOUT_S"):
+            get_settings(home=tmp_path)
+    monkeypatch.delenv("PLACELINK_QUERY_TIMEOUT_S")
+    # the role file is never chosen by an environment variable: the home's locally, /etc in production
+    assert get_settings(home=tmp_path).roles_file == tmp_path / "governance" / "roles.yml"
+    assert str(get_settings(home=tmp_path, env="production").roles_file) == "/etc/placelink/roles.yml"
+
+
+def test_ensure_makes_the_zone_owner_only_and_never_follows_a_link(tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not ours to change")
+    outside.chmod(0o644)
+    home = tmp_path / "home"
+    (home / "landing" / "p" / "f").mkdir(parents=True, mode=0o755)
+    drop = home / "landing" / "p" / "f" / "2025-01-04.csv"
+    drop.write_text("a\n")
+    drop.chmod(0o644)
+    (home / "landing" / "p" / "f" / "2025-02-04.csv").symlink_to(outside)
+    s = get_settings(home=home).ensure()
+    assert oct(drop.stat().st_mode & 0o777) == "0o600"
+    assert oct((home / "landing" / "p").stat().st_mode & 0o777) == "0o700"
+    assert oct(s.governance_dir.stat().st_mode & 0o777) == "0o700"
+    assert oct(outside.stat().st_mode & 0o777) == "0o644"     # the link's target outside the home is untouched
+
+
 def test_production_requires_an_mlflow_backend(monkeypatch, tmp_path):
     monkeypatch.delenv("PLACELINK_MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -8,6 +8,7 @@ warehouse DuckDB files, Dagster's home, the MLflow store, quality docs and publi
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,19 @@ ENVIRONMENTS: tuple[str, ...] = ("local", "production")
 
 #: First month of the monthly partitions every feed shares.
 PARTITION_START = "2024-01-01"
+#: Longest a ``placelink query`` / ``roles.connect`` query may run before it is interrupted (seconds).
+DEFAULT_QUERY_TIMEOUT_S = 300.0
+#: Where production reads who holds which role: a file only root (or the service account) can change.
+PRODUCTION_ROLES_FILE = Path("/etc/placelink/roles.yml")
+
+
+def platform_period(today: dt.date | None = None) -> tuple[dt.date, dt.date]:
+    """First and last month (first days) of the platform's period: ``PARTITION_START`` to the current month, the
+    last monthly partition (``end_offset=1``, orchestration/defs/partitions.py). The calendar and every mart lie
+    inside it (dbt gets it from :func:`orchestration.lib.dbt_runner.dbt_env`): an event dated outside it is
+    excluded and counted, never a reason to stretch the calendar (issue #22: one 1900 row emptied every mart)."""
+    today = today or dt.date.today()
+    return dt.date.fromisoformat(PARTITION_START), today.replace(day=1)
 
 
 def quiet_telemetry() -> None:
@@ -43,6 +57,8 @@ class ConfigError(RuntimeError):
 class Settings:
     env: Environment
     home: Path
+    #: a query through ``roles.connect`` is interrupted after this many seconds (``PLACELINK_QUERY_TIMEOUT_S``)
+    query_timeout_s: float = DEFAULT_QUERY_TIMEOUT_S
 
     # --- zones -----------------------------------------------------------------------------
     @property
@@ -137,11 +153,22 @@ class Settings:
         """Governance state: erasure exclusion list, export approvals, per-role query files."""
         return self.home / "governance"
 
+    @property
+    def roles_file(self) -> Path:
+        """Who holds which role (``governance.identity``): ``<home>/governance/roles.yml`` locally,
+        ``/etc/placelink/roles.yml`` in production. Deliberately not an environment variable: whoever can
+        set one could name a file of their own."""
+        return PRODUCTION_ROLES_FILE if self.env == "production" else self.governance_dir / "roles.yml"
+
     def ensure(self) -> Settings:
-        """Create the home folder tree (idempotent) and return self."""
+        """Create the home folder tree (idempotent), make the identifiable zone owner-only, return self."""
+        from orchestration.lib import filemodes
+
         for path in (self.home, self.landing, self.reference, self.published, self.dagster_home,
                      self.mlflow_dir, self.quality_dir, self.keys_dir, self.models_dir, self.logs_dir):
             path.mkdir(parents=True, exist_ok=True)
+        filemodes.private_dir(self.governance_dir)
+        filemodes.harden_identifiable(self.home)
         return self
 
     @contextlib.contextmanager
@@ -173,4 +200,12 @@ def get_settings(home: str | os.PathLike | None = None, env: str | None = None) 
             f"PLACELINK_ENV={env_value!r} is not a known environment; use one of {', '.join(ENVIRONMENTS)}"
         )
     home_value = home or os.environ.get("PLACELINK_HOME") or ".placelink"
-    return Settings(env=env_value, home=Path(home_value).expanduser().resolve())  # type: ignore[arg-type]
+    timeout = os.environ.get("PLACELINK_QUERY_TIMEOUT_S")
+    try:
+        timeout_s = float(timeout) if timeout else DEFAULT_QUERY_TIMEOUT_S
+    except ValueError:
+        timeout_s = -1.0
+    if not 0 < timeout_s < float("inf"):
+        raise ConfigError(f"PLACELINK_QUERY_TIMEOUT_S={timeout!r} is not a positive number of seconds")
+    return Settings(env=env_value, home=Path(home_value).expanduser().resolve(),  # type: ignore[arg-type]
+                    query_timeout_s=timeout_s)

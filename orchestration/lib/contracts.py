@@ -83,6 +83,83 @@ class Format(_Strict):
         return self.extension or {"csv": "csv", "excel": "xlsx", "jsonl": "jsonl"}[self.type]
 
 
+# --- plausible dates ------------------------------------------------------------------------------
+#
+# A date can be well-formed and still impossible: a crime in 1900, an A&E arrival in 2031, a birth next year. One
+# such value once stretched the calendar to 1900 and emptied every mart (issue #22), so the contract says, for each
+# date/datetime column, which values are plausible — relative to the drop date (the date in the drop's file name),
+# and for people's events relative to their date of birth. Ingest quarantines a row outside the range.
+
+_SPAN = re.compile(r"^\s*(\d{1,4})\s*(day|days|month|months|year|years)\s*$")
+DateRole = Literal["event", "birth", "other"]
+
+
+def parse_span(text: str) -> tuple[int, int]:
+    """``"3 years"`` -> ``(36, 0)``: a span as (months, days). Raises ValueError naming the accepted form."""
+    m = _SPAN.match(str(text))
+    if not m:
+        raise ValueError(f"{text!r} is not a span; write e.g. '1 day', '18 months' or '3 years'")
+    n, unit = int(m.group(1)), m.group(2).rstrip("s")
+    return {"day": (0, n), "month": (n, 0), "year": (12 * n, 0)}[unit]
+
+
+def shift(day: dt.date, months: int = 0, days: int = 0) -> dt.date:
+    """``day`` moved by whole months (the day clamped to the month's end: 29 Feb - 12 months = 28 Feb) and days.
+
+    Saturates at ``date.min``/``date.max``: "120 years before" 0005-01-01 is simply "no earlier limit"."""
+    index = day.year * 12 + day.month - 1 + months
+    year, month = divmod(index, 12)
+    if year < dt.MINYEAR:
+        return dt.date.min
+    if year > dt.MAXYEAR:
+        return dt.date.max
+    import calendar
+
+    moved = dt.date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
+    try:
+        return moved + dt.timedelta(days=days)
+    except OverflowError:
+        return dt.date.min if days < 0 else dt.date.max
+
+
+class Plausible(_Strict):
+    """Valid range of one date/datetime column. Every key is optional: a key left out takes the default of the
+    column's role (:data:`PLAUSIBLE_DEFAULTS`), ``null`` removes that limit.
+
+    ``after_drop``: the latest plausible value is the drop date plus this span; ``before_drop``: the earliest is
+    the drop date minus this span; ``not_before_birth``: the value may not precede the row's date of birth (the
+    feed's ``person.date_of_birth`` column). Limits are inclusive; a datetime is compared by its (UTC) date.
+    """
+
+    after_drop: str | None = None
+    before_drop: str | None = None
+    not_before_birth: bool = False
+
+    @field_validator("after_drop", "before_drop")
+    @classmethod
+    def _span(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_span(v)
+        return v
+
+    def bounds(self, drop_date: dt.date) -> tuple[dt.date | None, dt.date | None]:
+        """(earliest, latest) plausible date for a drop made on ``drop_date``; None = no limit that side."""
+        lo = shift(drop_date, *(-x for x in parse_span(self.before_drop))) if self.before_drop else None
+        hi = shift(drop_date, *parse_span(self.after_drop)) if self.after_drop else None
+        return lo, hi
+
+
+#: The range of a date column that does not say otherwise, by its role in the feed. Events: a monthly drop holds
+#: last month's events and late records, so nothing later than the day after the drop (clocks and UTC conversion)
+#: nor more than 3 years old; never before the person was born. Dates of birth: not after the drop, not more than
+#: 120 years before it. Any other date: within a century either side of the drop (catches a mistyped century).
+PLAUSIBLE_DEFAULTS: dict[str, Plausible] = {
+    "event": Plausible(after_drop="1 day", before_drop="3 years", not_before_birth=True),
+    "birth": Plausible(after_drop="0 days", before_drop="120 years"),
+    "other": Plausible(after_drop="100 years", before_drop="120 years"),
+}
+
+
 class Column(_Strict):
     name: str = Field(min_length=1)
     type: ColumnType = "string"
@@ -92,6 +169,8 @@ class Column(_Strict):
     description: str | None = None
     true_values: list[str] = Field(default_factory=lambda: ["true", "t", "yes", "y", "1"])
     false_values: list[str] = Field(default_factory=lambda: ["false", "f", "no", "n", "0"])
+    #: date/datetime only: overrides of the plausible range its role gives it (see :class:`Plausible`)
+    plausible: Plausible | None = None
 
     @property
     def sql_name(self) -> str:
@@ -229,6 +308,32 @@ class Feed(_Strict):
         allowed = set(self.agreement.allowed_columns)
         return [c.name for c in self.columns if c.name not in allowed]
 
+    def date_role(self, column: str) -> DateRole:
+        """``event`` (the feed's event date), ``birth`` (its ``person.date_of_birth``) or ``other``."""
+        if self.event_date and column == self.event_date.column:
+            return "event"
+        if self.person and column == self.person.date_of_birth:
+            return "birth"
+        return "other"
+
+    def plausibility(self) -> dict[str, Plausible]:
+        """Every date/datetime column's plausible range: its role's default with the contract's overrides.
+
+        ``not_before_birth`` holds only where the feed maps a date of birth (the validator rejects it set
+        explicitly without one)."""
+        out: dict[str, Plausible] = {}
+        has_birth = bool(self.person and self.person.date_of_birth)
+        for col in self.columns:
+            if col.type not in ("date", "datetime"):
+                continue
+            role = self.date_role(col.name)
+            given = col.plausible.model_dump(include=col.plausible.model_fields_set) if col.plausible else {}
+            rule = PLAUSIBLE_DEFAULTS[role].model_copy(update=given)
+            if rule.not_before_birth and (not has_birth or role == "birth"):
+                rule = rule.model_copy(update={"not_before_birth": False})
+            out[col.name] = rule
+        return out
+
 
 class PartnerInfo(_Strict):
     id: str = Field(pattern=_ID)
@@ -363,6 +468,18 @@ def _cross_checks(feed: dict, fpath: str) -> list[tuple[str, str, str]]:
         if c.get("format") and c.get("type") not in ("date", "datetime"):
             problems.append((f"{where}.columns[{c.get('name')}].format",
                              "format is only used for date and datetime columns", "remove it or fix the type"))
+        if c.get("plausible") is not None and c.get("type") not in ("date", "datetime"):
+            problems.append((f"{where}.columns[{c.get('name')}].plausible",
+                             "plausible is only used for date and datetime columns", "remove it or fix the type"))
+        elif isinstance(c.get("plausible"), dict) and c["plausible"].get("not_before_birth"):
+            dob = person.get("date_of_birth")
+            if not dob:
+                problems.append((f"{where}.columns[{c.get('name')}].plausible.not_before_birth",
+                                 "the feed maps no date of birth to compare with",
+                                 "map person.date_of_birth or remove not_before_birth"))
+            elif dob == c.get("name"):
+                problems.append((f"{where}.columns[{c.get('name')}].plausible.not_before_birth",
+                                 "the date of birth cannot be checked against itself", "remove not_before_birth"))
         if c.get("format"):
             try:
                 dt.datetime(2024, 1, 2, 3, 4, 5).strftime(str(c["format"]))

@@ -18,18 +18,26 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestration.lib.config import Settings, get_settings
+from orchestration.lib.config import Settings, get_settings, platform_period
 from orchestration.lib.errors import PlacelinkError
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 #: Tables written to ``published/`` as Parquet and CSV by :func:`publish`.
 PUBLISHED_TABLES = ("place_monthly_indicators",)
+#: First and last month of the platform's period (:func:`orchestration.lib.config.platform_period`), read by
+#: dbt_project/macros/period.sql
+PERIOD_START_ENV, PERIOD_END_ENV = "PLACELINK_PERIOD_START", "PLACELINK_PERIOD_END"
 
 
 def dbt_env(settings: Settings | None = None) -> dict[str, str]:
-    """The environment variables dbt's ``profiles.yml`` reads, from the one settings function."""
+    """The environment variables dbt's ``profiles.yml`` and macros read, from the one settings function."""
     s = settings or get_settings()
+    first, last = platform_period()
     return {
+        # the months the calendar and every mart may hold (macros/period.sql); env vars, not --vars: a change of
+        # var makes dbt re-parse the whole project, this one changes once a month
+        PERIOD_START_ENV: first.isoformat(),
+        PERIOD_END_ENV: last.isoformat(),
         "PLACELINK_WAREHOUSE_DB": str(s.warehouse_db),
         "PLACELINK_DBT_TARGET": "production" if s.env == "production" else "local",
         "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
@@ -194,7 +202,7 @@ def manifest_is_stale(project_dir: Path = DBT_PROJECT_DIR) -> bool:
     if not manifest.exists():
         return True
     built = manifest.stat().st_mtime
-    for sub in ("models", "macros", "seeds", "tests", "analyses"):
+    for sub in ("models", "macros", "macros_crossdb", "seeds", "tests", "analyses"):
         for path in (project_dir / sub).rglob("*"):
             if path.is_file() and path.stat().st_mtime > built:
                 return True

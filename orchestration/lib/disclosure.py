@@ -10,16 +10,28 @@ numpy does it in a few lines. The dbt Python model ``published.place_monthly_ind
 We write this rather than use a library: the established SDC tools (sdcTable, tau-Argus) are R/Java programs, and
 no maintained Python package covers cell suppression over hierarchical tables.
 
+Published totals are sums along two axes, and both are margin equations of one table. Geography: an LSOA table's
+ward, MSOA, district and county cells. Indicators: the seed ``dbt_project/seeds/indicators.csv`` says in its
+``parent`` column which indicators add up to which (every crime type's parent is ``crimes_total``). The indicators
+linked by ``parent`` are protected as ONE table per month (:func:`linked_structure`: the geography table stacked
+once per indicator, plus parent = sum of its children at every area), so an attacker who subtracts the published
+crime types from ``crimes_total`` (one-step differencing), or combines that with the geography margins, meets the
+same equations the suppression was checked against. An indicator with no parent and no children is a table of its
+own. The seed is the one place the hierarchy is stated: :func:`protect_place_table` and :func:`attacker_bounds`
+read it (the dbt model passes ``ref('indicators')``), and a dbt test checks the counts obey it.
+
 The attacker model the tests check (:func:`attacker_bounds`): the published file shows every unsuppressed cell and
 total; suppressed cells are known to be >= 1 (zeros are published). For every suppressed cell we require that the
-margin equations do not pin it: not determined by linear algebra, and (checked by linear programming) its minimum
-and maximum feasible values differ.
+margin equations (geography and indicator alike) do not pin it: not determined by linear algebra, and (checked by
+linear programming) its minimum and maximum feasible values differ, by at least 1, so that at least two whole
+counts remain possible.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,11 +41,73 @@ from orchestration.lib.errors import PlacelinkError
 DEFAULT_THRESHOLD = 5
 LEVELS = ("lsoa", "ward", "msoa", "district", "county")
 CELL_COLUMNS = ("geography_level", "area_code", "month", "indicator", "event_count", "population")
+#: the indicator catalogue; its ``parent`` column is the indicator hierarchy (child -> the total it adds up to)
+INDICATOR_SEED = Path(__file__).resolve().parents[2] / "dbt_project" / "seeds" / "indicators.csv"
+
+
+def load_indicator_seed(path: Path | None = None) -> pd.DataFrame:
+    """The indicator seed (``indicator, ..., parent``) as dbt loads it, from the repository."""
+    return pd.read_csv(path or INDICATOR_SEED, dtype=str, keep_default_na=False)
+
+
+def indicator_parents(indicators: pd.DataFrame | Mapping[str, str] | None) -> dict[str, str]:
+    """``child -> parent`` from the seed's ``parent`` column (blank: no parent), checked: every parent is an
+    indicator of the seed and no indicator is its own ancestor. A mapping is taken as already ``child -> parent``.
+    """
+    if indicators is None:
+        return {}
+    if isinstance(indicators, Mapping):
+        parents = {str(c): str(p) for c, p in indicators.items() if p}
+        known = set(parents) | set(parents.values())
+    else:
+        if "parent" not in indicators.columns:
+            raise PlacelinkError("the indicator seed has no parent column", where="dbt_project/seeds/indicators.csv",
+                                 fix="add a parent column (blank, or the indicator this one adds up to)")
+        seed = indicators.fillna("")
+        known = set(seed["indicator"].astype(str))
+        parents = {str(c): str(p).strip() for c, p in zip(seed["indicator"], seed["parent"], strict=True)
+                   if str(p).strip()}
+    for child, parent in parents.items():
+        if parent not in known:
+            raise PlacelinkError(f"indicator {child} has parent {parent}, which is not an indicator",
+                                 where="dbt_project/seeds/indicators.csv, column parent",
+                                 fix="name an indicator of the seed, or leave parent blank")
+        seen, up = {child}, parent
+        while up in parents:
+            if up in seen:
+                raise PlacelinkError(f"indicator {child} is its own ancestor through parent",
+                                     where="dbt_project/seeds/indicators.csv, column parent",
+                                     fix="the parent column must form a tree")
+            seen.add(up)
+            up = parents[up]
+    return parents
+
+
+def indicator_groups(indicators: Sequence[str], parents: Mapping[str, str]) -> list[tuple[str, ...]]:
+    """The indicators linked by ``parent`` (connected through parent/child), each group sorted; an indicator with no
+    link among ``indicators`` is a group of one. Every group is protected as one table per month."""
+    root = {i: i for i in indicators}
+
+    def find(i: str) -> str:
+        while root[i] != i:
+            root[i] = root[root[i]]
+            i = root[i]
+        return i
+
+    for child, parent in parents.items():
+        if child in root and parent in root:
+            root[find(child)] = find(parent)
+    groups: dict[str, list[str]] = {}
+    for i in indicators:
+        groups.setdefault(find(i), []).append(i)
+    return sorted(tuple(sorted(g)) for g in groups.values())
 
 
 @dataclass(frozen=True)
 class MarginStructure:
-    """The cells of one month x indicator table in a fixed order, and its margin equations.
+    """The cells of one month's table in a fixed order, and its margin equations: one indicator's geography table
+    (:func:`margin_structure`), or a linked group of indicators (:func:`linked_structure`, whose ``cells`` have an
+    ``indicator`` column too).
 
     ``equations[j]`` is ``(total_index, child_indices)``: ``value[total] == sum(value[children])``.
     """
@@ -88,6 +162,49 @@ def margin_structure(hierarchy: pd.DataFrame) -> MarginStructure:
                             np.array([index[(level, c)] for c in sorted(group[f"{level}_code"])])))
     cells = pd.DataFrame(rows, columns=["geography_level", "area_code"])
     return MarginStructure(cells=cells, equations=tuple(equations), implied=tuple(implied))
+
+
+def linked_structure(geography: MarginStructure, indicators: Sequence[str],
+                     parents: Mapping[str, str]) -> MarginStructure:
+    """One table for indicators linked by ``parent``: the geography table once per indicator (same equations, each
+    copy's cells offset by ``k * geography.size``), plus, at every area of every level, parent = sum of its
+    children. With crime types under ``crimes_total`` this is the 3-D table LSOA x type with the total as a margin
+    (and the ward ... county margins of each). A parent's equation is written only when all its children are in
+    ``indicators``: otherwise the sum is not a published relation.
+    """
+    n = geography.size
+    offset = {ind: k * n for k, ind in enumerate(indicators)}
+    equations = [(t + o, ch + o) for o in offset.values() for t, ch in geography.equations]
+    implied = [(t + o, ch + o) for o in offset.values() for t, ch in geography.implied]
+    children: dict[str, list[str]] = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    area = np.arange(n)
+    for parent in indicators:
+        kids = sorted(children.get(parent, ()))
+        if not kids or any(k not in offset for k in kids):
+            continue
+        parts = np.stack([area + offset[k] for k in kids], axis=1)  # row i: area i of every child
+        equations += [(offset[parent] + i, parts[i]) for i in range(n)]
+    cells = pd.concat([geography.cells.assign(indicator=ind) for ind in indicators], ignore_index=True)
+    return MarginStructure(cells=cells, equations=tuple(equations), implied=tuple(implied))
+
+
+def _check_adds_up(values: np.ndarray, structure: MarginStructure, where: str) -> None:
+    """Refuse a table whose true counts break its own equations: the suppression would be checked against a
+    relation the data does not obey (e.g. a crime type missing from ``crimes_total``)."""
+    if not structure.equations:
+        return
+    totals = np.array([t for t, _ in structure.equations])
+    parts = np.concatenate([ch for _, ch in structure.equations])
+    eq_of = np.repeat(np.arange(totals.size), [len(ch) for _, ch in structure.equations])
+    sums = np.bincount(eq_of, values[parts], minlength=totals.size)
+    bad = np.flatnonzero(np.abs(values[totals] - sums) > 1e-6)
+    if bad.size:
+        cell = structure.cells.iloc[totals[bad[0]]].to_dict()
+        raise PlacelinkError(f"{bad.size} total(s) differ from the sum of their parts, e.g. {cell}", where=where,
+                             fix="the seed's parent column or the place marts are wrong: every parent indicator "
+                                 "must count exactly its children's events; rebuild the marts")
 
 
 #: up to this many unknowns (a district block's hidden cells) the matrices are dense: scipy.sparse's conversions
@@ -228,15 +345,32 @@ def secondary_suppression(values: np.ndarray, primary: np.ndarray, structure: Ma
             continue
         if matrix is None:
             matrix = structure.matrix()
-        unknown = np.flatnonzero(suppressed)
-        pinned = unknown[_determined(matrix, unknown, svds=svds)]
+        # The interval test first: it needs no factorisation, and while it finds pinned cells the round frees
+        # them without one (``linear=False``: the candidates are checked against the bounds alone; a cell the
+        # equations also determine is caught by the null-space test once the bounds pass). In a linked table
+        # most rounds end here, and factorising its big component every round was most of its time.
+        pinned, linear = _pinned_by_bounds(values, suppressed, all_eqs), False
         if pinned.size == 0:
-            pinned = _pinned_by_bounds(values, suppressed, all_eqs)
+            unknown = np.flatnonzero(suppressed)
+            pinned, linear = unknown[_determined(matrix, unknown, svds=svds)], None
         if pinned.size == 0:  # the cheap tests pass: confirm with the exact (LP) test before publishing
             pinned = _pinned_exact(values, suppressed, matrix)
-        # free the first pinned cell (the next round finds any still pinned): trying every pinned cell when
-        # none can be freed by one extra cell cost minutes per county table
-        if pinned.size and _unpin(int(pinned[0]), matrix, suppressed, values, all_eqs, var_eqs=var_eqs, svds=svds):
+        # Free the pinned cells one partner each, all chosen against this round's pattern (so every _unpin reuses
+        # this round's SVDs), then look again: the next round's tests find any cell still pinned. One cell per
+        # round meant one factorisation per added cell, and a linked table (crime types with crimes_total) has
+        # one big component of hidden cells: minutes per table. A cell whose equations already got a partner this
+        # round waits for the next round (its partner may free it too); the first cell that no single extra cell
+        # frees ends the round (trying every such cell cost minutes per county table).
+        base = suppressed.copy()
+        for cell in pinned.tolist():
+            near = np.concatenate([np.concatenate(([all_eqs[j][0]], all_eqs[j][1])) for j in var_eqs.get(cell, ())]
+                                  or [np.array([], dtype=int)])
+            if changed and (suppressed[near] & ~base[near]).any():
+                continue
+            work = base.copy()
+            if not _unpin(cell, matrix, work, values, all_eqs, var_eqs=var_eqs, svds=svds, linear=linear):
+                break
+            suppressed |= work
             changed = True
         if not changed and pinned.size:
             # No single extra cell frees it: hide the cheapest linked cell and look again (each round adds one
@@ -253,7 +387,20 @@ def secondary_suppression(values: np.ndarray, primary: np.ndarray, structure: Ma
                          fix="report this table; raise max_rounds")
 
 
-def _intervals(values: np.ndarray, suppressed: np.ndarray, eqs: tuple[tuple[int, np.ndarray], ...],
+class _Compiled(tuple):
+    """Equations as flat arrays ``(totals, children, eq_of)``: built once and reused by every :func:`_intervals`
+    call on the same equations (building them was most of a call's time in the candidate loop of :func:`_unpin`)."""
+
+
+def _compile(eqs: tuple[tuple[int, np.ndarray], ...]) -> _Compiled:
+    if not eqs:
+        empty = np.array([], dtype=int)
+        return _Compiled((empty, empty, empty))
+    return _Compiled((np.array([t for t, _ in eqs]), np.concatenate([ch for _, ch in eqs]),
+                      np.repeat(np.arange(len(eqs)), [len(ch) for _, ch in eqs])))
+
+
+def _intervals(values: np.ndarray, suppressed: np.ndarray, eqs: tuple[tuple[int, np.ndarray], ...] | _Compiled,
                max_passes: int = 1_000) -> tuple[np.ndarray, np.ndarray]:
     """Bounds an attacker can derive for every cell by propagating the margin equations (interval arithmetic).
 
@@ -269,13 +416,18 @@ def _intervals(values: np.ndarray, suppressed: np.ndarray, eqs: tuple[tuple[int,
     """
     lo = np.where(suppressed, 1.0, values)
     hi = np.where(suppressed, np.inf, values)
-    active = [(t, ch) for t, ch in eqs if suppressed[t] or suppressed[ch].any()]
-    if not active:
+    totals, children, eq_of = eqs if isinstance(eqs, _Compiled) else _compile(eqs)
+    if totals.size == 0:
         return lo, hi
-    totals = np.array([t for t, _ in active])
-    children = np.concatenate([ch for _, ch in active])
-    eq_of = np.repeat(np.arange(len(active)), [len(ch) for _, ch in active])
-    n_eq = len(active)
+    # only the equations holding a hidden cell can move a bound (the others hold constants)
+    active = suppressed[totals] | (np.bincount(eq_of, suppressed[children], minlength=totals.size) > 0)
+    if not active.any():
+        return lo, hi
+    if not active.all():
+        keep = active[eq_of]
+        totals, children = totals[active], children[keep]
+        eq_of = (np.cumsum(active) - 1)[eq_of[keep]]
+    n_eq = totals.size
     for _ in range(max_passes):
         clo, chi = lo[children], hi[children]
         finite = np.isfinite(chi)
@@ -411,7 +563,8 @@ def _local_members(cell: int, suppressed: np.ndarray, eqs: tuple[tuple[int, np.n
 def _unpin(cell: int, matrix: np.ndarray, suppressed: np.ndarray, values: np.ndarray,
            eqs: tuple[tuple[int, np.ndarray], ...], max_candidates: int = 25,
            var_eqs: dict[int, list[int]] | None = None,
-           svds: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None) -> bool:
+           svds: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+           linear: bool | None = None) -> bool:
     """Suppress the cheapest extra cell that stops ``cell`` being determined; True if one was found.
 
     Candidates are the shown, non-zero cells of the equations linked to ``cell`` (:func:`_local_candidates`).
@@ -421,7 +574,8 @@ def _unpin(cell: int, matrix: np.ndarray, suppressed: np.ndarray, values: np.nda
     minimum-norm y0. That is one SVD per pinned cell for all candidates at once (testing each candidate with its
     own SVD took minutes per county table). Candidates that pass are then checked against the attacker's bounds.
     ``svds``: the components' SVDs :func:`_determined` just made (the system here is one of them, same rows and
-    columns in the same order), so it is not factorised twice.
+    columns in the same order), so it is not factorised twice. ``linear=False``: the caller knows only that the
+    bounds pin ``cell``; skip the factorisation and the linear filter (the bounds check decides).
     """
     if var_eqs is None:
         var_eqs = _equations_by_cell(eqs)
@@ -429,6 +583,8 @@ def _unpin(cell: int, matrix: np.ndarray, suppressed: np.ndarray, values: np.nda
     candidates = _local_candidates(cell, suppressed, values, eqs, var_eqs, members=members)
     if candidates.size == 0:
         return False
+    if linear is False:
+        return _first_freeing(cell, candidates[:max_candidates], suppressed, values, eqs, var_eqs)
     unknown = members[suppressed[members]]
     touching = np.any(matrix[:, unknown] != 0, axis=1)
     a_u = matrix[touching][:, unknown]
@@ -446,9 +602,27 @@ def _unpin(cell: int, matrix: np.ndarray, suppressed: np.ndarray, values: np.nda
         outside = np.any(matrix[~touching][:, candidates] != 0, axis=0)
         in_span = np.linalg.norm(a_c - basis @ (basis.T @ a_c), axis=0) < 1e-9
         candidates = candidates[~outside & in_span & (np.abs(y0 @ a_c) > 1e-9)]
-    for candidate in candidates[:max_candidates]:
+    return _first_freeing(cell, candidates[:max_candidates], suppressed, values, eqs, var_eqs)
+
+
+def _first_freeing(cell: int, candidates: np.ndarray, suppressed: np.ndarray, values: np.ndarray,
+                   eqs: tuple[tuple[int, np.ndarray], ...], var_eqs: dict[int, list[int]]) -> bool:
+    """Hide the first candidate after which the bounds no longer pin ``cell``; True if one was found."""
+    if candidates.size == 0:
+        return False
+    # The equations reachable from ``cell`` with every candidate hidden hold those reachable with any one of them
+    # hidden; the others meet them only in shown cells (constants), so they leave ``cell``'s bounds unchanged.
+    # Found and compiled once, not once per candidate (in a linked table that search was most of the time).
+    wide = suppressed.copy()
+    wide[candidates] = True
+    local = _compile(_reachable_equations(cell, wide, eqs, var_eqs))
+    # Hiding more only widens bounds, so if hiding every candidate at once leaves ``cell`` pinned, no single one
+    # frees it: one interval run instead of one per candidate (the usual case for a failing cell of a linked table)
+    if cell in _pinned_by_bounds(values, wide, local):
+        return False
+    for candidate in candidates:
         suppressed[candidate] = True
-        if cell not in _pinned_by_bounds(values, suppressed, _reachable_equations(cell, suppressed, eqs, var_eqs)):
+        if cell not in _pinned_by_bounds(values, suppressed, local):
             return True
         suppressed[candidate] = False
     return False
@@ -462,6 +636,10 @@ def district_blocks(structure: MarginStructure) -> list[tuple[np.ndarray, Margin
     protected on its own: a few hundred cells instead of the whole county's ~2,000, with every check (rounds of
     rules, SVDs, linear programs) that much smaller. Measured on a 1,000-LSOA county table: the whole-table
     search took 5-22 s for the mid-range tables, the per-district one well under a second.
+
+    In a linked table (:func:`linked_structure`) a block is the district in every indicator of the group: the
+    indicator equations hold one area each, so they stay inside a district, except the county's, which (like the
+    county equations) join only district and county cells.
 
     Returns ``(cells, structure)`` per block: the block's cell indices into ``structure`` and its own margin
     equations over local indices.
@@ -480,7 +658,7 @@ def district_blocks(structure: MarginStructure) -> list[tuple[np.ndarray, Margin
     for root in np.unique(roots):
         cells = np.flatnonzero(roots == root)
         if cells.size == 1:
-            continue  # the county cell: only in the county equation
+            continue  # a county cell: only in the county equations
         local = np.full(structure.size, -1)
         local[cells] = np.arange(cells.size)
         equations, implied = ([(int(local[t]), local[ch]) for t, ch in eqs if local[t] >= 0]
@@ -573,53 +751,130 @@ WORKERS_ENV = "PLACELINK_DISCLOSURE_WORKERS"
 
 
 def _protect(values: np.ndarray, structure: MarginStructure, threshold: int, blocks) -> np.ndarray:
-    """One month x indicator table: its counts 1..threshold-1 are the primary cells."""
+    """One month's table (an indicator, or a linked group): its counts 1..threshold-1 are the primary cells."""
     return protect_table(values, (values >= 1) & (values < threshold), structure, threshold, blocks=blocks)
 
 
-#: a worker's margin structure, its district blocks and the threshold, set once by :func:`_start_worker`
+#: a worker's margin structures (by group) with their district blocks, and the threshold, set by :func:`_start_worker`
 _WORKER: dict = {}
 
 
-def _start_worker(structure: MarginStructure, threshold: int) -> None:
-    _WORKER.update(structure=structure, threshold=threshold, blocks=district_blocks(structure))
+def _start_worker(structures: dict[tuple[str, ...], MarginStructure], threshold: int) -> None:
+    _WORKER.update(threshold=threshold,
+                   structures={k: (s, district_blocks(s)) for k, s in structures.items()})
 
 
-def _protect_one(values: np.ndarray) -> np.ndarray:
-    return _protect(values, **_WORKER)
+def _protect_one(table: tuple[tuple[str, ...], np.ndarray]) -> np.ndarray:
+    key, values = table
+    structure, blocks = _WORKER["structures"][key]
+    return _protect(values, structure, _WORKER["threshold"], blocks)
 
 
-def _protect_tables(tables: list[np.ndarray], structure: MarginStructure, threshold: int,
+def _protect_block(unit: tuple[tuple[str, ...], np.ndarray, int]) -> np.ndarray:
+    """One district block of a big table (its cells' flags), as :func:`protect_table`'s loop does it."""
+    key, values, b = unit
+    structure, blocks = _WORKER["structures"][key]
+    cells, sub = blocks[b]
+    primary = (values[cells] >= 1) & (values[cells] < _WORKER["threshold"])
+    return secondary_suppression(values[cells], primary, sub, _WORKER["threshold"])
+
+
+def _protect_across(unit: tuple[tuple[str, ...], np.ndarray, np.ndarray]) -> np.ndarray:
+    key, values, suppressed = unit
+    structure, blocks = _WORKER["structures"][key]
+    return _protect_across_districts(values, suppressed.copy(), structure, blocks, _WORKER["threshold"])
+
+
+def _protect_tables(tables: list[tuple[tuple[str, ...], np.ndarray]],
+                    structures: dict[tuple[str, ...], MarginStructure], threshold: int,
                     workers: int | None) -> list[np.ndarray]:
-    """Protect every table, spread over worker processes when there are enough of them.
+    """Protect every table (``(group, values)``: the group names its structure), spread over worker processes when
+    there are enough of them.
 
     The tables are independent and the work is numpy/scipy under the GIL, so threads would not help
     (:mod:`orchestration.lib.parallel`: spawned workers, one BLAS thread each). Each worker receives the margin
-    structure once, then takes the next table whenever it is free: a table's cost (0.1-1 s at county scale) is not
+    structures once, then takes the next table whenever it is free: a table's cost (0.1-1 s at county scale) is not
     predictable from its counts, and fixed halves left one worker idle for a second or more at the end.
     """
     from orchestration.lib.parallel import spawn_pool, worker_count
 
     cap = len(tables) // max(1, PARALLEL_MIN_TABLES // 2)  # at least a few tables per worker
     workers = worker_count(WORKERS_ENV, cap) if workers is None else max(1, min(workers, cap))
-    if workers == 1 or len(tables) < PARALLEL_MIN_TABLES or len(tables) * structure.size < PARALLEL_MIN_CELLS:
-        blocks = district_blocks(structure)
-        return [_protect(v, structure, threshold, blocks) for v in tables]
-    with spawn_pool(workers, initializer=_start_worker, initargs=(structure, threshold)) as pool:
-        return list(pool.map(_protect_one, tables, chunksize=1))
+    n_cells = sum(v.size for _, v in tables)
+    if workers == 1 or len(tables) < PARALLEL_MIN_TABLES or n_cells < PARALLEL_MIN_CELLS:
+        blocks = {k: district_blocks(s) for k, s in structures.items()}
+        return [_protect(v, structures[k], threshold, blocks[k]) for k, v in tables]
+    with spawn_pool(workers, initializer=_start_worker, initargs=(structures, threshold)) as pool:
+        # A big table's district blocks are independent (:func:`protect_table`), so they are separate tasks: a
+        # linked table (12 crime indicators in one) is a few times dearer than the others and would otherwise
+        # keep one worker busy long after the rest. Then each big table's pass across districts. The same steps
+        # as :func:`protect_table`, so the same result as one process.
+        blocks = {k: district_blocks(s) for k, s in structures.items()}
+        big = [i for i, (k, _) in enumerate(tables) if structures[k].size >= BLOCKS_MIN_CELLS]
+        units = [(i, b) for i in big for b, (cells, _) in enumerate(blocks[tables[i][0]])
+                 if ((tables[i][1][cells] >= 1) & (tables[i][1][cells] < threshold)).any()]
+        small = [i for i, (k, _) in enumerate(tables) if structures[k].size < BLOCKS_MIN_CELLS]
+        block_flags = pool.map(_protect_block, [(tables[i][0], tables[i][1], b) for i, b in units], chunksize=1)
+        small_flags = pool.map(_protect_one, [tables[i] for i in small], chunksize=1)
+        out: list[np.ndarray | None] = [None] * len(tables)
+        start = {i: (tables[i][1] >= 1) & (tables[i][1] < threshold) for i in big}
+        for (i, b), flags in zip(units, block_flags, strict=True):
+            start[i][blocks[tables[i][0]][b][0]] = flags
+        across = pool.map(_protect_across, [(tables[i][0], tables[i][1], start[i]) for i in big], chunksize=1)
+        for i, flags in zip(big, across, strict=True):
+            out[i] = flags
+        for i, flags in zip(small, small_flags, strict=True):
+            out[i] = flags
+        return out
+
+
+def _structures(geography: MarginStructure, indicators: Sequence[str], parents: Mapping[str, str]
+                ) -> tuple[dict[tuple[str, ...], MarginStructure], dict[str, tuple[tuple[str, ...], int]]]:
+    """Each group of linked indicators' structure, and per indicator its group and cell offset in that structure."""
+    structures, place = {}, {}
+    for group in indicator_groups(list(indicators), parents):
+        structures[group] = geography if len(group) == 1 else linked_structure(geography, group, parents)
+        for k, ind in enumerate(group):
+            place[ind] = (group, k * geography.size)
+    return structures, place
+
+
+def _variables(frame: pd.DataFrame, hierarchy: pd.DataFrame, parents: Mapping[str, str], where: str
+               ) -> tuple[pd.DataFrame, dict[tuple[str, ...], MarginStructure], MarginStructure]:
+    """``frame`` with ``_group`` (the linked indicators its row belongs to) and ``_var`` (its cell's index in that
+    group's structure), the structures, and the geography structure."""
+    geography = margin_structure(hierarchy)
+    order = geography.cells.assign(_geo=np.arange(geography.size))
+    frame = frame.merge(order, on=["geography_level", "area_code"], how="left", validate="many_to_one")
+    if frame["_geo"].isna().any():
+        bad = frame.loc[frame["_geo"].isna(), ["geography_level", "area_code"]].drop_duplicates().head(3)
+        raise PlacelinkError(f"cells for areas missing from the hierarchy: {bad.to_dict('records')}",
+                             where=where, fix="rebuild marts.dim_lsoa and the place marts")
+    indicators = sorted(frame["indicator"].astype(str).unique())
+    structures, place = _structures(geography, indicators, parents)
+    ind = frame["indicator"].astype(str)
+    frame["_group"] = ind.map(lambda i: place[i][0])
+    frame["_var"] = frame["_geo"].astype(int) + ind.map(lambda i: place[i][1]).astype(int)
+    return frame, structures, geography
 
 
 def protect_place_table(cells: pd.DataFrame, hierarchy: pd.DataFrame,
-                        threshold: int = DEFAULT_THRESHOLD, workers: int | None = None) -> pd.DataFrame:
-    """Apply primary and secondary suppression to every month x indicator table and return the published rows.
+                        threshold: int = DEFAULT_THRESHOLD, workers: int | None = None,
+                        indicators: pd.DataFrame | Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Apply primary and secondary suppression to every month's tables and return the published rows.
+
+    A table is one month of one indicator, or of a group of indicators linked by the seed's ``parent`` column
+    (crime types and ``crimes_total``), protected together with every geography margin (:func:`linked_structure`).
 
     Args:
         cells: ``geography_level, area_code, month, indicator, event_count, population`` for every level in
             :data:`LEVELS` (``marts.place_indicator_cells``).
         hierarchy: ``lsoa_code, ward_code, msoa_code, district_code`` (``marts.dim_lsoa``).
         threshold: counts 1..threshold-1 are suppressed; zeros are kept.
-        workers: processes to spread the month x indicator tables over (default: env
-            ``PLACELINK_DISCLOSURE_WORKERS``, else the CPU count up to 4; 1 = this process only).
+        workers: processes to spread the tables over (default: env ``PLACELINK_DISCLOSURE_WORKERS``, else the CPU
+            count up to 4; 1 = this process only).
+        indicators: the indicator seed (``indicator, parent``; the dbt model passes ``ref('indicators')``), or a
+            ``child -> parent`` mapping; default: the seed in the repository. ``{}`` links nothing.
 
     Returns:
         One row per input cell: ``geography_level, area_code, month, indicator, event_count`` (null when
@@ -632,25 +887,20 @@ def protect_place_table(cells: pd.DataFrame, hierarchy: pd.DataFrame,
     if missing:
         raise PlacelinkError(f"cells lack columns {sorted(missing)}", where="disclosure.protect_place_table",
                              fix="pass marts.place_indicator_cells")
-    structure = margin_structure(hierarchy)
-    order = structure.cells.assign(_var=np.arange(structure.size))
-    frame = cells.merge(order, on=["geography_level", "area_code"], how="left", validate="many_to_one")
-    if frame["_var"].isna().any():
-        bad = frame.loc[frame["_var"].isna(), ["geography_level", "area_code"]].drop_duplicates().head(3)
-        raise PlacelinkError(f"cells for areas missing from the hierarchy: {bad.to_dict('records')}",
-                             where="marts.place_indicator_cells", fix="rebuild marts.dim_lsoa and the place marts")
-    frame["_var"] = frame["_var"].astype(int)
-    frame["is_suppressed"] = False
+    parents = indicator_parents(load_indicator_seed() if indicators is None else indicators)
+    frame, structures, _ = _variables(cells, hierarchy, parents, where="marts.place_indicator_cells")
     counts = frame["event_count"].fillna(0).to_numpy(dtype=float)
     out_flags = np.zeros(len(frame), dtype=bool)
-    groups = list(frame.groupby(["month", "indicator"], sort=True).indices.values())
+    groups = list(frame.groupby(["month", "_group"], sort=True).indices.items())
     variables = frame["_var"].to_numpy()
     tables = []
-    for idx in groups:
-        values = np.zeros(structure.size)
+    for (month, group), idx in groups:
+        values = np.zeros(structures[group].size)
         values[variables[idx]] = counts[idx]
-        tables.append(values)
-    for idx, flags in zip(groups, _protect_tables(tables, structure, threshold, workers), strict=True):
+        if len(group) > 1:
+            _check_adds_up(values, structures[group], where=f"marts.place_indicator_cells, month {month}")
+        tables.append((group, values))
+    for (_, idx), flags in zip(groups, _protect_tables(tables, structures, threshold, workers), strict=True):
         out_flags[idx] = flags[variables[idx]]
     frame["is_suppressed"] = out_flags
     shown = ~frame["is_suppressed"]
@@ -669,50 +919,68 @@ def protect_place_table(cells: pd.DataFrame, hierarchy: pd.DataFrame,
     return published.sort_values(["month", "indicator", "geography_level", "area_code"]).reset_index(drop=True)
 
 
-def attacker_bounds(published: pd.DataFrame, hierarchy: pd.DataFrame,
-                    month=None, indicator: str | None = None) -> pd.DataFrame:
-    """What an attacker can learn about each suppressed cell of one published month x indicator table.
+def attacker_bounds(published: pd.DataFrame, hierarchy: pd.DataFrame, month=None, indicator: str | None = None,
+                    indicators: pd.DataFrame | Mapping[str, str] | None = None) -> pd.DataFrame:
+    """What an attacker can learn about each suppressed cell of the published table, from every published additive
+    relation: the geography margins and the indicator hierarchy (the seed's ``parent``; default: the repository's
+    seed) together.
 
-    Solves min and max of every suppressed cell subject to the margin equations, the published values and
-    ``cell >= 1`` (zeros are published, so a hidden cell is at least 1). Uses ``scipy.optimize.linprog``.
+    Per month and group of linked indicators, solves min and max of every suppressed cell subject to the
+    equations, the published values and ``cell >= 1`` (zeros are published, so a hidden cell is at least 1), with
+    ``scipy.optimize.linprog``. ``month`` / ``indicator`` restrict the cells looked at (an attacker who sees only
+    them); a group's equations are used only with all its indicators present.
 
     Returns:
-        ``geography_level, area_code, lower, upper`` per suppressed cell (``upper`` is inf when unbounded).
+        ``month, indicator, geography_level, area_code, lower, upper`` per suppressed cell (``upper`` is inf when
+        unbounded).
     """
     from scipy.optimize import linprog
 
+    columns = ["month", "indicator", "geography_level", "area_code", "lower", "upper"]
     table = published
     if month is not None:
         table = table[table["month"] == month]
     if indicator is not None:
         table = table[table["indicator"] == indicator]
-    structure = margin_structure(hierarchy)
-    order = structure.cells.assign(_var=np.arange(structure.size))
-    t = table.merge(order, on=["geography_level", "area_code"], how="inner")
-    hidden = t.loc[t["is_suppressed"], "_var"].to_numpy(dtype=int)
-    if hidden.size == 0:
-        return pd.DataFrame(columns=["geography_level", "area_code", "lower", "upper"])
-    known = t.loc[~t["is_suppressed"], ["_var", "event_count"]]
-    values = np.zeros(structure.size)
-    values[known["_var"].to_numpy(dtype=int)] = known["event_count"].to_numpy(dtype=float)
-    a = structure.matrix()
-    a_u = a[:, hidden]
-    b = -(a @ values)  # A_U x_U + A_K x_K = 0  ->  A_U x_U = -A_K x_K
-    keep = np.any(a_u != 0, axis=1)
-    a_u, b = a_u[keep], b[keep]
+    parents = indicator_parents(load_indicator_seed() if indicators is None else indicators)
+    if table.empty:
+        return pd.DataFrame(columns=columns)
+    frame, structures, _ = _variables(table.reset_index(drop=True), hierarchy, parents,
+                                      where="disclosure.attacker_bounds")
     rows = []
-    for j, var in enumerate(hidden):
-        c = np.zeros(hidden.size)
-        c[j] = 1.0
-        bounds = [(1, None)] * hidden.size
-        lo = linprog(c, A_eq=a_u, b_eq=b, bounds=bounds, method="highs")
-        hi = linprog(-c, A_eq=a_u, b_eq=b, bounds=bounds, method="highs")
-        if lo.status != 0:
-            raise PlacelinkError(f"margin equations infeasible for {structure.cells.iloc[var].to_dict()}",
-                                 where="disclosure.attacker_bounds", fix="published totals are inconsistent")
-        upper = -hi.fun if hi.status == 0 else float("inf")
-        rows.append((*structure.cells.iloc[var].tolist(), lo.fun, upper))
-    return pd.DataFrame(rows, columns=["geography_level", "area_code", "lower", "upper"])
+    for (mon, group), t in frame.groupby(["month", "_group"], sort=True):
+        structure = structures[group]
+        hidden = t.loc[t["is_suppressed"].astype(bool), "_var"].to_numpy(dtype=int)
+        if hidden.size == 0:
+            continue
+        known = t.loc[~t["is_suppressed"].astype(bool), ["_var", "event_count"]]
+        values = np.zeros(structure.size)
+        values[known["_var"].to_numpy(dtype=int)] = known["event_count"].to_numpy(dtype=float)
+        # an equation is the attacker's only if every one of its cells is in the file
+        present = np.zeros(structure.size, dtype=bool)
+        present[t["_var"].to_numpy(dtype=int)] = True
+        a = structure.matrix()
+        a = a[~np.any((a != 0) & ~present[None, :], axis=1)]
+        a_u = a[:, hidden]
+        b = -(a @ values)  # A_U x_U + A_K x_K = 0  ->  A_U x_U = -A_K x_K
+        keep = np.any(a_u != 0, axis=1)
+        a_u, b = a_u[keep], b[keep]
+        for j, var in enumerate(hidden):
+            c = np.zeros(hidden.size)
+            c[j] = 1.0
+            bounds = [(1, None)] * hidden.size
+            lo = linprog(c, A_eq=a_u if a_u.size else None, b_eq=b if a_u.size else None, bounds=bounds,
+                         method="highs")
+            hi = linprog(-c, A_eq=a_u if a_u.size else None, b_eq=b if a_u.size else None, bounds=bounds,
+                         method="highs")
+            cell = structure.cells.iloc[var]
+            if lo.status != 0:
+                raise PlacelinkError(f"margin equations infeasible for {cell.to_dict()}",
+                                     where="disclosure.attacker_bounds", fix="published totals are inconsistent")
+            upper = -hi.fun if hi.status == 0 else float("inf")
+            name = cell["indicator"] if "indicator" in cell.index else group[0]
+            rows.append((mon, name, cell["geography_level"], cell["area_code"], lo.fun, upper))
+    return pd.DataFrame(rows, columns=columns)
 
 
 def suppressed_fraction(published: pd.DataFrame, levels: Sequence[str] = LEVELS) -> dict[str, float]:

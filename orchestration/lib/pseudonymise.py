@@ -4,7 +4,9 @@ The same clear value gives the same token in every feed and every night (as long
 same); another key gives unlinkable tokens. The key comes from ``PLACELINK_PSEUDONYM_KEY`` (hex or any
 string of at least 32 characters) or the file named by ``PLACELINK_PSEUDONYM_KEY_FILE``. Only the local
 profile may fall back to a generated key in ``<home>/keys/pseudonym.key`` (it says so loudly);
-production refuses to run without one.
+production refuses to run without one, refuses that demo key, and refuses a weak key
+(:func:`key_weaknesses`: shorter than 32 bytes, a repeated block, dictionary words, a key published in this
+repository, or under 128 bits of estimated entropy).
 
 Standard library ``hmac``/``hashlib`` do the cryptography; the normalisers are ours because they encode
 English public-sector conventions (NHS number spacing, postcode format) that no library packages.
@@ -16,9 +18,11 @@ import contextlib
 import functools
 import hashlib
 import hmac
+import math
 import os
 import re
 import secrets
+import stat
 import sys
 import unicodedata
 import warnings
@@ -31,6 +35,17 @@ from orchestration.lib.errors import PlacelinkError
 KEY_ENV = "PLACELINK_PSEUDONYM_KEY"
 KEY_FILE_ENV = "PLACELINK_PSEUDONYM_KEY_FILE"
 MIN_KEY_BYTES = 16
+#: Production's floor: the HMAC-SHA256 block of security the tokens are meant to have.
+PRODUCTION_MIN_KEY_BYTES = 32
+PRODUCTION_MIN_ENTROPY_BITS = 128
+#: Keys printed in this repository's tests, docs and examples: public, so never a production secret.
+PUBLISHED_KEYS = frozenset({
+    "governance-tests-key-0123456789abcdef", "k" * 32, "ab" * 32, "cd" * 32, "ef" * 32, "5e" * 32,
+})
+#: Words people put in keys; a key that is mostly these is guessable whatever its length.
+COMMON_WORDS = ("password", "passw0rd", "secret", "changeme", "change-me", "placelink", "pseudonym", "letmein",
+                "qwerty", "admin", "default", "example", "test", "demo", "key", "0123456789", "123456789",
+                "abcdefgh")
 
 
 class DemoKeyWarning(UserWarning):
@@ -154,45 +169,121 @@ def ethnicity_group(value: object) -> str:
 
 # --- keys and tokens -------------------------------------------------------------------------------
 
-def _decode_key(text: str, where: str) -> bytes:
+def _decode_key(text: str, where: str, *, production: bool = False) -> bytes:
     text = text.strip()
     try:
         key = bytes.fromhex(text) if re.fullmatch(r"(?:[0-9a-fA-F]{2})+", text) else text.encode()
     except ValueError:
         key = text.encode()
+    fix = "generate one with: python -c 'import secrets; print(secrets.token_hex(32))'"
     if len(key) < MIN_KEY_BYTES:
         raise PlacelinkError(f"the pseudonym key is too short ({len(key)} bytes; need {MIN_KEY_BYTES}+)",
-                             where=where, fix="generate one with: python -c 'import secrets; print(secrets.token_hex(32))'")
+                             where=where, fix=fix)
+    if production:
+        weak = key_weaknesses(key, text)
+        if weak:  # says what is wrong with the key, never the key
+            raise PlacelinkError("production refuses a weak pseudonym key: " + "; ".join(weak), where=where,
+                                 fix=fix + " and keep it in your secret store")
     return key
+
+
+def _shannon_bits(values: bytes | list[int]) -> float:
+    """Empirical entropy of a byte sequence in bits (bits per symbol x length)."""
+    n = len(values)
+    if not n:
+        return 0.0
+    counts: dict[int, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    return -n * sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def estimated_entropy_bits(key: bytes) -> float:
+    """A measurable, conservative estimate of a key's entropy: the smaller of the empirical entropy of its
+    bytes and of the steps between consecutive bytes (so ``abcdef...`` scores as low as ``aaaa...``).
+
+    32 bytes from ``secrets.token_bytes`` score about 150 bits (at most 160 = 32 x log2 32); a key drawn
+    from 8 symbols scores at most 3 bits per byte. It underestimates strong keys and never trusts a
+    pattern; it is a floor for accidents (zeros, words, repeats), not a proof of randomness.
+    """
+    steps = [(b - a) % 256 for a, b in zip(key, key[1:], strict=False)]
+    return min(_shannon_bits(key), _shannon_bits(steps))
+
+
+def key_weaknesses(key: bytes, text: str | None = None) -> list[str]:
+    """Why ``key`` is not fit for production (empty list: it is). Never quotes the key.
+
+    The rule: at least :data:`PRODUCTION_MIN_KEY_BYTES` bytes; not a key published in this repository; not a
+    repetition of a shorter block; not more than half common words (:data:`COMMON_WORDS`); and at least
+    :data:`PRODUCTION_MIN_ENTROPY_BITS` bits by :func:`estimated_entropy_bits`.
+    """
+    problems = []
+    if len(key) < PRODUCTION_MIN_KEY_BYTES:
+        problems.append(f"{len(key)} bytes (need {PRODUCTION_MIN_KEY_BYTES}+)")
+    forms = {key.hex(), key.decode("latin-1")} | ({text.strip()} if text else set())
+    if forms & PUBLISHED_KEYS:
+        problems.append("it is a key published in the placelink repository (tests or docs)")
+    period = next((p for p in range(1, len(key) // 2 + 1) if key == (key[:p] * (len(key) // p + 1))[:len(key)]),
+                  None)
+    if period:
+        problems.append(f"it repeats a block of {period} byte(s)")
+    lowered = key.decode("latin-1").lower()
+    stripped = re.sub("|".join(re.escape(w) for w in COMMON_WORDS), "", lowered)
+    if len(stripped) * 2 < len(key):
+        problems.append(f"it is mostly common words (only {len(stripped)} of {len(key)} bytes are not)")
+    bits = max(0.0, estimated_entropy_bits(key))
+    if bits < PRODUCTION_MIN_ENTROPY_BITS:
+        problems.append(f"estimated entropy {bits:.0f} bits (need {PRODUCTION_MIN_ENTROPY_BITS}+)")
+    return problems
 
 
 _DEMO_KEY_ANNOUNCED: set[Path] = set()
 
 
 def load_key(settings: Settings) -> bytes:
-    """The pseudonymisation key: env var, else key file, else (local profile only) a generated demo key."""
+    """The pseudonymisation key: env var, else key file, else (local profile only) a generated demo key.
+
+    In production the key must pass :func:`key_weaknesses`, may not be the home's generated demo key, and
+    a key file may not be readable by other users.
+    """
+    production = settings.env == "production"
+    demo_path = settings.keys_dir / "pseudonym.key"
     env_key = os.environ.get(KEY_ENV)
     if env_key:
-        return _decode_key(env_key, KEY_ENV)
-    key_file = os.environ.get(KEY_FILE_ENV)
-    if key_file:
-        path = Path(key_file)
+        key = _decode_key(env_key, KEY_ENV, production=production)
+    elif os.environ.get(KEY_FILE_ENV):
+        path = Path(os.environ[KEY_FILE_ENV])
         if not path.is_file():
             raise PlacelinkError(f"{KEY_FILE_ENV} points to {path}, which does not exist", where=KEY_FILE_ENV,
                                  fix="create the key file or correct the path")
-        return _decode_key(path.read_text(encoding="utf-8"), str(path))
-    if settings.env == "production":
+        if production and path.stat().st_mode & stat.S_IROTH:
+            raise PlacelinkError("production refuses a pseudonym key file that every user can read",
+                                 where=str(path), fix=f"chmod o-r {path} (0400 or 0440 for the service group)")
+        if production and demo_path.exists() and path.resolve() == demo_path.resolve():
+            raise PlacelinkError("production refuses the generated demo key", where=str(path),
+                                 fix=f"point {KEY_FILE_ENV} to a key from your secret store")
+        key = _decode_key(path.read_text(encoding="utf-8"), str(path), production=production)
+    elif production:
         raise PlacelinkError(
             "production refuses to pseudonymise without a key", where=f"{KEY_ENV} / {KEY_FILE_ENV}",
             fix=f"set {KEY_ENV} (hex, 32+ bytes) or {KEY_FILE_ENV} to a secret file managed by your key store")
-    path = settings.keys_dir / "pseudonym.key"
+    else:
+        return _demo_key(demo_path)
+    if production and demo_path.is_file() and hmac.compare_digest(
+            key, _decode_key(demo_path.read_text(encoding="utf-8"), str(demo_path))):
+        raise PlacelinkError("production refuses the demo key generated for the local profile",
+                             where=f"{KEY_ENV} / {KEY_FILE_ENV}", fix="use a key from your secret store")
+    return key
+
+
+def _demo_key(path: Path) -> bytes:
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         path.write_text(secrets.token_hex(32) + "\n", encoding="utf-8")
         path.chmod(0o600)
     message = (f"DEMO PSEUDONYM KEY in use ({path}): generated for the local profile only. "
                f"Tokens are not protected by a managed secret; set {KEY_ENV} or {KEY_FILE_ENV} for real data.")
-    warnings.warn(message, DemoKeyWarning, stacklevel=2)
+    warnings.warn(message, DemoKeyWarning, stacklevel=3)
     if path not in _DEMO_KEY_ANNOUNCED:  # once per process on stderr: every feed loads the key, one line is enough
         _DEMO_KEY_ANNOUNCED.add(path)
         print(f"WARNING: {message}", file=sys.stderr)

@@ -34,15 +34,6 @@ MARKER = "PLANTED-SECRET-7f3a9c"
 TODAY = dt.date(2026, 12, 3)
 
 
-@pytest.fixture
-def acme_home(tmp_path) -> Path:
-    """A home for the test partner ``acme`` (tests/feeds/fixtures/contracts), one NHS number opted out."""
-    home = tmp_path / "acme_home"
-    (home / "reference").mkdir(parents=True)
-    (home / "reference" / "nhs_opt_outs.csv").write_text("nhs_number\n401 023 2137\n", encoding="utf-8")
-    return home
-
-
 # --- the rule, name by name ------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("name", "code", "fix_has"), [
@@ -95,7 +86,8 @@ def _hostile_landing(home: Path, tmp_path: Path) -> dict[str, str]:
     """The acme visits feed with one good drop, a second drop that day, and every odd entry; returns
     ``landing-relative path -> expected reason code`` of the entries that must be rejected."""
     write_visits(home)                                                       # 2025-03-04.csv: 7 rows
-    write_visits(home, "2025-03-04_v2.csv", rows=["V7;08/03/2025;Al;Bee;01/01/1990;M;SH1 2AB;;;1"])
+    # dated on its drop day: a visit after the day the file was sent is quarantined as implausible (plausibility)
+    write_visits(home, "2025-03-04_v2.csv", rows=["V7;04/03/2025;Al;Bee;01/01/1990;M;SH1 2AB;;;1"])
     folder = home / "landing" / "acme" / "visits"
     bak_rows = ["B1;08/03/2025;Bak;Up;01/01/1990;M;SH1 2AB;;;1"]
     for name in ("march.csv", "2025-03-32.csv", "20250310.csv", "2025-03-05.csv.bak", ".2025-03-06.csv.part"):

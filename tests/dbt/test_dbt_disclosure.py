@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from orchestration.lib.disclosure import (
     attacker_bounds,
@@ -263,3 +265,122 @@ def test_dense_components_label_like_scipy():
         found = _dense_components(incidence)
         assert found[0] == expected[0]
         np.testing.assert_array_equal(found[1], expected[1])
+
+
+# --- the indicator hierarchy: crime types add up to crimes_total (seed `indicators`, column `parent`) -------------
+
+TYPES = {"t_a": "total", "t_b": "total", "t_c": "total"}
+
+
+def linked_cells(type_counts: dict[str, dict[str, int]], hierarchy=HIERARCHY, month="2025-03-01") -> pd.DataFrame:
+    """Every geography level of each type's table, and of the total (the sum of the types at every area)."""
+    tables = [_table(hierarchy, hierarchy["lsoa_code"].map(counts).fillna(0).astype(int).to_numpy(), month, name)
+              for name, counts in type_counts.items()]
+    total = tables[0].copy()
+    total["event_count"] = sum(t["event_count"].to_numpy() for t in tables)
+    return pd.concat([*tables, total.assign(indicator="total")], ignore_index=True)
+
+
+def test_protecting_each_indicator_alone_leaves_crime_types_recoverable_from_the_total():
+    """The bug: each (month, indicator) table protected on its own. Its own margins are safe, but the total minus
+    the published types gives hidden cells back; protected as one linked table, nothing is recoverable."""
+    counts = {"t_a": {"L1": 3, "L2": 20, "L3": 30, "L4": 40, "L5": 50, "L6": 60},
+              "t_b": {"L1": 25, "L2": 20, "L3": 30, "L4": 40, "L5": 50, "L6": 60},
+              "t_c": {"L1": 30, "L2": 20, "L3": 30, "L4": 40, "L5": 50, "L6": 60}}
+    alone = protect_place_table(linked_cells(counts), HIERARCHY, indicators={})
+    per_table = pd.concat([attacker_bounds(t, HIERARCHY, indicators={})
+                           for _, t in alone.groupby("indicator")])
+    assert (per_table["upper"] - per_table["lower"] >= 1).all()  # each table alone is safe...
+    bounds = attacker_bounds(alone, HIERARCHY, indicators=TYPES)
+    pinned = bounds[bounds["upper"] - bounds["lower"] < 1e-6]
+    assert not pinned.empty  # ...but crimes_total - published types pins a hidden cell
+    linked = protect_place_table(linked_cells(counts), HIERARCHY, indicators=TYPES)
+    bounds = attacker_bounds(linked, HIERARCHY, indicators=TYPES)
+    assert len(bounds) == linked["is_suppressed"].sum() > 0
+    assert (bounds["upper"] - bounds["lower"] >= 1).all(), bounds
+
+
+def test_the_indicator_hierarchy_comes_from_the_seed_and_is_checked():
+    from orchestration.lib.disclosure import indicator_groups, indicator_parents, load_indicator_seed
+
+    seed = load_indicator_seed()
+    parents = indicator_parents(seed)
+    crime_types = {i for i in seed["indicator"] if i.startswith("crimes_") and i != "crimes_total"}
+    assert parents == dict.fromkeys(crime_types, "crimes_total")
+    groups = indicator_groups(list(seed["indicator"]), parents)
+    assert tuple(sorted({*crime_types, "crimes_total"})) in groups
+    assert all(len(g) == 1 for g in groups if "crimes_total" not in g)
+    with pytest.raises(PlacelinkError, match="not an indicator"):
+        indicator_parents(seed.assign(parent=seed["parent"].replace("crimes_total", "crimes_all")))
+    with pytest.raises(PlacelinkError, match="own ancestor"):
+        indicator_parents({"a": "b", "b": "a"})
+
+
+def test_a_total_that_is_not_the_sum_of_its_parts_is_refused():
+    counts = {"t_a": {"L1": 3, "L2": 20}, "t_b": {"L1": 7}, "t_c": {"L3": 9}}
+    table = linked_cells(counts)
+    table.loc[(table["indicator"] == "total") & (table["area_code"] == "L1"), "event_count"] += 1
+    with pytest.raises(PlacelinkError, match="sum of their parts"):
+        protect_place_table(table, HIERARCHY, indicators=TYPES)
+
+
+@st.composite
+def linked_tables(draw):
+    """A random small county (1-2 districts of 1-3 wards of 1-3 LSOAs, MSOAs drawn across wards) and 2-3 types
+    with small counts (mostly 0..6, so most tables need primary and secondary suppression)."""
+    rows, n = [], 0
+    for d in range(draw(st.integers(1, 2))):
+        for w in range(draw(st.integers(1, 3))):
+            for _ in range(draw(st.integers(1, 3))):
+                rows.append((f"L{n}", f"W{d}{w}", f"M{d}{draw(st.integers(0, 1))}", f"D{d}"))
+                n += 1
+    h = pd.DataFrame(rows, columns=["lsoa_code", "ward_code", "msoa_code", "district_code"])
+    k = draw(st.integers(2, 3))
+    count = st.one_of(st.integers(0, 6), st.integers(0, 30))
+    counts = {f"t_{i}": {code: draw(count) for code in h["lsoa_code"]} for i in range(k)}
+    return h, counts
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(linked_tables())
+def test_property_no_suppressed_cell_is_pinned_by_any_published_relation(case):
+    """For random small linked tables: every suppressed cell's LP interval over all published relations (geography
+    margins and type -> total) leaves at least two whole counts possible; zeros are published as zeros; shown
+    counts are the true counts and never 1..4."""
+    h, counts = case
+    parents = {name: "total" for name in counts}
+    truth = linked_cells(counts, h)
+    published = protect_place_table(truth, h, indicators=parents)
+    merged = published.merge(truth[["geography_level", "area_code", "indicator", "event_count"]],
+                             on=["geography_level", "area_code", "indicator"], suffixes=("", "_true"))
+    assert len(merged) == len(truth)
+    shown = merged[~merged["is_suppressed"]]
+    assert (shown["event_count"] == shown["event_count_true"]).all()
+    assert not shown["event_count"].between(1, 4).any()
+    assert not merged.loc[merged["event_count_true"] == 0, "is_suppressed"].any()
+    assert merged.loc[merged["event_count_true"].between(1, 4), "is_suppressed"].all()
+    bounds = attacker_bounds(published, h, indicators=parents)
+    assert len(bounds) == published["is_suppressed"].sum()
+    whole_counts = np.floor(bounds["upper"] + 1e-6) - np.ceil(bounds["lower"] - 1e-6) + 1
+    assert (whole_counts >= 2).all(), f"pinned:\n{bounds[whole_counts < 2]}"
+
+
+def test_worker_processes_protect_big_linked_tables_block_by_block_exactly_as_one_process(monkeypatch):
+    """Big tables (here crime-like types linked to their total) are spread over the workers district block by
+    district block, then passed across districts: the published result is exactly one process's, and safe."""
+    import orchestration.lib.disclosure as disclosure
+
+    monkeypatch.setattr(disclosure, "PARALLEL_MIN_CELLS", 0)  # the fixture is small: use the workers anyway
+    monkeypatch.setattr(disclosure, "PARALLEL_MIN_TABLES", 2)
+    h = _county_like_hierarchy()
+    rng = np.random.default_rng(4)
+    parents = {"t_0": "total", "t_1": "total", "t_2": "total"}
+    table = pd.concat([linked_cells({t: dict(zip(h["lsoa_code"], rng.poisson(mean, len(h)), strict=True))
+                                     for t, mean in zip(parents, (0.5, 2, 6), strict=True)}, h, f"2025-{m:02d}-01")
+                       for m in (1, 2, 3)], ignore_index=True)
+    assert disclosure.margin_structure(h).size * 4 >= disclosure.BLOCKS_MIN_CELLS  # protected block by block
+    one = protect_place_table(table, h, workers=1, indicators=parents)
+    two = protect_place_table(table, h, workers=2, indicators=parents)
+    pd.testing.assert_frame_equal(one, two)
+    bounds = attacker_bounds(two[two["month"] == pd.Timestamp("2025-01-01")], h, indicators=parents)
+    assert len(bounds) > 0 and (bounds["upper"] - bounds["lower"] >= 1).all()

@@ -12,15 +12,16 @@ FIXTURES = Path(__file__).parent / "fixtures"
 CONTRACTS = FIXTURES / "contracts"
 
 VISITS_HEADER = "Visit Ref;Visit Date;Forename;Surname;DOB;Gender;Postcode;NHS Number;Notes;Score"
-# (line 1 is the header) — the expected fate of each line is in the comment
+# (line 1 is the header) — the expected fate of each line is in the comment. Dated on or before the default drop
+# date 2025-03-04 (+1 day): a visit after the day its file was written is implausible and quarantined (#22).
 VISITS_ROWS = [
     "V1;03/03/2025;Zoë;O'Brien;12/05/1980;F;sh1 2ab;943 476 5919;SECRET-NOTE-1;3",   # 2 loaded
     "V2;04/03/2025;Tom;Smith;01/01/1990;M;SH1 3CD;;too;many;fields",                  # 3 wrong_column_count
     "V3;31/02/2025;Ann;Jones;02/02/1970;F;SH1 4EF;;;1",                                # 4 invalid_date
     "V4;05/03/2025;B\x81rt;Brown;03/03/1960;M;SH1 5GH;;;2",                            # 5 bad_encoding
     "V1;03/03/2025;Zoë;O'Brien;12/05/1980;F;sh1 2ab;943 476 5919;SECRET-NOTE-1;3",   # 6 loaded (duplicate row)
-    "V5;06/03/2025;Olive;Optout;04/04/1950;F;SH1 6JK;401 023 2137;;1",                 # 7 opted out
-    "V6;07/03/2025;Ian;Wright;05/05/2000;M;SH12AB;;SECRET-NOTE-2;",                    # 8 loaded
+    "V5;02/03/2025;Olive;Optout;04/04/1950;F;SH1 6JK;401 023 2137;;1",                 # 7 opted out
+    "V6;01/03/2025;Ian;Wright;05/05/2000;M;SH12AB;;SECRET-NOTE-2;",                    # 8 loaded
 ]
 
 

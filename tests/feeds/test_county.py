@@ -14,7 +14,8 @@ from orchestration.lib.contracts import load_contracts
 from orchestration.lib.pseudonymise import normalise_nhs_number
 from orchestration.lib.warehouse_sources import build_warehouse_sources
 
-MALFORMED = {"impossible_date", "wrong_column_count", "bad_encoding", "invalid_json"}
+#: what ingest must quarantine: malformed lines, and dates outside the contract's plausible range
+MALFORMED = {"impossible_date", "wrong_column_count", "bad_encoding", "invalid_json", "implausible_date"}
 
 
 def _idz(home):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 
 import duckdb
 import pytest
@@ -55,8 +56,13 @@ def test_keys_per_profile(tmp_path, monkeypatch):
     with pytest.warns(DemoKeyWarning):
         assert load_key(local) == first                              # stored: stable across nights
     assert (tmp_path / "keys" / "pseudonym.key").is_file()
-    monkeypatch.setenv("PLACELINK_PSEUDONYM_KEY", "ab" * 32)
-    assert load_key(get_settings(home=tmp_path, env="production")) == bytes.fromhex("ab" * 32)
+    strong = secrets.token_hex(32)
+    monkeypatch.setenv("PLACELINK_PSEUDONYM_KEY", strong)
+    assert load_key(get_settings(home=tmp_path, env="production")) == bytes.fromhex(strong)
+    monkeypatch.setenv("PLACELINK_PSEUDONYM_KEY", "ab" * 32)   # fine for a test, refused for real data
+    assert load_key(local) == bytes.fromhex("ab" * 32)
+    with pytest.raises(PlacelinkError, match="weak pseudonym key"):
+        load_key(get_settings(home=tmp_path, env="production"))
     monkeypatch.setenv("PLACELINK_PSEUDONYM_KEY", "short")
     with pytest.raises(PlacelinkError, match="too short"):
         load_key(local)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import pwd
 
 import duckdb
 import pytest
@@ -23,15 +25,17 @@ def settings(tmp_path):
 
 
 def test_events_record_who_role_what_when_why(settings, monkeypatch):
+    # PLACELINK_USER is a display hint: recorded beside the real OS account, never instead of it
     monkeypatch.setenv("PLACELINK_USER", "jo.analyst@county.example")
     row = record_event(settings, action="read", target="marts.person_footprint", purpose="risk_modelling",
                        agreement_id="DSA-CC-2024-01", role="analyst", details={"rows": 3})
     events = read_events(settings)
     assert [e["seq"] for e in events] == [1, 2, 3, 4, 5, 6]
     last = events[-1]
-    assert last["who"] == "jo.analyst@county.example" and last["role"] == "analyst"
+    assert last["who"] == pwd.getpwuid(os.getuid()).pw_name and last["role"] == "analyst"
     assert last["action"] == "read" and last["purpose"] == "risk_modelling"
-    assert last["agreement_id"] == "DSA-CC-2024-01" and last["details"] == {"rows": 3}
+    assert last["agreement_id"] == "DSA-CC-2024-01"
+    assert last["details"] == {"rows": 3, "claimed_user": "jo.analyst@county.example"}
     assert last["occurred_at"].endswith("Z") and last["hash"] == row["hash"]
     assert last["prev_hash"] == events[-2]["hash"]
     assert [e["seq"] for e in read_events(settings, action="read")] == [6]
@@ -131,3 +135,14 @@ def test_batch_append_continues_the_chain(settings):
     assert record_events(settings, []) == []
     result = verify(settings)
     assert result.ok and result.rows == 55 and result.head_hash == rows[-1]["hash"]
+
+
+def test_a_log_from_before_the_start_marker_gets_one_naming_its_first_row(settings):
+    marker = settings.governance_dir / "audit_started.json"
+    first = read_events(settings)[0]
+    assert json.loads(marker.read_text())["first_hash"] == first["hash"]
+    marker.unlink()                                    # a home whose log was written before the marker existed
+    record_event(settings, action="read", target="t")
+    assert json.loads(marker.read_text()) == {"first_seq": 1, "first_hash": first["hash"],
+                                              "started_at": first["occurred_at"]}
+    assert verify(settings).ok

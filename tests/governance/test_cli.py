@@ -46,7 +46,9 @@ def test_governance_commands(zone_home):
 
     r = run("approve-export", "--status", *home)
     assert r.exit_code == 0 and "person_extract.parquet" in r.output and "not approved" in r.output
-    r = run("approve-export", "--by", "Olu Checker", *home)     # person_extract.parquet has person_key
+    r = run("approve-export", "--by", "Olu Checker", *home)     # a typed-in name is not the approver
+    assert r.exit_code != 0 and "not a typed-in name" in str(r.exception)
+    r = run("approve-export", *home)       # the home's owner approves (no role file); person_extract has person_key
     assert r.exit_code != 0 and "person_key" in str(r.exception)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+
 import dagster as dg
 import duckdb
 import pytest
@@ -79,6 +82,18 @@ def test_audit_sensor_records_every_materialisation_of_a_run(zone_home, monkeypa
     events = {e["target"]: e for e in read_events(s)}
     assert events["raw.police__person_records"]["action"] == "ingest"
     assert events["raw.police__person_records"]["agreement_id"] == "DSA-POL-TEST"
-    assert events["raw.police__person_records"]["who"] == "sam.engineer"
+    # the open-source webserver lets anyone type the user tag: it is recorded as a claim, the account acted
+    me = pwd.getpwuid(os.getuid()).pw_name
+    assert events["raw.police__person_records"]["who"] == me
+    assert events["raw.police__person_records"]["details"]["claimed_user"] == "sam.engineer"
     assert events["marts.lsoa_monthly_indicators"]["action"] == "build"
     assert events["marts.lsoa_monthly_indicators"]["details"]["run_id"] == result.run_id
+
+    # production, where the administrator's role file says the web tier sets the tag from its login
+    roles = s.home / "etc-roles.yml"
+    roles.write_text(f"engineer: {{users: [{me}]}}\nweb_identity: {{run_tag: dagster/user}}\n")
+    monkeypatch.setattr("orchestration.lib.config.PRODUCTION_ROLES_FILE", roles)
+    monkeypatch.setenv("PLACELINK_ENV", "production")
+    governance_audit_sensor(ctx)
+    last = read_events(s)[-1]
+    assert last["who"] == "sam.engineer" and last["details"]["os_user"] == me

@@ -34,7 +34,7 @@ def scan_everything(home: Path, needles: list[str]) -> dict[str, int]:
                                 [needle]).fetchone()[0]
                 if n:
                     hits[f"{db.name}:{schema}.{table}:{needle}"] = n
-    for f in sorted(p for d in ("published", "review") for p in home.joinpath(d).rglob("*")):
+    for f in sorted(p for d in ("published", "review", "identifiable") for p in home.joinpath(d).rglob("*")):
         reader = {".parquet": "read_parquet", ".csv": "read_csv_auto"}.get(f.suffix)
         if reader:
             for needle in needles:
@@ -123,3 +123,62 @@ def test_unknown_record_says_where_it_looked(zone_home):
     assert "raw.police__*" in str(exc.value)
     with pytest.raises(PlacelinkError, match="say who to erase"):
         erase(zone_home["settings"], record_id="PR-1")
+
+
+def test_erasure_reaches_quarantined_lines_review_files_and_analyst_copies(zone_home):
+    """Lines quarantined before they had a record id of the person (found by NHS number, or by name and date of
+    birth together), the clerical review files inside the zone, and the analysts' role files."""
+    from orchestration.lib.governance.roles import refresh_role_files, role_dir
+    from orchestration.lib.linkage.run import REVIEW_DECISIONS, REVIEW_QUEUE, review_dir
+
+    s, keys = zone_home["settings"], zone_home["keys"]
+    con = duckdb.connect(str(s.identifiable_db))
+    con.execute("INSERT INTO ops.quarantine VALUES "
+                "('nhs', 'ae_attendances', '2025-05-01', 'a.jsonl', 4, 'missing_record_id', "
+                "'{\"attendance_id\": null, \"nhs_number\": \"943 476 5919\"}', now()), "
+                "('police', 'person_records', '2025-07-01', 'x.csv', 11, 'missing_record_id', "
+                "',alice,SMITH,03/02/1990', now()), "
+                "('police', 'person_records', '2025-07-01', 'x.csv', 12, 'missing_record_id', "
+                "',Alice,Jones,03/02/1990', now()), "          # another Alice, another family: kept
+                "('nhs', 'ae_attendances', '2025-05-01', 'a.jsonl', 5, 'missing_record_id', "
+                "'{\"nhs_number\": \"94347659190\"}', now())")  # a longer number that contains hers: kept
+    con.close()
+    folder = review_dir(s)
+    folder.mkdir(parents=True)
+    (folder / REVIEW_QUEUE).write_text("record_id_l,record_id_r,given_name_l\n"
+                                       "police.person_records:PR-1,nhs.ae_attendances:AE-2,Alice\n"
+                                       "police.person_records:PR-2,nhs.ae_attendances:AE-2,Bob\n")
+    (folder / REVIEW_DECISIONS).write_text("record_id_l,record_id_r,decision,reviewer,note\n"
+                                           "nhs.ae_attendances:AE-1,police.person_records:PR-2,non_match,r,\n")
+    duck = duckdb.connect(str(s.warehouse_db))
+    duck.execute("CREATE TABLE marts.person_monthly_events AS SELECT person_key, 1 AS n FROM marts.person_footprint")
+    duck.close()
+    refresh_role_files(s)
+    assert scan_everything(s.governance_dir, [keys["P1"]])          # the analyst copy holds her before
+
+    proof = erase(s, partner="police", record_id="PR-1")
+
+    deleted = {(d["table"], d["column"]): d["rows"] for d in proof.deleted}
+    assert deleted[("ops.quarantine", "raw_text (identifiers)")] == 2
+    assert deleted[("identifiable/review/person_review_queue.csv", "keys/record ids")] == 1
+    assert deleted[("identifiable/review/person_review_decisions.csv", "keys/record ids")] == 1
+    assert deleted[("analyst_person.duckdb:marts.person_monthly_events", "person_key")] == 1
+    con = duckdb.connect(str(s.identifiable_db), read_only=True)
+    kept = con.execute("SELECT line FROM ops.quarantine WHERE line IN (4, 5, 11, 12) ORDER BY line").fetchall()
+    con.close()
+    assert kept == [(5,), (12,)]
+    assert "PR-1" not in (folder / REVIEW_QUEUE).read_text() and "Bob" in (folder / REVIEW_QUEUE).read_text()
+    assert scan_everything(role_dir(s), [keys["P1"]]) == {}
+    assert scan_everything(role_dir(s), [keys["P2"]])         # Bob's rows are rebuilt into the copy
+    assert {c["where"] for c in proof.checked} == {"dagster", "mlflow", "identifiable.duckdb (bytes)",
+                                                   "warehouse.duckdb (bytes)"}
+    assert proof.remaining == []
+
+
+def test_a_key_left_in_dagster_storage_fails_the_erasure_loudly(zone_home):
+    s, keys = zone_home["settings"], zone_home["keys"]
+    (s.dagster_home / "storage").mkdir(parents=True, exist_ok=True)
+    (s.dagster_home / "storage" / "run.log").write_text(f"metadata: {keys['police.person_records:PR-1']}\n")
+    with pytest.raises(PlacelinkError, match="left rows behind") as exc:
+        erase(s, partner="police", record_id="PR-1")
+    assert "dagster/storage/run.log" in str(exc.value)

@@ -130,3 +130,66 @@ def test_pseudonymisation_is_audited(tmp_path, monkeypatch):
     [event] = read_events(s, action="pseudonymise")
     assert event["target"] == "src.nhs__ae_attendances" and event["details"]["rows"] == 1
     assert event["agreement_id"] == "DSA-NHS-TEST"
+
+
+def _purge(s, feeds):
+    from orchestration.lib.contracts import load_contracts
+    from orchestration.lib.governance.erasure import purge_excluded
+
+    con = duckdb.connect(":memory:")
+    con.execute(f"ATTACH '{s.identifiable_db}' AS idz")
+    try:
+        return purge_excluded(con, s, db="idz", feeds=[f for c in load_contracts(feeds) for f in c.feeds])
+    finally:
+        con.close()
+
+
+def test_an_opt_out_added_after_loading_is_purged_by_the_second_line(tmp_path, monkeypatch):
+    """The list grows after the patient was loaded: matching's purge moves their rows to quarantine (no raw
+    text), the load log still adds up, and an unchanged list is not applied twice."""
+    monkeypatch.setenv("PLACELINK_PSEUDONYM_KEY", "governance-tests-key-0123456789abcdef")
+    s, feeds = _home(tmp_path, opt_out=True)
+    assert ingest(s, feeds_dir=feeds).ok
+    assert _cells_containing(s.home, ["9434765919", "Zoe"])
+    (s.reference / "nhs_opt_outs.csv").write_text("nhs_number\n4010232137\n943 476 5919\n")
+
+    out = _purge(s, feeds)
+
+    assert out["purged"] == {"national_data_opt_out": 1} and not out["skipped"]
+    assert _cells_containing(s.home, ["9434765919", "Zoe"]) == {}
+    con = duckdb.connect(str(s.identifiable_db), read_only=True)
+    assert con.execute("SELECT line, reason, raw_text FROM ops.quarantine ORDER BY line").fetchall() == [
+        (1, "national_data_opt_out", None), (2, "national_data_opt_out", None)]
+    assert con.execute("SELECT rows_received, rows_loaded, rows_quarantined FROM ops.load_log").fetchall() == [
+        (2, 0, 2)]
+    con.close()
+    assert _purge(s, feeds)["skipped"]
+
+
+def test_an_unlinked_record_of_an_erased_person_is_purged_by_the_second_line(tmp_path, monkeypatch):
+    """A record loaded before the erasure that linkage never tied to the person (no person index here) is not
+    reached by following the links; erase() runs the second line at once and finds it by the keyed NHS-number
+    token; matching's run of it then has nothing left to do."""
+    from orchestration.lib.governance.erasure import erase
+
+    monkeypatch.setenv("PLACELINK_PSEUDONYM_KEY", "governance-tests-key-0123456789abcdef")
+    s, feeds = _home(tmp_path, opt_out=False)
+    assert ingest(s, feeds_dir=feeds).ok
+    con = duckdb.connect(str(s.identifiable_db))   # the same patient again under another attendance id
+    con.execute("INSERT INTO raw.nhs__ae_attendances SELECT * REPLACE ('A9' AS attendance_id, 'A9' AS _record_id, "
+                "99 AS _line) FROM raw.nhs__ae_attendances WHERE attendance_id = 'A1'")
+    con.execute("INSERT INTO link.person_records SELECT * REPLACE ('nhs.ae_attendances:A9' AS record_id) "
+                "FROM link.person_records WHERE record_id = 'nhs.ae_attendances:A1'")
+    con.close()
+
+    proof = erase(s, partner="nhs", record_id="A1")
+
+    assert proof.request["records"] == 1                       # the links knew of A1 only
+    assert [d["rows"] for d in proof.deleted if "not linked" in d["table"]] == [1]   # A9, by its NHS number
+    assert _cells_containing(s.home, ["9434765919", "Zoe"]) == {}
+    assert _cells_containing(s.home, ["Olive"])
+    con = duckdb.connect(str(s.identifiable_db), read_only=True)
+    assert con.execute("SELECT line, reason, raw_text FROM ops.quarantine").fetchall() == [
+        (99, "erased_or_objected", None)]
+    con.close()
+    assert _purge(s, feeds)["purged"] == {}                  # matching's run finds nothing left

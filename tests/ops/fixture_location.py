@@ -17,7 +17,7 @@ from dagster_duckdb import DuckDBResource
 from orchestration.defs.ops import build_ops_definitions
 from orchestration.defs.ops.policies import data_errors_fail_fast, feed_freshness_policy
 from orchestration.lib.config import get_settings
-from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.errors import DataError
 from orchestration.lib.ops.drops import list_drops
 
 MONTHLY = dg.MonthlyPartitionsDefinition(start_date="2024-11-01", end_offset=1)
@@ -54,7 +54,7 @@ def _feed_asset(partner: str, feed: str):
             for line_no, line in enumerate(drop.path.read_text().splitlines()[1:], start=2):
                 if line == "BROKEN":
                     with data_errors_fail_fast():
-                        raise PlacelinkError("row is not CSV", where=f"{drop.path}:{line_no}", fix="ask the partner")
+                        raise DataError("row is not CSV", where=f"{drop.path}:{line_no}", fix="ask the partner")
                 rows.append((pk, drop.path.name, line))
         table = f"raw.{partner}__{feed}"
         with identifiable_db.get_connection() as con:

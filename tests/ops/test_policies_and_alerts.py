@@ -17,7 +17,7 @@ from orchestration.defs.ops.policies import (
     with_feed_freshness,
 )
 from orchestration.defs.ops.sensors import make_run_failure_alert_sensor, ops_run_failure_alert_sensor
-from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.errors import DataError, PlacelinkError
 from orchestration.lib.ops.alerts import Alert, FanOutSink, JsonLinesFileSink, WebhookSink, default_sink
 
 ATTEMPTS: dict[str, int] = {}
@@ -34,7 +34,17 @@ def flaky():
 def bad_data():
     ATTEMPTS["bad_data"] = ATTEMPTS.get("bad_data", 0) + 1
     with data_errors_fail_fast():
-        raise PlacelinkError("date '31/02/2025' is impossible", where="drop.csv:7 column Month", fix="resend")
+        raise DataError("date '31/02/2025' is impossible", where="drop.csv:7 column Month", fix="resend")
+
+
+@dg.asset
+def busy_zone():
+    """A placelink error that is not about the data (a file another process holds): may pass on a retry."""
+    ATTEMPTS["busy_zone"] = ATTEMPTS.get("busy_zone", 0) + 1
+    with data_errors_fail_fast():
+        if ATTEMPTS["busy_zone"] < 2:
+            raise PlacelinkError("the identifiable zone is being written by another process", where="zone.duckdb",
+                                 fix="retry when the running job has finished")
 
 
 def _run(asset):
@@ -62,6 +72,11 @@ def test_data_error_is_not_retried_and_keeps_where_and_fix():
     [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
     assert failure.step_failure_data.user_failure_data.metadata["where"].value == "drop.csv:7 column Month"
     assert "fix: resend" in failure.step_failure_data.user_failure_data.description
+
+
+def test_a_placelink_error_that_is_not_about_the_data_is_retried():
+    result = _run(busy_zone)
+    assert result.success and ATTEMPTS["busy_zone"] == 2
 
 
 def test_feed_freshness_policy_deadline_and_validation():

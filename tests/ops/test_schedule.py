@@ -90,3 +90,56 @@ def test_downstream_sensor_waits_for_every_month_of_the_night(settings, fixture_
     assert isinstance(request, dg.RunRequest)
     assert request.run_key == "nightly-2025-03-05:downstream"
     assert ops_nightly_downstream_sensor.targets[0].job_name == "ops_downstream_refresh_job"
+
+
+def test_a_failed_night_still_finishes_the_good_feed_and_a_quiet_night_catches_up(settings, fixture_defs):
+    """One feed's bad drop fails the month's load run: the after-failure sensor still rebuilds the downstream of the
+    feed that loaded; if that rebuild never happens, the next night with nothing to load catches it up."""
+    from orchestration.defs.ops.schedules import (
+        nightly_catch_up_schedule,
+        ops_nightly_downstream_after_failure_sensor,
+    )
+
+    instance = instance_for(settings)
+    write_drop("police", "street_crimes", "2024-12-04", ["c0"])
+    bad = write_drop("police", "street_crimes", "2025-01-04", ["c1", "BROKEN"])
+    write_drop("nhs", "ae_attendances", "2025-01-06", ["a1"])
+    night = dt.datetime(2025, 2, 5, 2, 0, tzinfo=LONDON)
+    december, january = _tick(fixture_defs, instance, night).run_requests
+    job = fixture_defs.resolve_job_def("ops_partitioned_refresh_job")
+    for request in (december, january):
+        load = job.execute_in_process(instance=instance, partition_key=request.partition_key,
+                                      asset_selection=request.asset_selection, tags=request.tags,
+                                      raise_on_error=False)
+    assert not load.success  # January: police's drop has a row that is not CSV (DataError); NHS's loaded
+    failure = instance.all_logs(load.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[0]
+    ctx = dg.build_run_status_sensor_context(
+        sensor_name=ops_nightly_downstream_after_failure_sensor.name, dagster_event=failure.dagster_event,
+        dagster_instance=instance, dagster_run=load.dagster_run, repository_def=fixture_defs.get_repository_def())
+    finish = ops_nightly_downstream_after_failure_sensor(ctx)
+    assert isinstance(finish, dg.RunRequest) and finish.run_key == "nightly-2025-02-05:downstream"
+    assert finish.asset_selection == [dg.AssetKey(["link", "person_records"]),
+                                      dg.AssetKey(["marts", "lsoa_monthly_indicators"])]
+    assert finish.tags["placelink/months"] == "2024-12-01,2025-01-01"
+
+    # that downstream run never happens (the daemon was down); police's drop is still bad the next night: the load
+    # is retried (and the sensor will finish the night), so the catch-up schedule stands aside
+    def catch_up(when):
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when,
+                                            repository_def=fixture_defs.get_repository_def())
+        return nightly_catch_up_schedule.evaluate_tick(context)
+
+    next_night = night + dt.timedelta(days=1)
+    assert [r.partition_key for r in _tick(fixture_defs, instance, next_night).run_requests] == ["2025-01-01"]
+    assert "months load tonight" in catch_up(next_night).skip_message
+    # the partner withdraws the bad drop: nothing to load, but December and NHS's January are not in the mart yet
+    bad.unlink()
+    later = night + dt.timedelta(days=2)
+    assert _tick(fixture_defs, instance, later).run_requests == []
+    [rebuild] = catch_up(later).run_requests
+    assert rebuild.run_key == "nightly-2025-02-07:catch-up"
+    assert rebuild.tags["placelink/months"] == "2024-12-01,2025-01-01"
+    downstream = fixture_defs.resolve_job_def("ops_downstream_refresh_job")
+    assert downstream.execute_in_process(instance=instance, asset_selection=rebuild.asset_selection,
+                                         tags=rebuild.tags).success
+    assert catch_up(later + dt.timedelta(days=1)).run_requests == []

@@ -122,7 +122,7 @@ def test_ingest_quarantines_exactly_the_malformed_rows_the_truth_lists(tmp_path)
     q = q[q["reason"] != "national_data_opt_out"]
     defects = pd.read_parquet(home / "truth" / "defects.parquet")
     malformed = defects[defects["defect"].isin(["wrong_column_count", "invalid_json", "impossible_date",
-                                                "bad_encoding"])]
+                                                "bad_encoding", "implausible_date"])]
     expected = {"impossible_date": "invalid_date"}
     want = set(zip(malformed["file"], malformed["line"], malformed["defect"].replace(expected), strict=True))
     got = set(zip(q["file"], q["line"], q["reason"], strict=True))

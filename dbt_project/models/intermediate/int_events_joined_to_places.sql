@@ -1,7 +1,9 @@
 {#- One row per event from every feed, on one shape: who (person_key, household_key), where (UPRN, LSOA), when
     (event_date, month) and what (event_type, the agency that knows about it, the place indicator it counts towards).
     Incremental by event_month: --vars '{month: 2025-03-01}' rebuilds that month only; an incremental run without the
-    var rebuilds every month touched by partitions loaded since the last run (late records included). -#}
+    var rebuilds every month touched by partitions loaded since the last run (late records included).
+    Only months inside the platform's period (macros/period.sql) are kept: the staging models' within_period tests
+    count what is left out. -#}
 {{
     config(
         materialized='incremental',
@@ -292,7 +294,9 @@ months_to_build as (
 
     select distinct unioned.event_month
     from unioned
-    where {{ build_filter }}
+    where
+        {{ build_filter }}
+        and {{ in_period('unioned.event_month') }}
 
 )
 

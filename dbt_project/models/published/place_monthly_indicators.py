@@ -2,7 +2,8 @@
 
 A dbt Python model so the published table is exactly what orchestration.lib.disclosure emits: primary suppression
 (counts 1..threshold-1, the SQL macro is_primary_suppressed, unit-tested) plus secondary suppression over the
-margin equations (LSOA -> ward / MSOA / district -> county), which needs linear algebra rather than SQL.
+margin equations (LSOA -> ward / MSOA / district -> county, and each parent indicator = the sum of its children, from
+the seed `indicators` column `parent`: crime types -> crimes_total), which needs linear algebra rather than SQL.
 """
 
 
@@ -16,15 +17,17 @@ def model(dbt, session):
     threshold = int(configured_threshold or 5)
     cells = dbt.ref("place_indicator_cells").df()
     hierarchy = dbt.ref("dim_lsoa").df()[["lsoa_code", "ward_code", "msoa_code", "district_code"]]
-    # The nightly refresh passes var published_months (the months its new rows fall in): every (month, indicator)
-    # table is protected on its own, so only those months are protected again and the rest is kept as published.
+    # the indicator hierarchy, stated once in the seed: linked indicators are protected as one table per month
+    indicators = dbt.ref("indicators").df()[["indicator", "parent"]]
+    # The nightly refresh passes var published_months (the months its new rows fall in): every month's tables
+    # are protected on their own, so only those months are protected again and the rest is kept as published.
     # (a call on its own: dbt passes a config key to a Python model only when it parses a bare dbt.config.get(...))
     published_months = dbt.config.get("published_months")
     months = sorted({m.strip() for m in str(published_months or "").split(",") if m.strip()})
     kept = _published_except(session, dbt.this, months) if months else None
     if kept is not None:
         cells = cells[cells["month"].astype("datetime64[us]").dt.strftime("%Y-%m-%d").isin(months)]
-    published = protect_place_table(cells, hierarchy, threshold=threshold)
+    published = protect_place_table(cells, hierarchy, threshold=threshold, indicators=indicators)
     published["month"] = published["month"].astype("datetime64[us]").dt.date
     if kept is not None:
         import pandas as pd

@@ -11,6 +11,7 @@ import re
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from orchestration.defs.guard import no_leaks
 from orchestration.defs.partitions import monthly_partitions
 from orchestration.defs.resources import IDENTIFIABLE_POOL, WAREHOUSE_POOL
 from orchestration.lib.config import get_settings
@@ -98,6 +99,7 @@ def build_raw_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=IDENTIFIABLE_POOL,
     )
+    @no_leaks(f"ingest of {feed.source}")
     def _raw(context: dg.AssetExecutionContext, identifiable_db: DuckDBResource) -> dg.MaterializeResult:
         settings = get_settings()
         opt_outs = read_opt_outs(settings.reference)
@@ -146,6 +148,7 @@ def build_src_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
         deps=[raw_key(feed), *LINK_KEYS, dg.AssetKey(["ref", "postcodes"])],
         pool=WAREHOUSE_POOL,
     )
+    @no_leaks(f"pseudonymisation of {feed.source}")
     def _src(context: dg.AssetExecutionContext, warehouse_db: DuckDBResource,
              identifiable_db: DuckDBResource) -> dg.MaterializeResult:
         pz = pseudonymiser(get_settings())
@@ -177,6 +180,7 @@ def build_src_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
     pool=WAREHOUSE_POOL,
     can_subset=True,
 )
+@no_leaks("reference tables")
 def reference_tables(context: dg.AssetExecutionContext, warehouse_db: DuckDBResource):
     """Copy ``reference/*.csv`` into ``ref.*`` of the warehouse."""
     from orchestration.lib.warehouse_sources import build_reference_tables

@@ -101,8 +101,13 @@ def governance_audit_sensor(context: dg.RunStatusSensorContext):
         event = r.event_log_entry.dagster_event
         if event and event.asset_key:
             key_paths.append((list(event.asset_key.path), event.partition))
-    who = run.tags.get("dagster/user") or run.tags.get("user") or "dagster"
-    n = record_run(get_settings(), run_id=run.run_id, job=run.job_name, who=who, key_paths=key_paths)
+    from orchestration.lib.governance.identity import run_identity
+
+    settings = get_settings()
+    # the run's OS account, or the person the web tier names where the administrator's role file trusts it
+    who, identity_details = run_identity(settings, run.tags)
+    n = record_run(settings, run_id=run.run_id, job=run.job_name, who=who, key_paths=key_paths,
+                   identity_details=identity_details)
     return dg.SkipReason(f"audited {n} materialisation(s) of run {run.run_id}")
 
 

@@ -13,10 +13,13 @@ from pathlib import Path
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from orchestration.defs.guard import no_leaks
+from orchestration.defs.ops.policies import as_failure
 from orchestration.defs.resources import IDENTIFIABLE_POOL
 from orchestration.lib.config import get_settings
 from orchestration.lib.contracts import Contracts
 from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.governance.erasure import EXCLUSIONS_METADATA, EXCLUSIONS_TAG
 
 ADDRESS_MATCHES = dg.AssetKey(["link", "address_matches"])
 PERSON_INDEX = dg.AssetKey(["link", "person_index"])
@@ -50,7 +53,7 @@ def build_matching_asset(contracts: Contracts) -> dg.AssetsDefinition:
     @dg.multi_asset(
         specs=[
             dg.AssetSpec(ADDRESS_MATCHES, group_name=GROUP, owners=OWNERS, deps=deps, kinds={"duckdb"},
-                         tags={"zone": "identifiable"},
+                         tags={"zone": "identifiable", EXCLUSIONS_TAG: "true"},
                          description="Every person record's address and postcode matched to a UPRN (gazetteer) "
                                      "and an LSOA (postcode directory), with a score and method "
                                      "(exact | fuzzy | postcode_only | none). Table link.address_matches."),
@@ -68,6 +71,7 @@ def build_matching_asset(contracts: Contracts) -> dg.AssetsDefinition:
         pool=IDENTIFIABLE_POOL,
         can_subset=False,
     )
+    @no_leaks("matching")
     def matching(context: dg.AssetExecutionContext, identifiable_db: DuckDBResource, config: MatchingConfig):
         from orchestration.lib.linkage.run import run_matching
 
@@ -77,9 +81,12 @@ def build_matching_asset(contracts: Contracts) -> dg.AssetsDefinition:
         try:
             out = run_matching(settings, full=config.full, progress=context.log.info)
         except PlacelinkError as exc:
-            raise dg.Failure(description=str(exc)) from exc
+            raise as_failure(exc) from exc  # a DataError is not retried, another error may be transient
         yield dg.MaterializeResult(asset_key=ADDRESS_MATCHES, metadata={
             "dagster/row_count": dg.MetadataValue.int(out["records"]),
+            # which erasure / opt-out lists this run applied (the nightly planner compares it with today's)
+            EXCLUSIONS_METADATA: dg.MetadataValue.text(out["exclusions_fingerprint"]),
+            **_metadata(out, ("excluded_",)),
             **_metadata(out, ("address_", "lsoa_"))})
         yield dg.MaterializeResult(asset_key=PERSON_INDEX, metadata={
             "dagster/row_count": dg.MetadataValue.int(out["records"]),

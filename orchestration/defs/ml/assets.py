@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from orchestration.defs.guard import no_leaks
 from orchestration.defs.ops.planning import NIGHTLY_TAG
 from orchestration.defs.resources import WAREHOUSE_POOL
 from orchestration.lib.config import Settings, get_settings
@@ -56,6 +57,7 @@ def _training_asset(model: str, deps: list[str]) -> dg.AssetsDefinition:
                     "beats the champion on the held-out period) and promote it to `champion` only if it passes. "
                     "Too few months of history: not materialised, with a warning (the scores step is skipped).",
     )
+    @no_leaks(f"training of {model}")
     def training(context: dg.AssetExecutionContext, config: MLConfig, warehouse_db: DuckDBResource):
         from ml.features import NotEnoughHistoryError, connect_read_only, load_spec, require_history
 
@@ -101,6 +103,7 @@ def _scores_asset(model: str, deps: list[str], table: str) -> dg.AssetsDefinitio
         description=f"Predictions of `{model}` from its `champion` alias, written to warehouse table ml.{table} "
                     "with model_name and model_version on every row.",
     )
+    @no_leaks(f"scoring with {model}")
     def scores(context: dg.AssetExecutionContext, config: MLConfig, warehouse_db: DuckDBResource):
         from ml.score import NoChampionError, score_model
 

@@ -14,15 +14,21 @@ from orchestration.defs.ops.jobs import (
     ops_full_refresh_job,
     ops_partitioned_refresh_job,
 )
-from orchestration.defs.ops.schedules import nightly_refresh_schedule, ops_nightly_downstream_sensor
+from orchestration.defs.ops.schedules import (
+    nightly_catch_up_schedule,
+    nightly_refresh_schedule,
+    ops_nightly_downstream_after_failure_sensor,
+    ops_nightly_downstream_sensor,
+)
 from orchestration.defs.ops.sensors import ops_run_failure_alert_sensor
 
 
 def build_ops_definitions() -> dg.Definitions:
     return dg.Definitions(
         jobs=[ops_partitioned_refresh_job, ops_downstream_refresh_job, ops_full_refresh_job],
-        schedules=[nightly_refresh_schedule],
-        sensors=[ops_nightly_downstream_sensor, ops_run_failure_alert_sensor],
+        schedules=[nightly_refresh_schedule, nightly_catch_up_schedule],
+        sensors=[ops_nightly_downstream_sensor, ops_nightly_downstream_after_failure_sensor,
+                 ops_run_failure_alert_sensor],
     )
 
 

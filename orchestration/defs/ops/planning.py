@@ -11,7 +11,13 @@ run once afterwards:
   been materialised; their descendants (scoring with the champion) still run.
 - ``--full``: every unpartitioned asset.
 
-Shared by the nightly schedule, its downstream sensor and ``placelink refresh``.
+What is pending is read from the instance, never from what the last run *meant* to do: a partition is pending
+while no successful load of it is newer than its drops (:func:`~orchestration.lib.ops.drops.pending_partitions`),
+and a loaded partition stays pending for the downstream while any unpartitioned asset that depends on its feed
+has not completed since it was loaded (:func:`~orchestration.lib.ops.pending.unfinished_partitions`): a nightly
+whose downstream failed or was skipped leaves its months to the next one (``RefreshPlan.unfinished``).
+
+Shared by the nightly schedule, its downstream sensors and ``placelink refresh``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import dagster as dg
 
 from orchestration.lib.landing import LandingFile, contract_extensions, scan_landing
 from orchestration.lib.ops.drops import feed_of_asset_key, list_drops, pending_partitions
+from orchestration.lib.ops.pending import unfinished_partitions
 
 PARTITIONED = dg.AssetSelection.from_string('partitions:"time" and is:materializable')
 UNPARTITIONED = dg.AssetSelection.from_string('partitions:"none" and is:materializable')
@@ -67,63 +74,116 @@ class RefreshPlan:
     #: a partition loaded before is loaded again (a corrected drop): rows may have gone, so the months a
     #: drop touches cannot be read from its new rows alone
     reloaded: bool = False
+    #: feed asset -> partitions an earlier refresh loaded whose downstream has not completed since (it failed,
+    #: or was skipped because another feed's load failed): this refresh's downstream brings them in
+    unfinished: dict[str, list[str]] = field(default_factory=dict)
     #: landing entries the landing rule rejects (not loaded; reported by ``placelink refresh`` until fixed)
     rejected: list[LandingFile] = field(default_factory=list)
+    #: the erasure or national data opt-out list changed since matching last applied it: matching and everything
+    #: downstream run, rebuilt from scratch (people leave every month, not only new ones)
+    exclusions_changed: bool = False
+
+    @property
+    def months(self) -> list[str]:
+        """Every partition the downstream of this refresh brings in: the ones loaded now and the unfinished."""
+        return sorted(set(self.partitions) | {pk for pks in self.unfinished.values() for pk in pks})
 
     @property
     def new_months_only(self) -> bool:
-        """Every partition loaded is new and newer than what was loaded before: downstream steps may narrow
-        their work to the months the new rows fall in (MONTHS_TAG)."""
-        return bool(self.partitions) and not (self.late or self.reloaded)
+        """Every partition brought in is new and newer than what the downstream holds: downstream steps may
+        narrow their work to the months the new rows fall in (MONTHS_TAG)."""
+        return bool(self.months) and not (self.late or self.reloaded or self.exclusions_changed)
 
     @property
     def empty(self) -> bool:
         return not self.partitions and not self.downstream
 
 
-def loaded_at(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str, float]:
-    """Partition key -> timestamp of its latest materialisation, from the instance's event log."""
-    latest: dict[str, float] = {}
+def load_history(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str, list[float]]:
+    """Partition key -> timestamps of every materialisation (successful load) of it, from the event log."""
+    history: dict[str, list[float]] = {}
     cursor = None
     while True:
         result = instance.fetch_materializations(key, limit=1000, cursor=cursor)
         for record in result.records:
-            pk = record.partition_key
-            if pk is not None and record.timestamp > latest.get(pk, 0.0):
-                latest[pk] = record.timestamp
+            if record.partition_key is not None:
+                history.setdefault(record.partition_key, []).append(record.timestamp)
         if not result.has_more:
-            return latest
+            return history
         cursor = result.cursor
 
 
+def completed_at(instance: dg.DagsterInstance, keys) -> dict[dg.AssetKey, float | None]:
+    """When each asset last completed (None: never).
+
+    The start of the last run that planned it when that run succeeded (an asset may succeed without
+    materialising: scores when no model version passed the ethics gate), else its latest materialisation
+    (a run that failed after building it, e.g. matching done and dbt failed, still counts for matching).
+    """
+    keys = list(keys)
+    entries = {r.asset_entry.asset_key: r.asset_entry for r in instance.get_asset_records(keys)}
+    runs = {run_id: instance.get_run_record_by_id(run_id)
+            for run_id in {e.last_run_id for e in entries.values() if e.last_run_id}}
+    out: dict[dg.AssetKey, float | None] = {}
+    for key in keys:
+        entry = entries.get(key)
+        record = entry.last_materialization_record if entry else None
+        materialised = record.timestamp if record else None
+        run = runs.get(entry.last_run_id) if entry else None
+        if run is not None and run.dagster_run.status == dg.DagsterRunStatus.SUCCESS and run.start_time:
+            out[key] = max(run.start_time, materialised or run.start_time)
+        else:
+            out[key] = materialised
+    return out
+
+
 def plan_refresh(
-    asset_graph, instance: dg.DagsterInstance, landing: Path, *, full: bool = False
+    asset_graph, instance: dg.DagsterInstance, landing: Path | None, *, full: bool = False,
+    exclusions: str | None = None,
 ) -> RefreshPlan:
     """Work out the runs of a refresh.
 
     Args:
         asset_graph: ``defs.resolve_asset_graph()`` or a schedule context's ``repository_def.asset_graph``.
-        instance: where run history (what was loaded when) lives.
-        landing: the landing folder (``get_settings().landing``).
+        instance: where run history (what was loaded when, what completed when) lives.
+        landing: the landing folder (``get_settings().landing``); None plans no load, only the downstream of
+            what is loaded and unfinished (:func:`plan_catch_up`).
         full: every partition that has a drop, whether loaded or not, and every downstream asset.
+        exclusions: today's ``exclusions_fingerprint`` (erasure + opt-out lists); when the assets that apply
+            them last applied another, they and their descendants are rebuilt from scratch.
     """
     partitioned = PARTITIONED.resolve(asset_graph)
+    unpartitioned = UNPARTITIONED.resolve(asset_graph)
     plan = RefreshPlan()
     by_partition: dict[str, set[dg.AssetKey]] = {}
     single_run = []
-    newest_loaded = ""
+    newest_caught_up = ""
+    completed: dict[dg.AssetKey, float | None] = {}
+    skip: set[dg.AssetKey] = set()
+    if not full:
+        completed = completed_at(instance, unpartitioned)
+        skip = NOT_NIGHTLY.resolve(asset_graph) - never_materialised(asset_graph, instance, unpartitioned)
     extensions = contract_extensions()
     for key in sorted(partitioned, key=lambda k: k.to_user_string()):
         feed = feed_of_asset_key(key.path)
         if feed is None:
             continue
         node = asset_graph.get(key)
-        valid = node.partitions_def.get_partition_keys()
+        history = {} if full else load_history(instance, key)
+        loaded = {pk: max(times) for pk, times in history.items()}
         # by the landing rule ingest and the sensor use; a feed without a contract has no drops
-        drops = list_drops(landing, *feed, extension=extensions.get(feed, ""))
-        loaded = {} if full else loaded_at(instance, key)
-        newest_loaded = max([newest_loaded, *loaded]) if loaded else newest_loaded
-        todo = pending_partitions(drops, loaded, full=full, valid_partitions=valid)
+        todo = [] if landing is None else pending_partitions(
+            list_drops(landing, *feed, extension=extensions.get(feed, "")), loaded, full=full,
+            valid_partitions=node.partitions_def.get_partition_keys())
+        if not full:
+            # what the nightly rebuilds for this feed; it has caught up with a load once all of it completed after
+            deps = (dg.AssetSelection.assets(key).downstream().resolve(asset_graph) & unpartitioned) - skip
+            unfinished = unfinished_partitions(history, [completed.get(k) for k in deps])
+            newest_caught_up = max(newest_caught_up, unfinished.newest_caught_up)
+            left = [pk for pk in unfinished.partitions if pk not in todo]
+            if left:
+                plan.unfinished[key.to_user_string()] = left
+                plan.reloaded = plan.reloaded or unfinished.reloaded
         if not todo:
             continue
         plan.reloaded = plan.reloaded or any(pk in loaded for pk in todo)
@@ -138,14 +198,41 @@ def plan_refresh(
         keys = dg.AssetSelection.assets(*feeds).downstream().resolve(asset_graph) & partitioned
         plan.partitions[pk] = sorted(keys, key=lambda k: k.to_user_string())
     plan.single_run = bool(single_run) and all(single_run)
-    plan.rejected = [f for f in scan_landing(landing, extensions) if f.reason]
-    plan.late = bool(plan.partitions) and min(plan.partitions) < newest_loaded
+    plan.rejected = [f for f in scan_landing(landing, extensions) if f.reason] if landing is not None else []
+    # the incremental models add partitions from the newest one they hold onwards: a month older than that is late
+    plan.late = bool(plan.months) and min(plan.months) < newest_caught_up
+    stale = [] if full or exclusions is None else stale_exclusions(asset_graph, instance, exclusions)
+    plan.exclusions_changed = bool(stale)
     if full:
-        plan.downstream = sorted(UNPARTITIONED.resolve(asset_graph), key=lambda k: k.to_user_string())
-    elif plan.partitions:
-        feeds = [dg.AssetKey.from_user_string(k) for k in plan.feeds]
-        plan.downstream = downstream_of(asset_graph, instance, feeds)
+        plan.downstream = sorted(unpartitioned, key=lambda k: k.to_user_string())
+    elif plan.months or stale:
+        feeds = [dg.AssetKey.from_user_string(k) for k in sorted({*plan.feeds, *plan.unfinished})]
+        plan.downstream = downstream_of(asset_graph, instance, [*feeds, *stale])
     return plan
+
+
+def stale_exclusions(asset_graph, instance: dg.DagsterInstance, fingerprint: str) -> list[dg.AssetKey]:
+    """Assets tagged ``placelink/applies_exclusions`` whose latest materialisation applied another erasure /
+    opt-out list than ``fingerprint`` (one that never ran is picked up by :func:`downstream_of` anyway)."""
+    from orchestration.lib.governance.erasure import EXCLUSIONS_METADATA, EXCLUSIONS_TAG
+
+    stale = []
+    for key in dg.AssetSelection.tag(EXCLUSIONS_TAG, "true").resolve(asset_graph):
+        event = instance.get_latest_materialization_event(key)
+        if event is None or event.asset_materialization is None:
+            continue
+        applied = event.asset_materialization.metadata.get(EXCLUSIONS_METADATA)
+        if getattr(applied, "value", None) != fingerprint:
+            stale.append(key)
+    return sorted(stale, key=lambda k: k.to_user_string())
+
+
+def plan_catch_up(asset_graph, instance: dg.DagsterInstance, exclusions: str | None = None) -> RefreshPlan:
+    """After the loads of a refresh (whatever their outcome): the downstream of every month loaded that the
+    downstream has not caught up with, this refresh's and any earlier one's, and of the assets that applied an
+    older erasure / opt-out list than ``exclusions``. A feed whose load failed loaded nothing, so it adds
+    nothing; its months stay pending for the next refresh. Nothing to load here."""
+    return plan_refresh(asset_graph, instance, None, exclusions=exclusions)
 
 
 def never_materialised(asset_graph, instance: dg.DagsterInstance, keys) -> set[dg.AssetKey]:

@@ -1,22 +1,26 @@
 """Retry, failure and freshness policies every domain can use.
 
 Transient failures (a locked file, a network blip) are retried per step with exponential backoff; data
-errors (a bad drop, a broken contract: :class:`~orchestration.lib.errors.PlacelinkError`) fail at once,
-because retrying cannot fix the data. Freshness: a feed that has not been loaded by its due day shows as
-late (``FAIL``) in the Dagster UI.
+errors (a bad drop, a schema change, an expired agreement: :class:`~orchestration.lib.errors.DataError`) fail
+at once, because retrying cannot fix the data. Dagster's ``RetryPolicy`` retries whatever a step raises, so the
+distinction is made where the step raises: :func:`data_errors_fail_fast` turns a ``DataError`` into
+``dg.Failure(allow_retries=False)``, which the policy does not retry; any other error (DuckDB's "Could not set
+lock on file", an ``OSError``, a :class:`~orchestration.lib.errors.PlacelinkError` that is not about the data)
+is retried. Freshness: a feed that has not been loaded by its due day shows as late (``FAIL``) in the Dagster UI.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
 import dagster as dg
 
-from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.errors import DataError, PlacelinkError
 
 T = TypeVar("T")
 
@@ -33,23 +37,28 @@ def transient_retry_policy(delay: float = 30, max_retries: int = 3) -> dg.RetryP
     )
 
 
+#: Seconds before the first retry (env ``PLACELINK_RETRY_DELAY_SECONDS``, read when the code location loads).
+RETRY_DELAY_SECONDS = float(os.environ.get("PLACELINK_RETRY_DELAY_SECONDS", "30"))
+
 #: What every ops job uses: 30 s, 60 s, 120 s (+/- jitter) before giving up.
-TRANSIENT_RETRY_POLICY = transient_retry_policy()
+TRANSIENT_RETRY_POLICY = transient_retry_policy(delay=RETRY_DELAY_SECONDS)
 
 
 def as_failure(exc: PlacelinkError) -> dg.Failure:
-    """A data error as a Dagster failure that is never retried, keeping where/fix visible in the UI."""
+    """A placelink error as a Dagster failure, keeping where/fix visible in the UI. Never retried when the data
+    is wrong (:class:`DataError`); retried by the job's policy otherwise (it may be transient)."""
     metadata = {"error": type(exc).__name__}
     if exc.where:
         metadata["where"] = exc.where
     if exc.fix:
         metadata["fix"] = exc.fix
-    return dg.Failure(description=str(exc), metadata=metadata, allow_retries=False)
+    return dg.Failure(description=str(exc), metadata=metadata, allow_retries=not isinstance(exc, DataError))
 
 
 @contextmanager
 def data_errors_fail_fast() -> Iterator[None]:
-    """``with data_errors_fail_fast(): ...`` inside an asset: PlacelinkError -> non-retryable Failure."""
+    """``with data_errors_fail_fast(): ...`` inside an asset: DataError -> non-retryable Failure; another
+    PlacelinkError -> a Failure the retry policy retries; anything else passes as it is (and is retried)."""
     try:
         yield
     except PlacelinkError as exc:

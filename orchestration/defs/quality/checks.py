@@ -14,6 +14,7 @@ from dagster_duckdb import DuckDBResource
 
 from expectations.runner import QualityResult
 from expectations.suite import SuiteSpec, load_suites
+from orchestration.defs.guard import no_leaks
 from orchestration.defs.partitions import monthly_partitions
 from orchestration.defs.resources import IDENTIFIABLE_POOL, WAREHOUSE_POOL
 from orchestration.lib.config import get_settings
@@ -102,6 +103,7 @@ def build_feed_check(spec: SuiteSpec) -> dg.AssetChecksDefinition:
         pool=IDENTIFIABLE_POOL,
         compute_kind="great_expectations",
     )
+    @no_leaks(f"quality check {spec.name}")
     def _check(context: dg.AssetCheckExecutionContext, identifiable_db: DuckDBResource):
         partition = context.partition_key if context.has_partition_key else None
         # each check writes its own Data Docs page; the index is rebuilt once after them, by the feed scorecard
@@ -127,6 +129,7 @@ def build_table_check(spec: SuiteSpec) -> dg.AssetChecksDefinition:
         pool=WAREHOUSE_POOL,
         compute_kind="great_expectations",
     )
+    @no_leaks(f"quality check {spec.name}")
     def _check(context: dg.AssetCheckExecutionContext, warehouse_db: DuckDBResource):
         yield from _validate_and_report(context, key, spec, warehouse_db, partition=None)
 
@@ -144,6 +147,7 @@ def build_scorecard_asset(raw_keys: list[dg.AssetKey]) -> dg.AssetsDefinition:
         pool=WAREHOUSE_POOL,
         tags={"zone": "warehouse"},
     )
+    @no_leaks("feed scorecard")
     def feed_scorecard(context: dg.AssetExecutionContext, identifiable_db: DuckDBResource,
                        warehouse_db: DuckDBResource) -> dg.MaterializeResult:
         from expectations.runner import build_docs_index

@@ -12,9 +12,13 @@ The checks here are a second pair of eyes on the files themselves, independent o
 * no count between 1 and ``threshold - 1`` in any count column (primary suppression held);
 * rows flagged ``is_suppressed`` show no count and no rate (nothing recoverable from the rate).
 
-Secondary suppression (no suppressed cell recoverable from margins) is proved by the dbt stage's tests
-(``lib/disclosure.attacker_bounds``), which needs the geography hierarchy; it is not repeated here.
-Four eyes: the person who exported a file cannot approve it.
+Secondary suppression (no suppressed cell recoverable from the geography margins or the indicator hierarchy) is
+proved by the dbt stage's tests (``lib/disclosure.attacker_bounds``), which need the hierarchy; it is not repeated
+here.
+
+Four eyes that mean something: the approver is whoever is acting (:func:`audit.current_user`, the operating-system
+account), never a typed-in name; they must hold ``approver`` in the administrator's role file
+(:func:`identity.require`) and must not be the account that exported the file.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import duckdb
 
 from orchestration.lib.config import Settings, get_settings
 from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.governance import audit, identity
 from orchestration.lib.governance._store import locked_connect
 from orchestration.lib.governance.audit import canonical_json, read_events, record_event
 from orchestration.lib.governance.erasure import governance_db
@@ -121,12 +126,20 @@ def check_outputs(settings: Settings | None = None, files: list[Path] | None = N
     return [check_file(Path(f)) for f in files]
 
 
-def approve_export(settings: Settings | None = None, *, by: str, files: list[Path] | None = None,
+def approve_export(settings: Settings | None = None, *, by: str | None = None, files: list[Path] | None = None,
                    note: str | None = None) -> list[FileCheck]:
-    """Check every (or the given) published file and, if all pass, record ``by``'s approval of each hash."""
+    """Check every (or the given) published file and, if all pass, record the acting user's approval of each hash.
+
+    The approver is :func:`audit.current_user` (the OS account), who must hold ``approver`` in the role file
+    (:mod:`.identity`) and not be the account that exported the file. ``by`` is not trusted: given, it must
+    be that same account (a typed-in name is refused, not recorded).
+    """
     settings = settings or get_settings()
-    if not by or not by.strip():
-        raise PlacelinkError("an export needs a named approver", fix="placelink approve-export --by 'A. Checker'")
+    approver = audit.current_user()
+    if by is not None and by.strip() != approver:
+        raise PlacelinkError("the approver is the account running this command, not a typed-in name",
+                             where="approve-export --by", fix="leave out --by (or pass your own account name)")
+    identity.require(settings, "approver", approver)  # the administrator's role file: ``approver``
     files = files if files is not None else published_files(settings)
     if not files:
         raise PlacelinkError("nothing to approve", where=str(settings.published), fix="run `placelink publish` first")
@@ -136,14 +149,14 @@ def approve_export(settings: Settings | None = None, *, by: str, files: list[Pat
         # or an event naming the file itself
         mine = [e for e in exports if e["target"] in ("placelink publish", Path(f).name, str(f),
                                                       f"published.{Path(f).stem}")]
-        if mine and mine[-1]["who"] == by:
-            raise PlacelinkError(f"{by} exported {Path(f).name} and cannot also approve it (four eyes)",
-                                 where=str(f), fix="ask a second, trained output checker to approve")
+        if mine and mine[-1]["who"] == approver:
+            raise PlacelinkError(f"{approver} exported {Path(f).name} and cannot also approve it (four eyes)",
+                                 where=str(f), fix="ask a second, authorised output checker to approve")
     checks = check_outputs(settings, files)
     failures = [msg for c in checks for msg in c.failures]
     if failures:
         record_event(settings, action="export_rejected", target=",".join(c.file for c in checks),
-                     purpose="output_checking", details={"by": by, "failures": failures})
+                     purpose="output_checking", details={"by": approver, "failures": failures})
         raise PlacelinkError(f"{len(failures)} output check(s) failed: " + "; ".join(failures[:5]),
                              where=str(settings.published),
                              fix="fix the disclosure control (placelink build && placelink publish) and re-check")
@@ -152,9 +165,10 @@ def approve_export(settings: Settings | None = None, *, by: str, files: list[Pat
     with locked_connect(governance_db(settings)) as con:
         con.execute(_APPROVALS_DDL)
         con.executemany("INSERT INTO export_approvals VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
-            [approval_id, now, by, c.file, c.sha256, c.rows, canonical_json(c.failures), note] for c in checks])
+            [approval_id, now, approver, c.file, c.sha256, c.rows, canonical_json(c.failures), note]
+            for c in checks])
     record_event(settings, action="approve_export", target=",".join(c.file for c in checks), purpose="output_checking",
-                 details={"approval_id": approval_id, "approved_by": by, "note": note,
+                 details={"approval_id": approval_id, "approved_by": approver, "note": note,
                           "files": {c.file: c.sha256 for c in checks}})
     return checks
 

@@ -20,16 +20,30 @@ attached, which would expose every schema in it. Copying the few (aggregate) mar
 "an analyst cannot read it" true by construction. The role files are rebuilt when the warehouse is newer
 (:func:`refresh_role_files`, also a Dagster asset after dbt).
 
+Who may open which role is not the caller's say: :func:`connect` asks :func:`.identity.require` whether the
+acting operating-system account holds the role in the administrator's role file, and refuses otherwise
+(the refusal is audited when the caller can write the log at all).
+
 Every query by an engineer or analyst is appended to the audit trail (``action=read``), flagged
-``person_level`` when it touches the identifiable zone or person-level tables.
+``person_level`` when it touches the identifiable zone or person-level tables, with its ``outcome``:
+``ok`` (and the row count), ``failed`` (the error's type, never its text, which can quote a value),
+``interrupted`` (stopped at the time limit ``Settings.query_timeout_s``, or cancelled with Ctrl-C). DuckDB
+has no statement timeout, so a timer thread calls ``con.interrupt()`` (:func:`_stoppable`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fnmatch
 import os
+import select
+import signal
+import socket
+import threading
+import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,8 +51,10 @@ from typing import Any, Literal
 import duckdb
 import yaml
 
+from orchestration.lib import filemodes
 from orchestration.lib.config import Settings, get_settings
 from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.governance import identity
 from orchestration.lib.governance.audit import record_event
 
 Role = Literal["engineer", "analyst", "public"]
@@ -137,8 +153,7 @@ def refresh_role_files(settings: Settings | None = None) -> dict[str, list[str]]
     """
     settings = settings or get_settings()
     _require(settings.warehouse_db, "the warehouse")
-    out_dir = role_dir(settings)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = filemodes.private_dir(role_dir(settings))
     try:
         src = duckdb.connect(str(settings.warehouse_db), read_only=True)
     except duckdb.IOException as exc:
@@ -167,6 +182,7 @@ def refresh_role_files(settings: Settings | None = None) -> dict[str, list[str]]
             con.execute("DETACH wh")
         finally:
             con.close()
+        filemodes.harden([tmp, tmp.with_name(tmp.name + ".wal")])
         os.replace(tmp, final)
         built[name] = [f"{s}.{t}" for s, t in chosen]
     return built
@@ -190,21 +206,45 @@ class RoleConnection:
     _con: duckdb.DuckDBPyConnection
     person_level_access: bool = False
     catalogs: list[str] = field(default_factory=list)
+    #: seconds after which a query is interrupted (default ``settings.query_timeout_s``)
+    timeout_s: float | None = None
 
     def query(self, sql: str, params: list[Any] | None = None):
-        """Run ``sql`` and return a pandas DataFrame; errors become :class:`PlacelinkError`."""
+        """Run ``sql`` and return a pandas DataFrame; errors and time-outs become :class:`PlacelinkError`.
+
+        Every outcome is audited (``ok``, ``failed``, ``interrupted``) before this returns or raises.
+        """
         tables = _referenced_tables(sql)
         person = self._touches_person_level(tables)
-        try:
-            df = self._con.execute(sql, params or []).df()
-        except duckdb.Error as exc:
-            self._audit(sql, tables, person, denied=str(exc).splitlines()[0])
-            raise PlacelinkError(
-                f"{self.role} query refused or failed: {str(exc).splitlines()[0]}",
-                where=f"role {self.role}" + (f", project {self.project}" if self.project else ""),
-                fix=f"the {self.role} role can see: {', '.join(self.catalogs)}; list them with "
-                    "`placelink query --role ROLE --tables`") from exc
-        self._audit(sql, tables, person, rows=len(df))
+        limit = self.timeout_s or self.settings.query_timeout_s
+        started = time.monotonic()
+        with _stoppable(self._con, limit) as stop:
+            try:
+                df = self._con.execute(sql, params or []).df()
+            except duckdb.InterruptException as exc:
+                seconds = round(time.monotonic() - started, 3)
+                reason = stop.reason or "interrupted"
+                self._audit(sql, tables, person, outcome="interrupted", reason=reason, seconds=seconds,
+                            limit_s=limit)
+                if reason == "cancelled":
+                    raise KeyboardInterrupt from exc
+                raise PlacelinkError(
+                    f"{self.role} query stopped after {seconds:g} s (the time limit is {limit:g} s)",
+                    where=f"role {self.role}", fix="narrow the query (filter, aggregate, LIMIT), or ask an "
+                                                   "administrator to raise PLACELINK_QUERY_TIMEOUT_S") from exc
+            except duckdb.Error as exc:
+                self._audit(sql, tables, person, outcome="failed", error=type(exc).__name__,
+                            seconds=round(time.monotonic() - started, 3))
+                raise PlacelinkError(
+                    f"{self.role} query refused or failed: {str(exc).splitlines()[0]}",
+                    where=f"role {self.role}" + (f", project {self.project}" if self.project else ""),
+                    fix=f"the {self.role} role can see: {', '.join(self.catalogs)}; list them with "
+                        "`placelink query --role ROLE --tables`") from exc
+        seconds = round(time.monotonic() - started, 3)
+        if stop.reason == "cancelled":  # Ctrl-C landed while the result was being converted
+            self._audit(sql, tables, person, outcome="interrupted", reason="cancelled", seconds=seconds)
+            raise KeyboardInterrupt
+        self._audit(sql, tables, person, outcome="ok", rows=len(df), seconds=seconds)
         return df
 
     def tables(self) -> list[str]:
@@ -241,6 +281,57 @@ class RoleConnection:
                      details={"sql": sql, "person_level": person, "project": self.project, **extra})
 
 
+@dataclass
+class _Stop:
+    reason: str | None = None
+
+
+@contextlib.contextmanager
+def _stoppable(con: duckdb.DuckDBPyConnection, limit: float) -> Iterator[_Stop]:
+    """Interrupt ``con``'s running statement at the time limit or on Ctrl-C, and say which it was.
+
+    DuckDB has no statement timeout, and while it executes (GIL released) Python's SIGINT handler cannot run,
+    so Ctrl-C alone would not stop a query. A timer thread calls ``con.interrupt()`` at the limit; on the main
+    thread, ``signal.set_wakeup_fd`` makes SIGINT write a byte to a socket that a watcher thread reads, and
+    it interrupts too. The caller re-raises ``KeyboardInterrupt`` after auditing the cancelled query.
+    """
+    stop, done = _Stop(), threading.Event()
+
+    def halt(reason: str) -> None:
+        if stop.reason is None:
+            stop.reason = reason
+        con.interrupt()
+
+    timer = threading.Timer(limit, halt, args=("time limit",))
+    timer.daemon = True
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        reader, writer = socket.socketpair()
+        writer.setblocking(False)
+        previous_handler = signal.signal(signal.SIGINT, lambda *_: halt("cancelled"))
+        previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+
+        def watch() -> None:
+            while not done.is_set():
+                if select.select([reader], [], [], 0.1)[0] and signal.SIGINT in reader.recv(64):
+                    halt("cancelled")
+
+        watcher = threading.Thread(target=watch, name="placelink-query-ctrl-c", daemon=True)
+        watcher.start()
+    timer.start()
+    try:
+        yield stop
+    finally:
+        done.set()
+        timer.cancel()
+        if main:
+            signal.set_wakeup_fd(previous_fd)
+            signal.signal(signal.SIGINT, previous_handler)
+            watcher.join()
+            reader.close()
+            writer.close()
+
+
 def _referenced_tables(sql: str) -> list[str]:
     try:
         return sorted(duckdb.get_table_names(sql, qualified=True))
@@ -257,18 +348,26 @@ def _lock_down(con: duckdb.DuckDBPyConnection) -> None:
 
 def connect(role: str, settings: Settings | None = None, *, project: str | None = None,
             purpose: str | None = None, projects_dir: Path | None = None,
-            feeds_dir: Path | None = None) -> RoleConnection:
-    """Open a read-only connection that can reach only what ``role`` may see.
+            feeds_dir: Path | None = None, timeout_s: float | None = None) -> RoleConnection:
+    """Open a read-only connection that can reach only what ``role`` may see, if the acting account holds it.
 
     Args:
-        role: ``engineer``, ``analyst`` or ``public``.
+        role: ``engineer``, ``analyst`` or ``public``; refused unless the OS account running this holds it
+            in the role file (:func:`.identity.require`).
         project: for analysts, the approved project (``orchestration/projects/<id>.yml``) the work is for;
             person-level marts are attached only if :func:`person_level_allowed` says so.
         purpose: recorded on each audited read.
+        timeout_s: a shorter time limit per query than ``settings.query_timeout_s`` (never a longer one).
     """
     settings = settings or get_settings()
     if role not in ROLES:
         raise PlacelinkError(f"unknown role {role!r}", fix=f"use one of {', '.join(ROLES)}")
+    try:
+        identity.require(settings, role)
+    except PlacelinkError:
+        _audit_refusal(settings, role, purpose, project)
+        raise
+    limit = min(timeout_s, settings.query_timeout_s) if timeout_s else settings.query_timeout_s
     con = duckdb.connect(":memory:")
     person_access = False
     if role == "engineer":
@@ -313,4 +412,14 @@ def connect(role: str, settings: Settings | None = None, *, project: str | None 
         catalogs = [f"published ({len(loaded)} files)"]
         _lock_down(con)
     return RoleConnection(role=role, settings=settings, project=project, purpose=purpose, _con=con,
-                          person_level_access=person_access, catalogs=catalogs)
+                          person_level_access=person_access, catalogs=catalogs, timeout_s=limit)
+
+
+def _audit_refusal(settings: Settings, role: str, purpose: str | None, project: str | None) -> None:
+    """Record a refused role. An account with no role usually cannot write the log either (it is owner-only):
+    the refusal then stands unrecorded, because refusing must never depend on being able to record it."""
+    try:
+        record_event(settings, action="read", role="none", purpose=purpose, target=f"role {role}",
+                     details={"outcome": "refused", "requested_role": role, "project": project})
+    except (OSError, duckdb.Error, PlacelinkError):
+        pass

@@ -87,8 +87,8 @@ def ingest(settings: Settings, *, partner: str | None = None, feed: str | None =
                 partitions = [wanted]
             try:
                 parsed = parse_partitions(f, partitions, settings.landing, home=settings.home, opt_outs=opt_outs)
-            except PlacelinkError:
-                parsed = ParsedDrops()  # e.g. an expired agreement: each partition below reports it
+            except Exception:  # noqa: BLE001 - e.g. an expired agreement: each partition below reports it
+                parsed = ParsedDrops()
             with parsed:
                 for part in partitions:
                     try:
@@ -105,6 +105,10 @@ def ingest(settings: Settings, *, partner: str | None = None, feed: str | None =
         # after the loads: --rebuild forgets everything a feed recorded, rejections included
         record_rejected(con, report.rejected, feeds=sorted(chosen), known=set(extensions),
                         landing=settings.landing, home=settings.home)
+    # the identifiable file and the drops it read are owner-only, whatever umask this process started with
+    from orchestration.lib.filemodes import harden_identifiable
+
+    harden_identifiable(settings.home)
     _audit(settings, feeds, report)
     return report
 

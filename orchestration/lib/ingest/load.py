@@ -28,11 +28,11 @@ import duckdb
 import pyarrow as pa
 
 from orchestration.lib.contracts import Column, Feed
-from orchestration.lib.errors import PlacelinkError
-from orchestration.lib.governance.erasure import record_hash
-from orchestration.lib.ingest.coerce import SQL_TYPES, CoerceError, coerce
+from orchestration.lib.errors import DataError, PlacelinkError, withhold_library_errors
+from orchestration.lib.governance.erasure import Exclusions, load_exclusions
+from orchestration.lib.ingest.coerce import SQL_TYPES, CoerceError, check_plausible, coerce, date_checks
 from orchestration.lib.ingest.readers import Drop, RawRow, read_drop
-from orchestration.lib.landing import REJECTED, LandingFile, open_drop, partition_of, scan_feed
+from orchestration.lib.landing import REJECTED, LandingFile, leading_date, open_drop, partition_of, scan_feed
 from orchestration.lib.pseudonymise import (
     normalise_name,
     normalise_nhs_number,
@@ -75,6 +75,12 @@ class FileResult:
     rows_loaded: int = 0
     rows_quarantined: int = 0
     note: str | None = None
+    #: physical data lines (non-blank, after the header), counted from the file's text: each is covered by a
+    #: loaded or a quarantined row, so lines_received = lines_loaded + lines_quarantined (a quoted field that
+    #: legitimately spans lines makes one row of several lines; a runaway quote is quarantined line by line)
+    lines_received: int = 0
+    lines_loaded: int = 0
+    lines_quarantined: int = 0
 
 
 @dataclass
@@ -110,7 +116,8 @@ class PartitionResult:
             "columns_dropped": self.columns_dropped,
             "source_files": [{"file": f.source_file, "sha256": f.sha256, "status": f.status,
                               "received": f.rows_received, "loaded": f.rows_loaded,
-                              "quarantined": f.rows_quarantined, "note": f.note} for f in self.files],
+                              "quarantined": f.rows_quarantined, "lines": f.lines_received,
+                              "note": f.note} for f in self.files],
         }
 
 
@@ -120,6 +127,15 @@ def drop_partition(path: Path, extension: str | None = None) -> str | None:
     """Partition (first of month) of a drop by the landing rule (:mod:`orchestration.lib.landing`); None if the
     rule rejects its name."""
     return partition_of(path.name, extension)
+
+
+def drop_date(path: Path, partition: dt.date) -> dt.date:
+    """The day a drop was made (the date its name starts with, by the landing rule), against which the contract's
+    plausible dates are measured; the partition's last day for a name that carries none (not a landing drop)."""
+    day = leading_date(path.name)
+    if day is not None:
+        return day
+    return (partition.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
 
 
 def feed_drops(landing: Path, feed: Feed) -> dict[str, list[Path]]:
@@ -216,13 +232,22 @@ def _read_opt_outs(path_text: str, mtime_ns: int, size: int) -> frozenset[str]: 
 def check_agreement(feed: Feed, today: dt.date | None = None) -> None:
     problems = feed.agreement.problems(today)
     if problems:
-        raise PlacelinkError(f"feed {feed.source} may not load: " + "; ".join(problems),
+        raise DataError(f"feed {feed.source} may not load: " + "; ".join(problems),
                              where=f"orchestration/feeds/{feed.partner}.yml feeds[{feed.id}].agreement",
                              fix="renew the sharing agreement (valid_to) or record its lawful basis, then rerun")
 
 
+def _positions(numbers: list[int]) -> str:
+    return ("column " if len(numbers) == 1 else "columns ") + ", ".join(str(n) for n in numbers)
+
+
 def check_header(feed: Feed, drop: Drop, rel: str) -> list[str]:
-    """Raise on a missing/renamed contract column; return unexpected extra columns (dropped)."""
+    """Raise on a missing/renamed contract column; return unexpected extra columns (dropped).
+
+    The message names contract columns by name and the file's other header cells only by position (1-based):
+    a header cell is the partner's text, and a drop sent without its header line has a person's name, date of
+    birth and address there (issue #22: they reached the audit trail and Dagster's logs).
+    """
     import difflib
 
     expected = [c.name for c in feed.columns]
@@ -234,17 +259,26 @@ def check_header(feed: Feed, drop: Drop, rel: str) -> list[str]:
         if missing:
             lines.append(f"missing: {missing}")
         if unexpected:
-            lines.append(f"unexpected: {unexpected}")
+            positions = [i for i, c in enumerate(drop.header, start=1) if c not in expected]
+            lines.append(f"not in the contract: {_positions(positions)} of the {len(drop.header)}-column header")
         if dupes:
-            lines.append(f"repeated: {dupes}")
-        renames = [f"{u!r} -> {m[0]!r}" for u in unexpected
+            named = [c for c in dupes if c in expected]
+            others = [i for i, c in enumerate(drop.header, start=1) if c in dupes and c not in expected]
+            lines.append("repeated: " + ", ".join([repr(c) for c in named] + ([_positions(others)] if others else [])))
+        renames = [f"column {i} -> {m[0]!r}" for i, u in enumerate(drop.header, start=1) if u not in expected
                    if (m := difflib.get_close_matches(u, missing, n=1, cutoff=0.5))]
         if renames:
             lines.append(f"looks renamed: {', '.join(renames)}")
-        raise PlacelinkError("; ".join(lines), where=f"{rel}:1 (header)",
-                             fix=f"ask {feed.partner} to send the agreed columns, or update "
-                                 f"orchestration/feeds/{feed.partner}.yml if the change is agreed; nothing was loaded")
+        raise DataError("; ".join(lines), where=f"{rel}:1 (header)",
+                        fix=f"ask {feed.partner} to send the agreed columns with a header line, or update "
+                            f"orchestration/feeds/{feed.partner}.yml if the change is agreed; nothing was loaded")
     return unexpected
+
+
+def extra_column_labels(drop: Drop, extra: list[str]) -> list[str]:
+    """How header columns outside the contract are reported (metadata, CLI): by position, never by their text."""
+    return [f"column {i} of the file's header (not in the contract)"
+            for i, c in enumerate(drop.header, start=1) if c in set(extra)]
 
 
 # --- rows -> records --------------------------------------------------------------------------------
@@ -390,7 +424,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, feed: Feed) -> None:
         "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema='raw' "
         "AND table_name=? ORDER BY ordinal_position", [feed.name]).fetchall()
     if [(n, t) for n, t in have] != cols:
-        raise PlacelinkError(
+        raise DataError(
             f"{feed.table} was created from an older version of the contract (columns differ)",
             where=feed.table,
             fix=f"reload every partition: placelink ingest --partner {feed.partner} --feed {feed.id} --rebuild")
@@ -439,10 +473,19 @@ _META_COLUMNS = ("_record_id", "_partition", "_source_file", "_line", "_loaded_a
 
 
 def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date, now: dt.datetime,
-               opt_outs: AbstractSet[str], erased: set[str]) -> ParsedFile:
+               opt_outs: AbstractSet[str], erased: Exclusions) -> ParsedFile:
     """Read one drop, check its header and type every row: loaded columns, quarantine rows with reasons,
-    standard person records and a preview. Loaded + quarantined = received for the file."""
-    drop = read_drop(path, feed.format, [c.name for c in feed.columns])
+    standard person records and a preview. Loaded + quarantined = received for the file, in rows and in
+    physical lines. A file that is not what the contract says (binary, another encoding, another header) is
+    refused whole: ``header_error`` is raised when the partition is loaded, and nothing from it is written.
+
+    A row of a person on the exclusion list (``placelink erase``: their record id, or their NHS number or name
+    and date of birth on a new record) is quarantined as ``erased_or_objected`` with no raw text, before it
+    reaches any table; so is a row under the national data opt-out."""
+    try:
+        drop = read_drop(path, feed.format, [c.name for c in feed.columns], where=rel)
+    except PlacelinkError as exc:
+        return ParsedFile(path, rel, digest, header_error=(exc.message, exc.where, exc.fix))
     if drop.empty:
         return ParsedFile(path, rel, digest, empty=True)
     try:
@@ -451,16 +494,20 @@ def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date
         return ParsedFile(path, rel, digest, header_error=(exc.message, exc.where, exc.fix))
     loaded_cols = feed.loaded_columns
     opt_col = feed.person.nhs_number if (feed.agreement.national_data_opt_out and feed.person) else None
+    nhs_col = feed.person.nhs_number if feed.person else None
     # hoisted out of the per-row loop below (contract properties are recomputed on every access)
     loaded_names = [(c.name, c.sql_name) for c in loaded_cols]
     dropped_names = list(feed.dropped_columns)
     all_columns = list(feed.columns)
     record_id_columns = feed.record_id_columns
-    out = ParsedFile(path, rel, digest, result=FileResult(rel, digest, "loaded"), extra_dropped=extra)
+    out = ParsedFile(path, rel, digest, result=FileResult(rel, digest, "loaded"),
+                     extra_dropped=extra_column_labels(drop, extra))
     columns: dict[str, list] = {**{c.sql_name: [] for c in loaded_cols}, **{m: [] for m in _META_COLUMNS}}
     people: list[dict] = []
     fr, quarantine, reasons = out.result, out.quarantine, out.reasons
     disallowed = set(feed.dropped_columns) | (set(drop.header) - {c.name for c in feed.columns})
+    plausible = date_checks(feed, drop_date(path, part_date))
+    fr.lines_received = drop.data_lines
     for row in drop.rows:
         fr.rows_received += 1
         reason = row.problem
@@ -479,6 +526,7 @@ def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date
                     values = row.values
                     for col in all_columns:
                         typed[col.name] = coerce(col, values.get(col.name))
+                    check_plausible(plausible, typed)  # the contract's date ranges: 1900 or 2031 is no event
                 except CoerceError as exc:
                     reason = exc.reason
         if reason is None and opt_col and normalise_nhs_number(typed.get(opt_col), validate=False) in opt_outs:
@@ -486,19 +534,43 @@ def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date
             quarantine.append((feed.partner, feed.id, part_date, rel, row.line, OPT_OUT_REASON, None, now))
             reasons[OPT_OUT_REASON] += 1
             fr.rows_quarantined += 1
+            fr.lines_quarantined += row.lines
             continue
-        if reason is None and erased and record_hash(feed.partner, feed.id, record_id) in erased:
+        person = None
+        if reason is None:
+            for name in dropped_names:  # columns outside the agreement reach nothing, the person record included
+                typed.pop(name, None)
+        if reason is None and feed.person:
+            person = person_record(feed, record_id, typed, part_date,  # type: ignore[arg-type]
+                                   _event_date(feed, typed))
+        if reason is None and erased and (
+                erased.record(feed.partner, feed.id, record_id)  # type: ignore[arg-type]
+                or (person is not None and erased.person(
+                    # the number as sent (a failed check digit is still theirs), the names as matching sees them
+                    nhs_number=typed.get(nhs_col) if nhs_col else None, given_name=person["given_name"],
+                    family_name=person["family_name"], date_of_birth=person["date_of_birth"]))):
             quarantine.append((feed.partner, feed.id, part_date, rel, row.line, ERASED_REASON, None, now))
             reasons[ERASED_REASON] += 1
             fr.rows_quarantined += 1
+            fr.lines_quarantined += row.lines
+            continue
+        if reason is not None and erased and row.values is not None and _malformed_but_erased(
+                feed, erased, row.values, record_id, part_date, nhs_col, dropped_names):
+            # malformed, but the raw text would keep an erased person's identifiers: it is withheld
+            quarantine.append((feed.partner, feed.id, part_date, rel, row.line, ERASED_REASON, None, now))
+            reasons[ERASED_REASON] += 1
+            fr.rows_quarantined += 1
+            fr.lines_quarantined += row.lines
             continue
         if reason is not None:
             quarantine.append((feed.partner, feed.id, part_date, rel, row.line, reason,
                                quarantine_text(feed, drop, row, disallowed), now))
             reasons[reason.split(":", 1)[0]] += 1
             fr.rows_quarantined += 1
+            fr.lines_quarantined += row.lines
             continue
         fr.rows_loaded += 1
+        fr.lines_loaded += row.lines
         for name, sql_name in loaded_names:
             columns[sql_name].append(typed[name])
         columns["_record_id"].append(record_id)
@@ -506,16 +578,36 @@ def parse_file(feed: Feed, path: Path, rel: str, digest: str, part_date: dt.date
         columns["_source_file"].append(rel)
         columns["_line"].append(row.line)
         columns["_loaded_at"].append(now)
-        for name in dropped_names:
-            typed.pop(name, None)
         if len(out.preview) < 5:
             out.preview.append(typed)
-        if feed.person:
-            people.append(person_record(feed, record_id, typed, part_date,  # type: ignore[arg-type]
-                                        _event_date(feed, typed)) | {"_line": row.line})
+        if person is not None:
+            people.append(person | {"_line": row.line})
     assert fr.rows_loaded + fr.rows_quarantined == fr.rows_received
+    # every physical data line of the file is in a loaded or a quarantined row: none swallowed, none counted twice
+    assert fr.lines_loaded + fr.lines_quarantined == fr.lines_received, (rel, fr)
     out.rows, out.people = _rows_table(loaded_cols, columns), _people_table(people)
     return out
+
+
+def _malformed_but_erased(feed: Feed, erased: Exclusions, values: dict, record_id: str | None, part_date: dt.date,
+                         nhs_col: str | None, dropped: list[str]) -> bool:
+    """Whether a row quarantined for another reason belongs to an erased person: its record id, or its person
+    columns typed one by one (a bad value elsewhere in the row does not hide the name and date of birth)."""
+    if record_id is not None and erased.record(feed.partner, feed.id, record_id):
+        return True
+    if feed.person is None:
+        return False
+    typed: dict[str, object] = {}
+    for col in feed.columns:
+        if col.name in dropped:
+            continue
+        try:
+            typed[col.name] = coerce(col, values.get(col.name))
+        except CoerceError:
+            typed[col.name] = None
+    person = person_record(feed, record_id or "", typed, part_date, None)
+    return erased.person(nhs_number=values.get(nhs_col) if nhs_col else None, given_name=person["given_name"],
+                         family_name=person["family_name"], date_of_birth=person["date_of_birth"])
 
 
 _PERSON_TYPES = [pa.string(), pa.string(), pa.string(), pa.string(), pa.date32(), pa.string(), pa.string(),
@@ -547,7 +639,14 @@ WORKERS_ENV = "PLACELINK_INGEST_WORKERS"
 _WORKER: dict = {}
 
 
-def _worker_init(feed: Feed, opt_outs: AbstractSet[str], erased: set[str], now: dt.datetime) -> None:
+def _exclusions(home: Path | None) -> Exclusions:
+    """The home's exclusion list, read once per load (an empty one without a home: a bare library call)."""
+    from orchestration.lib.config import get_settings
+
+    return load_exclusions(get_settings(home=home)) if home else Exclusions()
+
+
+def _worker_init(feed: Feed, opt_outs: AbstractSet[str], erased: Exclusions, now: dt.datetime) -> None:
     _WORKER.update(feed=feed, opt_outs=opt_outs, erased=erased, now=now)
 
 
@@ -605,10 +704,7 @@ def parse_partitions(feed: Feed, partitions: list[str], landing: Path, *, home: 
         return ParsedDrops()  # decided before hashing: ingest_partition hashes the files it parses itself
     tasks = [(path, _relative(path, home), sha256_of(path), part_date) for path, part_date in tasks]
     check_agreement(feed)  # refuse before any work, as ingest_partition would
-    from orchestration.lib.config import get_settings
-    from orchestration.lib.governance.erasure import excluded_record_hashes
-
-    erased = excluded_record_hashes(get_settings(home=home)) if home else set()
+    erased = _exclusions(home)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     pool = spawn_pool(workers, _worker_init, (feed, opt_outs or set(), erased, now))
     # submitted month by month: the first months to be written are the first parsed
@@ -630,8 +726,18 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
         parsed: files already parsed by :func:`parse_partitions` (the rest are parsed here).
 
     Raises:
-        PlacelinkError: agreement expired / no lawful basis; a drop's columns differ from the contract.
+        DataError: agreement expired / no lawful basis; a drop's columns differ from the contract; a library
+            rejected a value (:class:`~orchestration.lib.errors.LibraryDataError`).
+        PlacelinkError: any other failure, a library's own message withheld (it can quote the data).
     """
+    with withhold_library_errors(f"ingest of {feed.source} {partition[:7]}", where=feed.table):
+        return _ingest_partition(con, feed, partition, landing, home=home, opt_outs=opt_outs, today=today,
+                                 parsed=parsed)
+
+
+def _ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str, landing: Path, *,
+                      home: Path | None, opt_outs: AbstractSet[str] | None, today: dt.date | None,
+                      parsed: ParsedDrops | None) -> PartitionResult:
     check_agreement(feed, today)
     part_date = dt.date.fromisoformat(partition[:7] + "-01")
     partition = part_date.isoformat()
@@ -645,7 +751,7 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
 
     loaded_cols = feed.loaded_columns
     parsed = parsed if parsed is not None else ParsedDrops()
-    erased: set[str] | None = None
+    erased: Exclusions | None = None
 
     # read and check every file first: a schema change anywhere means nothing is written
     reads: list[tuple[str, str, ParsedFile | None]] = []
@@ -661,14 +767,11 @@ def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str,
         if pf is None:
             if erased is None:
                 # people erased / objecting (`placelink erase`) are never loaded again, even from an old drop
-                from orchestration.lib.config import get_settings
-                from orchestration.lib.governance.erasure import excluded_record_hashes
-
-                erased = excluded_record_hashes(get_settings(home=home)) if home else set()
+                erased = _exclusions(home)
             pf = parse_file(feed, path, rel, digest, part_date, now, opt_outs or set(), erased)
         if pf.header_error is not None:
             message, where, fix = pf.header_error
-            raise PlacelinkError(message, where=where, fix=fix)
+            raise DataError(message, where=where, fix=fix)
         reads.append((rel, digest, pf))
 
     row_tables: list[pa.Table] = []

@@ -46,7 +46,10 @@ def check_columns(columns, where: str) -> None:
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         raise PlacelinkError(
-            f"missing required column(s) {', '.join(missing)}; found {', '.join(map(str, columns)) or 'none'}",
+            # the input's other column names are counted, not quoted: a file sent without its header line has a
+            # person's details there
+            f"missing required column(s) {', '.join(missing)}; found {len(columns)} column(s), of the standard "
+            f"record: {', '.join(c for c in columns if c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS) or 'none'}",
             where=where,
             fix="provide the standard person record: record_id (unique) plus any of "
                 + ", ".join(OPTIONAL_COLUMNS),

@@ -91,8 +91,10 @@ def link_frame(df: pd.DataFrame, model: dict | None = None, where: str = "input"
                              fix="give every record a unique record_id")
     dupes = df["record_id"][df["record_id"].duplicated()]
     if len(dupes):
-        raise PlacelinkError(f"record_id {dupes.iloc[0]!r} appears more than once", where=f"{where}: column record_id",
-                             fix="record_id must be unique")
+        # by row number, not by value: a record id can be a pupil number or an NHS number
+        row = int(df.index.get_loc(dupes.index[0])) + 2
+        raise PlacelinkError(f"{len(dupes)} record_id value(s) appear more than once (first repeat on row {row})",
+                             where=f"{where}: column record_id", fix="record_id must be unique")
     if len(df) == 0:
         return pd.DataFrame({"record_id": pd.Series(dtype=str), "person_id": pd.Series(dtype=str)})
     con = duckdb.connect()
@@ -194,6 +196,13 @@ def run_matching(settings: Settings | None = None, full: bool = False, progress:
         raise PlacelinkError("table link.person_records is missing", where=str(settings.identifiable_db),
                              fix="run `placelink ingest` first: it writes the standard person records")
     run(con, "CREATE SCHEMA IF NOT EXISTS idz.link")
+    # the second line after ingest: records loaded before a person was erased or opted out leave the zone
+    # (quarantined without their text) before anything links them
+    from orchestration.lib.governance.erasure import purge_excluded
+
+    excluded = purge_excluded(con, settings, db="idz")
+    if excluded["purged"]:
+        say(f"excluded before matching: {excluded['purged']} (erasure / opt-out lists changed)")
     run(con, "CREATE TEMP TABLE _records AS SELECT * FROM idz.link.person_records")
     n = con.execute("SELECT count(*) FROM _records").fetchall()[0][0]
     say(f"{n:,} person records")
@@ -292,6 +301,8 @@ def run_matching(settings: Settings | None = None, full: bool = False, progress:
                  "link_seconds": round(link_seconds, 2), "write_seconds": round(write_seconds, 2),
                  "records_per_minute": round(n / max(link_seconds + address_seconds, 1e-9) * 60),
                  "model": model_path.name if model_path else None, "review_queue": str(queue_path),
+                 "exclusions_fingerprint": excluded["fingerprint"],
+                 **{f"excluded_{reason}": n for reason, n in excluded["purged"].items()},
                  **{k: v for k, v in result.summary.items() if not isinstance(v, bool)}}
     out.update({f"address_method_{k}": int(v) for k, v in con.execute(
         "SELECT match_method, count(*) FROM _address_matches GROUP BY 1 ORDER BY 1").fetchall()})

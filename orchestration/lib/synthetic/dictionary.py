@@ -12,7 +12,8 @@ from orchestration.lib.synthetic.config import DefectRates
 
 NAME_DEFECTS = ["nickname", "typo_given_name", "typo_family_name", "surname_hyphenated", "surname_changed",
                 "name_swap", "missing_field (given name)"]
-DOB_DEFECTS = ["dob_day_month_swap", "dob_off_by_one", "missing_field (date of birth)"]
+DOB_DEFECTS = ["dob_day_month_swap", "dob_off_by_one", "missing_field (date of birth)",
+               "implausible_date (a DOB defect that puts the birth after the event or the drop: quarantined)"]
 POSTCODE_DEFECTS = ["missing_field (postcode)", "postcode_no_space", "postcode_lowercase", "postcode_one_char_wrong"]
 ADDRESS_DEFECTS = ["address styles (abbreviations, upper/lower case, flat notation)", "address_missing_town"]
 NHS_DEFECTS = ["missing_field (NHS number)", "invalid_nhs_number"]

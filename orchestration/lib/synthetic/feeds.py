@@ -45,27 +45,29 @@ class FeedSpec:
     bad_date: tuple[str, str] = ("", "")   # (column, strftime format) that gets impossible dates
     bad_text: str = ""                     # column that gets bad-encoding bytes
     sheet: str | None = None
+    dob: tuple[str, str] = ("", "")        # (column, strftime format) of the date of birth, if the feed has one
 
 
 SPECS: dict[str, FeedSpec] = {s.partner + "/" + s.feed: s for s in [
     FeedSpec("police", "street_crimes", "csv", record_id=("Crime ID",), bad_date=("Month", "%Y-%m"),
              bad_text="Location"),
     FeedSpec("police", "person_records", "csv", encoding="cp1252", newline="\r\n", record_id=("record_ref",),
-             bad_date=("date_of_birth", "%d/%m/%Y"), bad_text="surname"),
+             bad_date=("date_of_birth", "%d/%m/%Y"), bad_text="surname", dob=("date_of_birth", "%d/%m/%Y")),
     FeedSpec("county_council", "social_care_referrals", "excel", ext="xlsx", record_id=("Referral ID",),
-             bad_date=("Child DOB", "%d/%m/%Y"), sheet="Referrals"),
+             bad_date=("Child DOB", "%d/%m/%Y"), sheet="Referrals", dob=("Child DOB", "%d/%m/%Y")),
     FeedSpec("county_council", "school_attendance", "csv", delimiter=";", record_id=("upn", "term_month"),
-             bad_date=("dob", "%Y-%m-%d"), bad_text="surname"),
+             bad_date=("dob", "%Y-%m-%d"), bad_text="surname", dob=("dob", "%Y-%m-%d")),
     FeedSpec("district_councils", "homelessness_presentations", "csv", encoding="utf-8-sig", newline="\r\n",
-             record_id=("CaseRef",), bad_date=("MainApplicantDOB", "%d/%m/%Y"), bad_text="MainApplicantSurname"),
+             record_id=("CaseRef",), bad_date=("MainApplicantDOB", "%d/%m/%Y"), bad_text="MainApplicantSurname",
+             dob=("MainApplicantDOB", "%d/%m/%Y")),
     FeedSpec("district_councils", "asb_complaints", "csv", delimiter="|", record_id=("complaint_id",),
              bad_date=("received_date", "%Y-%m-%d"), bad_text="subject_address"),
     FeedSpec("nhs", "ae_attendances", "jsonl", ext="jsonl", record_id=("attendance_id",),
-             bad_date=("date_of_birth", "%Y-%m-%d"), bad_text="surname"),
+             bad_date=("date_of_birth", "%Y-%m-%d"), bad_text="surname", dob=("date_of_birth", "%Y-%m-%d")),
     FeedSpec("voluntary", "food_bank_referrals", "csv", encoding="cp1252", newline="\r\n",
              record_id=("Voucher No",), bad_date=("Date Issued", "%d/%m/%Y"), bad_text="Client First Name"),
     FeedSpec("fire", "safe_and_well_visits", "csv", delimiter="\t", record_id=("VisitID",),
-             bad_date=("OccupantDOB", "%Y-%m-%d"), bad_text="OccupantName"),
+             bad_date=("OccupantDOB", "%Y-%m-%d"), bad_text="OccupantName", dob=("OccupantDOB", "%Y-%m-%d")),
 ]}
 
 
@@ -573,6 +575,12 @@ def write_feed(rng: np.random.Generator, key: str, rows: pd.DataFrame, log: Defe
         extra.append(pd.DataFrame({"_file": files[m], "_line": lines[m],
                                    "_record_id": allrows["_record_id"].to_numpy()[m], "defect": name,
                                    "column": spec.bad_date[0] if k == 1 else (spec.bad_text if k == 2 else "")}))
+    # a date-of-birth defect (day/month swap, a year out) can put the birth after the event or the drop: the
+    # contract's plausibility (orchestration/feeds/*.yml, default ranges) quarantines that row, so the truth says so
+    unborn = _born_after_event_or_drop(allrows, spec, drop_dates) & (kind == 3)
+    extra.append(pd.DataFrame({"_file": files[unborn], "_line": lines[unborn],
+                               "_record_id": allrows["_record_id"].to_numpy()[unborn], "defect": "implausible_date",
+                               "column": spec.dob[0]}))
     cp = allrows["_is_copy"].to_numpy()
     extra.append(pd.DataFrame({"_file": files[cp], "_line": lines[cp], "_record_id": allrows["_record_id"].to_numpy()[cp],
                                "defect": "duplicate_row", "column": ""}))
@@ -581,6 +589,23 @@ def write_feed(rng: np.random.Generator, key: str, rows: pd.DataFrame, log: Defe
     defects.insert(0, "feed", spec.feed)
     defects.insert(0, "partner", spec.partner)
     return truth, defects.sort_values(["file", "line", "defect"], ignore_index=True)
+
+
+def _born_after_event_or_drop(rows: pd.DataFrame, spec: FeedSpec, drop_dates: np.ndarray) -> np.ndarray:
+    """Rows whose written date of birth is after their event date or their drop date (an impossible person)."""
+    if not spec.dob[0]:
+        return np.zeros(len(rows), dtype=bool)
+    col, fmt = spec.dob
+    values = rows[col].reset_index(drop=True)
+    text = values.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)  # CSV/JSON text; Excel cells are dates
+    dob = np.full(len(values), np.datetime64("NaT"), dtype="datetime64[D]")
+    if text.any():
+        dob[text] = pd.to_datetime(values[text], format=fmt, errors="coerce").to_numpy().astype("datetime64[D]")
+    if (~text).any():
+        dob[~text] = pd.to_datetime(values[~text], errors="coerce").to_numpy().astype("datetime64[D]")
+    event = rows["_event_date"].to_numpy().astype("datetime64[D]")
+    known = ~np.isnat(dob)
+    return known & ((dob > event) | (dob > drop_dates.astype("datetime64[D]")))
 
 
 def _write_file(path: Path, df: pd.DataFrame, spec: FeedSpec, kind: np.ndarray) -> None:

@@ -1,4 +1,7 @@
-{#- Months covered by the event data (first to latest event month), with the labels analysts group by.
+{#- Months covered by the event data (first to latest event month), with the labels analysts group by. Bounded by
+    the platform's period (macros/period.sql), never stretched by an event outside it: int_events_joined_to_places
+    keeps only events inside the period, and the bounds are clamped to it here as well. Tests: within_period (no
+    month outside the period) and covers_event_months (no month with events missing, e.g. cut by the spine).
     The spine is built from a digits cross join (0..999 months) so it is plain, portable SQL. -#}
 
 with
@@ -6,9 +9,10 @@ with
 bounds as (
 
     select
-        min(event_month) as first_month,
-        max(event_month) as latest_month
+        greatest(min(event_month), {{ period_start() }}) as first_month,
+        least(max(event_month), {{ period_end() }}) as latest_month
     from {{ ref('int_events_joined_to_places') }}
+    where {{ in_period('event_month') }}
 
 ),
 

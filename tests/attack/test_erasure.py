@@ -1,0 +1,379 @@
+"""Attack: erasure and objection must hold for ever (#22).
+
+The attacker here is time and a careless partner: after ``placelink erase`` the partner sends the same person
+again under a NEW record id (same NHS number; or no NHS number but the same name and date of birth; or a
+malformed line), and an NHS patient opts out between two nightlies. Run through the real pipeline
+(``placelink refresh`` on the CLI, which runs the Dagster jobs in process) on a copy of the refreshed tiny
+county; afterwards every file under the home except ``landing/`` (what partners delivered) and ``truth/``
+(synthetic ground truth the pipeline never reads) is searched for the person: DuckDB and Parquet files as
+their decoded rows, every other file (Dagster's storage and compute logs, MLflow's store and artefacts, the
+audit log's neighbours, published CSVs, review files) byte for byte.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import re
+import shutil
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from orchestration.lib.config import get_settings
+from orchestration.lib.governance.erasure import (
+    Exclusions,
+    _identity_tokens,
+    erase,
+    load_exclusions,
+    record_hash,
+)
+from orchestration.lib.pseudonymise import load_key, person_key, record_key
+
+KEY = "attack-erasure-key-0123456789abcdef"
+NEW_MONTH_DROP = "2026-12-02.jsonl"   # the month after the tiny county's last drop; before "today"
+
+
+# --- scanning ---------------------------------------------------------------------------------------------
+
+def _decoded_rows(con, relation: str, needles: list[str], pairs: list[tuple[str, str]]) -> list[str]:
+    """The needles found in any row of ``relation`` (as its text), in one pass: an RE2 alternation."""
+    hits = []
+    if needles:
+        pattern = "|".join(re.escape(n) for n in sorted(set(needles), key=len, reverse=True))
+        hits = sorted(r[0] for r in con.execute(
+            f"SELECT DISTINCT unnest(regexp_extract_all(CAST(t AS VARCHAR), ?)) FROM {relation} t",
+            [pattern]).fetchall())
+    hits += [f"{a}+{b}" for a, b in pairs
+             if con.execute(f"SELECT count(*) FROM {relation} t WHERE contains(upper(CAST(t AS VARCHAR)), ?) "
+                            "AND contains(CAST(t AS VARCHAR), ?)", [a.upper(), b]).fetchone()[0]]
+    return hits
+
+
+def scan_home(home: Path, needles: list[str], pairs: list[tuple[str, str]] = (),
+              exempt: dict[str, set[str]] | None = None) -> dict[str, list[str]]:
+    """Where under ``home`` (landing/ and truth/ excepted) any needle occurs: DuckDB/Parquet as decoded rows
+    (row text; ``pairs`` = two values in the same row, e.g. family name + date of birth), other files as bytes.
+    ``exempt``: {"<file>:<schema>.<table>": needles allowed there}."""
+    exempt = exempt or {}
+    found: dict[str, list[str]] = {}
+    con = duckdb.connect(":memory:")
+    for path in sorted(p for p in home.rglob("*") if p.is_file()):
+        rel = path.relative_to(home).as_posix()
+        if rel.split("/")[0] in ("landing", "truth") or path.name.endswith((".lock", ".wal", ".building")):
+            continue
+        if path.suffix == ".duckdb":
+            con.execute(f"ATTACH '{path}' AS scan (READ_ONLY)")
+            try:
+                for schema, table in con.execute(
+                        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'scan'").fetchall():
+                    where = f"{rel}:{schema}.{table}"
+                    hits = [h for h in _decoded_rows(con, f'scan."{schema}"."{table}"', needles, pairs)
+                            if h not in exempt.get(where, set())]
+                    if hits:
+                        found[where] = hits
+            finally:
+                con.execute("DETACH scan")
+        elif path.suffix == ".parquet":
+            hits = _decoded_rows(con, f"read_parquet('{path}')", needles, pairs)
+            if hits:
+                found[rel] = hits
+        else:
+            data = path.read_bytes()
+            hits = [n for n in needles if n.encode() in data]
+            if hits:
+                found[rel] = hits
+    con.close()
+    return found
+
+
+# --- the home -----------------------------------------------------------------------------------------------
+
+def _cli(*args: str):
+    from orchestration.cli import app
+
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _pick_person(settings, *, exclude_nhs: set[str]) -> dict:
+    """A person linked across the NHS feed (with an NHS number, not opted out) and at least one other feed."""
+    opted = set(pd.read_csv(settings.reference / "nhs_opt_outs.csv", dtype=str)["nhs_number"])
+    with duckdb.connect(str(settings.identifiable_db), read_only=True) as con:
+        rows = con.execute("""
+            SELECT pi.person_id, any_value(pr.nhs_number) FILTER (WHERE pr.source = 'nhs.ae_attendances'),
+                   any_value(pr.given_name), any_value(pr.family_name), any_value(pr.date_of_birth),
+                   list(pr.record_id), count(DISTINCT pr.source)
+            FROM link.person_records pr JOIN link.person_index pi USING (record_id)
+            WHERE pr.given_name IS NOT NULL AND pr.family_name IS NOT NULL AND pr.date_of_birth IS NOT NULL
+            GROUP BY 1
+            HAVING count(*) FILTER (WHERE pr.source = 'nhs.ae_attendances' AND pr.nhs_number IS NOT NULL) >= 1
+               AND count(DISTINCT pr.source) >= 2 AND count(DISTINCT pr.family_name) = 1
+               AND count(DISTINCT pr.nhs_number) = 1
+            ORDER BY count(*) DESC, 1""").fetchall()
+        for pid, nhs, given, family, dob, record_ids, _ in rows:
+            if nhs in opted or nhs in exclude_nhs:
+                continue
+            # a family name + birth date pair that is theirs alone, so a hit in a scan is really them
+            same = con.execute("SELECT count(DISTINCT pi.person_id) FROM link.person_records pr JOIN "
+                               "link.person_index pi USING (record_id) WHERE pr.family_name = ? AND "
+                               "pr.date_of_birth = ?", [family, dob]).fetchone()[0]
+            if same == 1:
+                return {"person_id": pid, "nhs": nhs, "given": given, "family": family, "dob": dob,
+                        "record_ids": sorted(record_ids)}
+    raise AssertionError("no suitable person in the tiny county")
+
+
+def _needles(settings, person: dict, extra_ids: list[str] = ()) -> tuple[list[str], list[tuple[str, str]]]:
+    ids = [*person["record_ids"], *extra_ids]
+    nhs = person["nhs"]
+    needles = [nhs, f"{nhs[:3]} {nhs[3:6]} {nhs[6:]}", person_key(settings, person["person_id"])]
+    needles += [record_key(settings, r) for r in ids]          # their pseudonymised record keys
+    needles += ids                                              # standard record ids (<partner>.<feed>:<id>)
+    needles += [hashlib.sha256(r.encode()).hexdigest() for r in ids]  # the old, unkeyed exclusion-list hash
+    needles += [r.split(":", 1)[1] for r in ids if r.startswith("nhs.")]  # A&E attendance ids (AE + 9 digits)
+    pairs = [(person["family"], str(person["dob"])[:10])]
+    return needles, pairs
+
+
+def _new_drop_rows(person: dict) -> list[dict]:
+    """The erased person again, under new attendance ids: same NHS number written differently; no NHS number
+    but the same name (other case and spacing) and date of birth; a malformed line of theirs; and a stranger."""
+    nhs = person["nhs"]
+    base = {"sex": "2", "ethnic_category": "A", "postcode": "SH1 2HG", "chief_complaint_snomed": "29857009",
+            "attendance_source": "GP referral", "discharge_destination": "306689006", "acuity": 4}
+    dob = str(person["dob"])[:10]
+    return [
+        {**base, "attendance_id": "AE900000001", "nhs_number": f"{nhs[:3]}-{nhs[3:6]}-{nhs[6:]}",
+         "forename": "X", "surname": "Y", "date_of_birth": "1950-01-01", "arrival_datetime": "2026-11-20T10:00:00"},
+        {**base, "attendance_id": "AE900000002", "nhs_number": None, "forename": f"  {person['given'].lower()} ",
+         "surname": person["family"].title(), "date_of_birth": dob, "arrival_datetime": "2026-11-21T10:00:00"},
+        {**base, "attendance_id": "AE900000003", "nhs_number": nhs, "forename": person["given"],
+         "surname": person["family"], "date_of_birth": dob, "arrival_datetime": "not a date"},
+        {**base, "attendance_id": "AE900000004", "nhs_number": "943 476 5919", "forename": "Quentin",
+         "surname": "Control", "date_of_birth": "1980-05-05", "arrival_datetime": "2026-11-22T10:00:00"},
+    ]
+
+
+@pytest.fixture(scope="module")
+def erasure_home(refreshed_tiny_county, tmp_path_factory):
+    """A copy of the refreshed tiny county, an analyst's role files built, then one person erased."""
+    from orchestration.lib.governance.roles import refresh_role_files
+
+    src, _ = refreshed_tiny_county
+    home = tmp_path_factory.mktemp("erasure") / "home"
+    shutil.copytree(src.home, home, ignore=shutil.ignore_patterns("*.lock"))
+    settings = get_settings(home=home, env="local")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PLACELINK_HOME", str(home))
+        refresh_role_files(settings)   # what an analyst's first query does: governance/roles/analyst*.duckdb
+        person = _pick_person(settings, exclude_nhs=set())
+        needles, pairs = _needles(settings, person)
+        before = scan_home(home, needles, pairs)
+        nhs_record = next(r for r in person["record_ids"] if r.startswith("nhs.ae_attendances:"))
+        proof = erase(settings, partner="nhs", record_id=nhs_record.split(":", 1)[1], requested_by="dpo")
+        yield {"settings": settings, "person": person, "needles": needles, "pairs": pairs, "before": before,
+               "proof": proof, "mp": mp}
+
+
+def _exempt(settings, person) -> dict[str, set[str]]:
+    # the exclusion list keeps their person_key (ML drops it) and keyed tokens; nothing else of theirs
+    return {"governance/governance.duckdb:main.erasures": {person_key(settings, person["person_id"])}}
+
+
+def test_erasure_reaches_every_store_and_says_so(erasure_home):
+    s, person, proof = erasure_home["settings"], erasure_home["person"], erasure_home["proof"]
+    before = erasure_home["before"]
+    # the scan would see them: before erasure they are in the zone, the warehouse, the marts and the analyst copy
+    assert any(k.startswith("identifiable.duckdb:raw.nhs__ae_attendances") for k in before), before
+    assert any(k.startswith("warehouse.duckdb:marts.person_footprint") for k in before), before
+    assert any(k.startswith("governance/roles/analyst_person.duckdb") for k in before), before
+
+    after = scan_home(s.home, erasure_home["needles"], erasure_home["pairs"], exempt=_exempt(s, person))
+    assert after == {}, after
+    where = {d["table"].split(":")[0] for d in proof.deleted}
+    assert "analyst_person.duckdb" in where                    # governance extracts rebuilt without them
+    assert {c["where"] for c in proof.checked} == {"dagster", "mlflow", "identifiable.duckdb (bytes)",
+                                                   "warehouse.duckdb (bytes)"}
+    assert all(c["files"] > 0 and c["hits"] == [] for c in proof.checked), proof.checked
+    assert proof.remaining == []
+    # not even in the DuckDB files' free blocks: erasure rewrote both zones from their live rows
+    assert [p.name for p in s.home.glob("*.duckdb") if person["nhs"].encode() in p.read_bytes()] == []
+    # MLflow is clean by construction, not by luck: training logs dataset digests, schemas and aggregates, never
+    # rows with keys, so no one's person or household key is in its store (tracking DB and artefacts)
+    with duckdb.connect(str(s.warehouse_db), read_only=True) as con:
+        keys = [r[0] for r in con.execute("SELECT person_key FROM marts.person_footprint LIMIT 300").fetchall()]
+        keys += [r[0] for r in con.execute("SELECT DISTINCT household_key FROM src.nhs__ae_attendances "
+                                           "WHERE household_key IS NOT NULL LIMIT 300").fetchall()]
+    mlflow_files = [p for p in s.mlflow_dir.rglob("*") if p.is_file()]
+    assert len(keys) > 300 and any(p.name == "MLmodel" for p in mlflow_files)   # trained models are there
+    pattern = re.compile("|".join(keys).encode())
+    assert [str(p) for p in mlflow_files if pattern.search(p.read_bytes())] == []
+    # the exclusion list is keyed: no unkeyed sha256 of any of their record ids, and a new key gives new hashes
+    with duckdb.connect(str(s.governance_dir / "governance.duckdb"), read_only=True) as con:
+        stored = {r[0] for r in con.execute("SELECT value_hash FROM erasures").fetchall()}
+        schemes = {r[0] for r in con.execute("SELECT DISTINCT scheme FROM erasures").fetchall()}
+    assert schemes == {"hmac-sha256"}
+    assert not stored & {hashlib.sha256(r.encode()).hexdigest() for r in person["record_ids"]}
+    partner, rest = person["record_ids"][0].split(".", 1)
+    feed, rid = rest.split(":", 1)
+    assert record_hash(s, partner, feed, rid) in stored
+
+
+def test_the_erased_person_under_new_record_ids_is_quarantined_on_arrival_cli_and_dagster(erasure_home):
+    s, person = erasure_home["settings"], erasure_home["person"]
+    drop = s.landing / "nhs" / "ae_attendances" / NEW_MONTH_DROP
+    drop.write_text("\n".join(json.dumps(r) for r in _new_drop_rows(person)) + "\n")
+    out = _cli("refresh", "--home", str(s.home))          # the CLI path: Dagster runs, in process
+    assert "month 2026-12-01" in out and "downstream" in out
+
+    with duckdb.connect(str(s.identifiable_db), read_only=True) as con:
+        q = con.execute("SELECT line, reason, raw_text FROM ops.quarantine WHERE source_file LIKE ? ORDER BY line",
+                        [f"%{NEW_MONTH_DROP}"]).fetchall()
+        loaded = con.execute("SELECT attendance_id FROM raw.nhs__ae_attendances WHERE _source_file LIKE ?",
+                             [f"%{NEW_MONTH_DROP}"]).fetchall()
+        log = con.execute("SELECT rows_received, rows_loaded, rows_quarantined FROM ops.load_log "
+                          "WHERE source_file LIKE ?", [f"%{NEW_MONTH_DROP}"]).fetchall()
+    # same NHS number (other spelling); same name + DOB without NHS number; their malformed line: all three
+    # quarantined as erased_or_objected, with no raw text; the stranger on line 4 loads
+    assert q == [(1, "erased_or_objected", None), (2, "erased_or_objected", None), (3, "erased_or_objected", None)]
+    assert loaded == [("AE900000004",)]
+    assert log == [(4, 1, 3)]
+    needles, pairs = _needles(s, person, extra_ids=[f"nhs.ae_attendances:AE90000000{i}" for i in (1, 2, 3)])
+    assert scan_home(s.home, needles, pairs, exempt=_exempt(s, person)) == {}
+    # the stranger reached the warehouse, so the scan would have found the others had they been loaded
+    assert scan_home(s.home, [record_key(s, "nhs.ae_attendances:AE900000004")], [])
+
+
+def test_an_opt_out_added_between_nightlies_applies_on_the_next_plain_refresh(erasure_home):
+    s = erasure_home["settings"]
+    patient = _pick_person(s, exclude_nhs={erasure_home["person"]["nhs"]})
+    with duckdb.connect(str(s.identifiable_db), read_only=True) as con:
+        # the opt-out is keyed on the NHS number (as the NHS opt-out service is): the A&E records carrying it
+        nhs_records = [r[0] for r in con.execute(
+            "SELECT record_id FROM link.person_records WHERE source = 'nhs.ae_attendances' AND nhs_number = ? "
+            "ORDER BY 1", [patient["nhs"]]).fetchall()]
+    # what identifies those records (their NHS number may stay in feeds the opt-out does not cover)
+    needles = [*nhs_records, *(record_key(s, r) for r in nhs_records), *(r.split(":", 1)[1] for r in nhs_records)]
+    assert any(k.startswith("warehouse.duckdb:src.nhs__ae_attendances") for k in scan_home(s.home, needles))
+    with duckdb.connect(str(s.identifiable_db), read_only=True) as con:
+        lines = sorted(con.execute("SELECT _source_file, _line FROM raw.nhs__ae_attendances WHERE _record_id IN "
+                                   "(SELECT unnest(?))", [[r.split(":", 1)[1] for r in nhs_records]]).fetchall())
+    with (s.reference / "nhs_opt_outs.csv").open("a") as fh:
+        fh.write(f"{patient['nhs']}\n")
+
+    _cli("refresh", "--home", str(s.home))                 # plain nightly: no new drop at all
+
+    # none of their A&E records anywhere: zone, warehouse, marts, published, Dagster, MLflow
+    assert scan_home(s.home, needles) == {}
+    with duckdb.connect(str(s.identifiable_db), read_only=True) as con:
+        nhs_col = con.execute("SELECT count(*) FROM raw.nhs__ae_attendances WHERE "
+                              "replace(replace(nhs_number, ' ', ''), '-', '') = ?", [patient["nhs"]]).fetchone()[0]
+        opted = set(con.execute("SELECT source_file, line FROM ops.quarantine WHERE partner = 'nhs' "
+                                "AND reason = 'national_data_opt_out' AND raw_text IS NULL").fetchall())
+        quarantined = [x for x in lines if x in opted]
+        accounted = con.execute("SELECT sum(rows_received) = sum(rows_loaded) + sum(rows_quarantined) "
+                                "FROM ops.load_log WHERE partner = 'nhs'").fetchone()[0]
+    assert nhs_col == 0
+    assert quarantined == lines and lines                  # each physical line is still accounted for
+    assert accounted
+    # applied once: the next nightly has nothing to do
+    assert "nothing to refresh" in _cli("refresh", "--home", str(s.home))
+
+
+# --- keyed hashes and the identity tokens ---------------------------------------------------------------------
+
+def test_record_hashes_are_keyed(tmp_path, monkeypatch):
+    s = get_settings(home=tmp_path / "h")
+    monkeypatch.setenv("PLACELINK_PSEUDONYM_KEY", KEY)
+    a = record_hash(s, "police", "person_records", "PR-000123")
+    monkeypatch.setenv("PLACELINK_PSEUDONYM_KEY", KEY.replace("attack", "other0"))
+    b = record_hash(s, "police", "person_records", "PR-000123")
+    assert a != b
+    assert hashlib.sha256(b"police.person_records:PR-000123").hexdigest() not in (a, b)
+
+
+_names = st.text(alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyzéÖ' -"), min_size=1, max_size=12).filter(
+    lambda t: any(c.isalpha() for c in t))
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(given_name=_names, family=_names, dob=st.dates(dt.date(1920, 1, 1), dt.date(2025, 1, 1)),
+       digits=st.integers(0, 10**10 - 1).map(lambda n: f"{n:010d}"), sep=st.sampled_from(["", " ", "-"]),
+       noise=st.sampled_from(["", "  ", "\t"]))
+def test_ingest_recognises_the_person_as_erase_recorded_them(given_name, family, dob, digits, sep, noise):
+    """Whatever the spelling on arrival (case, accents, spacing, NHS number separators), the per-row check
+    gives the same tokens erase() stored from the normalised person record, and a stranger gives none."""
+    from orchestration.lib.pseudonymise import normalise_name
+
+    key = KEY.encode()
+    stored = _tokens_for_key(key, nhs=digits, given=normalise_name(given_name), family=normalise_name(family),
+                             dob=dob)
+    ex = Exclusions(key=key, identities=frozenset(stored))
+    spaced = sep.join([digits[:3], digits[3:6], digits[6:]])
+    assert ex.person(nhs_number=noise + spaced + noise)
+    assert ex.person(given_name=noise + given_name.upper() + noise, family_name=family.lower(), date_of_birth=dob)
+    assert not ex.person(nhs_number=str(int(digits[0]) ^ 1) + digits[1:])
+    assert not ex.person(given_name=given_name, family_name=family, date_of_birth=dob + dt.timedelta(days=1))
+
+
+def _tokens_for_key(key, *, nhs, given, family, dob):
+    from orchestration.lib.governance.erasure import _tokens_for
+
+    return _tokens_for(key, nhs_number=nhs, given_name=given, family_name=family, date_of_birth=dob)
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(key=st.binary(min_size=16, max_size=100), kind=st.sampled_from(["nhs_number", "erasure_record"]),
+       text=st.text(max_size=40))
+def test_the_fast_hmac_is_the_pseudonymisers_token(key, kind, text):
+    from orchestration.lib.governance.erasure import _hmac_hex
+    from orchestration.lib.pseudonymise import Pseudonymiser
+
+    assert _hmac_hex(key, kind, text) == (Pseudonymiser(key).token(kind, text) or _hmac_hex(key, kind, text))
+    assert _hmac_hex(key, kind, text) == hmac.new(key, f"{kind}\x1f{text}".encode(), hashlib.sha256).hexdigest()
+
+
+def test_erase_and_ingest_use_the_same_tokens(tmp_path, monkeypatch):
+    monkeypatch.setenv("PLACELINK_PSEUDONYM_KEY", KEY)
+    s = get_settings(home=tmp_path / "h")
+    stored = _identity_tokens(s, nhs_number="9434765919", given_name="ZOE", family_name="O'BRIEN",
+                              date_of_birth=dt.date(1990, 2, 3))
+    ex = Exclusions(key=load_key(s), identities=frozenset(stored))
+    assert ex.person(nhs_number="943 476 5919")
+    assert ex.person(given_name=" zoë ", family_name="o'brien", date_of_birth="1990-02-03")
+    assert not Exclusions().person(nhs_number="9434765919")     # an empty list matches no one, hashes nothing
+    assert not load_exclusions(s)                               # no governance file: empty
+
+
+def test_legacy_unkeyed_entries_are_still_honoured(tmp_path, monkeypatch):
+    """Entries written before keyed hashes cannot be re-keyed (the record id is not known): ingest still
+    honours them, and they are marked as such in the list."""
+    from orchestration.lib.governance.erasure import governance_db
+    from orchestration.lib.ingest import ingest
+    from tests.governance.test_opt_out import _home
+
+    monkeypatch.setenv("PLACELINK_PSEUDONYM_KEY", KEY)
+    s, feeds = _home(tmp_path, opt_out=False)
+    gdb = governance_db(s)
+    gdb.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(gdb)) as con:  # the pre-#22 table and one of its sha256 record entries
+        con.execute("CREATE TABLE erasures (erasure_id VARCHAR, erased_at TIMESTAMP, kind VARCHAR, value_hash "
+                    "VARCHAR, reason VARCHAR, requested_by VARCHAR, proof_hash VARCHAR)")
+        con.execute("INSERT INTO erasures VALUES ('e1', now(), 'record', ?, 'old', 'dpo', 'p')",
+                    [hashlib.sha256(b"nhs.ae_attendances:A1").hexdigest()])
+    ex = load_exclusions(s)
+    assert ex.legacy_records and not ex.records
+    assert ingest(s, feeds_dir=feeds).ok
+    with duckdb.connect(str(s.identifiable_db), read_only=True) as con:
+        assert con.execute("SELECT attendance_id FROM raw.nhs__ae_attendances").fetchall() == [("A2",)]
+        assert con.execute("SELECT reason, raw_text FROM ops.quarantine").fetchall() == [("erased_or_objected", None)]
