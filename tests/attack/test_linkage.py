@@ -53,7 +53,7 @@ def test_header_only_file_gives_an_empty_output(tmp_path):
 def test_duplicate_record_ids_are_refused(tmp_path):
     result, out = _link(tmp_path, b"record_id,given_name\nr1,Ada\nr1,Grace\n")
     assert result.exit_code != 0
-    assert "appears more than once" in result.text and "column record_id" in result.text
+    assert "appear more than once" in result.text and "column record_id" in result.text
     assert "Grace" not in result.text
 
 
