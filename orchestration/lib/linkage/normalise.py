@@ -20,8 +20,10 @@ from orchestration.lib.errors import PlacelinkError
 REQUIRED_COLUMNS = ("record_id",)
 OPTIONAL_COLUMNS = (
     "source", "given_name", "family_name", "date_of_birth", "sex", "postcode", "address", "nhs_number",
-    "uprn", "age_band", "event_date",
+    "uprn", "age_band", "event_date", "national_id",
 )
+#: Identifiers few partners hold: absent is normal, so only an unusable one is warned about.
+RARE_FIELDS = ("national_id",)
 
 #: UK postcode shape after normalising (upper case, one space before the inward code).
 UK_POSTCODE_REGEX = r"^[A-Z]{1,2}[0-9][A-Z0-9]? [0-9][A-Z]{2}$"
@@ -29,11 +31,16 @@ UK_POSTCODE_REGEX = r"^[A-Z]{1,2}[0-9][A-Z0-9]? [0-9][A-Z]{2}$"
 
 #: The person fields the model compares, and the prepared column each one feeds.
 MODEL_FIELDS = {"given_name": "given_name", "family_name": "family_name", "date_of_birth": "dob", "sex": "sex",
-                "postcode": "postcode", "address": "addr_words", "nhs_number": "nhs_digits"}
+                "postcode": "postcode", "address": "addr_words", "nhs_number": "nhs_digits",
+                "national_id": "national_id"}
 
 
 class MissingFieldWarning(UserWarning):
     """A person field is absent from the input, or present with no usable value: linking goes on without it."""
+
+
+class IgnoredColumnWarning(UserWarning):
+    """An input column is not in the standard person record (``dob`` for ``date_of_birth``): it is not used."""
 
 
 def run(con: duckdb.DuckDBPyConnection, sql: str) -> None:
@@ -170,7 +177,11 @@ def prepare_records(con: duckdb.DuckDBPyConnection, source_table: str, out_table
                 nullif(regexp_extract_all(lower(CAST({c('address')} AS VARCHAR)), '[0-9]+[a-z]?\\b'), [])
                     AS addr_numbers,
                 nullif({_address_words_sql(c('address'))}, []) AS addr_words,
-                nullif(trim(CAST({c('uprn')} AS VARCHAR)), '') AS uprn
+                nullif(trim(CAST({c('uprn')} AS VARCHAR)), '') AS uprn,
+                -- another national identifier a partner holds (a National Insurance number; a foreign social
+                -- security number): letters and digits only, upper case
+                nullif(regexp_replace(upper(CAST({c('national_id')} AS VARCHAR)), '[^A-Z0-9]', '', 'g'), '')
+                    AS national_id
             FROM {source_table}
         )
         , nick AS (SELECT name, list(canonical ORDER BY canonical) AS canonicals FROM _nick_lookup GROUP BY name)
@@ -194,7 +205,7 @@ def _warn_missing_fields(con: duckdb.DuckDBPyConnection, source_table: str, out_
         return
     present = [f for f in MODEL_FIELDS if f in cols]
     for field in MODEL_FIELDS:
-        if field not in cols:
+        if field not in cols and field not in RARE_FIELDS:
             warnings.warn(f"{field}: column absent; linking uses the other fields", MissingFieldWarning, stacklevel=3)
     if not present:
         return

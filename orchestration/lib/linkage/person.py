@@ -29,10 +29,17 @@ from orchestration.lib.linkage.normalise import run
 
 MODEL_PREFIX = "person_model"
 
-#: Pairs at or above this probability are clustered into one person.
+#: The match threshold is not a constant: :func:`choose_threshold` takes it from the scored pairs each run. This is
+#: the threshold used when there is nothing to choose from (no scored pair), and the *strong-edge* bar of the
+#: chaining guard (:func:`guarded_components`): an edge at or above it links whatever it joins, an edge between
+#: the chosen threshold and it may attach a lone record to a group but not merge two groups on its own.
 MATCH_THRESHOLD = 0.95
+STRONG_EDGE = MATCH_THRESHOLD
 #: Pairs between these two probabilities go to the clerical review queue.
 REVIEW_BAND = (0.5, 0.95)
+#: Pairs are scored from this probability up: the candidates the threshold is chosen among. Below the expected-F1
+#: optimum (about half the achievable F1, so near 0.5), so the choice is never clipped by the floor.
+PREDICT_FLOOR = 0.3
 
 
 def _quiet_splink() -> None:
@@ -151,8 +158,20 @@ def model_settings():
             cll.ElseLevel(),
         ],
     )
+    # another national identifier (National Insurance number, a foreign social security number): probabilistic,
+    # not deterministic like a valid NHS number -- nothing checks its digits
+    national_id = cl.CustomComparison(
+        output_column_name="national_id",
+        comparison_levels=[
+            cll.NullLevel("national_id"),
+            cll.ExactMatchLevel("national_id"),
+            cll.DamerauLevenshteinLevel("national_id", 1).configure(label_for_charts="One transposition or typo"),
+            cll.ElseLevel(),
+        ],
+    )
     comparisons = [
         nhs,
+        national_id,
         given,
         family,
         dob,
@@ -163,6 +182,7 @@ def model_settings():
     ]
     blocking = [
         block_on("nhs_number"),
+        block_on("national_id"),
         block_on("family_name", "dob"),
         block_on("given_name", "dob"),
         # Same name, and the dates of birth could be one person's: one missing, or the same year, or the same
@@ -193,6 +213,12 @@ def model_settings():
         retain_matching_columns=True,
         additional_columns_to_retain=["source"],
     )
+
+
+def blocking_rule_sqls() -> list[str]:
+    """The blocking rules' SQL conditions (``l.`` / ``r.``), for measuring blocking recall."""
+    return [r.get_blocking_rule("duckdb").blocking_rule_sql
+            for r in model_settings().blocking_rules_to_generate_predictions]
 
 
 @dataclass
@@ -281,7 +307,33 @@ def deterministic_nhs_edges_sql(table: str) -> str:
     """
 
 
-def predict_pairs(linker, threshold: float = REVIEW_BAND[0]):
+def choose_threshold(con: duckdb.DuckDBPyConnection, edges_table: str) -> dict:
+    """The match threshold from the model's own posterior probabilities: the one that maximises the *expected*
+    pairwise F1 of the links made.
+
+    Each scored pair's ``match_probability`` is the model's posterior that it is a match (the EM-estimated prior
+    lambda times the Bayes factors of m/u). Linking the k most probable pairs gives an expected
+    ``TP = sum(p[:k])`` and an expected number of true pairs ``sum(p)``, so the expected F1 is
+    ``2 * sum(p[:k]) / (k + sum(p))``, and it peaks where the next pair's probability falls below half of it: the
+    threshold is half the best expected F1 (Lipton et al. 2014, "Thresholding classifiers to maximize F1").
+    Pairs below ``PREDICT_FLOOR`` are not scored: their share of the expected true pairs is left out.
+    Returns ``match_threshold``, ``expected_f1`` and ``threshold_candidates`` (pairs it chose among)."""
+    import numpy as np
+
+    p = con.execute(f"SELECT match_probability FROM {edges_table} WHERE match_probability >= {PREDICT_FLOOR} "
+                    "ORDER BY 1 DESC").fetchnumpy()["match_probability"]
+    p = np.asarray(p, dtype=float)
+    if not len(p):
+        return {"match_threshold": MATCH_THRESHOLD, "expected_f1": None, "threshold_candidates": 0}
+    ef1 = 2 * np.cumsum(p) / (np.arange(1, len(p) + 1) + p.sum())
+    # a pair raises the expected F1 exactly when its probability exceeds half the F1 reached: the threshold is
+    # half the best expected F1 (the linked set is the argmax's, stated as the probability a pair must reach)
+    best = float(ef1.max())
+    return {"match_threshold": round(best / 2, 6), "expected_f1": round(best, 5),
+            "threshold_candidates": int(len(p))}
+
+
+def predict_pairs(linker, threshold: float = PREDICT_FLOOR):
     """All scored pairs at or above ``threshold`` (a SplinkDataFrame)."""
     return linker.inference.predict(threshold_match_probability=threshold, warning_mode="never")
 
@@ -318,3 +370,43 @@ def connected_components(con: duckdb.DuckDBPyConnection, nodes_table: str, edges
     con.unregister("_cc_labels_df")
     run(con, "DROP TABLE _cc_nodes")
     return out
+
+
+def guarded_components(con: duckdb.DuckDBPyConnection, nodes_table: str, edges_table: str, threshold: float,
+                       strong: float = STRONG_EDGE) -> str:
+    """Connected components with a chaining guard; returns a table ``unique_id, cluster_id``.
+
+    Plain components over every edge at or above a permissive threshold chain: one weak edge can merge two
+    people's records. So groups are first formed from *strong* edges (``>= strong``); a *weak* edge
+    (``threshold <= p < strong``) between two groups is kept only when it attaches a lone record (that record's
+    best weak edge: a lone record with weak edges to two groups joins one) or when the two groups are joined by two
+    or more weak edges (corroborated). Weak edges never chain groups of two or more records on their own."""
+    first = connected_components(con, nodes_table, edges_table, threshold=max(strong, threshold))
+    if threshold >= strong:
+        return first
+    run(con, f"CREATE OR REPLACE TEMP TABLE _strong_cc AS SELECT * FROM {first}")
+    run(con, f"""CREATE OR REPLACE TEMP TABLE _guarded_edges AS
+        WITH sizes AS (SELECT cluster_id, count(*) AS n FROM _strong_cc GROUP BY 1),
+        weak AS (
+            SELECT e.unique_id_l, e.unique_id_r, e.match_probability AS p,
+                   least(a.cluster_id, b.cluster_id) AS ca, greatest(a.cluster_id, b.cluster_id) AS cb,
+                   sa.n AS na, sb.n AS nb, a.cluster_id AS cl, b.cluster_id AS cr
+            FROM {edges_table} e
+            JOIN _strong_cc a ON a.unique_id = CAST(e.unique_id_l AS VARCHAR)
+            JOIN _strong_cc b ON b.unique_id = CAST(e.unique_id_r AS VARCHAR)
+            JOIN sizes sa ON sa.cluster_id = a.cluster_id JOIN sizes sb ON sb.cluster_id = b.cluster_id
+            WHERE e.match_probability >= {threshold} AND e.match_probability < {strong}
+              AND a.cluster_id <> b.cluster_id
+        ),
+        corroborated AS (SELECT ca, cb FROM weak GROUP BY 1, 2 HAVING count(*) >= 2),
+        lone AS (  -- each lone record's single best weak edge
+            SELECT lone_id, arg_max(other, (p, other)) AS other FROM (
+                SELECT cl AS lone_id, cr AS other, p FROM weak WHERE na = 1
+                UNION ALL SELECT cr, cl, p FROM weak WHERE nb = 1) GROUP BY 1
+        )
+        SELECT CAST(unique_id_l AS VARCHAR) AS unique_id_l, CAST(unique_id_r AS VARCHAR) AS unique_id_r,
+               1.0 AS match_probability FROM {edges_table} WHERE match_probability >= {strong}
+        UNION ALL SELECT ca, cb, 1.0 FROM corroborated
+        UNION ALL SELECT lone_id, other, 1.0 FROM lone""")
+    # the kept weak links join group representatives (cluster ids are member ids), so one more pass finishes
+    return connected_components(con, nodes_table, "_guarded_edges", threshold=1.0)
