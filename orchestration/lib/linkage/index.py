@@ -107,6 +107,11 @@ def _edges(con, db_api, linker, mode: str, decisions: pd.DataFrame | None, score
     same_id = " OR ".join(f"{g} >= 1" for g in ("gamma_nhs_number", "gamma_national_id") if g in pred_cols)
     if same_id:
         cannot_link = f"(({cannot_link}) OR {same_id})"
+    # ...and two NHS numbers more than one transposition or typo apart say "two people", the mirror of the
+    # deterministic same-number link: with a threshold chosen near 0.5 (person.choose_threshold) their mild negative
+    # weight alone no longer kept such pairs apart (same name and date of birth, different numbers)
+    if "gamma_nhs_number" in pred_cols:
+        cannot_link = f"({cannot_link} AND gamma_nhs_number <> 0)"
     run(con, f"""
         CREATE OR REPLACE TEMP TABLE _edges AS
         WITH e AS (
@@ -115,7 +120,8 @@ def _edges(con, db_api, linker, mode: str, decisions: pd.DataFrame | None, score
             -- (not a swap, typo or within a year) that of a parent and child with one name; they agree on
             -- everything else, so EM cannot tell them from matches. Such pairs link only when evidence says
             -- "one person": an agreeing NHS number or national identifier (exact or one transposition), or a
-            -- clerical decision (they still reach the review queue). Measured (docs/matching.md, #23): an
+            -- clerical decision (they still reach the review queue); and two NHS numbers more than one edit
+            -- apart never link by score. Measured (docs/matching.md, #23): an
             -- absolute rule left FEBRL's duplicates whose given name or date of birth was replaced unlinked
             -- (FEBRL 1 F1 0.920 even with their social security numbers agreeing); no rule at all took the test
             -- county to 0.717.
