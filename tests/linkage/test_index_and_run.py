@@ -271,6 +271,7 @@ def test_same_name_pairs_are_blocked_only_when_the_dates_of_birth_could_agree():
                    dob, NULL::VARCHAR AS sex, 'PC' || unique_id AS postcode, NULL::VARCHAR AS nhs_number,
                    NULL::VARCHAR AS uprn, ['john'] AS given_name_set, NULL::VARCHAR AS nhs_digits,
                    NULL::VARCHAR AS addr_key, NULL::VARCHAR[] AS addr_words, NULL::VARCHAR[] AS addr_numbers,
+                   NULL::VARCHAR AS national_id,
                    ['smith'] AS family_parts FROM r""")
     db_api = DuckDBAPI(con)
     linker = Linker(db_api.register("p"), model_settings())
