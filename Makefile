@@ -48,6 +48,8 @@ test-spark: setup
 
 bench: setup
 	$(RUN) python benchmarks/run.py --scale $${SCALE:-small} $${BENCH_ARGS:-}
+	# person-linkage quality on labelled sets we did not generate (FEBRL 2/4 need benchmarks/.venv-peers, which run.py builds)
+	$(RUN) python benchmarks/linkage_quality.py
 
 ui: setup
 	$(RUN) placelink ui

@@ -131,7 +131,31 @@ def link(
     from orchestration.lib.linkage.run import link_file
 
     out = link_file(input_path, output_path, model_path=model)
+    for warning in out["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"{out['records']:,} records -> {out['persons']:,} persons in {out['seconds']}s; wrote {output_path}")
+
+
+@app.command("link-eval")
+def link_eval(
+    input_path: Annotated[Path, typer.Argument(metavar="LABELLED", help="CSV or Parquet in the standard person "
+                                               "record plus a column naming each record's true person.")],
+    label_column: Annotated[str, typer.Option(help="The column holding the true person.")] = "true_person_id",
+    model: Annotated[Path | None, typer.Option(help="A saved linkage model JSON (default: train on the input).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON here.")] = None,
+) -> None:
+    """Evaluate linkage on your own labelled sample: pairwise and cluster precision/recall/F1, blocking recall."""
+    import json
+
+    from orchestration.lib.linkage.run import evaluate_file
+
+    out = evaluate_file(input_path, label_column=label_column, model_path=model)
+    for warning in out.pop("warnings"):
+        typer.echo(f"warning: {warning}", err=True)
+    for key, value in out.items():
+        typer.echo(f"{key:24} {value}")
+    if json_out:
+        json_out.write_text(json.dumps(out, indent=2), encoding="utf-8")
 
 
 @app.command()

@@ -21,7 +21,7 @@ import recordlinkage
 from recordlinkage.preprocessing import phonetic
 
 
-def main(in_path: str, pairs_out: str) -> None:
+def main(in_path: str, pairs_out: str, candidates_out: str | None = None) -> None:
     df = pd.read_parquet(in_path).set_index("record_id")
     start = time.perf_counter()
     df["family_soundex"] = phonetic(df["family_name"].fillna(""), method="soundex")
@@ -42,8 +42,10 @@ def main(in_path: str, pairs_out: str) -> None:
     elapsed = time.perf_counter() - start
     pairs = pd.DataFrame(list(matches), columns=["record_id_l", "record_id_r"])
     pairs.to_parquet(pairs_out)
+    if candidates_out:  # the blocked pairs, for blocking recall (benchmarks/linkage_quality.py)
+        pd.DataFrame(list(candidates), columns=["record_id_l", "record_id_r"]).astype(str).to_parquet(candidates_out)
     json.dump({"seconds": elapsed, "candidates": int(len(candidates)), "pairs": int(len(pairs))}, sys.stdout)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])

@@ -269,7 +269,10 @@ def test_same_name_pairs_are_blocked_only_when_the_dates_of_birth_could_agree():
     # distinct postcodes and no other identifier: only the same-name rule can pair these records
     con.execute("""CREATE TABLE p AS SELECT unique_id, 'S' AS source, 'john' AS given_name, 'smith' AS family_name,
                    dob, NULL::VARCHAR AS sex, 'PC' || unique_id AS postcode, NULL::VARCHAR AS nhs_number,
-                   NULL::VARCHAR AS uprn, ['john'] AS given_name_set FROM r""")
+                   NULL::VARCHAR AS uprn, ['john'] AS given_name_set, NULL::VARCHAR AS nhs_digits,
+                   NULL::VARCHAR AS addr_key, NULL::VARCHAR[] AS addr_words, NULL::VARCHAR[] AS addr_numbers,
+                   NULL::VARCHAR AS national_id,
+                   ['smith'] AS family_parts FROM r""")
     db_api = DuckDBAPI(con)
     linker = Linker(db_api.register("p"), model_settings())
     pairs = linker.inference.deterministic_link().as_pandas_dataframe()

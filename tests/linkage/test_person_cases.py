@@ -78,6 +78,20 @@ def test_twins_at_the_same_address_do_not_merge(link_cases):
     assert not _same(ids, "a1", "b1")
 
 
+def test_a_replaced_given_name_links_when_a_national_identifier_agrees(link_cases):
+    """The twins cannot-link is evidence-based: the same national identifier (exact or one transposition) says one
+    person recorded with another given name; without it the same pair stays apart (as the twins above)."""
+    common = {"family_name": "Fairweather", "date_of_birth": "2012-06-15", "postcode": "AB1 2CD", "uprn": "1001"}
+    ids = link_cases([
+        {"record_id": "a", "given_name": "Oscar", "national_id": "QQ 12 34 56 C", **common},
+        {"record_id": "b", "given_name": "Archie", "national_id": "QQ123456C", **common},
+        {"record_id": "c", "given_name": "Henry", "national_id": "QQ213456C", **common},  # two digits transposed
+        {"record_id": "d", "given_name": "Tobias", **common},
+    ])
+    assert _same(ids, "a", "b") and _same(ids, "a", "c")
+    assert not _same(ids, "a", "d")
+
+
 def test_same_name_and_dob_elsewhere_decided_by_nhs_number(link_cases):
     person = {"given_name": "David", "family_name": "Jones", "date_of_birth": "1980-01-01"}
     ids = link_cases([

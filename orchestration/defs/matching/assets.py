@@ -94,7 +94,8 @@ def build_matching_asset(contracts: Contracts) -> dg.AssetsDefinition:
             "model": dg.MetadataValue.text(str(out.get("model"))),
             "review_queue": dg.MetadataValue.path(out["review_queue"]),
             **_metadata(out, ("person", "persons_", "records_", "new_records", "merge_candidates",
-                              "review_queue_pairs", "link_seconds", "weak_identifier_records"))})
+                              "review_queue_pairs", "link_seconds", "weak_identifier_records",
+                              "match_threshold", "expected_f1", "threshold_candidates"))})
         yield dg.MaterializeResult(asset_key=HOUSEHOLD_INDEX, metadata={
             "dagster/row_count": dg.MetadataValue.int(out["records"]),
             **_metadata(out, ("household",))})

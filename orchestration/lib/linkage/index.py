@@ -77,15 +77,15 @@ def _edges(con, db_api, linker, mode: str, decisions: pd.DataFrame | None, score
                          OR unique_id_r IN (SELECT unique_id FROM _strong WHERE unique_id NOT IN
                                             (SELECT record_id FROM _prev))"""
     elif mode == "full":
-        pred = linker.inference.predict(threshold_match_probability=pm.REVIEW_BAND[0], warning_mode="never")
+        pred = linker.inference.predict(threshold_match_probability=pm.PREDICT_FLOOR, warning_mode="never")
         to_duckdb(con, db_api, pred, "_pred")
         nhs_sql = pm.deterministic_nhs_edges_sql("_strong")
     else:
         old = db_api.register("_strong_old")
         new = db_api.register("_strong_new")
-        between = linker.inference.predict_between(old, new, threshold_match_probability=pm.REVIEW_BAND[0],
+        between = linker.inference.predict_between(old, new, threshold_match_probability=pm.PREDICT_FLOOR,
                                                    warning_mode="never")
-        within = linker.inference.predict_within(new, threshold_match_probability=pm.REVIEW_BAND[0],
+        within = linker.inference.predict_within(new, threshold_match_probability=pm.PREDICT_FLOOR,
                                                  warning_mode="never")
         to_duckdb(con, db_api, between, "_pred_between")
         to_duckdb(con, db_api, within, "_pred_within")
@@ -102,16 +102,34 @@ def _edges(con, db_api, linker, mode: str, decisions: pd.DataFrame | None, score
         SELECT least(CAST(record_id_l AS VARCHAR), CAST(record_id_r AS VARCHAR)) AS a,
                greatest(CAST(record_id_l AS VARCHAR), CAST(record_id_r AS VARCHAR)) AS b,
                lower(trim(decision)) AS decision FROM _decisions_df""")
+    # Splink leaves out the gamma column of a comparison it could not parameterise (tiny or sparse input)
+    pred_cols = {r[0] for r in con.execute("DESCRIBE _pred").fetchall()}
+    cannot_link = " AND ".join([f"{g} <> 0" for g in ("gamma_given_name", "gamma_dob") if g in pred_cols] or ["TRUE"])
+    # ...unless a strong identifier agrees (NHS digits or another national identifier, exactly or one
+    # transposition apart): then the replaced name or date is a recording error of one person, not a twin
+    same_id = " OR ".join(f"{g} >= 1" for g in ("gamma_nhs_number", "gamma_national_id") if g in pred_cols)
+    if same_id:
+        cannot_link = f"(({cannot_link}) OR {same_id})"
+    # ...and two NHS numbers more than one transposition or typo apart say "two people", the mirror of the
+    # deterministic same-number link: with a threshold chosen near 0.5 (person.choose_threshold) their mild negative
+    # weight alone no longer kept such pairs apart (same name and date of birth, different numbers)
+    if "gamma_nhs_number" in pred_cols:
+        cannot_link = f"({cannot_link} AND gamma_nhs_number <> 0)"
     run(con, f"""
         CREATE OR REPLACE TEMP TABLE _edges AS
         WITH e AS (
             -- Cannot-link: an entirely different given name (not a nickname, typo or transposition) at the
             -- same address is the signature of twins and siblings, and an entirely different date of birth
             -- (not a swap, typo or within a year) that of a parent and child with one name; they agree on
-            -- everything else, so EM cannot tell them from matches. Such pairs link only through a valid NHS
-            -- number or a clerical decision (they still reach the review queue).
+            -- everything else, so EM cannot tell them from matches. Such pairs link only when evidence says
+            -- "one person": an agreeing NHS number or national identifier (exact or one transposition), or a
+            -- clerical decision (they still reach the review queue); and two NHS numbers more than one edit
+            -- apart never link by score. Measured (docs/matching.md, #23): an
+            -- absolute rule left FEBRL's duplicates whose given name or date of birth was replaced unlinked
+            -- (FEBRL 1 F1 0.920 even with their social security numbers agreeing); no rule at all took the test
+            -- county to 0.717.
             SELECT least(unique_id_l, unique_id_r) AS a, greatest(unique_id_l, unique_id_r) AS b,
-                   match_probability FROM _pred WHERE gamma_given_name <> 0 AND gamma_dob <> 0
+                   match_probability FROM _pred WHERE {cannot_link}
             UNION ALL SELECT least(unique_id_l, unique_id_r), greatest(unique_id_l, unique_id_r), match_probability
                 FROM ({nhs_sql})
             UNION ALL SELECT least(unique_id, rep_id), greatest(unique_id, rep_id), 1.0
@@ -134,7 +152,8 @@ def _edges(con, db_api, linker, mode: str, decisions: pd.DataFrame | None, score
 
 
 #: Columns that must all agree for two strong records to be exact duplicates (everything the model compares).
-DUPLICATE_KEY = ("given_name", "family_name", "dob", "sex", "postcode", "nhs_number", "uprn")
+DUPLICATE_KEY = ("given_name", "family_name", "dob", "sex", "postcode", "nhs_digits", "uprn", "addr_numbers",
+                 "addr_words", "national_id")
 
 
 def _collapse_duplicates(con, mode: str) -> None:
@@ -203,7 +222,7 @@ def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.Dat
             summary["model_trained"] = True
         sdf = db_api.register("_reps", table_name="_reps_for_predict")
         linker = pm.make_linker(db_api, sdf, model_for_engine(db_api, model))
-        for col in ("given_name", "family_name"):
+        for col in ("given_name", "family_name", "addr_key"):
             # term frequencies of the whole population, not of the representatives: the scores are then
             # exactly those every duplicate would have had
             run(con, f"""CREATE OR REPLACE TEMP TABLE _tf_{col} AS
@@ -224,10 +243,12 @@ def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.Dat
     summary["pairs_scored_above_review_floor"] = con.execute("SELECT count(*) FROM _pred").fetchall()[0][0]
     summary["review_queue_pairs"] = len(review)
 
+    # the match threshold from this run's scored pairs (the model's posteriors), not a constant
+    summary.update(pm.choose_threshold(con, "_edges"))
     if mode == "full":
-        _full_assign(con, prepared)
+        _full_assign(con, prepared, summary["match_threshold"])
     else:
-        _incremental_assign(con, prepared)
+        _incremental_assign(con, prepared, summary["match_threshold"])
     # every record's old and new key, joined once: the changes and the summary's four counts read it (four
     # joins of 1.5 M rows each were ~3 s of a county nightly's matching)
     run(con, """CREATE OR REPLACE TEMP TABLE _index_pairs AS
@@ -265,7 +286,7 @@ def _households(con, prepared: str) -> None:
     """)
 
 
-def _anchored_clusters(con, prepared: str, nodes: str, edges: str, out: str) -> None:
+def _anchored_clusters(con, prepared: str, nodes: str, edges: str, out: str, threshold: float) -> None:
     """Connected components that a record without a date of birth cannot bridge.
 
     Plain connected components chain: one "Molly O'Brien, no DOB" record links to the mother (1976) and to
@@ -277,9 +298,9 @@ def _anchored_clusters(con, prepared: str, nodes: str, edges: str, out: str) -> 
     run(con, f"""CREATE OR REPLACE TEMP TABLE _anchor_edges AS
         SELECT e.* FROM {edges} e
         JOIN _anchor_nodes l ON l.unique_id = e.unique_id_l JOIN _anchor_nodes r ON r.unique_id = e.unique_id_r
-        WHERE l.anchor AND r.anchor AND e.match_probability >= {pm.MATCH_THRESHOLD}""")
+        WHERE l.anchor AND r.anchor AND e.match_probability >= {threshold}""")
     run(con, "CREATE OR REPLACE TEMP TABLE _anchor_only AS SELECT unique_id FROM _anchor_nodes WHERE anchor")
-    cc = pm.connected_components(con, "_anchor_only", "_anchor_edges", threshold=pm.MATCH_THRESHOLD)
+    cc = pm.guarded_components(con, "_anchor_only", "_anchor_edges", threshold=threshold)
     run(con, f"CREATE OR REPLACE TEMP TABLE _anchor_cc AS SELECT unique_id, cluster_id FROM {cc}")
     # each undated record's best link to an anchor
     run(con, f"""CREATE OR REPLACE TEMP TABLE _loose_best AS
@@ -290,7 +311,7 @@ def _anchored_clusters(con, prepared: str, nodes: str, edges: str, out: str) -> 
         SELECT e.loose AS unique_id, arg_max(c.cluster_id, (e.match_probability, c.cluster_id)) AS cluster_id
         FROM e JOIN _anchor_nodes n ON n.unique_id = e.loose AND NOT n.anchor
         JOIN _anchor_cc c ON c.unique_id = e.other
-        WHERE e.match_probability >= {pm.MATCH_THRESHOLD}
+        WHERE e.match_probability >= {threshold}
         GROUP BY 1""")
     run(con, """CREATE OR REPLACE TEMP TABLE _loose_nodes AS
         SELECT unique_id FROM _anchor_nodes WHERE NOT anchor AND unique_id NOT IN (SELECT unique_id FROM _loose_best)""")
@@ -299,17 +320,17 @@ def _anchored_clusters(con, prepared: str, nodes: str, edges: str, out: str) -> 
     run(con, f"""INSERT INTO _loose_edges SELECT e.* FROM {edges} e
         WHERE e.unique_id_l IN (SELECT unique_id FROM _loose_nodes)
           AND e.unique_id_r IN (SELECT unique_id FROM _loose_nodes)
-          AND e.match_probability >= {pm.MATCH_THRESHOLD}""")
-    cc2 = pm.connected_components(con, "_loose_nodes", "_loose_edges", threshold=pm.MATCH_THRESHOLD)
+          AND e.match_probability >= {threshold}""")
+    cc2 = pm.guarded_components(con, "_loose_nodes", "_loose_edges", threshold=threshold)
     run(con, f"""CREATE OR REPLACE TEMP TABLE {out} AS
         SELECT unique_id, CAST(cluster_id AS VARCHAR) AS cluster_id FROM _anchor_cc
         UNION ALL SELECT unique_id, CAST(cluster_id AS VARCHAR) FROM _loose_best
         UNION ALL SELECT unique_id, 'loose:' || CAST(cluster_id AS VARCHAR) FROM {cc2}""")
 
 
-def _full_assign(con, prepared: str) -> None:
+def _full_assign(con, prepared: str, threshold: float) -> None:
     run(con, f"CREATE OR REPLACE TEMP TABLE _nodes AS SELECT unique_id FROM {prepared}")
-    _anchored_clusters(con, prepared, "_nodes", "_edges", "_clusters")
+    _anchored_clusters(con, prepared, "_nodes", "_edges", "_clusters", threshold)
     run(con, "CREATE OR REPLACE TEMP TABLE _cc AS SELECT unique_id AS record_id, cluster_id FROM _clusters")
     # overlap of each new cluster with each previous person, assigned greedily largest-first
     overlaps = con.execute("""
@@ -336,7 +357,7 @@ def _full_assign(con, prepared: str) -> None:
     con.unregister("_keep_df")
 
 
-def _incremental_assign(con, prepared: str) -> None:
+def _incremental_assign(con, prepared: str, threshold: float) -> None:
     # Graph over new records plus one node per existing person; existing persons are never joined to
     # each other, so a new record with links to several persons takes the one it links to most strongly.
     run(con, f"""
@@ -347,9 +368,9 @@ def _incremental_assign(con, prepared: str) -> None:
         CREATE OR REPLACE TEMP TABLE _to_old AS
         WITH e AS (  -- both orientations, so the joins below are equi-joins (an IN-list join is a nested loop)
             SELECT unique_id_l AS a, unique_id_r AS b, match_probability FROM _edges
-            WHERE match_probability >= {pm.MATCH_THRESHOLD}
+            WHERE match_probability >= {threshold}
             UNION ALL SELECT unique_id_r, unique_id_l, match_probability FROM _edges
-            WHERE match_probability >= {pm.MATCH_THRESHOLD}
+            WHERE match_probability >= {threshold}
         )
         SELECT n.record_id, p.person_id, max(e.match_probability) AS p
         FROM e JOIN _new n ON n.record_id = e.a JOIN _prev p ON p.record_id = e.b
@@ -366,10 +387,10 @@ def _incremental_assign(con, prepared: str) -> None:
         CREATE OR REPLACE TEMP TABLE _new_edges AS
         SELECT e.* FROM _edges e
         WHERE e.unique_id_l IN (SELECT record_id FROM _new) AND e.unique_id_r IN (SELECT record_id FROM _new)
-          AND e.match_probability >= {pm.MATCH_THRESHOLD}
+          AND e.match_probability >= {threshold}
     """)
     run(con, "CREATE OR REPLACE TEMP TABLE _nodes AS SELECT record_id AS unique_id FROM _new")
-    _anchored_clusters(con, prepared, "_nodes", "_new_edges", "_clusters")
+    _anchored_clusters(con, prepared, "_nodes", "_new_edges", "_clusters", threshold)
     run(con, f"""
         CREATE OR REPLACE TEMP TABLE _new_index AS
         WITH c AS (SELECT unique_id AS record_id, cluster_id FROM _clusters),

@@ -126,3 +126,33 @@ def address_metrics_sql(con: duckdb.DuckDBPyConnection, matches: str, truth: str
         "lsoa_accuracy": round(lsoa_correct / lsoa_given, 5) if lsoa_given else None,
         **{f"address_method_{k}": int(v) for k, v in by_method.items()},
     }
+
+
+def cluster_metrics(predicted: pd.DataFrame, truth: pd.DataFrame) -> dict:
+    """Cluster-level precision / recall: the share of predicted persons that are exactly a true person, and the share
+    of true persons reproduced exactly (``record_id, person_id`` both; scored on their common records)."""
+    j = truth[["record_id", "person_id"]].astype(str).merge(
+        predicted[["record_id", "person_id"]].astype(str), on="record_id", suffixes=("_t", "_p"))
+    t_sets = set(j.groupby("person_id_t")["record_id"].apply(frozenset))
+    p_sets = set(j.groupby("person_id_p")["record_id"].apply(frozenset))
+    exact = len(t_sets & p_sets)
+    return {"cluster_precision": round(exact / len(p_sets), 4) if p_sets else 1.0,
+            "cluster_recall": round(exact / len(t_sets), 4) if t_sets else 1.0}
+
+
+def blocking_stats(con: duckdb.DuckDBPyConnection, table: str, rule_sqls: list[str], truth: pd.DataFrame) -> dict:
+    """Comparisons the blocking rules generate over ``table`` (unique_id, ...) and blocking recall: the share of true
+    pairs (``truth``: record_id, person_id) that any rule puts in front of the model at all."""
+    union = " UNION ".join(f"SELECT l.unique_id AS a, r.unique_id AS b FROM {table} l JOIN {table} r "
+                           f"ON ({sql}) AND l.unique_id < r.unique_id" for sql in rule_sqls)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _cand AS {union}").fetchall()
+    con.register("_truth_df", truth[["record_id", "person_id"]].astype(str))
+    n, reached = con.execute("""
+        WITH tp AS (SELECT l.record_id AS a, r.record_id AS b FROM _truth_df l JOIN _truth_df r
+                    ON l.person_id = r.person_id AND l.record_id < r.record_id)
+        SELECT (SELECT count(*) FROM _cand), (SELECT count(*) FROM tp SEMI JOIN _cand USING (a, b))""").fetchall()[0]
+    true_pairs = con.execute("""SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM
+                                (SELECT count(*) AS n FROM _truth_df GROUP BY person_id)""").fetchall()[0][0]
+    con.unregister("_truth_df")
+    con.execute("DROP TABLE _cand").fetchall()
+    return {"comparisons": int(n), "blocking_recall": round(reached / true_pairs, 4) if true_pairs else 1.0}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,18 @@ from orchestration.lib.linkage import metrics as lm
 from orchestration.lib.linkage import person as pm
 from orchestration.lib.linkage.address import match_addresses, prepare_gazetteer
 from orchestration.lib.linkage.index import update_index
-from orchestration.lib.linkage.normalise import check_columns, prepare_records, run
+from orchestration.lib.linkage.normalise import (
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    IgnoredColumnWarning,
+    MissingFieldWarning,
+    check_columns,
+    prepare_records,
+    run,
+)
+
+#: Warnings ``placelink link`` / ``link-eval`` report to the user.
+REPORTED_WARNINGS = (MissingFieldWarning, IgnoredColumnWarning)
 
 REVIEW_QUEUE = "person_review_queue.csv"
 REVIEW_DECISIONS = "person_review_decisions.csv"
@@ -50,11 +62,48 @@ def _read_table_file(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     con = duckdb.connect()
     if suffix == ".parquet":
-        return con.execute("SELECT * FROM read_parquet(?)", [str(path)]).df()
+        try:
+            return con.execute("SELECT * FROM read_parquet(?)", [str(path)]).df()
+        except duckdb.Error:  # DuckDB's message can quote the file's bytes
+            raise PlacelinkError("the file is not a readable Parquet file", where=str(path),
+                                 fix="write it again as Parquet (or send CSV)") from None
     if suffix in (".csv", ".txt", ".tsv"):
+        if path.stat().st_size == 0:
+            raise PlacelinkError("the file is empty: no header row", where=str(path),
+                                 fix="write a header row with record_id and the person columns, then the records")
+        _check_utf8(path)
+        _check_header(path)
         # every column as text: record ids, NHS numbers and postcodes must not be re-typed
         return con.execute("SELECT * FROM read_csv(?, all_varchar = true, header = true)", [str(path)]).df()
     raise PlacelinkError(f"unsupported file type {suffix!r}", where=str(path), fix="use .csv or .parquet")
+
+
+def _check_utf8(path: Path) -> None:
+    """Refuse text that is not UTF-8, naming the line (never its content): DuckDB's own message quotes the row."""
+    with path.open("rb") as f:
+        for line_no, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise PlacelinkError(f"the file is not UTF-8 text (byte 0x{line[exc.start]:02X} is not valid UTF-8)",
+                                     where=f"{path}: line {line_no}",
+                                     fix="save the file as UTF-8 (e.g. iconv -f cp1252 -t utf-8)") from None
+
+
+def _check_header(path: Path) -> None:
+    """Refuse a header naming one column twice: the reader would rename the second copy and it would go unused."""
+    import csv
+
+    with path.open(encoding="utf-8", newline="") as f:
+        header = next(csv.reader(f), [])
+    names = [h.strip() for h in header]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated and "record_id" in names:  # only then is line 1 known to be a header, safe to name
+        raise PlacelinkError(f"column(s) {', '.join(repeated)} appear more than once in the header",
+                             where=f"{path}: line 1", fix="give each column one name, once")
+    if repeated:
+        raise PlacelinkError("the first line repeats a value; it does not read as a header with record_id",
+                             where=f"{path}: line 1", fix="write a header row with record_id and the person columns")
 
 
 def _write_table_file(df: pd.DataFrame, path: Path) -> None:
@@ -65,11 +114,15 @@ def _write_table_file(df: pd.DataFrame, path: Path) -> None:
         df.to_csv(path, index=False)
 
 
-def link_frame(df: pd.DataFrame, model: dict | None = None, where: str = "input") -> pd.DataFrame:
-    """Link a standard-person-record frame on its own; returns ``record_id, person_id``."""
+def _validate_ids(df: pd.DataFrame, where: str) -> None:
     check_columns(df.columns, where=where)
+    # with record_id present the first line is a header, so its other names are column names, not a person's data
+    ignored = [c for c in df.columns if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    if ignored:
+        warnings.warn(f"column(s) {', '.join(map(str, ignored))} are not in the standard person record and are not "
+                      f"used (its columns: {', '.join(OPTIONAL_COLUMNS)})", IgnoredColumnWarning, stacklevel=3)
     if df["record_id"].isna().any():
-        row = int(df.index[df["record_id"].isna()][0]) + 2
+        row = int(df.index.get_loc(df.index[df["record_id"].isna()][0])) + 2
         raise PlacelinkError("record_id is empty", where=f"{where}: row {row}, column record_id",
                              fix="give every record a unique record_id")
     dupes = df["record_id"][df["record_id"].duplicated()]
@@ -78,25 +131,88 @@ def link_frame(df: pd.DataFrame, model: dict | None = None, where: str = "input"
         row = int(df.index.get_loc(dupes.index[0])) + 2
         raise PlacelinkError(f"{len(dupes)} record_id value(s) appear more than once (first repeat on row {row})",
                              where=f"{where}: column record_id", fix="record_id must be unique")
+
+
+def _link_result(df: pd.DataFrame, model: dict | None, where: str):
+    """Validate and link a standard-person-record frame; the :class:`LinkResult` (None for an empty frame)."""
+    _validate_ids(df, where)
     if len(df) == 0:
-        return pd.DataFrame({"record_id": pd.Series(dtype=str), "person_id": pd.Series(dtype=str)})
+        return None
     con = duckdb.connect()
     con.register("_input_df", df)
     run(con, "CREATE TABLE _input AS SELECT * FROM _input_df")
     prepare_records(con, "_input", "_prepared")
-    result = update_index(con, "_prepared", model=model)
+    return update_index(con, "_prepared", model=model)
+
+
+def link_frame(df: pd.DataFrame, model: dict | None = None, where: str = "input") -> pd.DataFrame:
+    """Link a standard-person-record frame on its own; returns ``record_id, person_id``."""
+    result = _link_result(df, model, where)
+    if result is None:
+        return pd.DataFrame({"record_id": pd.Series(dtype=str), "person_id": pd.Series(dtype=str)})
     return result.person_index
 
 
+#: The column of a labelled sample holding the true person (any value; records of one person share it).
+LABEL_COLUMN = "true_person_id"
+
+
+def evaluate_frame(df: pd.DataFrame, label_column: str = LABEL_COLUMN, model: dict | None = None,
+                   where: str = "input") -> dict:
+    """Link a labelled sample as ``placelink link`` would (the label column is never shown to the model) and score
+    the result against the labels: pairwise and cluster precision / recall / F1, blocking recall, comparisons, the
+    match threshold chosen. Records with an empty label are linked but not scored. Aggregates only: no value."""
+    if label_column not in df.columns:
+        raise PlacelinkError(f"the label column {label_column} is missing",
+                             where=f"{where}: header", fix=f"add a column {label_column} holding the true person "
+                             "(records of one person share a value), or name yours with --label-column")
+    labels = df[label_column].astype("string").str.strip().replace("", pd.NA)
+    if labels.notna().sum() < 2:
+        raise PlacelinkError(f"fewer than two records carry a label in column {label_column}",
+                             where=f"{where}: column {label_column}",
+                             fix="label at least a few hundred records, both matches and non-matches")
+    records = df.drop(columns=[label_column])
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _link_result(records, model, where)
+    link_seconds = time.perf_counter() - t0
+    truth = pd.DataFrame({"record_id": records["record_id"].astype(str), "person_id": labels}).dropna()
+    predicted = result.person_index
+    pw = lm.pairwise_metrics(predicted.astype(str), truth.astype(str))
+    out = {"records": len(df), "labelled_records": len(truth), "true_persons": int(truth["person_id"].nunique()),
+           "precision": pw["precision"], "recall": pw["recall"], "f1": pw["f1"],
+           **lm.cluster_metrics(predicted, truth), "true_pairs": pw["true_pairs"],
+           "predicted_pairs": pw["predicted_pairs"],
+           # blocking over the records the model scores (with a date of birth or a family name)
+           **lm.blocking_stats(result.con, "_strong", pm.blocking_rule_sqls(), truth),
+           **{k: result.summary.get(k) for k in ("match_threshold", "expected_f1", "threshold_candidates")},
+           "link_seconds": round(link_seconds, 2),
+           "warnings": [str(w.message) for w in caught if issubclass(w.category, REPORTED_WARNINGS)]}
+    return out
+
+
+def evaluate_file(input_path: Path, label_column: str = LABEL_COLUMN, model_path: Path | None = None) -> dict:
+    """``placelink link-eval LABELLED``: :func:`evaluate_frame` over a CSV/Parquet file."""
+    df = _read_table_file(Path(input_path))
+    model = pm.load_model(model_path) if model_path else None
+    return evaluate_frame(df, label_column=label_column, model=model, where=str(input_path))
+
+
 def link_file(input_path: Path, output_path: Path, model_path: Path | None = None) -> dict:
-    """``placelink link INPUT OUTPUT``: any CSV/Parquet in the standard person record -> ``record_id, person_id``."""
+    """``placelink link INPUT OUTPUT``: any CSV/Parquet in the standard person record -> ``record_id, person_id``.
+
+    ``warnings`` in the result name each person field that is absent or empty (the model links on the rest)."""
     df = _read_table_file(Path(input_path))
     model = pm.load_model(model_path) if model_path else None
     t0 = time.perf_counter()
-    out = link_frame(df, model=model, where=str(input_path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = link_frame(df, model=model, where=str(input_path))
     _write_table_file(out, Path(output_path))
     return {"records": len(df), "persons": int(out["person_id"].nunique()) if len(out) else 0,
-            "seconds": round(time.perf_counter() - t0, 2)}
+            "seconds": round(time.perf_counter() - t0, 2),
+            "warnings": [str(w.message) for w in caught if issubclass(w.category, REPORTED_WARNINGS)]}
 
 
 def _load_truth(con: duckdb.DuckDBPyConnection, settings: Settings) -> set[str] | None:
@@ -443,7 +559,7 @@ def _log_mlflow(settings: Settings, out: dict, model_path: Path | None, con, res
         mlflow.create_experiment("linkage", artifact_location=settings.mlflow_artifacts.as_uri())
     mlflow.set_experiment("linkage")
     with mlflow.start_run(run_name=f"linkage-{out['mode']}"):
-        mlflow.log_params({"mode": out["mode"], "model": out.get("model"), "match_threshold": pm.MATCH_THRESHOLD,
+        mlflow.log_params({"mode": out["mode"], "model": out.get("model"), "strong_edge": pm.STRONG_EDGE,
                            "review_band": str(pm.REVIEW_BAND)})
         mlflow.log_metrics({k: float(v) for k, v in out.items()
                             if isinstance(v, int | float) and not isinstance(v, bool)})
