@@ -61,3 +61,32 @@ def test_a_file_refused_for_its_encoding_is_recorded_not_dropped(acme_home):
     assert result.exit_code == 0, result.output
     assert _q(acme_home, f"SELECT count(*) FROM ops.load_log WHERE status = '{REJECTED}'") == [(0,)]
     assert _q(acme_home, "SELECT count(*) FROM ops.quarantine WHERE line IS NULL") == [(0,)]
+
+
+def test_the_dagster_raw_asset_records_the_refused_file_too(acme_home, tmp_path, monkeypatch):
+    """The same mechanism under Dagster (an in-process run of the raw asset): the month fails, the file is on
+    record, and the planted value is in no Dagster event."""
+    import dagster as dg
+    from dagster_duckdb import DuckDBResource
+
+    from orchestration.defs.feeds.assets import build_feed_assets
+    from orchestration.lib.contracts import load_contracts
+
+    monkeypatch.setenv("PLACELINK_HOME", str(acme_home))
+    monkeypatch.setenv("PLACELINK_PSEUDONYM_KEY", "cd" * 32)
+    rows = [*VISITS_ROWS[:-1], VISITS_ROWS[-1].replace("Wright", MARK)]
+    folder = acme_home / "landing" / "acme" / "visits"
+    folder.mkdir(parents=True)
+    (folder / "2025-03-11.csv").write_bytes(("\r\n".join([VISITS_HEADER, *rows]) + "\r\n").encode("utf-16"))
+    raw = [a for a in build_feed_assets(load_contracts(CONTRACTS)) if a.key == dg.AssetKey(["raw", "acme__visits"])]
+    resources = {"identifiable_db": DuckDBResource(database=str(acme_home / "identifiable.duckdb")),
+                 "warehouse_db": DuckDBResource(database=str(acme_home / "warehouse.duckdb"))}
+    (tmp_path / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        result = dg.materialize(raw, partition_key="2025-03-01", resources=resources, instance=instance,
+                                raise_on_error=False)
+        events = "\n".join(str(r) for r in instance.all_logs(result.run_id))
+    assert not result.success and "UTF-16" in events and MARK not in events
+    assert _q(acme_home, "SELECT source_file, strftime(\"partition\", '%Y-%m'), split_part(note, ':', 1) "
+                         f"FROM ops.load_log WHERE status = '{REJECTED}'") == [
+        ("landing/acme/visits/2025-03-11.csv", "2025-03", "refused_file")]
