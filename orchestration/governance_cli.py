@@ -101,7 +101,9 @@ def query(
             return
         df = con.query(sql)
     if fmt == "csv":
-        typer.echo(df.to_csv(index=False), nl=False)
+        from orchestration.lib.spreadsheet import people_csv  # opened in a spreadsheet: no live formulas
+
+        typer.echo(people_csv(df), nl=False)
     else:
         _table(df.head(limit).astype(str).to_dict("records"), f"{len(df):,} rows ({role})")
 

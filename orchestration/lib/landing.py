@@ -89,11 +89,27 @@ class LandingFile:
         return self.reason.split(":", 1)[0] if self.reason else None
 
 
-def printable(name: str) -> str:
-    """A file name safe to print and store: undecodable bytes and control characters escaped (a name could
-    carry a newline or a terminal escape into a log), capped at 200 characters."""
-    text = os.fsencode(name).decode("utf-8", "backslashreplace")
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+#: undecodable bytes (surrogates from surrogateescape), lone surrogates and control characters: C0 except
+#: TAB/LF/CR, DEL and C1
+_RAW_UNPRINTABLE = re.compile("[\ud800-\udfff\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _shown(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that did not decode (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}" if code > 0xFF else f"\\x{code:02x}"
+
+
+def printable(text: str, *, raw: bool = False) -> str:
+    """Text safe to print and store, the one rule for file names and partner text: undecodable bytes, lone
+    surrogates (UTF-8 cannot store them) and control characters as ``\\xNN``/``\\uNNNN``, so nothing can carry a
+    terminal escape or a forged line into a log. A file name (default) has every non-printable character escaped,
+    newlines and tabs included, and is capped at 200 characters; ``raw`` text of a record keeps TAB, LF and CR
+    (a quoted field may span lines) and is not capped (the reader caps it)."""
+    if raw:
+        return _RAW_UNPRINTABLE.sub(lambda m: _shown(m[0]), text)
+    text = "".join(c if c.isprintable() else _shown(c) for c in text)
     return text if len(text) <= 200 else text[:200] + "..."
 
 

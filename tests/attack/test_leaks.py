@@ -210,9 +210,12 @@ def test_cli_path_leaks_nothing(hostile_home):
         loaded = dict(con.execute("SELECT strftime(_partition, '%Y-%m'), count(*) FROM "
                                   "raw.county_council__school_attendance GROUP BY ALL").fetchall())
         reasons = con.execute("SELECT strftime(\"partition\", '%Y-%m'), split_part(reason, ':', 1) "
-                              "FROM ops.quarantine ORDER BY ALL").fetchall()
+                              "FROM ops.quarantine WHERE line IS NOT NULL ORDER BY ALL").fetchall()
+        refused = con.execute("SELECT count(*) FROM ops.quarantine WHERE line IS NULL AND \"partition\" IS NOT NULL "
+                              "AND reason LIKE 'refused_file: %'").fetchone()[0]
     assert loaded == {"2025-03": 7, "2025-05": 1}
     assert reasons == [("2025-03", "bad_encoding"), ("2025-05", "invalid_integer")]
+    assert refused == 3   # the three schema-changed drops are on record as whole files
     failed = [e for e in _audit(home) if e[0] == "ingest_failed"]
     assert len(failed) == 3  # the two school months and the A&E month: recorded, without the values
 

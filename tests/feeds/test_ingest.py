@@ -225,4 +225,5 @@ def test_a_schema_change_found_by_a_worker_fails_its_month_with_the_difference(a
         with pytest.raises(PlacelinkError, match="2025-03-04.csv:1 \\(header\\).*missing: \\['Surname'\\]; "
                                                  "not in the contract: column 4 of the 10-column header"):
             _load(acme_home, feed, "2025-03-01", parsed=parsed)
-    assert _q(acme_home, "SELECT count(*) FROM ops.load_log")[0][0] == 0
+    # nothing loaded; the refused file is on record (status 'rejected'), not silently gone
+    assert _q(acme_home, "SELECT status, count(*) FROM ops.load_log GROUP BY 1") == [("rejected", 1)]

@@ -50,6 +50,7 @@ from orchestration.lib.governance._store import locked_connect
 from orchestration.lib.governance._tables import base_tables, open_zone, qualified
 from orchestration.lib.governance.audit import canonical_json, current_user, record_event
 from orchestration.lib.pseudonymise import normalise_name, normalise_nhs_number
+from orchestration.lib.spreadsheet import defuse
 
 _ERASURES_DDL = """
 CREATE TABLE IF NOT EXISTS erasures (
@@ -434,7 +435,8 @@ def _scan_files(settings: Settings, person_keys, record_keys, link_ids, person_i
                           else None)
                 if values:
                     conds.append(f'CAST("{col}" AS VARCHAR) IN (SELECT unnest(?))')
-                    params.append(sorted(values))
+                    # files for people hold text cells quoted against formulas (spreadsheet.people_csv)
+                    params.append(sorted({str(v) for v in values} | {defuse(str(v)) for v in values}))
             if not conds:
                 continue
             where = " OR ".join(conds)

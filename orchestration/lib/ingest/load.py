@@ -62,6 +62,8 @@ CREATE TABLE IF NOT EXISTS link.person_records (
     sex VARCHAR, postcode VARCHAR, address VARCHAR, nhs_number VARCHAR, uprn BIGINT, age_band VARCHAR,
     event_date DATE, "partition" DATE);
 """
+#: reason code of a landing file refused whole for its content (encoding, binary, header): see _record_refused
+REFUSED_FILE = "refused_file"
 PERSON_COLUMNS = ["record_id", "source", "given_name", "family_name", "date_of_birth", "sex", "postcode",
                   "address", "nhs_number", "uprn", "age_band", "event_date", "partition"]
 
@@ -179,14 +181,16 @@ def record_rejected(con: duckdb.DuckDBPyConnection, files: list[LandingFile], *,
     con.execute("BEGIN TRANSACTION")
     try:
         for partner, feed_id in scopes:
-            con.execute(f"DELETE FROM ops.load_log WHERE status='{REJECTED}' AND partner=? AND feed=?",
-                        [partner, feed_id])
+            # landing rejections have no partition; a partition's refused files are _record_refused's
+            con.execute(f"DELETE FROM ops.load_log WHERE status='{REJECTED}' AND \"partition\" IS NULL "
+                        "AND partner=? AND feed=?", [partner, feed_id])
             con.execute('DELETE FROM ops.quarantine WHERE "partition" IS NULL AND line IS NULL AND partner=? '
                         "AND feed=?", [partner, feed_id])
         if known is not None:
             pairs = [list(k) for k in sorted(known)]
             outside = ("NOT list_contains(?, [coalesce(partner, ''), coalesce(feed, '')])")
-            con.execute(f"DELETE FROM ops.load_log WHERE status='{REJECTED}' AND {outside}", [pairs])
+            con.execute(f'DELETE FROM ops.load_log WHERE status=\'{REJECTED}\' AND "partition" IS NULL AND {outside}',
+                        [pairs])
             con.execute(f'DELETE FROM ops.quarantine WHERE "partition" IS NULL AND line IS NULL AND {outside}',
                         [pairs])
         rows = [(f.partner, f.feed, landing_rel(landing, home, f), f.reason, f.fix) for f in keep]
@@ -196,6 +200,33 @@ def record_rejected(con: duckdb.DuckDBPyConnection, files: list[LandingFile], *,
                                                                    in rows])
             con.executemany("INSERT INTO ops.quarantine VALUES (?, ?, NULL, ?, NULL, ?, NULL, ?)",
                             [(p, fd, rel, r, now) for p, fd, rel, r, _ in rows])
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _record_refused(con: duckdb.DuckDBPyConnection, feed: Feed, part_date: dt.date,
+                    refused: list[tuple[str, str, tuple[str, str | None, str | None]]], now: dt.datetime) -> None:
+    """Files of a partition refused whole by their content (not text in the contract's encoding, binary, a
+    workbook that will not open, a header other than the contract's), accounted for like the files the landing
+    rule rejects: one ``ops.load_log`` row each (status ``rejected``, with the partition and sha256: the file was
+    read) and one whole-file ``ops.quarantine`` row (no line, no raw text), replacing those of an earlier attempt
+    at the partition. A later successful load of the partition replaces them. The reason is our own message,
+    which names the encoding or columns, never a value."""
+    rows = [(rel, digest, f"{REFUSED_FILE}: {message}", fix or "") for rel, digest, (message, _, fix) in refused]
+    ensure_ops_tables(con)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f'DELETE FROM ops.load_log WHERE partner=? AND feed=? AND "partition"=? AND status=\'{REJECTED}\'',
+                    [feed.partner, feed.id, part_date])
+        con.execute('DELETE FROM ops.quarantine WHERE partner=? AND feed=? AND "partition"=? AND line IS NULL',
+                    [feed.partner, feed.id, part_date])
+        con.executemany("INSERT INTO ops.load_log VALUES (?, ?, ?, ?, ?, NULL, NULL, NULL, ?, "
+                        f"'{REJECTED}', ? || '; fix: ' || ?)",
+                        [(feed.partner, feed.id, part_date, rel, digest, now, r, fx) for rel, digest, r, fx in rows])
+        con.executemany("INSERT INTO ops.quarantine VALUES (?, ?, ?, ?, NULL, ?, NULL, ?)",
+                        [(feed.partner, feed.id, part_date, rel, r, now) for rel, _, r, _ in rows])
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
@@ -755,6 +786,7 @@ def _ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str
 
     # read and check every file first: a schema change anywhere means nothing is written
     reads: list[tuple[str, str, ParsedFile | None]] = []
+    refused: list[tuple[str, str, tuple[str, str | None, str | None]]] = []
     seen: dict[str, str] = {}
     for path in files:
         rel = _relative(path, home)
@@ -770,9 +802,14 @@ def _ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str
                 erased = _exclusions(home)
             pf = parse_file(feed, path, rel, digest, part_date, now, opt_outs or set(), erased)
         if pf.header_error is not None:
-            message, where, fix = pf.header_error
-            raise DataError(message, where=where, fix=fix)
+            refused.append((rel, digest, pf.header_error))
+            continue
         reads.append((rel, digest, pf))
+    if refused:
+        # the month fails (fail-fast; the nightly retries it), and every file refused whole is on record
+        _record_refused(con, feed, part_date, refused, now)
+        message, where, fix = refused[0][2]
+        raise DataError(message, where=where, fix=fix)
 
     row_tables: list[pa.Table] = []
     people_tables: list[pa.Table] = []

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from orchestration.lib.contracts import Format
 from orchestration.lib.errors import DataError, PlacelinkError
-from orchestration.lib.landing import open_drop
+from orchestration.lib.landing import open_drop, printable
 
 # the parser's own ceiling (a field beyond it is a csv.Error, handled below); what we accept is MAX_FIELD_CHARS
 csv.field_size_limit(10_000_000)
@@ -237,22 +237,6 @@ _ODD = re.compile("[\udc80-\udcff\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
-_UNPRINTABLE = re.compile("[\ud800-\udfff\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-
-
-def _shown(char: str) -> str:
-    code = ord(char)
-    if 0xDC80 <= code <= 0xDCFF:  # a byte that did not decode (surrogateescape)
-        return f"\\x{code - 0xDC00:02x}"
-    return f"\\u{code:04x}" if code > 0xFF else f"\\x{code:02x}"
-
-
-def _printable(text: str) -> str:
-    """Undecodable bytes, lone surrogates and control characters as ``\\xNN``/``\\uNNNN``, so raw text is storable
-    (UTF-8 has no lone surrogates) and safe to print (no terminal escapes)."""
-    return _UNPRINTABLE.sub(lambda m: _shown(m[0]), text)
-
-
 def _has_surrogates(text: str) -> bool:
     return _SURROGATE.search(text) is not None
 
@@ -264,11 +248,11 @@ def _column(header: list[str], i: int) -> str:
 def _odd_row(line: int, raw: str, fields: list[str], header: list[str], encoding: str) -> RawRow | None:
     """The quarantine row for a line with undecodable bytes, control characters or a huge field; else None."""
     if _ODD.search(raw) is not None:
-        shown = [_printable(f) for f in fields]
+        shown = [printable(f, raw=True) for f in fields]
         if _has_surrogates(raw):
-            return RawRow(line, _printable(raw), None, f"bad_encoding: bytes that are not valid {encoding}", shown)
+            return RawRow(line, printable(raw, raw=True), None, f"bad_encoding: bytes that are not valid {encoding}", shown)
         i = next((i for i, f in enumerate(fields) if _CONTROL.search(f)), 0)
-        return RawRow(line, _printable(raw), None,
+        return RawRow(line, printable(raw, raw=True), None,
                       f"control_character: column {_column(header, i)} holds control characters (NUL, ESC ...)",
                       shown)
     if len(raw) > MAX_FIELD_CHARS:
@@ -303,7 +287,7 @@ def read_csv(path: Path, fmt: Format, where: str | None = None) -> Drop:
                              fix="ask the partner to re-export the file with one header line")
     # a header name is printed and stored (columns dropped, run metadata): undecodable bytes or control
     # characters in it are shown as \xNN (no contract column has any, so matching is unchanged)
-    header = [_printable(h.strip()) for h in header]
+    header = [printable(h.strip(), raw=True) for h in header]
     width = len(header)
     drop = Drop(path, header, [], encoding, data_lines=sum(1 for line in lines[1:] if line.strip()))
     rows = drop.rows
@@ -372,7 +356,7 @@ def _quote_problem(line: str, quotechar: str) -> RawRow:
     else:
         reason = "unparseable: the line cannot be read as CSV"
         shown = raw
-    return RawRow(0, _printable(shown), None, reason)
+    return RawRow(0, printable(shown, raw=True), None, reason)
 
 
 # --- Excel -------------------------------------------------------------------------------------------------
@@ -420,7 +404,7 @@ def read_excel(path: Path, fmt: Format, where: str | None = None) -> Drop:
         raw = "\t".join("" if c is None else str(c) for c in cells).rstrip("\t")
         extra = [c for c in cells[len(header):] if c not in (None, "")]
         if extra:
-            drop.rows.append(RawRow(i, _printable(raw), None,
+            drop.rows.append(RawRow(i, printable(raw, raw=True), None,
                                     f"wrong_column_count: values beyond the {len(header)} header columns"))
             continue
         cells = (cells + [None] * len(header))[:len(header)]
@@ -477,7 +461,7 @@ def read_jsonl(path: Path, fmt: Format, expected: list[str], where: str | None =
         if _ODD.search(raw) is not None:
             reason = (f"bad_encoding: bytes that are not valid {encoding}" if _has_surrogates(raw) else
                       "control_character: the line holds control characters (NUL, ESC ...)")
-            parsed.append(RawRow(i, _printable(raw[:MAX_RAW_CHARS]), None, reason))
+            parsed.append(RawRow(i, printable(raw[:MAX_RAW_CHARS], raw=True), None, reason))
             continue
         try:
             obj = _JSON.decode(raw)
@@ -495,12 +479,12 @@ def read_jsonl(path: Path, fmt: Format, expected: list[str], where: str | None =
         if len(raw) > MAX_FIELD_CHARS or ("\\" in raw and _JSON_ODD_ESCAPE.search(raw) is not None):
             reason = _odd_json_values(obj, expected)
             if reason is not None:
-                parsed.append(RawRow(i, _printable(raw[:MAX_RAW_CHARS]), None, reason))
+                parsed.append(RawRow(i, printable(raw[:MAX_RAW_CHARS], raw=True), None, reason))
                 continue
         keys.update(dict.fromkeys(obj))
         parsed.append(RawRow(i, raw, {k: (None if v == "" else v) for k, v in obj.items()}))
     # a JSON file has no header line: its "header" is every key seen, in contract order first
-    header = [c for c in expected if c in keys] + [_printable(k) for k in keys if k not in expected]
+    header = [c for c in expected if c in keys] + [printable(k, raw=True) for k in keys if k not in expected]
     for row in parsed:
         if row.values is not None:
             row.values = {k: row.values.get(k) for k in header}

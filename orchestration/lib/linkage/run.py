@@ -35,6 +35,7 @@ from orchestration.lib.linkage.normalise import (
     prepare_records,
     run,
 )
+from orchestration.lib.spreadsheet import people_csv, undo
 
 #: Warnings ``placelink link`` / ``link-eval`` report to the user.
 REPORTED_WARNINGS = (MissingFieldWarning, IgnoredColumnWarning)
@@ -452,6 +453,9 @@ def _write_index(con: duckdb.DuckDBPyConnection, name: str, id_col: str, new_tab
 
 def _read_decisions_csv(path: Path) -> pd.DataFrame:
     df = pd.read_csv(path, dtype=str)
+    for c in ("record_id_l", "record_id_r"):  # ids copied from the queue may keep its quote (spreadsheet.defuse)
+        if c in df.columns:
+            df[c] = df[c].map(undo, na_action="ignore")
     missing = [c for c in ("record_id_l", "record_id_r", "decision") if c not in df.columns]
     if missing:
         raise PlacelinkError(f"review decisions lack column(s) {', '.join(missing)}", where=str(path),
@@ -538,7 +542,8 @@ def _export_review_queue(con, settings: Settings, review: pd.DataFrame, model: d
     con.register("_queue_df", q)
     run(con, "CREATE OR REPLACE TABLE idz.link.review_queue AS SELECT * FROM _queue_df")
     con.unregister("_queue_df")
-    run(con, f"COPY idz.link.review_queue TO '{path}' (FORMAT CSV, HEADER)")
+    # for a reviewer's spreadsheet: a partner value like =HYPERLINK(...) is written as text, not a live formula
+    people_csv(q, path)
     decisions = out_dir / REVIEW_DECISIONS
     if not decisions.exists():
         pd.DataFrame(columns=["record_id_l", "record_id_r", "decision", "reviewer", "note"]).to_csv(
