@@ -261,6 +261,17 @@ class Agreement(_Strict):
         return out
 
 
+class Linkage(_Strict):
+    """How the feed's people are linked (docs/governance.md "Linking without sharing identifiers"): ``clear``
+    (the partner sends identifiers; the default) or ``encoded`` (the partner runs ``placelink-partner`` and sends
+    keyed encodings only). ``key_check`` is the check value of the secret the partners share, which the
+    platform does not hold: a drop encoded with another secret is refused, at source and at landing."""
+
+    mode: Literal["clear", "encoded"] = "clear"
+    scheme: str | None = None
+    key_check: str | None = Field(default=None, pattern=r"^[0-9a-f]{12}$")
+
+
 class Feed(_Strict):
     id: str = Field(pattern=_ID)
     description: str = Field(min_length=1)
@@ -272,6 +283,7 @@ class Feed(_Strict):
     place: PlaceMapping | None = None
     partitioning: Partitioning = Partitioning()
     agreement: Agreement
+    linkage: Linkage = Linkage()
 
     # filled in by Contract so a feed knows its partner
     partner: str = ""
@@ -486,6 +498,11 @@ def _cross_checks(feed: dict, fpath: str) -> list[tuple[str, str, str]]:
             except ValueError as exc:
                 problems.append((f"{where}.columns[{c.get('name')}].format", f"not a strptime pattern: {exc}",
                                  "use e.g. %d/%m/%Y"))
+    linkage = feed.get("linkage") if isinstance(feed.get("linkage"), dict) else {}
+    if linkage.get("mode") == "encoded" and not (linkage.get("scheme") and linkage.get("key_check")):
+        problems.append((f"{where}.linkage", "encoded linkage needs the scheme and the shared secret's key_check",
+                         "add scheme: placelink-clk/1 and key_check: <the 12-hex value `placelink-partner "
+                         "key-check` prints>"))
     fmt = feed.get("format") if isinstance(feed.get("format"), dict) else {}
     if fmt.get("type") == "excel" and not fmt.get("sheet"):
         problems.append((f"{where}.format.sheet", "an Excel feed needs the sheet name", "add sheet: <name>"))

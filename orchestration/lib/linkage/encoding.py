@@ -109,7 +109,7 @@ class Encoder:
         self.kcv = key_check_value(secret)
         self.bits, self.hashes = bloom_bits, bloom_hashes
         self._keys = {f: hmac.new(secret, f"{SCHEME}|field|{f}".encode(), hashlib.sha256).digest()
-                      for f in {*TOKEN_FIELDS.values(), *BLOOM_FIELDS.values()}}
+                      for f in {*TOKEN_FIELDS.values(), *BLOOM_FIELDS.values(), "record_id"}}
         # balancing permutation per Bloom field, drawn from the field key (partners agree on it, nobody else can)
         self._perm = {f: np.random.default_rng(np.frombuffer(self._keys[f], dtype=np.uint32)).permutation(2 * bloom_bits)
                       for f in BLOOM_FIELDS.values()}
