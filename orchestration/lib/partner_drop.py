@@ -108,6 +108,9 @@ def encode_export(contract_path: Path, feed_id: str, export: Path, out_dir: Path
         message, where, fix = parsed.header_error
         raise PlacelinkError(f"the export does not match the contract: {message}", where=where or str(export),
                              fix=fix or "export the file in the contract's format")
+    if parsed.empty:
+        raise PlacelinkError("the export is empty: no header and no rows", where=str(export),
+                             fix="export the feed again; an empty month is sent as a header line alone")
     report_dir = Path(report_dir) if report_dir else out_dir.parent / "quarantine"
     report_dir.mkdir(parents=True, exist_ok=True)
     report = report_dir / f"{drop_date.isoformat()}_{feed.partner}__{feed.id}_quarantine.csv"
@@ -129,17 +132,18 @@ def encode_export(contract_path: Path, feed_id: str, export: Path, out_dir: Path
                              fix="encoded linkage is for feeds with a person mapping")
     encoded = encode_person_records(people.drop(columns=["_line"], errors="ignore"), encoder,
                                     read_ref(gazetteer), read_ref(postcodes)) if len(people) else \
-        pd.DataFrame(columns=["record_id", "source", *ENCODED_COLUMNS])
+        pd.DataFrame({c: pd.Series(dtype=object) for c in ["record_id", "source", *ENCODED_COLUMNS]})
     hidden = identifier_columns(feed)
     content = [c for c in feed.loaded_columns if c.name not in hidden]
-    rid_direct = any(feed.column(c).identifier == "direct" for c in feed.record_id_columns)
-    drop = pd.DataFrame({"record_id": (feed.source + ":" + rows["_record_id"]) if len(rows) else []})
-    if rid_direct:  # a record id that is itself an identifier (a pupil number) travels as a token
-        drop["record_id"] = encoder.tokens("record_id", drop["record_id"]).radd(feed.source + ":")
+    drop = pd.DataFrame({"record_id": pd.Series((feed.source + ":" + rows["_record_id"]) if len(rows) else [],
+                                                dtype=object)})
     for c in content:
         drop[c.sql_name] = rows[c.sql_name].values if len(rows) else []
-    enc = encoded.drop(columns=["record_id", "source"]).reset_index(drop=True)
-    drop = pd.concat([drop.reset_index(drop=True), enc], axis=1)
+    # by record id, never by position: the matcher and the normaliser return records in their own order
+    drop = drop.merge(encoded.drop(columns=["source"]), on="record_id", how="left", validate="one_to_one")
+    if any(feed.column(c).identifier == "direct" for c in feed.record_id_columns):
+        # a record id that is itself an identifier (a pupil number) travels as a token
+        drop["record_id"] = encoder.tokens("record_id", drop["record_id"]).radd(feed.source + ":")
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{drop_date.isoformat()}.csv"
     drop.to_csv(path, index=False)
