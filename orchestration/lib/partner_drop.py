@@ -130,17 +130,22 @@ def encode_export(contract_path: Path, feed_id: str, export: Path, out_dir: Path
     if feed.person is None:
         raise PlacelinkError(f"feed {feed.source} has no people: send it as it is", where=str(contract_path),
                              fix="encoded linkage is for feeds with a person mapping")
-    encoded = encode_person_records(people.drop(columns=["_line"], errors="ignore"), encoder,
-                                    read_ref(gazetteer), read_ref(postcodes)) if len(people) else \
+    # loaded rows and their person records are parallel (ingest appends both for each loaded row); they are
+    # encoded under their row number, not their record id: a drop may hold a record twice (a duplicate row)
+    assert len(people) == len(rows)
+    keyed = people.drop(columns=["_line"], errors="ignore").assign(record_id=[str(i) for i in range(len(people))])
+    encoded = encode_person_records(keyed, encoder, read_ref(gazetteer), read_ref(postcodes)) if len(people) else \
         pd.DataFrame({c: pd.Series(dtype=object) for c in ["record_id", "source", *ENCODED_COLUMNS]})
     hidden = identifier_columns(feed)
     content = [c for c in feed.loaded_columns if c.name not in hidden]
-    drop = pd.DataFrame({"record_id": pd.Series((feed.source + ":" + rows["_record_id"]) if len(rows) else [],
+    drop = pd.DataFrame({"_row": [str(i) for i in range(len(rows))],
+                         "record_id": pd.Series((feed.source + ":" + rows["_record_id"]) if len(rows) else [],
                                                 dtype=object)})
     for c in content:
         drop[c.sql_name] = rows[c.sql_name].values if len(rows) else []
-    # by record id, never by position: the matcher and the normaliser return records in their own order
-    drop = drop.merge(encoded.drop(columns=["source"]), on="record_id", how="left", validate="one_to_one")
+    # by row number, never by position: the matcher and the normaliser return records in their own order
+    drop = drop.merge(encoded.drop(columns=["source"]).rename(columns={"record_id": "_row"}), on="_row",
+                      how="left", validate="one_to_one").drop(columns=["_row"])
     if any(feed.column(c).identifier == "direct" for c in feed.record_id_columns):
         # a record id that is itself an identifier (a pupil number) travels as a token
         drop["record_id"] = encoder.tokens("record_id", drop["record_id"]).radd(feed.source + ":")

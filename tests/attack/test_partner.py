@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pandas as pd
 import pytest
 from placelink_partner.cli import main
 
@@ -110,3 +111,15 @@ def test_platform_refuses_tampered_foreign_or_stale_drops(partner_dir):
     manifest.write_text("{not json")
     with pytest.raises(PlacelinkError, match="cannot be read"):
         verify_drop(manifest, feed)
+
+
+def test_a_record_sent_twice_is_encoded_twice_with_its_own_encodings(partner_dir):
+    """A duplicate row (the same record id twice) made the tool join encodings to rows by a non-unique key."""
+    lines = export_text().strip("\r\n").split("\r\n")
+    (partner_dir / "export.csv").write_bytes(("\r\n".join([*lines, lines[5]]) + "\r\n").encode("cp1252"))
+    assert _run(partner_dir) == 0
+    drop = pd.read_csv(partner_dir / "drop" / "2025-02-01.csv", dtype=str)
+    assert len(drop) == 6
+    twice = drop[drop["record_id"] == "police.person_records:PR5"]
+    assert len(twice) == 2 and twice["given_name"].nunique() == 1
+    assert twice["given_name"].iloc[0] != drop.loc[drop["record_id"] == "police.person_records:PR1", "given_name"].iloc[0]

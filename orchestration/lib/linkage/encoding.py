@@ -237,7 +237,9 @@ def match_addresses_locally(records: pd.DataFrame, gazetteer: pd.DataFrame | Non
     prepare_gazetteer(con, "_gazetteer", "_gaz_prepared")
     match_addresses(con, "_records", "_gazetteer", "_postcodes", out_table="_matches",
                     prepared_gazetteer="_gaz_prepared")
-    m = con.execute("SELECT record_id, uprn, lsoa_code FROM _matches").df().set_index("record_id")
+    # a record id given twice (a duplicate row) matches once: both rows carry the same address
+    m = con.execute("SELECT record_id, any_value(uprn) AS uprn, any_value(lsoa_code) AS lsoa_code FROM _matches "
+                    "GROUP BY record_id").df().set_index("record_id")
     con.close()
     key = out["record_id"].astype(str)
     given = out["uprn"].astype("string") if "uprn" in out else pd.Series(pd.NA, index=out.index, dtype="string")
