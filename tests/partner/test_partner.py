@@ -3,6 +3,7 @@ the clear model's normalisation, encoded (the real police contract switched to e
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import subprocess
@@ -93,3 +94,18 @@ def test_partner_package_ships_what_it_imports_and_nothing_of_the_platform(tmp_p
     for mod in (m for m in mods if m.startswith("orchestration")):
         rel = mod.replace(".", "/")
         assert any(s in (f"{rel}.py", f"{rel}/__init__.py") or rel.startswith(s) for s in shipped), mod
+
+
+def test_ingest_says_an_encoded_feed_is_not_loaded_rather_than_misreading_its_drops(partner_dir):
+    from orchestration.lib.contracts import load_contract
+    from orchestration.lib.errors import DataError
+    from orchestration.lib.ingest.load import ingest_partition
+
+    feed = next(f for f in load_contract(partner_dir / "police.yml").feeds if f.id == "person_records")
+    try:
+        with duckdb.connect() as con:
+            ingest_partition(con, feed, "2025-02-01", partner_dir / "landing", today=dt.date(2025, 3, 1))
+    except DataError as exc:
+        assert "linkage.mode: encoded" in exc.message and exc.where.endswith("feeds[person_records].linkage")
+    else:
+        raise AssertionError("an encoded feed was ingested as a clear one")

@@ -739,6 +739,13 @@ def _ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str
                       home: Path | None, opt_outs: AbstractSet[str] | None, today: dt.date | None,
                       parsed: ParsedDrops | None) -> PartitionResult:
     check_agreement(feed, today)
+    if feed.linkage.mode == "encoded":
+        # an encoded drop read as the native export would stop on its header, or worse, half-load: say what it is
+        raise DataError(f"feed {feed.source} is linked on encodings (linkage.mode: encoded); loading encoded "
+                        "drops into the pipeline is not wired yet",
+                        where=f"orchestration/feeds/{feed.partner}.yml feeds[{feed.id}].linkage",
+                        fix="keep the feed clear for now, or check and link its drops with "
+                            "partner_drop.verify_drop and encoded_model.link_encoded_frame (docs/matching.md)")
     part_date = dt.date.fromisoformat(partition[:7] + "-01")
     partition = part_date.isoformat()
     files = feed_drops(landing, feed).get(partition, [])
