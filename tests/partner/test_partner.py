@@ -21,6 +21,7 @@ from orchestration.lib.linkage.encoding import BLOOM_BITS, Encoder, dice, key_ch
 from tests.partner.conftest import PEOPLE, SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
+_CON = duckdb.connect()
 
 
 def _encode(folder: Path, *extra: str) -> tuple[int, Path]:
@@ -64,7 +65,7 @@ def test_drop_holds_encodings_and_content_but_no_clear_identifier(partner_dir, c
     assert list(report.columns) == ["line", "reason"] and report.empty
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(a=st.text("abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=12),
        b=st.text("abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=12))
 def test_bloom_filters_are_balanced_and_duckdb_dice_is_the_reference(a, b):
@@ -72,7 +73,9 @@ def test_bloom_filters_are_balanced_and_duckdb_dice_is_the_reference(a, b):
     fa, fb = enc.bloom("given_name", a), enc.bloom("given_name", b)
     sql = "SELECT bit_count(CAST(from_hex(?) AS BIT)), CAST(bit_count(CAST(from_hex(?) AS BIT) & " \
           "CAST(from_hex(?) AS BIT)) AS DOUBLE) / bit_count(CAST(from_hex(?) AS BIT))"
-    ones, sim = duckdb.execute(sql, [fa, fa, fb, fa]).fetchone()
+    # this module's own connection (not duckdb's default one, whose unfinished results outlive the test), opened
+    # once: a connection per example cost seconds on a loaded machine
+    ones, sim = _CON.execute(sql, [fa, fa, fb, fa]).fetchall()[0]
     assert ones == BLOOM_BITS                       # balancing: the weight says nothing about the name's length
     assert abs(sim - dice(fa, fb)) < 1e-12          # the model's SQL is the Dice coefficient
     assert (sim == 1.0) == (fa == fb)
