@@ -310,6 +310,12 @@ class Feed(_Strict):
         return next(c for c in self.columns if c.name == name)
 
     @property
+    def drop_extension(self) -> str:
+        """The extension of the files landed for this feed: the native format's, or ``csv`` for an encoded feed
+        (``placelink-partner`` writes ``<date>.csv`` + ``<date>.manifest.json`` whatever the native format)."""
+        return "csv" if self.linkage.mode == "encoded" else self.format.file_extension
+
+    @property
     def loaded_columns(self) -> list[Column]:
         """Contract columns the agreement allows (in contract order): what reaches the raw table."""
         allowed = set(self.agreement.allowed_columns)
@@ -537,8 +543,35 @@ def validate_contract_data(data: Any, path: str | Path) -> tuple[Contract | None
     if problems:
         return None, problems
     assert contract is not None
-    feeds = [f.model_copy(update={"partner": contract.partner.id}) for f in contract.feeds]
+    feeds = [f.model_copy(update={"partner": contract.partner.id, **_deployment_linkage(f, fpath)})
+             for f in contract.feeds]
     return contract.model_copy(update={"feeds": feeds}), []
+
+
+#: Deployment-wide switch (``PLACELINK_LINKAGE=encoded``, with ``PLACELINK_LINKAGE_KEY_CHECK`` the partners'
+#: key check value): every feed with people is linked on encodings, as if each contract said
+#: ``linkage: {mode: encoded, scheme: placelink-clk/1, key_check: <value>}``. ``PLACELINK_LINKAGE=encoded make demo``
+#: runs the synthetic county this way; a real deployment writes ``linkage`` in each contract instead.
+LINKAGE_ENV, LINKAGE_KEY_CHECK_ENV = "PLACELINK_LINKAGE", "PLACELINK_LINKAGE_KEY_CHECK"
+
+
+def _deployment_linkage(feed: Feed, fpath: str) -> dict:
+    import os
+
+    mode = os.environ.get(LINKAGE_ENV, "").strip()
+    if mode in ("", "clear") or feed.person is None or feed.linkage.mode == "encoded":
+        return {}
+    if mode != "encoded":
+        raise ContractError([(f"environment variable {LINKAGE_ENV}", f"unknown linkage mode {mode!r}",
+                              "set it to encoded or clear, or unset it")])
+    from orchestration.lib.linkage.encoding import SCHEME
+
+    key_check = os.environ.get(LINKAGE_KEY_CHECK_ENV, "").strip()
+    if not re.fullmatch(r"[0-9a-f]{12}", key_check):
+        raise ContractError([(f"environment variable {LINKAGE_KEY_CHECK_ENV}",
+                              f"{LINKAGE_ENV}=encoded needs the partners' key check value (12 hex) for {fpath}",
+                              "set it to what `placelink-partner key-check` prints")])
+    return {"linkage": Linkage(mode="encoded", scheme=SCHEME, key_check=key_check)}
 
 
 def load_contract(path: str | Path) -> Contract:

@@ -167,9 +167,10 @@ def encode_export(contract_path: Path, feed_id: str, export: Path, out_dir: Path
     return manifest
 
 
-def verify_drop(manifest_path: Path, feed: Feed) -> pd.DataFrame:
+def verify_drop(manifest_path: Path, feed: Feed, drop_file: str | None = None) -> pd.DataFrame:
     """The platform's check of an encoded drop: right scheme, secret (key check value), contract version,
-    checksum and row count; returns the drop's rows (every column as text)."""
+    checksum and row count; returns the drop's rows (every column as text). ``drop_file``: the name of the
+    landed file the manifest must describe (ingest: a manifest copied beside another file proves nothing)."""
     manifest_path = Path(manifest_path)
     where = str(manifest_path)
     try:
@@ -190,6 +191,9 @@ def verify_drop(manifest_path: Path, feed: Feed) -> pd.DataFrame:
     if manifest.get("contract_fingerprint") != contract_fingerprint(feed):
         raise PlacelinkError("the drop was made under another version of the feed's contract", where=where,
                              fix="the partner updates their copy of the contract and re-encodes")
+    if drop_file is not None and manifest.get("file") != drop_file:
+        raise PlacelinkError(f"the manifest describes another file, not {drop_file}", where=where,
+                             fix="land each drop with its own manifest (<drop name>.manifest.json)")
     path = manifest_path.parent / str(manifest.get("file", ""))
     if not path.is_file() or _sha256(path) != manifest.get("sha256"):
         raise PlacelinkError("the drop file is missing or its checksum differs from the manifest's",

@@ -99,16 +99,38 @@ def test_partner_package_ships_what_it_imports_and_nothing_of_the_platform(tmp_p
         assert any(s in (f"{rel}.py", f"{rel}/__init__.py") or rel.startswith(s) for s in shipped), mod
 
 
-def test_ingest_says_an_encoded_feed_is_not_loaded_rather_than_misreading_its_drops(partner_dir):
+def test_ingest_loads_a_verified_encoded_drop_and_quarantines_a_refused_one_line_by_line(partner_dir, capsys):
+    """An encoded feed's drop lands as placelink-partner wrote it: verified, loaded into the raw table (identifier
+    columns NULL) and link.encoded_person_records; a drop whose manifest no longer matches loads nothing and
+    every one of its lines is quarantined with the refusal as reason."""
+    import shutil
+
     from orchestration.lib.contracts import load_contract
-    from orchestration.lib.errors import DataError
     from orchestration.lib.ingest.load import ingest_partition
 
+    rc, drop_dir = _encode(partner_dir)
+    assert rc == 0, capsys.readouterr().err
     feed = next(f for f in load_contract(partner_dir / "police.yml").feeds if f.id == "person_records")
-    try:
-        with duckdb.connect() as con:
-            ingest_partition(con, feed, "2025-02-01", partner_dir / "landing", today=dt.date(2025, 3, 1))
-    except DataError as exc:
-        assert "linkage.mode: encoded" in exc.message and exc.where.endswith("feeds[person_records].linkage")
-    else:
-        raise AssertionError("an encoded feed was ingested as a clear one")
+    folder = partner_dir / "landing" / "police" / "person_records"
+    folder.mkdir(parents=True)
+    for name in ("2025-02-01.csv", "2025-02-01.manifest.json"):
+        shutil.copy(drop_dir / name, folder / name)
+    # a second drop the same month whose file was changed after its manifest was written
+    shutil.copy(drop_dir / "2025-02-01.manifest.json", folder / "2025-02-03.manifest.json")
+    tampered = (drop_dir / "2025-02-01.csv").read_text().replace("Theft", "theft")
+    (folder / "2025-02-03.csv").write_text(tampered)
+    with duckdb.connect() as con:
+        result = ingest_partition(con, feed, "2025-02-01", partner_dir / "landing", today=dt.date(2025, 3, 1))
+        by_file = {Path(f.source_file).name: f for f in result.files}
+        assert (by_file["2025-02-01.csv"].rows_loaded, by_file["2025-02-01.csv"].rows_quarantined) == (5, 0)
+        assert (by_file["2025-02-03.csv"].rows_loaded, by_file["2025-02-03.csv"].lines_quarantined) == (0, 5)
+        raw = con.execute(f"SELECT * FROM {feed.table} ORDER BY _line").df()
+        assert len(raw) == 5 and raw["forename"].isna().all() and raw["date_of_birth"].isna().all()
+        assert raw["offence_group"].tolist() == ["Theft"] * 5 and raw["_record_id"].tolist()[0] == "PR1"
+        enc = con.execute("SELECT * FROM link.encoded_person_records ORDER BY record_id").df()
+        assert enc["record_id"].tolist() == [f"police.person_records:PR{i}" for i in range(1, 6)]
+        assert enc["given_name"].str.fullmatch("[0-9a-f]{32}").all()
+        assert con.execute("SELECT count(*) FROM link.person_records").fetchall()[0][0] == 0
+        q = con.execute("SELECT line, reason FROM ops.quarantine ORDER BY line").fetchall()
+        assert [line for line, _ in q] == [2, 3, 4, 5, 6]
+        assert all(r.startswith("encoded_drop_refused: the manifest describes another file") for _, r in q)

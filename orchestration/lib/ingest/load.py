@@ -142,7 +142,7 @@ def feed_drops(landing: Path, feed: Feed) -> dict[str, list[Path]]:
     """``{partition: [drop files, sorted]}`` for one feed's landing folder, by the landing rule (the planner and
     the sensor list the same files). Rejected files are not here: :func:`record_rejected` accounts for them."""
     out: dict[str, list[Path]] = {}
-    for f in scan_feed(landing, feed.partner, feed.id, feed.format.file_extension):
+    for f in scan_feed(landing, feed.partner, feed.id, feed.drop_extension):
         if f.partition:
             out.setdefault(f.partition, []).append(f.path)
     return out
@@ -740,12 +740,10 @@ def _ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str
                       parsed: ParsedDrops | None) -> PartitionResult:
     check_agreement(feed, today)
     if feed.linkage.mode == "encoded":
-        # an encoded drop read as the native export would stop on its header, or worse, half-load: say what it is
-        raise DataError(f"feed {feed.source} is linked on encodings (linkage.mode: encoded); loading encoded "
-                        "drops into the pipeline is not wired yet",
-                        where=f"orchestration/feeds/{feed.partner}.yml feeds[{feed.id}].linkage",
-                        fix="keep the feed clear for now, or check and link its drops with "
-                            "partner_drop.verify_drop and encoded_model.link_encoded_frame (docs/matching.md)")
+        # the partner sent placelink-partner's drops (encodings + manifest), not the native export
+        from orchestration.lib.ingest.encoded import ingest_encoded_partition
+
+        return ingest_encoded_partition(con, feed, partition, landing, home=home, opt_outs=opt_outs)
     part_date = dt.date.fromisoformat(partition[:7] + "-01")
     partition = part_date.isoformat()
     files = feed_drops(landing, feed).get(partition, [])
