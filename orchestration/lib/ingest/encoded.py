@@ -133,7 +133,12 @@ def _load_verified(con, feed: Feed, df, rel: str, part_date: dt.date, now: dt.da
     con.execute("CREATE OR REPLACE TEMP TABLE _drop AS SELECT * FROM _drop_df")
     con.unregister("_drop_df")
     have = {r[0] for r in con.execute("DESCRIBE _drop").fetchall()}
-    content = [c for c in feed.loaded_columns if c.sql_name in have]
+    from orchestration.lib.partner_drop import identifier_columns
+
+    # the partner's own rule for what is content: a native identifier column may share its name with an
+    # encoding (uprn, dob), and the drop's column of that name is then the token, never the raw value
+    hidden = identifier_columns(feed)
+    content = [c for c in feed.loaded_columns if c.sql_name in have and c.name not in hidden]
     casts = {c.sql_name: f'TRY_CAST("{c.sql_name}" AS {SQL_TYPES[c.type]})' for c in content}
     checks = " ".join(f"WHEN \"{n}\" IS NOT NULL AND {expr} IS NULL THEN 'encoded_bad_value:{n}' "
                       for n, expr in casts.items())
