@@ -55,6 +55,9 @@ def run_refresh(full: bool, home: Path | None, log_level: str = "WARNING") -> No
 
 def run_demo(home: Path | None) -> None:
     settings = _use_home(home)
+    from orchestration.lib.partner_drop import use_demo_linkage
+
+    encoded = use_demo_linkage()  # PLACELINK_LINKAGE=encoded: the partners send encodings, not identifiers
     has_drops = settings.landing.exists() and any(p.is_file() for p in settings.landing.rglob("*"))
     if not has_drops:
         console.print(f"no partner drops under {settings.landing}: generating the small synthetic county")
@@ -63,8 +66,23 @@ def run_demo(home: Path | None) -> None:
         if proc.returncode != 0:
             raise PlacelinkError("generating the synthetic county failed", where="placelink generate --scale small",
                                  fix="run `placelink generate --scale small` to see the error")
+    if encoded:
+        _encode_demo_landing(settings)
     run_refresh(full=True, home=settings.home)
     print_where_to_look(settings)
+
+
+def _encode_demo_landing(settings: Settings) -> None:
+    """The synthetic partners run placelink-partner on their drops before landing them (demo secret)."""
+    import tempfile
+
+    from orchestration.lib.partner_drop import DEMO_SECRET, encode_landing
+
+    console.print("encoded linkage: the synthetic partners encode their drops with placelink-partner")
+    with tempfile.TemporaryDirectory() as reports:  # the partners' quarantine reports stay with them
+        counts = encode_landing(settings.home, DEMO_SECRET, Path(reports))
+    console.print(f"encoded {counts['drops']} drops: {counts['rows_encoded']:,} rows sent, "
+                  f"{counts['rows_quarantined']:,} kept back by the partners' own checks")
 
 
 def print_where_to_look(settings: Settings) -> None:

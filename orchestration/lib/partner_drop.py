@@ -88,9 +88,11 @@ def check_encoded_feed(feed: Feed, encoder: Encoder | None, where: str) -> None:
 
 def encode_export(contract_path: Path, feed_id: str, export: Path, out_dir: Path, secret: bytes, *,
                   drop_date: dt.date | None = None, gazetteer: Path | None = None, postcodes: Path | None = None,
-                  report_dir: Path | None = None, opt_outs: frozenset[str] = frozenset()) -> dict:
+                  report_dir: Path | None = None, opt_outs: frozenset[str] = frozenset(),
+                  name: str | None = None) -> dict:
     """Validate, match, normalise and encode one native export; write ``<date>.csv`` and
-    ``<date>.manifest.json`` to ``out_dir`` and the quarantine report to ``report_dir``. Returns the manifest."""
+    ``<date>.manifest.json`` to ``out_dir`` (``name`` instead of the date: the landed drop's own stem, e.g.
+    ``2025-06-01_v2``) and the quarantine report to ``report_dir``. Returns the manifest."""
     from orchestration.lib.governance.erasure import Exclusions
     from orchestration.lib.ingest.load import parse_file
 
@@ -150,7 +152,8 @@ def encode_export(contract_path: Path, feed_id: str, export: Path, out_dir: Path
         # a record id that is itself an identifier (a pupil number) travels as a token
         drop["record_id"] = encoder.tokens("record_id", drop["record_id"]).radd(feed.source + ":")
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{drop_date.isoformat()}.csv"
+    stem = name or drop_date.isoformat()
+    path = out_dir / f"{stem}.csv"
     drop.to_csv(path, index=False)
     manifest = {
         "manifest_version": MANIFEST_VERSION, "scheme": SCHEME, "key_check": encoder.kcv,
@@ -163,7 +166,7 @@ def encode_export(contract_path: Path, feed_id: str, export: Path, out_dir: Path
         "columns": list(drop.columns), "file": path.name, "sha256": _sha256(path),
         "export_sha256": digest,
     }
-    (out_dir / f"{drop_date.isoformat()}.manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (out_dir / f"{stem}.manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
@@ -203,3 +206,59 @@ def verify_drop(manifest_path: Path, feed: Feed, drop_file: str | None = None) -
         raise PlacelinkError("the drop's rows or columns differ from its manifest", where=str(path),
                              fix="re-send the drop file with its manifest")
     return df
+
+
+#: The synthetic county's partners' shared secret (``PLACELINK_LINKAGE=encoded make demo``). Public, so it protects
+#: nothing: synthetic people only. A real deployment's partners hold their own secret; the platform never does.
+DEMO_SECRET = hashlib.sha256(b"placelink demo: the synthetic partners' shared secret").digest()
+
+
+def use_demo_linkage() -> bool:
+    """With ``PLACELINK_LINKAGE=encoded`` and no key check value set, the demo's (of :data:`DEMO_SECRET`).
+    Returns whether the deployment is encoded."""
+    import os
+
+    from orchestration.lib.contracts import LINKAGE_ENV, LINKAGE_KEY_CHECK_ENV
+    from orchestration.lib.linkage.encoding import key_check_value
+
+    if os.environ.get(LINKAGE_ENV, "").strip() != "encoded":
+        return False
+    os.environ.setdefault(LINKAGE_KEY_CHECK_ENV, key_check_value(DEMO_SECRET))
+    return True
+
+
+def encode_landing(home: Path, secret: bytes, report_dir: Path) -> dict:
+    """Play the partners of a synthetic county: replace every native drop of every encoded feed under
+    ``<home>/landing`` by what ``placelink-partner encode`` makes of it (drop + manifest, same name), matched
+    against the county's gazetteer. Drops that already have a manifest are left alone. Returns counts."""
+    import shutil
+    import tempfile
+
+    from orchestration.lib.contracts import FEEDS_DIR, load_contracts
+    from orchestration.lib.ingest.load import read_opt_outs
+    from orchestration.lib.landing import MANIFEST_SUFFIX, scan_feed
+
+    home = Path(home)
+    landing, reference = home / "landing", home / "reference"
+    opt_outs = read_opt_outs(reference)
+    counts = {"drops": 0, "rows_encoded": 0, "rows_quarantined": 0}
+    for feed in load_contracts().feeds():
+        if feed.linkage.mode != "encoded":
+            continue
+        for f in scan_feed(landing, feed.partner, feed.id, feed.format.file_extension):
+            stem = f.path.name.rsplit(".", 1)[0]
+            if f.drop_date is None or (f.path.parent / f"{stem}{MANIFEST_SUFFIX}").exists():
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                manifest = encode_export(FEEDS_DIR / f"{feed.partner}.yml", feed.id, f.path, Path(tmp), secret,
+                                         drop_date=f.drop_date, gazetteer=reference / "gazetteer.csv",
+                                         postcodes=reference / "postcodes.csv",
+                                         report_dir=Path(report_dir) / feed.partner / feed.id, opt_outs=opt_outs,
+                                         name=stem)
+                f.path.unlink()  # the native export stays at the partner
+                for suffix in (".csv", MANIFEST_SUFFIX):
+                    shutil.move(Path(tmp) / f"{stem}{suffix}", f.path.parent / f"{stem}{suffix}")
+            counts["drops"] += 1
+            counts["rows_encoded"] += manifest["rows_encoded"]
+            counts["rows_quarantined"] += manifest["rows_quarantined"]
+    return counts
