@@ -229,7 +229,7 @@ def _scan_folder(folder: Path, prefix: str, partner: str, feed: str, extension: 
             out.append(odd)
             continue
         day, reason, fix = classify_name(entry.name, extension, today=today)
-        if day is None and _is_manifest_of_drop(entry.name, extension, today):
+        if day is None and _is_manifest_of_drop(folder, entry.name, extension, today):
             # an encoded drop's manifest (``<drop>.manifest.json``): read and accounted for with its drop
             continue
         if day is None:
@@ -243,13 +243,15 @@ def _scan_folder(folder: Path, prefix: str, partner: str, feed: str, extension: 
 MANIFEST_SUFFIX = ".manifest.json"
 
 
-def _is_manifest_of_drop(name: str, extension: str, today: dt.date | None) -> bool:
+def _is_manifest_of_drop(folder: Path, name: str, extension: str, today: dt.date | None) -> bool:
     """``<YYYY-MM-DD>[_<suffix>].manifest.json`` beside a CSV feed's drops: the manifest ``placelink-partner``
-    writes with each encoded drop (``orchestration.lib.partner_drop``). Ingest refuses an encoded drop whose
-    manifest is missing or does not match, so a manifest is never skipped unaccounted."""
+    writes with each encoded drop (``orchestration.lib.partner_drop``), when that drop is there. Ingest refuses
+    an encoded drop whose manifest is missing or does not match, so a manifest is never skipped unaccounted."""
     if extension.lower() != "csv" or not name.endswith(MANIFEST_SUFFIX):
         return False
-    return classify_name(name[: -len(MANIFEST_SUFFIX)] + ".csv", extension, today=today)[0] is not None
+    drop = name[: -len(MANIFEST_SUFFIX)] + ".csv"
+    # a manifest without its drop is an odd file like any other: rejected and reported
+    return classify_name(drop, extension, today=today)[0] is not None and (Path(folder) / drop).is_file()
 
 
 def _folder_entry(landing: Path, partner: str, feed: str) -> tuple[Path, LandingFile | None]:

@@ -123,3 +123,37 @@ def test_a_record_sent_twice_is_encoded_twice_with_its_own_encodings(partner_dir
     twice = drop[drop["record_id"] == "police.person_records:PR5"]
     assert len(twice) == 2 and twice["given_name"].nunique() == 1
     assert twice["given_name"].iloc[0] != drop.loc[drop["record_id"] == "police.person_records:PR1", "given_name"].iloc[0]
+
+
+def test_deployment_linkage_switch_refuses_a_missing_or_malformed_key_check_and_an_unknown_mode(monkeypatch):
+    """PLACELINK_LINKAGE=encoded without the partners' key check value (or with another mode) stops contract
+    loading with what and how to fix; with it, every feed with people is encoded and lands as CSV."""
+    from orchestration.lib.contracts import FEEDS_DIR, ContractError, load_contract
+
+    monkeypatch.setenv("PLACELINK_LINKAGE", "encoded")
+    for bad in ("", "XYZ", "0123456789abcdef"):
+        monkeypatch.setenv("PLACELINK_LINKAGE_KEY_CHECK", bad)
+        with pytest.raises(ContractError) as exc:
+            load_contract(FEEDS_DIR / "nhs.yml")
+        assert "PLACELINK_LINKAGE_KEY_CHECK" in str(exc.value)
+    monkeypatch.setenv("PLACELINK_LINKAGE", "hashed")
+    with pytest.raises(ContractError, match="unknown linkage mode"):
+        load_contract(FEEDS_DIR / "nhs.yml")
+    monkeypatch.setenv("PLACELINK_LINKAGE", "encoded")
+    monkeypatch.setenv("PLACELINK_LINKAGE_KEY_CHECK", "0123456789ab")
+    police = load_contract(FEEDS_DIR / "police.yml")
+    modes = {f.id: (f.linkage.mode, f.drop_extension) for f in police.feeds}
+    assert modes["person_records"] == ("encoded", "csv") and modes["street_crimes"][0] == "clear"
+
+
+def test_landing_accepts_a_manifest_only_beside_its_drop(tmp_path):
+    """An encoded drop's manifest is read with its drop; a manifest alone is an odd file, rejected and reported."""
+    from orchestration.lib.landing import scan_feed
+
+    folder = tmp_path / "police" / "person_records"
+    folder.mkdir(parents=True)
+    for name in ("2025-02-01.csv", "2025-02-01.manifest.json", "2025-02-09.manifest.json"):
+        (folder / name).write_text("{}")
+    found = {f.path.name: (f.drop_date is not None, f.reason_code) for f in scan_feed(tmp_path, "police",
+                                                                                       "person_records", "csv")}
+    assert found == {"2025-02-01.csv": (True, None), "2025-02-09.manifest.json": (False, "landing_extension")}
