@@ -693,6 +693,8 @@ def parse_partitions(feed: Feed, partitions: list[str], landing: Path, *, home: 
     """
     from orchestration.lib.parallel import spawn_pool, worker_count
 
+    if feed.linkage.mode == "encoded":
+        return ParsedDrops()  # encoded drops are not typed row by row here (ingest/encoded.py reads them)
     drops = feed_drops(landing, feed)
     tasks = []
     for partition in sorted(partitions):
