@@ -9,7 +9,7 @@ export UV_PYTHON := $(shell $$(command -v python3.11 || echo $(PYTHON)) -c "impo
 UV := $(shell command -v uv 2>/dev/null || echo $(PYTHON) -m uv)
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: test-spark setup demo test lint bench ui mlflow-ui dbt-docs clean
+.PHONY: test-long setup demo test lint bench ui mlflow-ui dbt-docs clean
 
 setup: .venv/.placelink-synced
 
@@ -37,14 +37,15 @@ TEST_WORKERS ?= 2
 TEST_TMP ?= $(if $(wildcard /dev/shm/.),/dev/shm/placelink-tests$(subst /,-,$(CURDIR)),)
 test: lint
 	$(RUN) pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) \
-		-m "not spark" $(if $(TEST_TMP),--basetemp=$(TEST_TMP)) $(PYTEST_ARGS)
+		-m "not long" $(if $(TEST_TMP),--basetemp=$(TEST_TMP)) $(PYTEST_ARGS)
 	$(if $(TEST_TMP),rm -rf $(TEST_TMP))
 
-# The Spark equivalence test (docs/scaling.md): Splink on a local Spark JVM takes minutes on 2 cores, more than
-# make test's 15-minute budget can hold, so it is its own target; CI (.ci/run) runs it after make test.
-test-spark: setup
-	$(RUN) pytest -m spark $(if $(TEST_TMP),--basetemp=$(TEST_TMP)-spark) $(PYTEST_ARGS)
-	$(if $(TEST_TMP),rm -rf $(TEST_TMP)-spark)
+# The tests marked `long`, each a whole run that takes minutes on 2 cores on its own (the Spark equivalence test,
+# docs/scaling.md; the encoded county through the demo, README "Linking without sharing identifiers"): more than
+# make test's 15-minute budget holds, so they are their own target; CI (.ci/run) runs it after make test.
+test-long: setup
+	$(RUN) pytest -n $(if $(filter 0,$(TEST_WORKERS)),0,2) -m long $(if $(TEST_TMP),--basetemp=$(TEST_TMP)-long) $(PYTEST_ARGS)
+	$(if $(TEST_TMP),rm -rf $(TEST_TMP)-long)
 
 bench: setup
 	$(RUN) python benchmarks/run.py --scale $${SCALE:-small} $${BENCH_ARGS:-}

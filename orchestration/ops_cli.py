@@ -107,6 +107,9 @@ def run_refresh(full: bool, home: Path | None, log_level: str = "WARNING", captu
 
 def run_demo(home: Path | None) -> None:
     settings = _use_home(home)
+    from orchestration.lib.partner_drop import use_demo_linkage
+
+    encoded = use_demo_linkage()  # PLACELINK_LINKAGE=encoded: the partners send encodings, not identifiers
     has_drops = settings.landing.exists() and any(p.is_file() for p in settings.landing.rglob("*"))
     if not has_drops:
         console.print(f"no partner drops under {settings.landing}: generating the small synthetic county")
@@ -115,6 +118,8 @@ def run_demo(home: Path | None) -> None:
         if proc.returncode != 0:
             raise PlacelinkError("generating the synthetic county failed", where="placelink generate --scale small",
                                  fix="run `placelink generate --scale small` to see the error")
+    if encoded:
+        _encode_demo_landing(settings)
     log = settings.logs_dir / f"demo-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.log"
     try:
         run_refresh(full=True, home=settings.home, capture_to=log)
@@ -171,11 +176,28 @@ def print_summary(settings: Settings, log: Path | None = None) -> None:
 
 
 def write_readme_pictures(settings: Settings) -> None:
-    """The README's map and chart are the demo's own (docs/images/atlas-*.svg): drawn again from this run."""
+    """The README's map and chart are the demo's own (docs/images/atlas-*.svg): drawn again from this run, when
+    it is ``make demo``'s run (the repository's own home, ./.placelink): a demo of another home, a test's, an
+    encoded run's, leaves the repository's files alone."""
     from orchestration.lib.atlas import build_atlas
 
+    if settings.home.resolve() != (ROOT / ".placelink").resolve():
+        return
     if (settings.published / "place_monthly_indicators.parquet").exists():
         build_atlas(settings, readme_images=ROOT / "docs" / "images")
+
+
+def _encode_demo_landing(settings: Settings) -> None:
+    """The synthetic partners run placelink-partner on their drops before landing them (demo secret)."""
+    import tempfile
+
+    from orchestration.lib.partner_drop import DEMO_SECRET, encode_landing
+
+    console.print("encoded linkage: the synthetic partners encode their drops with placelink-partner")
+    with tempfile.TemporaryDirectory() as reports:  # the partners' quarantine reports stay with them
+        counts = encode_landing(settings.home, DEMO_SECRET, Path(reports))
+    console.print(f"encoded {counts['drops']} drops: {counts['rows_encoded']:,} rows sent, "
+                  f"{counts['rows_quarantined']:,} kept back by the partners' own checks")
 
 
 def print_where_to_look(settings: Settings) -> None:

@@ -261,6 +261,17 @@ class Agreement(_Strict):
         return out
 
 
+class Linkage(_Strict):
+    """How the feed's people are linked (docs/governance.md "Linking without sharing identifiers"): ``clear``
+    (the partner sends identifiers; the default) or ``encoded`` (the partner runs ``placelink-partner`` and sends
+    keyed encodings only). ``key_check`` is the check value of the secret the partners share, which the
+    platform does not hold: a drop encoded with another secret is refused, at source and at landing."""
+
+    mode: Literal["clear", "encoded"] = "clear"
+    scheme: str | None = None
+    key_check: str | None = Field(default=None, pattern=r"^[0-9a-f]{12}$")
+
+
 class Feed(_Strict):
     id: str = Field(pattern=_ID)
     description: str = Field(min_length=1)
@@ -272,6 +283,7 @@ class Feed(_Strict):
     place: PlaceMapping | None = None
     partitioning: Partitioning = Partitioning()
     agreement: Agreement
+    linkage: Linkage = Linkage()
 
     # filled in by Contract so a feed knows its partner
     partner: str = ""
@@ -296,6 +308,12 @@ class Feed(_Strict):
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
+
+    @property
+    def drop_extension(self) -> str:
+        """The extension of the files landed for this feed: the native format's, or ``csv`` for an encoded feed
+        (``placelink-partner`` writes ``<date>.csv`` + ``<date>.manifest.json`` whatever the native format)."""
+        return "csv" if self.linkage.mode == "encoded" else self.format.file_extension
 
     @property
     def loaded_columns(self) -> list[Column]:
@@ -486,6 +504,11 @@ def _cross_checks(feed: dict, fpath: str) -> list[tuple[str, str, str]]:
             except ValueError as exc:
                 problems.append((f"{where}.columns[{c.get('name')}].format", f"not a strptime pattern: {exc}",
                                  "use e.g. %d/%m/%Y"))
+    linkage = feed.get("linkage") if isinstance(feed.get("linkage"), dict) else {}
+    if linkage.get("mode") == "encoded" and not (linkage.get("scheme") and linkage.get("key_check")):
+        problems.append((f"{where}.linkage", "encoded linkage needs the scheme and the shared secret's key_check",
+                         "add scheme: placelink-clk/1 and key_check: <the 12-hex value `placelink-partner "
+                         "key-check` prints>"))
     fmt = feed.get("format") if isinstance(feed.get("format"), dict) else {}
     if fmt.get("type") == "excel" and not fmt.get("sheet"):
         problems.append((f"{where}.format.sheet", "an Excel feed needs the sheet name", "add sheet: <name>"))
@@ -520,8 +543,35 @@ def validate_contract_data(data: Any, path: str | Path) -> tuple[Contract | None
     if problems:
         return None, problems
     assert contract is not None
-    feeds = [f.model_copy(update={"partner": contract.partner.id}) for f in contract.feeds]
+    feeds = [f.model_copy(update={"partner": contract.partner.id, **_deployment_linkage(f, fpath)})
+             for f in contract.feeds]
     return contract.model_copy(update={"feeds": feeds}), []
+
+
+#: Deployment-wide switch (``PLACELINK_LINKAGE=encoded``, with ``PLACELINK_LINKAGE_KEY_CHECK`` the partners'
+#: key check value): every feed with people is linked on encodings, as if each contract said
+#: ``linkage: {mode: encoded, scheme: placelink-clk/1, key_check: <value>}``. ``PLACELINK_LINKAGE=encoded make demo``
+#: runs the synthetic county this way; a real deployment writes ``linkage`` in each contract instead.
+LINKAGE_ENV, LINKAGE_KEY_CHECK_ENV = "PLACELINK_LINKAGE", "PLACELINK_LINKAGE_KEY_CHECK"
+
+
+def _deployment_linkage(feed: Feed, fpath: str) -> dict:
+    import os
+
+    mode = os.environ.get(LINKAGE_ENV, "").strip()
+    if mode in ("", "clear") or feed.person is None or feed.linkage.mode == "encoded":
+        return {}
+    if mode != "encoded":
+        raise ContractError([(f"environment variable {LINKAGE_ENV}", f"unknown linkage mode {mode!r}",
+                              "set it to encoded or clear, or unset it")])
+    from orchestration.lib.linkage.encoding import SCHEME
+
+    key_check = os.environ.get(LINKAGE_KEY_CHECK_ENV, "").strip()
+    if not re.fullmatch(r"[0-9a-f]{12}", key_check):
+        raise ContractError([(f"environment variable {LINKAGE_KEY_CHECK_ENV}",
+                              f"{LINKAGE_ENV}=encoded needs the partners' key check value (12 hex) for {fpath}",
+                              "set it to what `placelink-partner key-check` prints")])
+    return {"linkage": Linkage(mode="encoded", scheme=SCHEME, key_check=key_check)}
 
 
 def load_contract(path: str | Path) -> Contract:

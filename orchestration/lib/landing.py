@@ -245,12 +245,29 @@ def _scan_folder(folder: Path, prefix: str, partner: str, feed: str, extension: 
             out.append(odd)
             continue
         day, reason, fix = classify_name(entry.name, extension, today=today)
+        if day is None and _is_manifest_of_drop(folder, entry.name, extension, today):
+            # an encoded drop's manifest (``<drop>.manifest.json``): read and accounted for with its drop
+            continue
         if day is None:
             out.append(_rejected(entry, rel, partner, feed, reason or "landing_name", fix or ""))
         else:
             out.append(LandingFile(Path(entry.path), rel, partner, feed, drop_date=day,
                                    modified=entry.stat(follow_symlinks=False).st_mtime))
     return out
+
+
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+def _is_manifest_of_drop(folder: Path, name: str, extension: str, today: dt.date | None) -> bool:
+    """``<YYYY-MM-DD>[_<suffix>].manifest.json`` beside a CSV feed's drops: the manifest ``placelink-partner``
+    writes with each encoded drop (``orchestration.lib.partner_drop``), when that drop is there. Ingest refuses
+    an encoded drop whose manifest is missing or does not match, so a manifest is never skipped unaccounted."""
+    if extension.lower() != "csv" or not name.endswith(MANIFEST_SUFFIX):
+        return False
+    drop = name[: -len(MANIFEST_SUFFIX)] + ".csv"
+    # a manifest without its drop is an odd file like any other: rejected and reported
+    return classify_name(drop, extension, today=today)[0] is not None and (Path(folder) / drop).is_file()
 
 
 def _folder_entry(landing: Path, partner: str, feed: str) -> tuple[Path, LandingFile | None]:
@@ -336,11 +353,13 @@ def contract_extensions(feeds: Iterable | None = None) -> dict[tuple[str, str], 
     """``(partner, feed) -> extension`` of every feed (default: every contract in ``orchestration/feeds``, read
     again only when a contract file changes: the planner and test locations ask for each feed)."""
     if feeds is not None:
-        return {(f.partner, f.id): f.format.file_extension for f in feeds}
-    from orchestration.lib.contracts import FEEDS_DIR
+        return {(f.partner, f.id): f.drop_extension for f in feeds}
+    from orchestration.lib.contracts import FEEDS_DIR, LINKAGE_ENV, LINKAGE_KEY_CHECK_ENV
 
     files = sorted([*FEEDS_DIR.glob("*.yml"), *FEEDS_DIR.glob("*.yaml")])
-    signature = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+    # the deployment's linkage switch changes encoded feeds' extension: part of the cache key
+    signature = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files) + (
+        os.environ.get(LINKAGE_ENV), os.environ.get(LINKAGE_KEY_CHECK_ENV))
     return dict(_default_extensions(signature))
 
 

@@ -31,7 +31,7 @@ def _link(records, model, settings):
     return result.person_index, result.summary
 
 
-@pytest.mark.spark
+@pytest.mark.long
 def test_person_clusters_on_spark_equal_duckdb(linkage_county, linkage_model, spark, spark_home, tmp_path):
     assert linkage_model["sql_dialect"] == "duckdb"
     duck = get_settings(home=tmp_path / "duckdb", env="local", engine="duckdb")

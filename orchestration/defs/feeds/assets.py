@@ -120,7 +120,7 @@ def build_raw_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
                     results.append(res)
                 # files in the feed's folder the landing rule rejects: recorded on every load until fixed
                 rejected = [f for f in scan_feed(settings.landing, feed.partner, feed.id,
-                                                 feed.format.file_extension) if f.reason]
+                                                 feed.drop_extension) if f.reason]
                 record_rejected(con, rejected, feeds=[(feed.partner, feed.id)], landing=settings.landing,
                                 home=settings.home)
             finally:

@@ -166,6 +166,57 @@ def refresh_role_files(settings: Settings | None = None) -> dict[str, list[str]]
     return built
 
 
+#: Key columns of the person-level marts that an approved project sees re-derived with the project's own key.
+PROJECT_KEY_COLUMNS = {"person_key": "person", "household_key": "household", "record_key": "record"}
+
+
+def project_person_file(settings: Settings, project: str) -> Path:
+    """``analyst_person__<project>.duckdb``: the person-level marts with every person, household and record key
+    re-derived with the project's own key, ``HMAC(pseudonym key, "project" | <id>)``.
+
+    Within a project the keys join as the warehouse's do (the same person has the same key in every table); two
+    projects' extracts cannot be joined on their keys, and the warehouse's shared keys never reach an analyst.
+    Rebuilt when ``analyst_person.duckdb`` is newer."""
+    import hashlib
+    import hmac
+    import re
+
+    from orchestration.lib.pseudonymise import Pseudonymiser, load_key
+
+    base = role_dir(settings) / "analyst_person.duckdb"
+    _require(base, "the person-level role file")
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", project)
+    final = role_dir(settings) / f"analyst_person__{safe}.duckdb"
+    if final.exists() and final.stat().st_mtime >= base.stat().st_mtime:
+        return final
+    key = hmac.new(load_key(settings), f"project\x1f{project}".encode(), hashlib.sha256).digest()
+    rekey = Pseudonymiser(key)
+    tmp = final.with_name(f".{final.name}.building")
+    tmp.unlink(missing_ok=True)
+    con = duckdb.connect(str(tmp))
+    try:
+        con.execute(f"ATTACH '{base}' AS shared (READ_ONLY)")
+        cols = con.execute("SELECT schema_name, table_name, column_name FROM duckdb_columns() "
+                           "WHERE database_name = 'shared' ORDER BY schema_name, table_name, column_index").fetchall()
+        tables: dict[tuple[str, str], list[str]] = {}
+        for schema, table, column in cols:
+            tables.setdefault((schema, table), []).append(column)
+        with rekey.sql_key(con):
+            for (schema, table), columns in tables.items():
+                select = ", ".join(
+                    f'{rekey.token_sql(PROJECT_KEY_COLUMNS[c], f"t.{c}")} AS "{c}"' if c in PROJECT_KEY_COLUMNS
+                    else f't."{c}"' for c in columns)
+                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                con.execute(f'CREATE TABLE "{schema}"."{table}" AS SELECT {select} '
+                            f'FROM shared."{schema}"."{table}" t CROSS JOIN {rekey.KEY_TABLE} pzk')
+        con.execute("DETACH shared")
+    finally:
+        con.close()
+    filemodes.harden([tmp, tmp.with_name(tmp.name + ".wal")])
+    os.replace(tmp, final)
+    return final
+
+
 def _role_files_stale(settings: Settings) -> bool:
     f = role_dir(settings) / "analyst.duckdb"
     return not f.exists() or f.stat().st_mtime < settings.warehouse_db.stat().st_mtime
@@ -374,7 +425,8 @@ def connect(role: str, settings: Settings | None = None, *, project: str | None 
                 raise PlacelinkError(f"person-level marts refused: {why}", where=f"project {project}",
                                      fix="work without --project (place-level marts) or get the project "
                                          "approved for person-level work")
-            con.execute(f"ATTACH '{role_dir(settings) / 'analyst_person.duckdb'}' AS person_marts (READ_ONLY)")
+            # the project's own keys: two projects' outputs cannot be joined on them
+            con.execute(f"ATTACH '{project_person_file(settings, project)}' AS person_marts (READ_ONLY)")
             catalogs.append("person_marts (marts.person_*, marts.household_*)")
         con.execute("USE warehouse")
         _lock_down(con)

@@ -144,7 +144,7 @@ def feed_drops(landing: Path, feed: Feed) -> dict[str, list[Path]]:
     """``{partition: [drop files, sorted]}`` for one feed's landing folder, by the landing rule (the planner and
     the sensor list the same files). Rejected files are not here: :func:`record_rejected` accounts for them."""
     out: dict[str, list[Path]] = {}
-    for f in scan_feed(landing, feed.partner, feed.id, feed.format.file_extension):
+    for f in scan_feed(landing, feed.partner, feed.id, feed.drop_extension):
         if f.partition:
             out.setdefault(f.partition, []).append(f.path)
     return out
@@ -724,6 +724,8 @@ def parse_partitions(feed: Feed, partitions: list[str], landing: Path, *, home: 
     """
     from orchestration.lib.parallel import spawn_pool, worker_count
 
+    if feed.linkage.mode == "encoded":
+        return ParsedDrops()  # encoded drops are not typed row by row here (ingest/encoded.py reads them)
     drops = feed_drops(landing, feed)
     tasks = []
     for partition in sorted(partitions):
@@ -770,6 +772,11 @@ def _ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str
                       home: Path | None, opt_outs: AbstractSet[str] | None, today: dt.date | None,
                       parsed: ParsedDrops | None) -> PartitionResult:
     check_agreement(feed, today)
+    if feed.linkage.mode == "encoded":
+        # the partner sent placelink-partner's drops (encodings + manifest), not the native export
+        from orchestration.lib.ingest.encoded import ingest_encoded_partition
+
+        return ingest_encoded_partition(con, feed, partition, landing, home=home, opt_outs=opt_outs)
     part_date = dt.date.fromisoformat(partition[:7] + "-01")
     partition = part_date.isoformat()
     files = feed_drops(landing, feed).get(partition, [])

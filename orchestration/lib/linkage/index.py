@@ -180,7 +180,7 @@ def _collapse_duplicates(con, mode: str) -> None:
 
 def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.DataFrame | str | None = None,
                  model: dict | None = None, full: bool = False,
-                 decisions: pd.DataFrame | None = None) -> LinkResult:
+                 decisions: pd.DataFrame | None = None, trainer=None) -> LinkResult:
     """Link the prepared records (see :func:`normalise.prepare_records`) into the stable index.
 
     Args:
@@ -191,6 +191,8 @@ def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.Dat
         model: a trained Splink model dict; trained on ``prepared`` when None.
         full: re-link everything (otherwise only records not in ``previous`` are linked).
         decisions: clerical decisions ``record_id_l, record_id_r, decision (match|non_match)``.
+        trainer: ``train_model(db_api, sdf)`` of the model to train when ``model`` is None: the clear model's
+            (default) or :func:`orchestration.lib.linkage.encoded_model.train_model` for encoded records.
     """
     if isinstance(previous, str):
         run(con, f"""CREATE OR REPLACE TEMP TABLE _prev AS SELECT CAST(record_id AS VARCHAR) AS record_id,
@@ -218,7 +220,7 @@ def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.Dat
     if n_strong >= 2 and n_new_strong > 0:
         if model is None:
             # training sees every strong record (EM needs the duplicates' agreement); prediction only the reps
-            model = pm.train_model(db_api, db_api.register("_strong"))
+            model = (trainer or pm.train_model)(db_api, db_api.register("_strong"))
             summary["model_trained"] = True
         sdf = db_api.register("_reps", table_name="_reps_for_predict")
         linker = pm.make_linker(db_api, sdf, model_for_engine(db_api, model))

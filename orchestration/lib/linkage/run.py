@@ -22,6 +22,7 @@ import pandas as pd
 
 from orchestration.lib.config import Settings, get_settings
 from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.linkage import encoded_run
 from orchestration.lib.linkage import metrics as lm
 from orchestration.lib.linkage import person as pm
 from orchestration.lib.linkage.address import match_addresses, prepare_gazetteer
@@ -353,6 +354,7 @@ def run_matching(settings: Settings | None = None, full: bool = False, progress:
         _stamp(con, "_new_matches", "matched_at", run_at)
         run(con, "CREATE OR REPLACE TABLE idz.link.address_matches AS SELECT * FROM _new_matches")
         run(con, "CREATE OR REPLACE TABLE idz.link.address_match_inputs AS SELECT * FROM _address_inputs")
+    encoded_run.record_partner_lsoa(con, tables)  # encoded feeds: the LSOA their partner matched
     run(con, "CREATE TEMP TABLE _address_matches AS SELECT * FROM idz.link.address_matches")
     addresses_matched = con.execute("SELECT count(*) FROM _new_records").fetchall()[0][0]
     address_seconds = time.perf_counter() - t0
@@ -371,7 +373,11 @@ def run_matching(settings: Settings | None = None, full: bool = False, progress:
     has_index = previous is not None and con.execute(f"SELECT count(*) FROM {previous}").fetchall()[0][0] > 0
     mode = "full" if (full or not has_index) else "incremental"
     say(f"person linkage ({mode}{', training a new model' if model is None else ', model ' + model_path.name})")
-    result = update_index(con, "_prepared", previous=previous, model=model, full=full, decisions=decisions)
+    result = update_index(con, "_prepared", previous=encoded_run.clear_previous(con, previous, tables), model=model,
+                          full=full, decisions=decisions)
+    # records of encoded feeds: their own model, the same index (a person key joins records of one mode)
+    result = encoded_run.link_with_encoded(con, settings, result, previous, tables, full=full, retrain=retrain,
+                                           decisions=decisions, say=say)
     if model is None and result.model is not None:
         model_path = pm.save_model(result.model, settings.models_dir)
     link_seconds = time.perf_counter() - t0
