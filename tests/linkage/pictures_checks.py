@@ -134,7 +134,9 @@ def check_mlflow_diagnostics_are_aggregate_charts(settings, county) -> None:
         html = (artefacts / name).read_text(encoding="utf-8")
         spec = _chart_spec(html)
         rows = spec["data"]["values"] if "values" in spec.get("data", {}) else []
-        assert rows, f"{name}: no data"
+        # the unlinkables chart plots only records whose self-match stays below certainty: a model that is sure of
+        # every record on its own (this county, since #23's address and identifier comparisons) has none to plot
+        assert rows or name == "unlinkables_chart.html", f"{name}: no data"
         assert not record_fields & {k for r in rows for k in r}, name
         values = {str(v).strip().lower() for r in rows for v in r.values() if isinstance(v, str)}
         assert not values & names, f"{name} holds a name: {sorted(values & names)[:3]}"
@@ -205,5 +207,7 @@ def check_waterfall_rows_are_splinks_own(county, model) -> None:
     gammas = [c for c in pairs.columns if c.startswith("gamma_")]
     sample = pairs.groupby(gammas, dropna=False).head(2)
     records = sample.astype(object).where(sample.notna(), None).to_dict("records")
-    assert len(records) > 50 and all(sample[g].nunique() >= 2 for g in gammas)
+    # every comparison the data can exercise (a field the county does not have, e.g. national_id, is always null)
+    present = [g for g in gammas if (sample[g] != -1).any()]
+    assert len(records) > 50 and len(present) >= len(gammas) - 1 and all(sample[g].nunique() >= 2 for g in present)
     assert waterfall_rows(linker, records) == records_to_waterfall_data(records, linker._settings_obj, False)
