@@ -8,12 +8,18 @@ in two workers (``_built_once``).
 
 from __future__ import annotations
 
+import os
 import pickle
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+# A step that meets a transient error (a DuckDB file lock) is retried after 2 s, not the production 30 s: read when
+# the code location is imported, so it is set before any test imports it. The policy's count and backoff are the
+# production ones (tests/ops/test_policies_and_alerts.py); only the wait is shorter.
+os.environ.setdefault("PLACELINK_RETRY_DELAY_SECONDS", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_OUTPUT = ROOT / "test-output"

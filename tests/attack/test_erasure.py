@@ -2,7 +2,7 @@
 
 The attacker here is time and a careless partner: after ``placelink erase`` the partner sends the same person
 again under a NEW record id (same NHS number; or no NHS number but the same name and date of birth; or a
-malformed line), and an NHS patient opts out between two nightlies. Run through the real pipeline
+malformed line), and an NHS patient opts out the same day (both reach the next nightly). Run through the real pipeline
 (``placelink refresh`` on the CLI, which runs the Dagster jobs in process) on a copy of the refreshed tiny
 county; afterwards every file under the home except ``landing/`` (what partners delivered) and ``truth/``
 (synthetic ground truth the pipeline never reads) is searched for the person: DuckDB and Parquet files as
@@ -229,11 +229,38 @@ def test_erasure_reaches_every_store_and_says_so(erasure_home):
     assert record_hash(s, partner, feed, rid) in stored
 
 
-def test_the_erased_person_under_new_record_ids_is_quarantined_on_arrival_cli_and_dagster(erasure_home):
-    s, person = erasure_home["settings"], erasure_home["person"]
+@pytest.fixture(scope="module")
+def next_night(erasure_home):
+    """The next night, through the CLI: the partner re-sends the erased person under new record ids (a new month's
+    drop) and, the same day, an NHS patient's opt-out is added to the list. One plain ``placelink refresh`` (a
+    nightly costs a minute of the suite: both arrivals share it, as they would share a real night)."""
+    s = erasure_home["settings"]
+    person = erasure_home["person"]
+    patient = _pick_person(s, exclude_nhs={person["nhs"]})
+    with duckdb.connect(str(s.identifiable_db), read_only=True) as con:
+        # the opt-out is keyed on the NHS number (as the NHS opt-out service is): the A&E records carrying it
+        nhs_records = [r[0] for r in con.execute(
+            "SELECT record_id FROM link.person_records WHERE source = 'nhs.ae_attendances' AND nhs_number = ? "
+            "ORDER BY 1", [patient["nhs"]]).fetchall()]
+        lines = sorted(con.execute("SELECT _source_file, _line FROM raw.nhs__ae_attendances WHERE _record_id IN "
+                                   "(SELECT unnest(?))", [[r.split(":", 1)[1] for r in nhs_records]]).fetchall())
+    # what identifies those records (their NHS number may stay in feeds the opt-out does not cover)
+    opt_out_needles = [*nhs_records, *(record_key(s, r) for r in nhs_records),
+                       *(r.split(":", 1)[1] for r in nhs_records)]
+    opt_out_before = scan_home(s.home, opt_out_needles)
+
     drop = s.landing / "nhs" / "ae_attendances" / NEW_MONTH_DROP
     drop.write_text("\n".join(json.dumps(r) for r in _new_drop_rows(person)) + "\n")
+    with (s.reference / "nhs_opt_outs.csv").open("a") as fh:
+        fh.write(f"{patient['nhs']}\n")
     out = _cli("refresh", "--home", str(s.home))          # the CLI path: Dagster runs, in process
+    return {"out": out, "patient": patient, "opt_out_needles": opt_out_needles, "opt_out_before": opt_out_before,
+            "opt_out_lines": lines}
+
+
+def test_the_erased_person_under_new_record_ids_is_quarantined_on_arrival_cli_and_dagster(erasure_home, next_night):
+    s, person = erasure_home["settings"], erasure_home["person"]
+    out = next_night["out"]
     assert "month 2026-12-01" in out and "downstream" in out
 
     with duckdb.connect(str(s.identifiable_db), read_only=True) as con:
@@ -254,26 +281,13 @@ def test_the_erased_person_under_new_record_ids_is_quarantined_on_arrival_cli_an
     assert scan_home(s.home, [record_key(s, "nhs.ae_attendances:AE900000004")], [])
 
 
-def test_an_opt_out_added_between_nightlies_applies_on_the_next_plain_refresh(erasure_home):
+def test_an_opt_out_added_between_nightlies_applies_on_the_next_plain_refresh(erasure_home, next_night):
     s = erasure_home["settings"]
-    patient = _pick_person(s, exclude_nhs={erasure_home["person"]["nhs"]})
-    with duckdb.connect(str(s.identifiable_db), read_only=True) as con:
-        # the opt-out is keyed on the NHS number (as the NHS opt-out service is): the A&E records carrying it
-        nhs_records = [r[0] for r in con.execute(
-            "SELECT record_id FROM link.person_records WHERE source = 'nhs.ae_attendances' AND nhs_number = ? "
-            "ORDER BY 1", [patient["nhs"]]).fetchall()]
-    # what identifies those records (their NHS number may stay in feeds the opt-out does not cover)
-    needles = [*nhs_records, *(record_key(s, r) for r in nhs_records), *(r.split(":", 1)[1] for r in nhs_records)]
-    assert any(k.startswith("warehouse.duckdb:src.nhs__ae_attendances") for k in scan_home(s.home, needles))
-    with duckdb.connect(str(s.identifiable_db), read_only=True) as con:
-        lines = sorted(con.execute("SELECT _source_file, _line FROM raw.nhs__ae_attendances WHERE _record_id IN "
-                                   "(SELECT unnest(?))", [[r.split(":", 1)[1] for r in nhs_records]]).fetchall())
-    with (s.reference / "nhs_opt_outs.csv").open("a") as fh:
-        fh.write(f"{patient['nhs']}\n")
+    patient, needles, lines = next_night["patient"], next_night["opt_out_needles"], next_night["opt_out_lines"]
+    # before the night their A&E records were in the warehouse, so the scan below would see them
+    assert any(k.startswith("warehouse.duckdb:src.nhs__ae_attendances") for k in next_night["opt_out_before"])
 
-    _cli("refresh", "--home", str(s.home))                 # plain nightly: no new drop at all
-
-    # none of their A&E records anywhere: zone, warehouse, marts, published, Dagster, MLflow
+    # none of their A&E records anywhere after the plain nightly: zone, warehouse, marts, published, Dagster, MLflow
     assert scan_home(s.home, needles) == {}
     with duckdb.connect(str(s.identifiable_db), read_only=True) as con:
         nhs_col = con.execute("SELECT count(*) FROM raw.nhs__ae_attendances WHERE "
