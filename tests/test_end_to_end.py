@@ -9,6 +9,7 @@ of the county's people). A second nightly refresh with no new drops does nothing
 
 from __future__ import annotations
 
+import json
 import re
 
 import dagster as dg
@@ -108,6 +109,26 @@ def test_no_clear_identifier_leaves_the_identifiable_zone(demo_home):
     assert leaks == {}, f"clear identifiers outside the identifiable zone: {leaks}"
     # and the identifiable file really holds them (the needles are not simply absent from the county)
     assert any(n in _readable_text(settings.identifiable_db) for n in needles[:50])
+
+
+def test_the_dbt_asset_built_with_its_data_tests_and_published_the_files_and_atlas(demo_home):
+    """The dbt asset's own build (Dagster's dbt CLI resource, not placelink build) ran the data tests as checks and
+    left dbt's unit tests to make test (tests/dbt/test_dbt_unit_tests.py); published/files drew the atlas."""
+    from orchestration.lib import dbt_runner
+    from orchestration.lib.docs_site import docs_base_url
+
+    settings, _ = demo_home
+    runs = sorted(dbt_runner.target_dir(settings).glob("placelink_dbt_models-*/run_results.json"))
+    nodes = [r["unique_id"] for path in runs for r in json.loads(path.read_text())["results"]]
+    assert sum(n.startswith("test.") for n in nodes) > 100 and any(n.startswith("model.") for n in nodes)
+    assert [n for n in nodes if n.startswith("unit_test.")] == []
+
+    files = instance_for(settings).get_latest_materialization_event(dg.AssetKey(["published", "files"]))
+    meta = files.asset_materialization.metadata
+    # the atlas is drawn from the files just published and linked by an http:// URL of `placelink docs`
+    assert meta["atlas"].value == f"{docs_base_url()}/atlas/index.html"
+    assert meta["atlas_indicators"].value > 0 and (settings.home / "atlas" / "index.html").exists()
+    assert (settings.published / "place_monthly_indicators.parquet").exists()
 
 
 def test_a_second_nightly_refresh_with_nothing_new_does_nothing(demo_home):

@@ -107,10 +107,19 @@ def dbt_vars(month: str | None = None, threshold: int | None = None) -> dict[str
     return out
 
 
+#: What a pipeline build leaves out: dbt's unit tests (models/**/_*.yml ``unit_tests:``) check the SQL's logic on
+#: fixed inputs, so they do not change from night to night with the data; dbt recommends running them in
+#: development and CI, not on every production build. ``make test`` runs them (:func:`unit_tests`,
+#: tests/dbt/test_dbt_unit_tests.py). The data tests (what the night's rows must satisfy) stay in every build.
+PIPELINE_BUILD_EXCLUDE = ("--exclude-resource-type", "unit_test")
+
+
 def build_args(command: str = "build", select: Sequence[str] | None = None, month: str | None = None,
                threshold: int | None = None, full_refresh: bool = False, extra: Sequence[str] = ()) -> list[str]:
     """dbt CLI arguments (without the leading ``dbt``) for a command; pure, so tests call it directly."""
     args = [*command.split(), "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    if command == "build":
+        args += PIPELINE_BUILD_EXCLUDE
     if select:
         args += ["--select", *select]
     v = dbt_vars(month, threshold)
@@ -183,6 +192,11 @@ def build(select: Sequence[str] | None = None, month: str | None = None, thresho
           full_refresh: bool = False, settings: Settings | None = None) -> DbtRunResult:
     """``dbt build``: seeds, models and their tests (a failing test stops its children)."""
     return run_dbt(build_args("build", select, month, threshold, full_refresh), settings)
+
+
+def unit_tests(settings: Settings | None = None, raise_on_failure: bool = True) -> DbtRunResult:
+    """dbt's unit tests (fixed inputs, expected outputs), which pipeline builds leave out (PIPELINE_BUILD_EXCLUDE)."""
+    return run_dbt(build_args("test", ["test_type:unit"]), settings, raise_on_failure=raise_on_failure)
 
 
 def parse(settings: Settings | None = None, project_dir: Path = DBT_PROJECT_DIR) -> Path:

@@ -153,7 +153,7 @@ def _keep_partial_parse(invocation, settings, log) -> None:
 )
 def placelink_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig):
     """dbt build of the selected models; tests become asset checks. Vars carry the month to rebuild."""
-    args = ["build"]
+    args = ["build", *dbt_runner.PIPELINE_BUILD_EXCLUDE]
     if config.full_refresh:
         args.append("--full-refresh")
     settings = get_settings()
