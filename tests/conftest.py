@@ -179,3 +179,30 @@ def dbt_warehouse(tmp_path_factory, worker_id) -> Path:
         return home
 
     return _built_once(tmp_path_factory, worker_id, "dbt_warehouse", build)
+
+
+@pytest.fixture
+def project_register(tmp_path) -> Callable[..., Path]:
+    """Make a copy of the committed project register with PRJ-2025-HHRISK edited, and return its folder:
+    ``project_register(**edits)`` in ``tmp_path/projects``, ``project_register(base, **edits)`` in ``base/projects``
+    (``edits``: dotted path under ``project:`` -> value). Used by tests/attack and tests/governance."""
+    import copy
+
+    import yaml
+
+    from orchestration.lib.governance.projects import PROJECTS_DIR
+
+    def make(base: Path | None = None, **edits) -> Path:
+        folder = (base or tmp_path) / "projects"
+        shutil.copytree(PROJECTS_DIR, folder, dirs_exist_ok=True)
+        raw = yaml.safe_load((PROJECTS_DIR / "PRJ-2025-HHRISK.yml").read_text())
+        for dotted, value in edits.items():
+            node = raw["project"]
+            *parents, leaf = dotted.split(".")
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
+        (folder / "PRJ-2025-HHRISK.yml").write_text(yaml.safe_dump(copy.deepcopy(raw), sort_keys=False))
+        return folder
+
+    return make
