@@ -183,7 +183,7 @@ class EventDate(_Strict):
 
 
 class PersonMapping(_Strict):
-    """Mapping of a feed's columns to the standard person record (DESIGN.md)."""
+    """Mapping of a feed's columns to the standard person record (docs/design.md)."""
 
     given_name: str | None = None
     family_name: str | None = None
