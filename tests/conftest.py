@@ -162,13 +162,13 @@ def ingested_county(small_county, tmp_path_factory, worker_id) -> Path:
 
 @pytest.fixture(scope="session")
 def dbt_warehouse(tmp_path_factory, worker_id) -> Path:
-    """A home whose ``warehouse.duckdb`` holds the small dbt fixture sources (tests/dbt/warehouse_fixture.py:
+    """A home whose ``warehouse.duckdb`` holds the small dbt fixture sources (tests/support/dbt_warehouse.py:
     12 LSOAs, 6 months, every feed) and every dbt model built on them by ``dbt build`` (tests included),
     built ONCE per test run. Read-only: copy the home before writing into it.
     """
     from orchestration.lib import dbt_runner
     from orchestration.lib.config import get_settings
-    from orchestration.lib.warehouse_fixture import build_fixture_warehouse
+    from tests.support.dbt_warehouse import build_fixture_warehouse
 
     def build(root: Path) -> Path:
         home = root / "home"
