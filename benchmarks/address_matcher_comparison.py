@@ -59,7 +59,7 @@ def build_venv() -> Path:
 def load_inputs(home: Path | None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """records (record_id, address, postcode), gazetteer, postcodes, truth (record_id, uprn, lsoa_code)."""
     if home is None:
-        from orchestration.lib.linkage.testdata import make_county
+        from tests.support.matching_county import make_county
 
         c = make_county(n_people=10_000, seed=2)
         recs = c["records"][["record_id", "address", "postcode"]]

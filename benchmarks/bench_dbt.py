@@ -3,7 +3,7 @@
     uv run python benchmarks/bench_dbt.py --scale small      # 48 LSOAs, 12 months
     uv run python benchmarks/bench_dbt.py --scale county     # 1,008 LSOAs (12 districts), 12 months
 
-The warehouse is the synthetic fixture of orchestration/lib/warehouse_fixture.py (same tables the pipeline writes).
+The warehouse is the synthetic fixture of tests/support/dbt_warehouse.py (same tables the pipeline writes).
 "mart" = ``dbt run --select lsoa_monthly_indicators --full-refresh`` (the model's execution time from dbt's
 run_results, and the wall time of the whole dbt invocation); "bare" = one DuckDB GROUP BY of
 int_events_joined_to_places into LSOA x month x indicator counts over the same rows. Target: mart/bare within 3x.
@@ -22,7 +22,7 @@ import duckdb
 
 from orchestration.lib import dbt_runner
 from orchestration.lib.config import get_settings
-from orchestration.lib.warehouse_fixture import FixtureShape, build_fixture_warehouse
+from tests.support.dbt_warehouse import FixtureShape, build_fixture_warehouse
 
 SHAPES = {
     "small": FixtureShape(districts=4, wards_per_district=3, msoas_per_district=3, lsoas_per_msoa=4, months=12,

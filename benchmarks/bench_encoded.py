@@ -2,7 +2,7 @@
 
     uv run --frozen --no-sync python benchmarks/bench_encoded.py [--county HOME] [--people N] [--scale-people N]
 
-- **Independent labelled set**: ``orchestration.lib.linkage.testdata.make_county`` (its own generator, not the
+- **Independent labelled set**: ``tests.support.matching_county.make_county`` (its own generator, not the
   synthetic county's) with ``--people`` people; both modes see the same address-matched records.
 - **Synthetic county** (``--county HOME``: a home made by ``placelink generate``): every person record of every
   landing drop, read with ingest's own ``parse_file``; truth from ``truth/records.parquet``.
@@ -29,11 +29,11 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from orchestration.lib.linkage import testdata
 from orchestration.lib.linkage.encoded_model import link_encoded_frame
 from orchestration.lib.linkage.encoding import Encoder, encode_person_records, match_addresses_locally
 from orchestration.lib.linkage.metrics import pairwise_metrics
 from orchestration.lib.linkage.run import link_frame
+from tests.support import matching_county as testdata
 
 SECRET = bytes.fromhex("9f" * 32)
 

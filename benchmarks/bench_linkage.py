@@ -1,7 +1,7 @@
 """Benchmark the matching stage: full linkage throughput, one day's incremental drop, peak RSS.
 
 Two sources of data:
-- ``--people N`` (default): the matching stage's own test county (``orchestration.lib.linkage.testdata``),
+- ``--people N`` (default): the matching stage's own test county (``tests.support.matching_county``),
   ~3 records per person, laid out as a home; fast to build at any size.
 - ``--home PATH``: an already ingested home (e.g. ``placelink generate --scale medium`` + ``placelink ingest``).
 
@@ -50,7 +50,7 @@ def main() -> None:
 
     from orchestration.lib.config import get_settings
     from orchestration.lib.linkage.run import run_matching
-    from orchestration.lib.linkage.testdata import make_county, write_home
+    from tests.support.matching_county import make_county, write_home
 
     work = Path(tempfile.mkdtemp(prefix="bench_linkage_"))
     home = work / "home"

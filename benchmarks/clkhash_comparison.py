@@ -25,8 +25,8 @@ from pathlib import Path
 def ours(names: Path) -> dict:
     import pandas as pd
 
-    from orchestration.lib.linkage import testdata
     from orchestration.lib.linkage.encoding import Encoder
+    from tests.support import matching_county as testdata
 
     if not names.exists():
         r = testdata.make_county(n_people=7000)["records"]

@@ -11,7 +11,7 @@ absent), ``truth`` has ``record_id, person_id``.
   ``tests/linkage/data/febrl1.csv`` so the test suite needs no second environment.
 - **UK-style multi-partner** -- :func:`uk_style`, a generator written here on Faker's en_GB name and street lists
   with its own corruption rules (it shares no code or noise model with ``orchestration/lib/synth`` or
-  ``linkage/testdata.py``): households at addresses, three partners (health with NHS numbers, council and police
+  ``tests/support/matching_county.py``): households at addresses, three partners (health with NHS numbers, council and police
   mostly without), movers, married and double-barrelled family names, nicknames from the ``nicknames`` package,
   initials, day/month swaps and digit slips in dates of birth, postcode typos and formats, address abbreviations,
   transposed NHS digits, twins.
@@ -271,8 +271,8 @@ def uk_style(n_people: int = 5000, seed: int = 1) -> tuple[pd.DataFrame, pd.Data
 
 
 def county(seed: int, n_people: int = 3000) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The matching stage's own synthetic county (``linkage/testdata.py``) at a seed: reported, never tuned on."""
-    from orchestration.lib.linkage.testdata import make_county
+    """The matching stage's own synthetic county (``tests/support/matching_county.py``) at a seed: reported, never tuned on."""
+    from tests.support.matching_county import make_county
 
     c = make_county(n_people=n_people, seed=seed)
     records = c["records"]

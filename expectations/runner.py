@@ -1,6 +1,6 @@
 """Validate a pandas DataFrame against a suite with GX Core and return a structured, masked result.
 
-GX cannot read DuckDB through SQLAlchemy here (DESIGN.md), so callers read the table into a DataFrame and
+GX cannot read DuckDB through SQLAlchemy here (docs/design.md), so callers read the table into a DataFrame and
 hand it over. Everything GX keeps (validation results, Data Docs under ``<home>/quality/``) has identifier
 values masked first: Data Docs are for engineers and partners, not a side door into the identifiable zone.
 

@@ -12,29 +12,17 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.validation import Answer, collect_problems, is_placeholder
 
 ML_ROOT = Path(__file__).resolve().parent
 MODELS_DIR = ML_ROOT / "models"
 FEEDS_DIR = ML_ROOT.parent / "orchestration" / "feeds"
-
-#: Answers that are present but say nothing.
-_PLACEHOLDERS = {"", "todo", "tbd", "tbc", "n/a", "na", "none", "-", "?"}
-
-
-def _answer(value: str) -> str:
-    if value is None or str(value).strip().lower() in _PLACEHOLDERS:
-        raise ValueError("needs a real answer, not a placeholder")
-    return str(value).strip()
-
-
-Answer = Annotated[str, AfterValidator(_answer)]
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -103,7 +91,7 @@ class LoadedRecord:
     @property
     def purpose(self) -> str | None:
         value = (self.raw.get("purpose") or {}).get("agreement_purpose")
-        return str(value).strip() if value and str(value).strip().lower() not in _PLACEHOLDERS else None
+        return str(value).strip() if not is_placeholder(value) else None
 
     @property
     def project(self) -> str | None:
@@ -143,11 +131,8 @@ def load_record(path: str | Path) -> LoadedRecord:
     try:
         return LoadedRecord(path=path, raw=raw, record=EthicsRecord.model_validate(raw))
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            reason = "missing" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
-            problems.append(f"{loc}: {reason}")
+        # the record's problems are "field: what" (the gate and the model card list them under the file's name)
+        problems = [f"{where.removeprefix(': ')}: {what}" for where, what, _ in collect_problems(exc, raw, "", {})]
         return LoadedRecord(path=path, raw=raw, record=None, problems=problems)
 
 

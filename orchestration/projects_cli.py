@@ -91,26 +91,29 @@ def reidentify_cmd(project_id: ProjectArg, case_id: CaseArg, home: HomeOption = 
         typer.echo(f"  {r.partner}.{r.feed}\t{r.record_id}")
 
 
-@app.command("decide")
-def decide_cmd(project_id: ProjectArg, case_id: CaseArg,
-               decision: Annotated[str, typer.Argument(help="agree, disagree, action_taken or no_action")],
-               home: HomeOption = None, projects_dir: ProjectsDirOption = None) -> None:
-    """Record the practitioner's review decision on an opened case (audited)."""
-    from orchestration.lib.governance.actions import record_decision
+def _case_answer_command(name: str, values: str, doc: str) -> None:
+    """``project decide`` and ``project outcome``: one shape, a case's answer recorded (and audited) by
+    ``orchestration.lib.governance.actions.record_<name>``."""
 
-    record_decision(get_settings(home=home).ensure(), project_id, case_id, decision, projects_dir=projects_dir)
-    typer.echo(f"{case_id}: decision {decision} recorded")
+    def command(project_id: ProjectArg, case_id: CaseArg, value: str, home: HomeOption = None,
+                projects_dir: ProjectsDirOption = None) -> None:
+        from orchestration.lib.governance import actions
+
+        record = getattr(actions, f"record_{name}")
+        record(get_settings(home=home).ensure(), project_id, case_id, value, projects_dir=projects_dir)
+        typer.echo(f"{case_id}: {name} {value} recorded")
+
+    command.__doc__ = doc
+    # set here, not in the signature: under ``from __future__ import annotations`` typer evaluates the signature's
+    # annotations in the module's globals, where this call's ``name`` and ``values`` are not
+    command.__annotations__["value"] = Annotated[str, typer.Argument(metavar=name.upper(), help=values)]
+    app.command(name if name != "decision" else "decide")(command)
 
 
-@app.command("outcome")
-def outcome_cmd(project_id: ProjectArg, case_id: CaseArg,
-                outcome: Annotated[str, typer.Argument(help="occurred or not_occurred (the project's outcome)")],
-                home: HomeOption = None, projects_dir: ProjectsDirOption = None) -> None:
-    """Record the outcome later observed for a decided case (audited)."""
-    from orchestration.lib.governance.actions import record_outcome
-
-    record_outcome(get_settings(home=home).ensure(), project_id, case_id, outcome, projects_dir=projects_dir)
-    typer.echo(f"{case_id}: outcome {outcome} recorded")
+_case_answer_command("decision", "agree, disagree, action_taken or no_action",
+                     "Record the practitioner's review decision on an opened case (audited).")
+_case_answer_command("outcome", "occurred or not_occurred (the project's outcome)",
+                     "Record the outcome later observed for a decided case (audited).")
 
 
 @app.command("actions")

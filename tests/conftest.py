@@ -168,13 +168,13 @@ def ingested_county(small_county, tmp_path_factory, worker_id) -> Path:
 
 @pytest.fixture(scope="session")
 def dbt_warehouse(tmp_path_factory, worker_id) -> Path:
-    """A home whose ``warehouse.duckdb`` holds the small dbt fixture sources (tests/dbt/warehouse_fixture.py:
+    """A home whose ``warehouse.duckdb`` holds the small dbt fixture sources (tests/support/dbt_warehouse.py:
     12 LSOAs, 6 months, every feed) and every dbt model built on them by ``dbt build`` (tests included),
     built ONCE per test run. Read-only: copy the home before writing into it.
     """
     from orchestration.lib import dbt_runner
     from orchestration.lib.config import get_settings
-    from orchestration.lib.warehouse_fixture import build_fixture_warehouse
+    from tests.support.dbt_warehouse import build_fixture_warehouse
 
     def build(root: Path) -> Path:
         home = root / "home"
@@ -185,3 +185,30 @@ def dbt_warehouse(tmp_path_factory, worker_id) -> Path:
         return home
 
     return _built_once(tmp_path_factory, worker_id, "dbt_warehouse", build)
+
+
+@pytest.fixture
+def project_register(tmp_path) -> Callable[..., Path]:
+    """Make a copy of the committed project register with PRJ-2025-HHRISK edited, and return its folder:
+    ``project_register(**edits)`` in ``tmp_path/projects``, ``project_register(base, **edits)`` in ``base/projects``
+    (``edits``: dotted path under ``project:`` -> value). Used by tests/attack and tests/governance."""
+    import copy
+
+    import yaml
+
+    from orchestration.lib.governance.projects import PROJECTS_DIR
+
+    def make(base: Path | None = None, **edits) -> Path:
+        folder = (base or tmp_path) / "projects"
+        shutil.copytree(PROJECTS_DIR, folder, dirs_exist_ok=True)
+        raw = yaml.safe_load((PROJECTS_DIR / "PRJ-2025-HHRISK.yml").read_text())
+        for dotted, value in edits.items():
+            node = raw["project"]
+            *parents, leaf = dotted.split(".")
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
+        (folder / "PRJ-2025-HHRISK.yml").write_text(yaml.safe_dump(copy.deepcopy(raw), sort_keys=False))
+        return folder
+
+    return make

@@ -54,7 +54,7 @@ def test_training_is_skipped_exactly_when_the_marts_hold_too_little_history(tmp_
     """The benchmark asks the training asset's own check: with one month fewer than the models' splits need it
     names the model and the shortfall, with exactly enough it lets the train stage run."""
     from ml.features import list_models, load_spec
-    from tests.ml.warehouse_fixture import build_mart_warehouse
+    from tests.support.mart_warehouse import build_mart_warehouse
 
     need = max(load_spec(m).min_history_months + 3 * load_spec(m).horizon_months for m in list_models())
     for months in (need - 1, need):

@@ -21,7 +21,7 @@ from orchestration.runner import instance_for, refresh
 
 pytestmark = pytest.mark.slow
 
-#: where clear identifiers may exist (DESIGN.md zones): partner drops (landing/, and the NHS national data
+#: where clear identifiers may exist (docs/design.md zones): partner drops (landing/, and the NHS national data
 #: opt-out list, which NHS England sends as NHS numbers), the identifiable DuckDB file, the generator's
 #: ground truth (never ingested) and the identifiable zone's own folder (the clerical review queue).
 IDENTIFIABLE = ("landing/", "reference/nhs_opt_outs.csv", "truth/", "identifiable.duckdb", "identifiable/")

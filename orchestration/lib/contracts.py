@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.validation import collect_problems
 
 #: Where the contracts of the real partners live (data shipped with the code location).
 FEEDS_DIR = Path(__file__).resolve().parents[1] / "feeds"
@@ -182,7 +183,7 @@ class EventDate(_Strict):
 
 
 class PersonMapping(_Strict):
-    """Mapping of a feed's columns to the standard person record (DESIGN.md)."""
+    """Mapping of a feed's columns to the standard person record (docs/design.md)."""
 
     given_name: str | None = None
     family_name: str | None = None
@@ -408,23 +409,6 @@ class Contracts:
 
 # --- validation ---------------------------------------------------------------------------------
 
-def _loc_path(loc: tuple, data: Any) -> str:
-    """Render a pydantic location with feed ids / column names instead of bare indexes."""
-    parts: list[str] = []
-    node = data
-    for item in loc:
-        if isinstance(item, int) and isinstance(node, list):
-            label = str(item)
-            if 0 <= item < len(node) and isinstance(node[item], dict):
-                label = str(node[item].get("id") or node[item].get("name") or item)
-            parts[-1:] = [f"{parts[-1] if parts else ''}[{label}]"]
-            node = node[item] if 0 <= item < len(node) else None
-        else:
-            parts.append(str(item))
-            node = node.get(item) if isinstance(node, dict) else None
-    return ".".join(parts)
-
-
 _FIXES = {
     "missing": "add the key",
     "extra_forbidden": "remove the key or correct its spelling (see docs/feeds.md for the schema)",
@@ -526,9 +510,7 @@ def validate_contract_data(data: Any, path: str | Path) -> tuple[Contract | None
     try:
         contract = Contract.model_validate({**data, "path": Path(path)})
     except ValidationError as exc:
-        for err in exc.errors():
-            where = f"{fpath}: {_loc_path(tuple(err['loc']), data)}"
-            problems.append((where, err["msg"], _FIXES.get(err["type"], "correct the value")))
+        problems += collect_problems(exc, data, fpath, _FIXES)
     for feed in data.get("feeds") or []:
         if isinstance(feed, dict):
             problems += _cross_checks(feed, fpath)

@@ -1,4 +1,4 @@
-"""Statistical disclosure control for the published place tables (DESIGN.md "Disclosure control").
+"""Statistical disclosure control for the published place tables (docs/design.md "Disclosure control").
 
 Primary suppression (counts 1..threshold-1; zeros stay zeros) is a SQL macro in ``dbt_project/macros/disclosure.sql``
 pinned by dbt ``unit_tests``. *Secondary* suppression lives here, in Python, because it is a property of a whole

@@ -1,6 +1,6 @@
 """Data quality: run the GX suites in ``expectations/suites`` on DuckDB tables, and the partner scorecard.
 
-GX cannot validate a DuckDB table through SQLAlchemy here (DESIGN.md), so each table (or one monthly
+GX cannot validate a DuckDB table through SQLAlchemy here (docs/design.md), so each table (or one monthly
 partition of a raw feed) is read into a DataFrame and validated by :mod:`expectations.runner`.
 
 Plain functions, no Dagster: the asset checks in ``orchestration/defs/quality`` and ``placelink quality``

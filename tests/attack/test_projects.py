@@ -50,21 +50,6 @@ def _without(raw: dict, dotted: str) -> dict:
     return out
 
 
-def _register(tmp_path: Path, **edits) -> Path:
-    """A copy of the committed register with PRJ-2025-HHRISK edited (``edits``: dotted path -> value)."""
-    folder = tmp_path / "projects"
-    shutil.copytree(PROJECTS_DIR, folder)
-    raw = copy.deepcopy(HHRISK)
-    for dotted, value in edits.items():
-        node = raw["project"]
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    (folder / "PRJ-2025-HHRISK.yml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    return folder
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.sets(st.sampled_from(REQUIRED), min_size=1, max_size=5))
 def test_an_incomplete_file_names_every_missing_field_and_its_fix(dropped):
@@ -95,8 +80,8 @@ def test_an_incomplete_file_names_every_missing_field_and_its_fix(dropped):
     ("id", "PRJ-2025-OTHER", "id", "rename the file"),
     ("ethics_assessment.vibes", {"score": 5, "evidence": "good"}, "ethics_assessment", "unknown principle(s) vibes"),
 ])
-def test_a_wrong_value_is_refused_naming_the_field_and_the_fix(tmp_path, field, value, named, fix):
-    folder = _register(tmp_path, **{field: value})
+def test_a_wrong_value_is_refused_naming_the_field_and_the_fix(tmp_path, field, value, named, fix, project_register):
+    folder = project_register(**{field: value})
     with pytest.raises(ProjectError) as err:
         require_project("PRJ-2025-HHRISK" if field != "id" else "PRJ-2025-OTHER", folder)
     text = str(err.value)
@@ -119,8 +104,8 @@ def test_files_that_are_not_projects_are_refused_not_crashed_on(tmp_path):
     assert not gate.allowed and "incomplete" in gate.reasons[0]
 
 
-def test_a_purpose_no_agreement_allows_is_no_go_naming_the_feed_and_the_fix(tmp_path):
-    folder = _register(tmp_path, purpose="safeguarding")  # police and social care allow it; the rest do not
+def test_a_purpose_no_agreement_allows_is_no_go_naming_the_feed_and_the_fix(tmp_path, project_register):
+    folder = project_register(purpose="safeguarding")  # police and social care allow it; the rest do not
     report = check_project("PRJ-2025-HHRISK", get_settings(home=tmp_path / "home"), projects_dir=folder)
     assert not report.go
     refused = [f for f in report.reasons if f.section == "agreements"]
@@ -148,8 +133,8 @@ def test_an_expired_agreement_is_no_go_naming_the_agreement_its_expiry_and_the_f
     assert not gate.allowed and any("fire.safe_and_well_visits" in r and "ended 2026-06-30" in r for r in gate.reasons)
 
 
-def test_cli_refuses_an_incomplete_project_naming_the_field(tmp_path):
-    folder = _register(tmp_path)
+def test_cli_refuses_an_incomplete_project_naming_the_field(tmp_path, project_register):
+    folder = project_register()
     raw = _without(HHRISK, "outcome.evaluation")
     (folder / "PRJ-2025-HHRISK.yml").write_text(yaml.safe_dump(raw))
     result = CliRunner().invoke(app, ["project", "check", "PRJ-2025-HHRISK", "--quiet", "--projects-dir", str(folder),
@@ -160,14 +145,14 @@ def test_cli_refuses_an_incomplete_project_naming_the_field(tmp_path):
     assert (tmp_path / "home" / "governance" / "projects" / "PRJ-2025-HHRISK" / "check.html").exists()
 
 
-def test_gate_refuses_each_way_a_project_can_be_unusable(tmp_path):
+def test_gate_refuses_each_way_a_project_can_be_unusable(tmp_path, project_register):
     today = dt.date(2026, 12, 3)
     ok = project_gate("PRJ-2025-HHRISK", stage="score", purpose="risk_modelling", today=today)
     assert ok.allowed, ok.reasons
     cases = {
-        "past its review date 2026-11-30": _register(tmp_path / "a", review_date=dt.date(2026, 11, 30)),
-        "is suspended, not approved": _register(tmp_path / "b", status="suspended"),
-        "ended on 2026-10-31": _register(tmp_path / "c", valid_to=dt.date(2026, 10, 31),
+        "past its review date 2026-11-30": project_register(tmp_path / "a", review_date=dt.date(2026, 11, 30)),
+        "is suspended, not approved": project_register(tmp_path / "b", status="suspended"),
+        "ended on 2026-10-31": project_register(tmp_path / "c", valid_to=dt.date(2026, 10, 31),
                                           review_date=dt.date(2026, 10, 31)),
     }
     for why, folder in cases.items():

@@ -10,11 +10,9 @@
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import os
 import shutil
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -40,20 +38,6 @@ def county(refreshed_tiny_county, full_refresh_warehouse, tmp_path_factory):
     shutil.copytree(settings.home, home, ignore=shutil.ignore_patterns("dagster", "dbt", "landing", "*.lock"))
     shutil.copyfile(full_refresh_warehouse, home / "warehouse.duckdb")
     return get_settings(home=home, env="local")
-
-
-def _register(tmp_path: Path, **edits) -> Path:
-    folder = tmp_path / "projects"
-    shutil.copytree(PROJECTS_DIR, folder, dirs_exist_ok=True)
-    raw = copy.deepcopy(HHRISK)
-    for dotted, value in edits.items():
-        node = raw["project"]
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    (folder / "PRJ-2025-HHRISK.yml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    return folder
 
 
 def test_the_two_example_projects_go_and_no_go_on_the_synthetic_county(county):
@@ -94,11 +78,11 @@ def test_the_two_example_projects_go_and_no_go_on_the_synthetic_county(county):
     assert out.count("(fix: ") >= 10
 
 
-def test_a_project_past_its_review_date_stops_scoring_in_library_cli_and_dagster(county, tmp_path):
+def test_a_project_past_its_review_date_stops_scoring_in_library_cli_and_dagster(county, tmp_path, project_register):
     from ml.score import score_model
     from orchestration.defs.ml.assets import ML_ASSETS
 
-    past = _register(tmp_path, review_date=dt.date.today() - dt.timedelta(days=1))
+    past = project_register(review_date=dt.date.today() - dt.timedelta(days=1))
     with duckdb.connect(str(county.warehouse_db), read_only=True) as con:
         before = con.execute("select count(*), max(scored_at) from ml.household_risk_scores").fetchone()
     assert before[0] > 0
@@ -121,10 +105,10 @@ def test_a_project_past_its_review_date_stops_scoring_in_library_cli_and_dagster
         assert con.execute("select count(*), max(scored_at) from ml.household_risk_scores").fetchone() == before
 
 
-def test_training_refused_for_a_project_not_approved_through_dagster(county, tmp_path):
+def test_training_refused_for_a_project_not_approved_through_dagster(county, tmp_path, project_register):
     from orchestration.defs.ml.assets import ML_ASSETS
 
-    proposed = _register(tmp_path, status="proposed")
+    proposed = project_register(status="proposed")
     training = next(a for a in ML_ASSETS if a.key.path[-1] == "household_risk_training")
     run = dg.materialize([training], resources={"warehouse_db": DuckDBResource(database=str(county.warehouse_db))},
                          run_config={"ops": {training.node_def.name: {"config": {"projects_dir": str(proposed)}}}},
@@ -142,12 +126,12 @@ def _write_roles(settings, grants: dict) -> None:
     path.parent.chmod(0o700)
 
 
-def test_flagged_households_are_reidentified_by_the_team_up_to_capacity_each_audited(county, tmp_path):
+def test_flagged_households_are_reidentified_by_the_team_up_to_capacity_each_audited(county, tmp_path, project_register):
     from orchestration.lib.governance import actions
     from orchestration.lib.governance.audit import read_events
     from orchestration.lib.governance.identity import current_user
 
-    folder = _register(tmp_path, **{"action.capacity_per_month": 2})
+    folder = project_register(**{"action.capacity_per_month": 2})
     seen = {a: len(read_events(county, action=a)) for a in ("reidentify", "case_decision", "case_outcome")}
     flagged = actions.flagged(county, "PRJ-2025-HHRISK", projects_dir=folder)
     threshold = HHRISK["project"]["action"]["threshold"]
@@ -169,11 +153,15 @@ def test_flagged_households_are_reidentified_by_the_team_up_to_capacity_each_aud
     with pytest.raises(PlacelinkError, match="not a household the project flags"):
         actions.reidentify(county, "PRJ-2025-HHRISK", not_flagged, projects_dir=folder)
     with pytest.raises(PlacelinkError, match="is proposed, not approved"):
-        actions.reidentify(county, "PRJ-2025-HHRISK", first, projects_dir=_register(tmp_path / "p", status="proposed"))
+        actions.reidentify(county, "PRJ-2025-HHRISK", first, projects_dir=project_register(tmp_path / "p", status="proposed"))
 
-    actions.record_decision(county, "PRJ-2025-HHRISK", first, "action_taken", projects_dir=folder)
+    # the first decision and the outcome through the CLI (`project decide` / `project outcome`), the rest in-process
+    for command, value in (("decide", "action_taken"), ("outcome", "not_occurred")):
+        said = CliRunner().invoke(app, ["project", command, "PRJ-2025-HHRISK", first, value, "--home", str(county.home),
+                                        "--projects-dir", str(folder)])
+        assert said.exit_code == 0 and f"{first}: {'decision' if command == 'decide' else 'outcome'} {value} recorded" \
+            in said.output, said.output
     actions.record_decision(county, "PRJ-2025-HHRISK", second, "disagree", projects_dir=folder)
-    actions.record_outcome(county, "PRJ-2025-HHRISK", first, "not_occurred", projects_dir=folder)
     with pytest.raises(PlacelinkError, match="not one of"):
         actions.record_decision(county, "PRJ-2025-HHRISK", first, "maybe", projects_dir=folder)
     with pytest.raises(PlacelinkError, match="has not been opened"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestration.lib.linkage.testdata import make_county
+from tests.support.matching_county import make_county
 
 
 @pytest.fixture(scope="session")

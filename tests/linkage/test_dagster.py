@@ -11,7 +11,7 @@ from orchestration.defs.matching.assets import (
 )
 from orchestration.lib.config import get_settings
 from orchestration.lib.contracts import load_contracts
-from orchestration.lib.linkage.testdata import make_county, write_home
+from tests.support.matching_county import make_county, write_home
 
 
 def test_matching_assets_materialise_with_metrics(tmp_path, monkeypatch):

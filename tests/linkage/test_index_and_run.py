@@ -12,7 +12,7 @@ from orchestration.lib.config import get_settings
 from orchestration.lib.errors import PlacelinkError
 from orchestration.lib.linkage.metrics import pairwise_metrics
 from orchestration.lib.linkage.run import REVIEW_DECISIONS, REVIEW_QUEUE, review_dir, run_matching
-from orchestration.lib.linkage.testdata import make_county, write_home
+from tests.support.matching_county import make_county, write_home
 
 
 def _index(settings) -> pd.DataFrame:
@@ -169,7 +169,7 @@ def test_review_queue_exported_and_decisions_fed_back(county, tmp_path):
 
 
 def test_review_queue_never_leaves_the_identifiable_zone(county, tmp_path):
-    """DESIGN.md: clear identifiers exist only in the identifiable zone. The review queue (names, dates of
+    """docs/design.md: clear identifiers exist only in the identifiable zone. The review queue (names, dates of
     birth, NHS numbers of borderline pairs) is a table in identifiable.duckdb and an export under
     <home>/identifiable/; no review file may appear anywhere else in the home, and a queue left by an older
     version in <home>/review/ is taken in (its decisions kept) and removed."""

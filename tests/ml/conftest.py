@@ -4,15 +4,12 @@ already-migrated MLflow SQLite store (creating one runs ~100 Alembic migrations,
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from warehouse_fixture import build_mart_warehouse, write_feed_contracts  # noqa: E402
-
-from orchestration.lib.config import get_settings  # noqa: E402
+from orchestration.lib.config import get_settings
+from tests.support.mart_warehouse import build_mart_warehouse, write_feed_contracts
 
 
 @pytest.fixture(scope="session")

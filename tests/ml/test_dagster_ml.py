@@ -34,7 +34,7 @@ def test_train_then_score_lsoa_demand_in_process(fresh_home, ml_source):
 
 
 def test_a_forbidden_feed_fails_the_training_asset(fresh_home, ml_source, tmp_path):
-    from warehouse_fixture import write_feed_contracts
+    from tests.support.mart_warehouse import write_feed_contracts
 
     feeds = write_feed_contracts(tmp_path / "feeds", overrides={"police.street_crimes": ["place_indicators"]})
     training = next(a for a in ML_ASSETS if a.key.path[-1] == "lsoa_demand_training")
@@ -65,9 +65,8 @@ def test_too_little_history_skips_training_and_scoring_with_a_warning_not_a_fail
     so both ML steps are left out with a warning saying how much is needed, and the refresh still succeeds."""
     import shutil
 
-    from warehouse_fixture import build_mart_warehouse
-
     from orchestration.lib.config import get_settings
+    from tests.support.mart_warehouse import build_mart_warehouse
 
     settings = get_settings(home=tmp_path / "home").ensure()
     build_mart_warehouse(settings.warehouse_db, months=12)

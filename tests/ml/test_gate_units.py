@@ -40,7 +40,7 @@ def test_incomplete_record_lists_every_missing_answer(tmp_path):
 
 
 def test_agreements_refuse_missing_contracts_other_purposes_and_expired_agreements(tmp_path):
-    from warehouse_fixture import write_feed_contracts
+    from tests.support.mart_warehouse import write_feed_contracts
 
     feeds = write_feed_contracts(tmp_path, overrides={"nhs.ae_attendances": ["service_planning"]})
     checks = {c.feed: c for c in check_feed_agreements(
@@ -104,9 +104,9 @@ def test_too_little_history_is_refused_from_one_aggregate_and_never_when_trainin
     """The training asset asks ``require_history`` before importing the trainer: with one month fewer than the
     splits need it refuses, with exactly enough it lets training go on, and the examples can then be built."""
     import duckdb
-    from warehouse_fixture import build_mart_warehouse
 
     from ml.features import NotEnoughHistoryError, build_frames, require_history
+    from tests.support.mart_warehouse import build_mart_warehouse
 
     spec = load_spec(model)
     need = spec.min_history_months + 3 * spec.horizon_months
@@ -128,9 +128,9 @@ def test_scoring_builds_the_same_examples_to_score_without_the_training_ones(tmp
     """Nightly scoring builds only the examples it scores; they and the feature columns are exactly those a
     whole build (the one training uses) gives, so the champion sees the features it was trained on."""
     import duckdb
-    from warehouse_fixture import build_mart_warehouse
 
     from ml.features import build_frames
+    from tests.support.mart_warehouse import build_mart_warehouse
 
     spec = load_spec(model)
     path = tmp_path / "warehouse.duckdb"
@@ -171,7 +171,6 @@ def test_household_examples_count_what_a_plain_groupby_counts(tmp_path):
     """The household risk features (numpy bincounts over integer codes) equal a per-household groupby on the
     fixture's events, at a training cutoff and at the scoring cutoff, in the order households first appear."""
     import duckdb
-    from warehouse_fixture import build_mart_warehouse
 
     from ml.features import (
         _HOUSEHOLD_EVENTS_SQL,
@@ -180,6 +179,7 @@ def test_household_examples_count_what_a_plain_groupby_counts(tmp_path):
         month_index,
         permitted_indicators,
     )
+    from tests.support.mart_warehouse import build_mart_warehouse
 
     spec = load_spec("household_risk")
     path = tmp_path / "warehouse.duckdb"

@@ -148,7 +148,7 @@ def test_promotion_refused_when_a_fairness_threshold_is_breached(fresh_home, ml_
 
 
 def test_training_refused_when_a_feed_agreement_forbids_the_purpose(fresh_home, ml_source, tmp_path):
-    from warehouse_fixture import write_feed_contracts
+    from tests.support.mart_warehouse import write_feed_contracts
 
     feeds = write_feed_contracts(tmp_path / "feeds", overrides={"nhs.ae_attendances": ["service_planning"]})
     with pytest.raises(PlacelinkError) as err:

@@ -21,12 +21,13 @@ import datetime as dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.validation import Answer, collect_problems
 
 #: The register's folder; ``PLACELINK_PROJECTS_DIR`` points elsewhere (tests, a deployment's own register).
 PROJECTS_DIR = Path(__file__).resolve().parents[2] / "projects"
@@ -48,18 +49,6 @@ STATUSES = ("proposed", "approved", "suspended", "closed")
 
 #: libyaml's parser when installed: the pure-Python one takes ~0.25 s a file on a loaded machine
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-_PLACEHOLDERS = {"", "todo", "tbd", "tbc", "n/a", "na", "none", "-", "?"}
-
-
-def _answer(value: str) -> str:
-    if value is None or str(value).strip().lower() in _PLACEHOLDERS:
-        raise ValueError("needs a real answer, not a placeholder")
-    return str(value).strip()
-
-
-Answer = Annotated[str, AfterValidator(_answer)]
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -226,22 +215,6 @@ def projects_dir(path: str | Path | None = None) -> Path:
     return Path(os.environ["PLACELINK_PROJECTS_DIR"]) if os.environ.get("PLACELINK_PROJECTS_DIR") else PROJECTS_DIR
 
 
-def _loc(loc: tuple, data: Any) -> str:
-    parts: list[str] = []
-    node = data
-    for item in loc:
-        if isinstance(item, int) and isinstance(node, list):
-            label = str(item)
-            if 0 <= item < len(node) and isinstance(node[item], dict):
-                label = str(node[item].get("feed") or node[item].get("who") or item)
-            parts[-1:] = [f"{parts[-1] if parts else ''}[{label}]"]
-            node = node[item] if 0 <= item < len(node) else None
-        else:
-            parts.append(str(item))
-            node = node.get(item) if isinstance(node, dict) else None
-    return ".".join(parts)
-
-
 def validate_project_data(data: Any, path: str | Path) -> LoadedProject:
     """Validate one parsed project file (the mapping under ``project:``); collect every problem."""
     path = Path(path)
@@ -255,10 +228,7 @@ def validate_project_data(data: Any, path: str | Path) -> LoadedProject:
     try:
         record = ProjectRecord.model_validate(raw)
     except ValidationError as exc:
-        for err in exc.errors():
-            what = "missing" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
-            problems.append((f"{where}: project.{_loc(tuple(err['loc']), raw)}", what,
-                             _FIXES.get(err["type"], "correct the value")))
+        problems += collect_problems(exc, raw, where, _FIXES, prefix="project.", labels=("feed", "who"))
     if raw.get("id") and str(raw["id"]) != path.stem:
         problems.append((f"{where}: project.id", f"project id {raw['id']!r} differs from the file name",
                          f"rename the file to {raw['id']}.yml"))

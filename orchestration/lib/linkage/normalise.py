@@ -17,7 +17,7 @@ import pandas as pd
 from orchestration.lib import postcodes
 from orchestration.lib.errors import PlacelinkError
 
-#: The standard person record (DESIGN.md): record_id and source are required, the rest may be absent.
+#: The standard person record (docs/design.md): record_id and source are required, the rest may be absent.
 REQUIRED_COLUMNS = ("record_id",)
 OPTIONAL_COLUMNS = (
     "source", "given_name", "family_name", "date_of_birth", "sex", "postcode", "address", "nhs_number",

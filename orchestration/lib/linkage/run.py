@@ -524,7 +524,7 @@ def _export_review_queue(con, settings: Settings, review: pd.DataFrame, model: d
     file next to it (``decision`` = match | non_match) that the next run imports. Next to them, Splink's
     waterfall chart of every pair and its comparison viewer (``pictures.write_review_explanations``); each
     queue row names its waterfall file and position (``explanation_file``, ``explanation_pair``). Clear
-    identifiers: all of it stays inside the identifiable zone (DESIGN.md), readable by the owner (the matching
+    identifiers: all of it stays inside the identifiable zone (docs/design.md), readable by the owner (the matching
     service account) only."""
     from orchestration.lib.linkage.pictures import waterfall_file, write_review_explanations
 

@@ -1,0 +1,126 @@
+"""The house's layout, kept: product code never leans on test support, the docs name only files that exist and
+nothing outside the repository, and the YAML files people write are refused the same way everywhere.
+
+Test support (fixtures, synthetic test counties, warehouse builders) lives in ``tests/support/`` (shared) or beside
+the tests that use it; the shipped packages (``orchestration``, ``ml``, ``expectations``, ``partner``) never import
+it. docs/architecture.md's map of domains names each domain's folder at each layer: the paths it names must exist.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PRODUCT = ("orchestration", "ml", "expectations", "partner")
+#: file names that say "I am test support" (pytest's own or ours): they belong under tests/
+TEST_SUPPORT_NAMES = re.compile(r"^(conftest|testdata|.*_fixtures?|fixtures?|test_.*)\.py$")
+DOCS = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
+TOP = ("orchestration/", "tests/", "docs/", "dbt_project/", "expectations/", "ml/", "benchmarks/", "infra/",
+       "partner/", ".ci/")
+
+
+def _product_files() -> list[Path]:
+    return sorted(p for top in PRODUCT for p in (ROOT / top).rglob("*.py") if ".venv" not in p.parts)
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+def test_product_code_never_imports_test_support():
+    offenders = {str(p.relative_to(ROOT)): sorted(n for n in _imports(p) if n == "tests" or n.startswith("tests."))
+                 for p in _product_files()}
+    offenders = {k: v for k, v in offenders.items() if v}
+    assert not offenders, f"product code must not import from tests/ (move what it needs into lib/): {offenders}"
+
+
+def test_no_test_support_lives_in_product_code():
+    found = [str(p.relative_to(ROOT)) for p in _product_files() if TEST_SUPPORT_NAMES.match(p.name)]
+    assert not found, f"test support belongs in tests/support/ (or beside its tests), not in product code: {found}"
+
+
+def test_the_guards_see_a_product_file_that_imports_tests(tmp_path):
+    # the guard above must be able to fail: both import forms are caught
+    bad = tmp_path / "bad.py"
+    bad.write_text("import tests.support.x\nfrom tests.conftest import y\nfrom .tests import z\n")
+    assert _imports(bad) >= {"tests.support.x", "tests.conftest"} and ".tests" not in _imports(bad)
+    assert TEST_SUPPORT_NAMES.match("warehouse_fixture.py") and TEST_SUPPORT_NAMES.match("testdata.py")
+    assert not TEST_SUPPORT_NAMES.match("contracts.py")
+
+
+def _named_paths(doc: Path) -> list[str]:
+    """Repository paths a page names in backticks (a file with an extension, or a folder ending in /) and the
+    pages it links to."""
+    text = doc.read_text(encoding="utf-8")
+    out = []
+    for token in re.findall(r"`([^`\s]+)`", text):
+        path = token.split("::")[0].rstrip(".,;:)")
+        if path.startswith(TOP) and not re.search(r"[<>*{}$\[\]|]", path) and \
+                (path.endswith("/") or re.search(r"\.(py|md|yml|yaml|sql|csv|toml|json|sh)$", path)):
+            out.append(path)
+    for link in re.findall(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)", text):
+        if "://" not in link:
+            out.append(str((doc.parent / link).resolve().relative_to(ROOT)))
+    return out
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_docs_name_only_files_that_exist(doc):
+    missing = [p for p in _named_paths(doc) if not (ROOT / p).exists()]
+    assert not missing, f"{doc.relative_to(ROOT)} names files that do not exist (renamed? update the page): {missing}"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_docs_point_at_nothing_outside_the_repository(doc):
+    text = doc.read_text(encoding="utf-8")
+    outside = [m.group(0) for m in re.finditer(r"\.\./[A-Za-z_][\w./-]*|\bDESIGN\.md\b|outside the repo\w*", text)]
+    assert not outside, f"{doc.relative_to(ROOT)} points outside the repository: {outside} (copy what it needs into docs/)"
+
+
+def test_the_three_yaml_loaders_name_each_problem_by_the_files_own_words(tmp_path):
+    """Contracts, projects and ethics records share one validation (orchestration/lib/validation.py): every problem
+    is collected, a list item is named by its id/name, an absent key is "missing", a placeholder is refused."""
+    from ml.ethics import load_record, record_path
+    from orchestration.lib.contracts import FEEDS_DIR, validate_contract_data
+    from orchestration.lib.governance.projects import PROJECTS_DIR, validate_project_data
+
+    contract = yaml.safe_load((FEEDS_DIR / "police.yml").read_text())
+    feed = next(f for f in contract["feeds"] if f["id"] == "street_crimes")
+    del feed["description"]
+    feed["columns"][0]["type"] = "text"
+    _, problems = validate_contract_data(contract, "police.yml")
+    found = {where: what for where, what, _ in problems}
+    assert found.get("police.yml: feeds[street_crimes].description") == "missing", problems
+    assert f"police.yml: feeds[street_crimes].columns[{feed['columns'][0]['name']}].type" in found, problems
+    assert all(fix for _, _, fix in problems)
+
+    project = yaml.safe_load((PROJECTS_DIR / "PRJ-2025-HHRISK.yml").read_text())
+    del project["project"]["outcome"]["measure"]
+    project["project"]["problem"]["statement"] = "n/a"
+    need = project["project"]["data"]["feeds"][0]
+    need["columns"] = []
+    found = {w: what for w, what, _ in validate_project_data(copy.deepcopy(project), "PRJ-X.yml").problems}
+    assert found.get("PRJ-X.yml: project.outcome.measure") == "missing", found
+    assert "placeholder" in found.get("PRJ-X.yml: project.problem.statement", ""), found
+    assert f"PRJ-X.yml: project.data.feeds[{need['feed']}].columns" in found, found
+
+    record = yaml.safe_load(record_path("household_risk").read_text())
+    del record["purpose"]["statement"]
+    record["human_oversight"] = "-"
+    path = tmp_path / "ethics.yml"
+    path.write_text(yaml.safe_dump(record))
+    problems = load_record(path).problems
+    assert "purpose.statement: missing" in problems and any(
+        p.startswith("human_oversight:") and "placeholder" in p for p in problems), problems
