@@ -9,6 +9,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from orchestration.defs.resources import settings_resource
 from orchestration.lib import dbt_runner
 from orchestration.lib.config import get_settings
 
@@ -55,7 +56,7 @@ def test_in_process_dagster_run_builds_models_checks_and_published_files(dbt_war
         con.execute("drop schema published cascade; drop table marts.lsoa_monthly_indicators")
     result = dg.materialize(
         [placelink_dbt_models, published_files],
-        resources={"dbt": dbt_resource()},
+        resources={"dbt": dbt_resource(), "placelink_settings": settings_resource(get_settings())},
         selection=dg.AssetSelection.assets(
             dg.AssetKey(["marts", "dim_lsoa"]), dg.AssetKey(["marts", "dim_ward"]),
             dg.AssetKey(["marts", "dim_msoa"]), dg.AssetKey(["marts", "dim_district"]),
