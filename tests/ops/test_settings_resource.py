@@ -13,8 +13,8 @@ import shutil
 import dagster as dg
 import duckdb
 
-from orchestration.defs.ops.jobs import ops_downstream_refresh_job
-from orchestration.defs.resources import SETTINGS, PlacelinkSettings, settings_resource
+from orchestration.defs.feeds.assets import reference_tables
+from orchestration.defs.resources import SETTINGS, PlacelinkSettings, settings_resource, shared_resources
 from orchestration.lib.config import get_settings
 from orchestration.runner import _load_defs
 
@@ -25,9 +25,9 @@ def test_a_run_works_on_the_home_it_was_bound_to_not_the_environments(tiny_count
     monkeypatch.setenv("PLACELINK_HOME", str(elsewhere))
     settings = get_settings(home=home).ensure()
 
-    job = _load_defs(settings).resolve_job_def(ops_downstream_refresh_job.name)
     keys = [dg.AssetKey(["ref", "lsoas"]), dg.AssetKey(["ref", "wards"])]
-    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), asset_selection=keys)
+    result = dg.materialize([reference_tables], selection=keys, resources=shared_resources(settings),
+                            instance=dg.DagsterInstance.ephemeral())
 
     assert result.success
     assert {e.asset_key for e in result.get_asset_materialization_events()} == set(keys)
@@ -35,6 +35,15 @@ def test_a_run_works_on_the_home_it_was_bound_to_not_the_environments(tiny_count
         assert con.execute("select count(*) from ref.lsoas").fetchone()[0] > 0
     assert not elsewhere.exists()  # the environment's home was neither read nor written
     assert os.environ["PLACELINK_HOME"] == str(elsewhere)  # and nobody rewrote the environment
+
+
+def test_the_refresh_binds_the_code_location_to_the_home_it_was_given(tmp_path, monkeypatch):
+    """runner._load_defs: the definitions a refresh or stage command runs carry the home they were given."""
+    monkeypatch.setenv("PLACELINK_HOME", str(tmp_path / "elsewhere"))
+    settings = get_settings(home=tmp_path / "bound")
+    bound = _load_defs(settings).resources[SETTINGS]
+    assert bound.get() == settings
+    assert _load_defs(settings).resources["identifiable_db"].database == str(settings.identifiable_db)
 
 
 def test_the_code_location_reads_the_environment_through_envvar(tmp_path, monkeypatch):
