@@ -28,7 +28,13 @@ from orchestration.defs.ops.planning import (
     plan_catch_up,
     plan_refresh,
 )
-from orchestration.defs.resources import IDENTIFIABLE_POOL, SETTINGS, WAREHOUSE_POOL, PlacelinkSettings
+from orchestration.defs.resources import (
+    IDENTIFIABLE,
+    IDENTIFIABLE_POOL,
+    SETTINGS,
+    WAREHOUSE_POOL,
+    PlacelinkSettings,
+)
 from orchestration.lib.config import Settings, get_settings
 from orchestration.lib.errors import PlacelinkError
 from orchestration.lib.ops.profiles import ensure_dagster_home
@@ -87,7 +93,9 @@ def _load_defs(settings: Settings) -> dg.Definitions:
     from orchestration.definitions import build_definitions, defs
 
     key = (str(settings.home.resolve()), settings.env, settings.engine)
-    if _bound_to(defs) == key:
+    # the settings resource may follow the environment (EnvVar) while the DuckDB paths were fixed at import
+    zone = defs.resources.get(IDENTIFIABLE)
+    if _bound_to(defs) == key and zone is not None and zone.database == str(settings.identifiable_db):
         return defs
     if key not in _DEFS_BY_HOME:
         _DEFS_BY_HOME[key] = build_definitions(settings)

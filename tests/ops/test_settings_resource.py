@@ -16,7 +16,6 @@ import duckdb
 from orchestration.defs.feeds.assets import reference_tables
 from orchestration.defs.resources import SETTINGS, PlacelinkSettings, settings_resource, shared_resources
 from orchestration.lib.config import get_settings
-from orchestration.runner import _load_defs
 
 
 def test_a_run_works_on_the_home_it_was_bound_to_not_the_environments(tiny_county, tmp_path, monkeypatch):
@@ -35,15 +34,6 @@ def test_a_run_works_on_the_home_it_was_bound_to_not_the_environments(tiny_count
         assert con.execute("select count(*) from ref.lsoas").fetchone()[0] > 0
     assert not elsewhere.exists()  # the environment's home was neither read nor written
     assert os.environ["PLACELINK_HOME"] == str(elsewhere)  # and nobody rewrote the environment
-
-
-def test_the_refresh_binds_the_code_location_to_the_home_it_was_given(tmp_path, monkeypatch):
-    """runner._load_defs: the definitions a refresh or stage command runs carry the home they were given."""
-    monkeypatch.setenv("PLACELINK_HOME", str(tmp_path / "elsewhere"))
-    settings = get_settings(home=tmp_path / "bound")
-    bound = _load_defs(settings).resources[SETTINGS]
-    assert bound.get() == settings
-    assert _load_defs(settings).resources["identifiable_db"].database == str(settings.identifiable_db)
 
 
 def test_the_code_location_reads_the_environment_through_envvar(tmp_path, monkeypatch):
