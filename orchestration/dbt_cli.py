@@ -25,15 +25,34 @@ def register(app: typer.Typer) -> None:
         full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Rebuild incremental models from scratch.")] = False,
         home: HomeOption = None,
     ) -> None:
-        """Build the dbt models (staging, intermediate, marts, published) and run their tests in the warehouse."""
+        """Build the dbt models (staging, intermediate, marts, published) and run their tests in the warehouse.
+
+        A run of the code location's dbt assets on this home's Dagster instance (shown by ``placelink ui``,
+        audited once), like a refresh's."""
+        from dagster_dbt import build_dbt_asset_selection
+
+        from orchestration.defs.dbt.assets import placelink_dbt_models
         from orchestration.lib import dbt_runner
         from orchestration.lib.config import get_settings
+        from orchestration.lib.errors import PlacelinkError
+        from orchestration.runner import _load_defs, run_stage
 
         settings = get_settings(home=home).ensure()
-        result = dbt_runner.build(select=select, month=month, threshold=threshold, full_refresh=full_refresh,
-                                  settings=settings)
-        ok = sum(r["status"] in ("success", "pass") for r in result.results)
-        typer.echo(f"dbt build: {ok} of {len(result.results)} nodes ok in {settings.warehouse_db}")
+        if not settings.warehouse_db.exists():
+            raise PlacelinkError(f"no warehouse at {settings.warehouse_db}", where="dbt",
+                                 fix="run `placelink pseudonymise` (or `placelink demo`) first")
+        defs = _load_defs(settings)
+        keys = sorted(build_dbt_asset_selection([placelink_dbt_models], dbt_select=" ".join(select or ["fqn:*"]))
+                      .resolve(defs.resolve_asset_graph()))
+        if not keys:
+            raise PlacelinkError(f"no dbt model or seed matches --select {' '.join(select or [])}", where="--select",
+                                 fix="name a model (lsoa_profile), a path (marts.place) or a graph (lsoa_profile+)")
+        config = {"month": dbt_runner.normalise_month(month), "disclosure_threshold": threshold,
+                  "full_refresh": full_refresh}
+        outcome = run_stage("build", keys, settings, defs=defs,
+                            run_config={"ops": {placelink_dbt_models.op.name: {"config": config}}})
+        typer.echo(f"dbt build: {len(keys)} model(s) and seed(s) built in {outcome.seconds:.0f}s, run "
+                   f"{outcome.run_id} (placelink ui shows it) in {settings.warehouse_db}")
 
     @app.command()
     def publish(home: HomeOption = None) -> None:

@@ -14,6 +14,7 @@ import dagster as dg
 from orchestration import defs as defs_pkg
 from orchestration.defs.ops.policies import apply_feed_freshness
 from orchestration.defs.resources import shared_resources
+from orchestration.lib.config import Settings
 from orchestration.lib.filemodes import restrict_umask
 
 # The code location is where every Dagster run process starts (code server, run workers, in-process
@@ -33,8 +34,10 @@ def _domain_definitions() -> list[dg.Definitions]:
     return found
 
 
-def build_definitions() -> dg.Definitions:
-    merged = dg.Definitions.merge(*_domain_definitions(), dg.Definitions(resources=shared_resources()))
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    """Every domain's definitions with the shared resources bound to ``settings`` (default: the environment's,
+    through ``dg.EnvVar``: what ``dagster dev`` loads)."""
+    merged = dg.Definitions.merge(*_domain_definitions(), dg.Definitions(resources=shared_resources(settings)))
     # cross-cutting: every monthly partner feed shows as late when its drop has not arrived by the due day
     return apply_feed_freshness(merged)
 

@@ -24,10 +24,9 @@ console = Console(stderr=True)
 
 
 def _use_home(home: Path | None) -> Settings:
-    """Pin the home for this process, so the code location's resources point at the same files."""
-    settings = get_settings(home=home).ensure()
-    os.environ["PLACELINK_HOME"] = str(settings.home)
-    return settings
+    """This command's home; the runs it starts get it through their ``placelink_settings`` resource
+    (``runner._load_defs`` binds it), not through the environment."""
+    return get_settings(home=home).ensure()
 
 
 #: a line of captured output that is a warning: Python's ``warnings`` (``...: BetaWarning: ...``) or a logger's

@@ -12,7 +12,6 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
@@ -29,7 +28,13 @@ from orchestration.defs.ops.planning import (
     plan_catch_up,
     plan_refresh,
 )
-from orchestration.defs.resources import IDENTIFIABLE, IDENTIFIABLE_POOL, WAREHOUSE_POOL
+from orchestration.defs.resources import (
+    IDENTIFIABLE,
+    IDENTIFIABLE_POOL,
+    SETTINGS,
+    WAREHOUSE_POOL,
+    PlacelinkSettings,
+)
 from orchestration.lib.config import Settings, get_settings
 from orchestration.lib.errors import PlacelinkError
 from orchestration.lib.ops.profiles import ensure_dagster_home
@@ -78,23 +83,36 @@ def instance_for(settings: Settings) -> dg.DagsterInstance:
     return instance
 
 
-_DEFS_BY_HOME: dict[tuple[str, str], dg.Definitions] = {}
+_DEFS_BY_HOME: dict[tuple[str, str, str], dg.Definitions] = {}
 
 
 def _load_defs(settings: Settings) -> dg.Definitions:
-    """The code location with its DuckDB resources on *this* home. ``orchestration.definitions.defs`` bound
-    them to the home of the environment when it was first imported, which is another home when one process
-    (a test run, a script) refreshes several homes."""
+    """The code location with its resources (DuckDB files, ``placelink_settings``) bound to *this* home.
+    ``orchestration.definitions.defs`` bound them to the environment's home when it was first imported, which is
+    another home when one process (a test run, a script) refreshes several homes."""
     from orchestration.definitions import build_definitions, defs
 
-    bound = defs.resources.get(IDENTIFIABLE)
-    if bound is not None and Path(bound.database).resolve() == settings.identifiable_db.resolve():
+    key = (str(settings.home.resolve()), settings.env, settings.engine)
+    # the settings resource may follow the environment (EnvVar) while the DuckDB paths were fixed at import
+    zone = defs.resources.get(IDENTIFIABLE)
+    if _bound_to(defs) == key and zone is not None and zone.database == str(settings.identifiable_db):
         return defs
-    key = (str(settings.home), settings.env)
     if key not in _DEFS_BY_HOME:
-        with settings.active():
-            _DEFS_BY_HOME[key] = build_definitions()
+        _DEFS_BY_HOME[key] = build_definitions(settings)
     return _DEFS_BY_HOME[key]
+
+
+def _bound_to(defs: dg.Definitions) -> tuple[str, str, str] | None:
+    """(home, env, engine) the definitions' settings resource points at (EnvVar fields resolved now)."""
+    bound = defs.resources.get(SETTINGS)
+    if not isinstance(bound, PlacelinkSettings):
+        return None
+
+    def value(v) -> str:
+        return v.get_value() if isinstance(v, dg.EnvVar) else v
+
+    resolved = get_settings(home=value(bound.home), env=value(bound.env), engine=value(bound.engine))
+    return (str(resolved.home.resolve()), resolved.env, resolved.engine)
 
 
 def refresh(
@@ -208,6 +226,33 @@ def refresh(
     return result
 
 
+def run_stage(stage: str, keys: list[dg.AssetKey], settings: Settings, *, run_config: dict | None = None,
+              defs: dg.Definitions | None = None, instance: dg.DagsterInstance | None = None,
+              log_level: str = "WARNING") -> RunOutcome:
+    """Run one stage's assets (``placelink build`` and the like) as a run of the code location's downstream job
+    on this home's persistent instance: the same job, run history, asset status and audit as when a refresh, a
+    schedule or the UI does the work, rather than a second path beside Dagster. One audit event per asset
+    materialised (the run carries REFRESH_TAG, so the daemon's audit sensor does not record it again).
+
+    Raises:
+        PlacelinkError: the run failed; the message names the run and the failed steps.
+    """
+    settings = settings.ensure()
+    defs = defs or _load_defs(settings)
+    instance = instance or instance_for(settings)
+    stage_id = dt.datetime.now(dt.UTC).strftime(f"{stage}-%Y%m%dT%H%M%SZ")
+    config = {"loggers": {"console": {"config": {"log_level": log_level.upper()}}}, **(run_config or {})}
+    outcome = _execute(defs.resolve_job_def(ops_downstream_refresh_job.name), instance, stage, keys, settings,
+                       tags={REFRESH_TAG: stage_id}, run_config=config)
+    if not outcome.success:
+        raise PlacelinkError(
+            f"{stage} run {outcome.run_id} failed: "
+            + ("; ".join(f"{step}: {why}" for step, why in outcome.errors.items()) or "see the run"),
+            where=f"Dagster instance {settings.dagster_home}",
+            fix="open the run in the Dagster UI (placelink ui) to see the step error, fix it, then run again")
+    return outcome
+
+
 def _months(by_feed: dict[str, list[str]]) -> str:
     """``{"raw/police__street_crimes": ["2026-10-01"]}`` -> ``raw/police__street_crimes 2026-10``."""
     return ", ".join(f"{feed} {', '.join(pk[:7] for pk in pks)}" for feed, pks in sorted(by_feed.items()))
@@ -215,9 +260,9 @@ def _months(by_feed: dict[str, list[str]]) -> str:
 
 def _execute(job, instance, label, keys, settings: Settings, **kwargs) -> RunOutcome:
     start = time.monotonic()
-    # assets that ask get_settings() at run time see this home, whatever the caller's environment says
-    with settings.active():
-        res = job.execute_in_process(instance=instance, asset_selection=keys, raise_on_error=False, **kwargs)
+    # the job's assets read this home from their placelink_settings resource (_load_defs bound it), not from
+    # the environment
+    res = job.execute_in_process(instance=instance, asset_selection=keys, raise_on_error=False, **kwargs)
     _audit(res, settings)
     return RunOutcome(label, res.run_id, res.success, time.monotonic() - start,
                       [k.to_user_string() for k in keys], _step_errors(res))

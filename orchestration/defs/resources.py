@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from orchestration.lib.config import Settings, get_settings
@@ -14,6 +16,7 @@ from orchestration.lib.filemodes import harden, harden_identifiable
 #: Resource keys used by assets across domains.
 IDENTIFIABLE = "identifiable_db"
 WAREHOUSE = "warehouse_db"
+SETTINGS = "placelink_settings"
 
 #: Dagster concurrency pools: DuckDB allows one writer process per file, so every asset that writes a
 #: zone's file declares that zone's pool (limit 1, set in infra/dagster*.yaml).
@@ -44,9 +47,42 @@ class IdentifiableDuckDBResource(DuckDBResource):
 _ZONES_HARDENED: set[Path] = set()
 
 
+class PlacelinkSettings(dg.ConfigurableResource):
+    """The home, environment and engine the assets work on, as a resource: assets ask ``placelink_settings.get()``
+    for the :class:`~orchestration.lib.config.Settings` and hand them to lib functions explicitly.
+
+    Who binds it says where the values come from: the code location that ``placelink ui`` / ``dagster dev`` load
+    reads them from the environment through ``dg.EnvVar`` (the UI shows the variable, not a baked-in path); the
+    CLI, the refresh and tests bind a home explicitly (``shared_resources(settings)``), so nothing has to write
+    ``os.environ`` to point a run at a home."""
+
+    home: str
+    env: str = "local"
+    engine: str = "duckdb"
+
+    def get(self) -> Settings:
+        return get_settings(home=self.home, env=self.env, engine=self.engine)
+
+
+def settings_resource(settings: Settings | None = None) -> PlacelinkSettings:
+    """Bound to ``settings``; else to the environment's variables (EnvVar) where they are set, the defaults where
+    not (``get_settings`` resolves the same defaults)."""
+    if settings is not None:
+        return PlacelinkSettings(home=str(settings.home), env=settings.env, engine=settings.engine)
+    default = get_settings()
+
+    def from_env(name: str, value: str):
+        return dg.EnvVar(name) if os.environ.get(name) else value
+
+    return PlacelinkSettings(home=from_env("PLACELINK_HOME", str(default.home)),
+                             env=from_env("PLACELINK_ENV", default.env),
+                             engine=from_env("PLACELINK_ENGINE", default.engine))
+
+
 def shared_resources(settings: Settings | None = None) -> dict:
-    settings = settings or get_settings()
+    bound = settings or get_settings()
     return {
-        IDENTIFIABLE: IdentifiableDuckDBResource(database=str(settings.identifiable_db)),
-        WAREHOUSE: DuckDBResource(database=str(settings.warehouse_db)),
+        IDENTIFIABLE: IdentifiableDuckDBResource(database=str(bound.identifiable_db)),
+        WAREHOUSE: DuckDBResource(database=str(bound.warehouse_db)),
+        SETTINGS: settings_resource(settings),
     }

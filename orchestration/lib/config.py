@@ -202,7 +202,8 @@ class Settings:
     @contextlib.contextmanager
     def active(self) -> Iterator[Settings]:
         """Make these the settings :func:`get_settings` resolves (``PLACELINK_HOME``/``PLACELINK_ENV``) for the
-        block, so code that asks for the settings at run time (Dagster assets run in process) sees this home."""
+        block, for scripts and tests calling code that reads the environment. Dagster runs do not need it: their
+        assets get the home from the ``placelink_settings`` resource (orchestration/defs/resources.py)."""
         saved = {k: os.environ.get(k) for k in ("PLACELINK_HOME", "PLACELINK_ENV", "PLACELINK_ENGINE")}
         os.environ["PLACELINK_HOME"], os.environ["PLACELINK_ENV"] = str(self.home), self.env
         os.environ["PLACELINK_ENGINE"] = self.engine

@@ -24,6 +24,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from orchestration.cli import app
+from orchestration.defs.resources import settings_resource
+from orchestration.lib.config import get_settings
 from orchestration.lib.contracts import load_contracts
 from orchestration.lib.ingest import feed_drops
 from orchestration.lib.landing import classify_name, scan_feed, scan_landing
@@ -214,7 +216,8 @@ def test_a_file_swapped_for_a_link_after_the_scan_is_not_read(tmp_path):
 
 def _resources(home):
     return {"identifiable_db": DuckDBResource(database=str(home / "identifiable.duckdb")),
-            "warehouse_db": DuckDBResource(database=str(home / "warehouse.duckdb"))}
+            "warehouse_db": DuckDBResource(database=str(home / "warehouse.duckdb")),
+            "placelink_settings": settings_resource(get_settings(home=home))}
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orchestration.defs.resources import settings_resource
 from orchestration.lib.config import get_settings
 
 HEADER = ("upn;school_urn;school_name;forename;surname;dob;gender;postcode;term_month;sessions_possible;"
@@ -240,7 +241,8 @@ def test_dagster_path_leaks_nothing(hostile_home):
     assets = [a for a in build_feed_assets(contracts) if a.key in wanted]
     checks = build_quality_definitions(["county_council__school_attendance", "nhs__ae_attendances"]).asset_checks
     resources = {"identifiable_db": DuckDBResource(database=str(settings.identifiable_db)),
-                 "warehouse_db": DuckDBResource(database=str(settings.warehouse_db))}
+                 "warehouse_db": DuckDBResource(database=str(settings.warehouse_db)),
+                 "placelink_settings": settings_resource(settings)}
     texts: dict[str, bytes] = {}
     with instance_for(settings) as instance:
         results = {}

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from orchestration.defs.resources import settings_resource
 from orchestration.lib import dbt_runner
 from orchestration.lib.config import get_settings
 from orchestration.lib.contracts import load_contracts, validate_contract_data
@@ -116,7 +117,8 @@ def test_the_same_rows_through_a_dagster_partition_run(tmp_path, monkeypatch):
     wanted = {dg.AssetKey(["raw", "police__street_crimes"]), dg.AssetKey(["raw", "police__person_records"])}
     assets = [a for a in build_feed_assets(load_contracts()) if a.key in wanted]
     result = dg.materialize(assets, partition_key="2026-11-01",
-                            resources={"identifiable_db": DuckDBResource(database=str(home / "identifiable.duckdb"))})
+                            resources={"identifiable_db": DuckDBResource(database=str(home / "identifiable.duckdb")),
+                                       "placelink_settings": settings_resource(get_settings(home=home))})
     assert result.success
     md = result.asset_materializations_for_node("raw__police__street_crimes")[0].metadata
     assert md["quarantined_by_reason"].value == {"implausible_date": 2, "invalid_date": 1}

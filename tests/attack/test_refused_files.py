@@ -11,6 +11,8 @@ import duckdb
 from typer.testing import CliRunner
 
 from orchestration.cli import app
+from orchestration.defs.resources import settings_resource
+from orchestration.lib.config import get_settings
 from orchestration.lib.landing import REJECTED
 from tests.feeds.conftest import CONTRACTS, VISITS_HEADER, VISITS_ROWS, write_visits
 
@@ -80,7 +82,8 @@ def test_the_dagster_raw_asset_records_the_refused_file_too(acme_home, tmp_path,
     (folder / "2025-03-11.csv").write_bytes(("\r\n".join([VISITS_HEADER, *rows]) + "\r\n").encode("utf-16"))
     raw = [a for a in build_feed_assets(load_contracts(CONTRACTS)) if a.key == dg.AssetKey(["raw", "acme__visits"])]
     resources = {"identifiable_db": DuckDBResource(database=str(acme_home / "identifiable.duckdb")),
-                 "warehouse_db": DuckDBResource(database=str(acme_home / "warehouse.duckdb"))}
+                 "warehouse_db": DuckDBResource(database=str(acme_home / "warehouse.duckdb")),
+                 "placelink_settings": settings_resource(get_settings(home=acme_home))}
     (tmp_path / "dagster").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
         result = dg.materialize(raw, partition_key="2025-03-01", resources=resources, instance=instance,

@@ -7,13 +7,16 @@ import shutil
 
 import dagster as dg
 
+from orchestration.defs.resources import settings_resource
 from orchestration.lib import dbt_runner
 
 
 def test_models_are_schema_keyed_assets_under_the_feed_assets():
     from orchestration.defs.dbt import defs
 
-    graph = defs.resolve_asset_graph()
+    # the shared resources (definitions.py) complete the domain's: its assets ask for the home's settings
+    graph = dg.Definitions.merge(defs, dg.Definitions(resources={"placelink_settings": settings_resource()})
+                                 ).resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert {"marts/lsoa_monthly_indicators", "published/place_monthly_indicators", "published/files",
             "intermediate/int_events_joined_to_places", "staging/stg_police__street_crimes"} <= keys

@@ -11,6 +11,8 @@ import pytest
 from dagster_duckdb import DuckDBResource
 
 from orchestration.defs.feeds import build_feed_definitions
+from orchestration.defs.resources import settings_resource
+from orchestration.lib.config import get_settings
 from orchestration.lib.contracts import load_contracts
 from orchestration.lib.ingest import drop_partition
 
@@ -21,7 +23,8 @@ def county_defs(tiny_county, tmp_path, monkeypatch):
     shutil.copytree(tiny_county, home)
     monkeypatch.setenv("PLACELINK_HOME", str(home))
     resources = {"identifiable_db": DuckDBResource(database=str(home / "identifiable.duckdb")),
-                 "warehouse_db": DuckDBResource(database=str(home / "warehouse.duckdb"))}
+                 "warehouse_db": DuckDBResource(database=str(home / "warehouse.duckdb")),
+                 "placelink_settings": settings_resource(get_settings(home=home))}
     defs = dg.Definitions.merge(build_feed_definitions(load_contracts()), dg.Definitions(resources=resources))
     return home, defs
 

@@ -11,6 +11,8 @@ from dagster_duckdb import DuckDBResource
 
 from orchestration.defs.feeds import build_feed_definitions
 from orchestration.defs.feeds.assets import build_feed_assets
+from orchestration.defs.resources import settings_resource
+from orchestration.lib.config import get_settings
 from orchestration.lib.contracts import load_contracts
 from tests.feeds.conftest import CONTRACTS, VISITS_HEADER, write_attendances, write_visits
 
@@ -25,7 +27,8 @@ def feed_defs(acme_home, monkeypatch):
 
 def _resources(home):
     return {"identifiable_db": DuckDBResource(database=str(home / "identifiable.duckdb")),
-            "warehouse_db": DuckDBResource(database=str(home / "warehouse.duckdb"))}
+            "warehouse_db": DuckDBResource(database=str(home / "warehouse.duckdb")),
+            "placelink_settings": settings_resource(get_settings(home=home))}
 
 
 def _assets(*keys):

@@ -18,10 +18,10 @@ import dagster as dg
 import duckdb
 import pytest
 import yaml
-from dagster_duckdb import DuckDBResource
 from typer.testing import CliRunner
 
 from orchestration.cli import app
+from orchestration.defs.resources import settings_resource
 from orchestration.lib.config import get_settings
 from orchestration.lib.errors import PlacelinkError
 from orchestration.lib.governance.projects import PROJECTS_DIR
@@ -95,7 +95,7 @@ def test_a_project_past_its_review_date_stops_scoring_in_library_cli_and_dagster
     assert "past its review date" in str(result.exception) + result.output
 
     scores = next(a for a in ML_ASSETS if a.key.path[-1] == "household_risk_scores")
-    run = dg.materialize([scores], resources={"warehouse_db": DuckDBResource(database=str(county.warehouse_db))},
+    run = dg.materialize([scores], resources={"placelink_settings": settings_resource(county)},
                          run_config={"ops": {scores.node_def.name: {"config": {"projects_dir": str(past)}}}},
                          raise_on_error=False)
     assert not run.success
@@ -110,7 +110,7 @@ def test_training_refused_for_a_project_not_approved_through_dagster(county, tmp
 
     proposed = project_register(status="proposed")
     training = next(a for a in ML_ASSETS if a.key.path[-1] == "household_risk_training")
-    run = dg.materialize([training], resources={"warehouse_db": DuckDBResource(database=str(county.warehouse_db))},
+    run = dg.materialize([training], resources={"placelink_settings": settings_resource(county)},
                          run_config={"ops": {training.node_def.name: {"config": {"projects_dir": str(proposed)}}}},
                          raise_on_error=False)
     assert not run.success

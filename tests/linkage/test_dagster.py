@@ -9,6 +9,7 @@ from orchestration.defs.matching.assets import (
     PERSON_INDEX,
     build_matching_asset,
 )
+from orchestration.defs.resources import settings_resource
 from orchestration.lib.config import get_settings
 from orchestration.lib.contracts import load_contracts
 from tests.support.matching_county import make_county, write_home
@@ -21,7 +22,7 @@ def test_matching_assets_materialise_with_metrics(tmp_path, monkeypatch):
     settings = get_settings()
     asset = build_matching_asset(load_contracts())
     result = dg.materialize([asset], resources={"identifiable_db": DuckDBResource(
-        database=str(settings.identifiable_db))})
+        database=str(settings.identifiable_db)), "placelink_settings": settings_resource(settings)})
     assert result.success
     mats = {e.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()}
     assert set(mats) == {ADDRESS_MATCHES, PERSON_INDEX, HOUSEHOLD_INDEX}

@@ -7,16 +7,16 @@ import logging
 
 import dagster as dg
 import duckdb
-from dagster_duckdb import DuckDBResource
 
 from orchestration.defs.ml.assets import ML_ASSETS
+from orchestration.defs.resources import settings_resource
 
 
 def test_train_then_score_lsoa_demand_in_process(fresh_home, ml_source):
     selected = [a for a in ML_ASSETS if a.key.path[-1].startswith("lsoa_demand")]
     config = {"feeds_dir": str(ml_source / "feeds")}
     result = dg.materialize(
-        selected, resources={"warehouse_db": DuckDBResource(database=str(fresh_home.warehouse_db))},
+        selected, resources={"placelink_settings": settings_resource(fresh_home)},
         run_config={"ops": {a.node_def.name: {"config": config} for a in selected}},
     )
     assert result.success
@@ -39,7 +39,7 @@ def test_a_forbidden_feed_fails_the_training_asset(fresh_home, ml_source, tmp_pa
     feeds = write_feed_contracts(tmp_path / "feeds", overrides={"police.street_crimes": ["place_indicators"]})
     training = next(a for a in ML_ASSETS if a.key.path[-1] == "lsoa_demand_training")
     result = dg.materialize(
-        [training], resources={"warehouse_db": DuckDBResource(database=str(fresh_home.warehouse_db))},
+        [training], resources={"placelink_settings": settings_resource(fresh_home)},
         run_config={"ops": {training.node_def.name: {"config": {"feeds_dir": str(feeds)}}}},
         raise_on_error=False,
     )
@@ -51,7 +51,7 @@ def test_a_forbidden_feed_fails_the_training_asset(fresh_home, ml_source, tmp_pa
 def test_scores_without_a_champion_are_not_materialised_and_the_run_goes_on(fresh_home, ml_source):
     scores = next(a for a in ML_ASSETS if a.key.path[-1] == "lsoa_demand_forecasts")
     result = dg.materialize(
-        [scores], resources={"warehouse_db": DuckDBResource(database=str(fresh_home.warehouse_db))},
+        [scores], resources={"placelink_settings": settings_resource(fresh_home)},
         run_config={"ops": {scores.node_def.name: {"config": {"feeds_dir": str(ml_source / "feeds")}}}},
     )
     assert result.success
@@ -74,7 +74,7 @@ def test_too_little_history_skips_training_and_scoring_with_a_warning_not_a_fail
     selected = [a for a in ML_ASSETS if a.key.path[-1].startswith("lsoa_demand")]
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
-        selected, resources={"warehouse_db": DuckDBResource(database=str(settings.warehouse_db))},
+        selected, resources={"placelink_settings": settings_resource(settings)},
         run_config={"ops": {a.node_def.name: {"config": {"feeds_dir": str(ml_source / "feeds")}} for a in selected}},
         instance=instance,
     )

@@ -16,6 +16,7 @@ from dagster_duckdb import DuckDBResource
 
 from orchestration.defs.ops import build_ops_definitions
 from orchestration.defs.ops.policies import data_errors_fail_fast, feed_freshness_policy
+from orchestration.defs.resources import settings_resource
 from orchestration.lib.config import get_settings
 from orchestration.lib.errors import DataError
 from orchestration.lib.ops.drops import list_drops
@@ -100,7 +101,8 @@ def build_fixture_defs() -> dg.Definitions:
         dg.Definitions(
             assets=[*feed_assets, person_records, lsoa_monthly_indicators],
             resources={"identifiable_db": DuckDBResource(database=str(s.identifiable_db)),
-                       "warehouse_db": DuckDBResource(database=str(s.warehouse_db))},
+                       "warehouse_db": DuckDBResource(database=str(s.warehouse_db)),
+                       "placelink_settings": settings_resource(s)},
         ),
         build_ops_definitions(),
     )

@@ -9,6 +9,8 @@ from dagster_duckdb import DuckDBResource
 
 from orchestration.defs.partitions import monthly_partitions
 from orchestration.defs.quality.checks import STRUCTURE, WARNINGS, build_quality_definitions
+from orchestration.defs.resources import settings_resource
+from orchestration.lib.config import get_settings
 from orchestration.lib.docs_site import docs_base_url
 
 from .conftest import ae_frame
@@ -39,7 +41,8 @@ def _graph(frame: pd.DataFrame):
 def _run(tmp_path, frame):
     db = tmp_path / "identifiable.duckdb"
     return dg.materialize(_graph(frame), partition_key=PARTITION, raise_on_error=False,
-                          resources={"identifiable_db": DuckDBResource(database=str(db))},
+                          resources={"identifiable_db": DuckDBResource(database=str(db)),
+                                     "placelink_settings": settings_resource(get_settings())},
                           instance=dg.DagsterInstance.ephemeral())
 
 
@@ -109,7 +112,8 @@ def test_scorecard_asset_writes_the_warehouse(tmp_path):
     wh = tmp_path / "warehouse.duckdb"
     result = dg.materialize([scorecard], instance=dg.DagsterInstance.ephemeral(),
                             resources={"identifiable_db": DuckDBResource(database=str(idz)),
-                                       "warehouse_db": DuckDBResource(database=str(wh))})
+                                       "warehouse_db": DuckDBResource(database=str(wh)),
+                                       "placelink_settings": settings_resource(get_settings())})
     assert result.success
     (m,) = [m for m in result.get_asset_materialization_events() if m.asset_key == SCORECARD_KEY]
     with duckdb.connect(str(wh), read_only=True) as w:

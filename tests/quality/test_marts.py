@@ -10,6 +10,8 @@ from dagster_duckdb import DuckDBResource
 from expectations.runner import validate_dataframe
 from expectations.suite import load_suite
 from orchestration.defs.quality.checks import STRUCTURE, WARNINGS, build_quality_definitions
+from orchestration.defs.resources import settings_resource
+from orchestration.lib.config import get_settings
 
 MART = "marts__lsoa_monthly_indicators"
 PUB = "published__place_monthly_indicators"
@@ -101,7 +103,8 @@ def test_a_suppression_breach_blocks_publishing_in_a_real_run(tables, tmp_path):
     checks = build_quality_definitions([], [spec.asset]).asset_checks
     result = dg.materialize([published, files, *checks], raise_on_error=False,
                             instance=dg.DagsterInstance.ephemeral(),
-                            resources={"warehouse_db": DuckDBResource(database=str(tmp_path / "w.duckdb"))})
+                            resources={"warehouse_db": DuckDBResource(database=str(tmp_path / "w.duckdb")),
+                                       "placelink_settings": settings_resource(get_settings())})
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert not evaluations[STRUCTURE].passed and evaluations[WARNINGS].passed
     assert files_key not in {m.asset_key for m in result.get_asset_materialization_events()}

@@ -19,9 +19,8 @@ from dagster_dbt import (
 from packaging import version
 
 from orchestration.defs.ops.planning import MONTHS_TAG
-from orchestration.defs.resources import WAREHOUSE_POOL
+from orchestration.defs.resources import WAREHOUSE_POOL, PlacelinkSettings
 from orchestration.lib import dbt_runner
-from orchestration.lib.config import get_settings
 
 DBT_RESOURCE_KEY = "dbt"
 OWNER = "data.engineering@placelink.example"
@@ -151,12 +150,13 @@ def _keep_partial_parse(invocation, settings, log) -> None:
     pool=WAREHOUSE_POOL,
     op_tags={"placelink/stage": "dbt"},
 )
-def placelink_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig):
+def placelink_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig,
+                         placelink_settings: PlacelinkSettings):
     """dbt build of the selected models; tests become asset checks. Vars carry the month to rebuild."""
     args = ["build", *dbt_runner.PIPELINE_BUILD_EXCLUDE]
     if config.full_refresh:
         args.append("--full-refresh")
-    settings = get_settings()
+    settings = placelink_settings.get()
     variables = dbt_runner.dbt_vars(config.month, config.disclosure_threshold)
     # an empty value set explicitly, so a value left in the environment cannot leak into a full build
     extra = {dbt_runner.PUBLISHED_MONTHS_ENV: ""}
@@ -192,12 +192,12 @@ def placelink_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     description="Disclosure-controlled tables written to <home>/published/*.parquet and *.csv (placelink publish), "
                 "and the atlas drawn from them (placelink atlas; served by placelink docs).",
 )
-def published_files(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+def published_files(context: dg.AssetExecutionContext, placelink_settings: PlacelinkSettings) -> dg.MaterializeResult:
     from orchestration.lib.atlas import build_atlas
     from orchestration.lib.docs_site import served_url
     from orchestration.lib.errors import PlacelinkError
 
-    settings = get_settings()
+    settings = placelink_settings.get()
     paths = dbt_runner.publish(settings)
     meta = {"files": [str(p) for p in paths], "dagster/row_count": _rows(paths)}
     # the atlas is drawn from these files only, so it is rebuilt with them and never shows other figures.

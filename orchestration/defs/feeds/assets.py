@@ -13,8 +13,7 @@ from dagster_duckdb import DuckDBResource
 
 from orchestration.defs.guard import no_leaks
 from orchestration.defs.partitions import monthly_partitions
-from orchestration.defs.resources import IDENTIFIABLE_POOL, WAREHOUSE_POOL
-from orchestration.lib.config import get_settings
+from orchestration.defs.resources import IDENTIFIABLE_POOL, WAREHOUSE_POOL, PlacelinkSettings
 from orchestration.lib.contracts import Contract, Contracts, Feed
 from orchestration.lib.ingest import ingest_partition, parse_partitions, read_opt_outs
 from orchestration.lib.ingest.load import PartitionResult, record_rejected
@@ -100,8 +99,9 @@ def build_raw_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
         pool=IDENTIFIABLE_POOL,
     )
     @no_leaks(f"ingest of {feed.source}")
-    def _raw(context: dg.AssetExecutionContext, identifiable_db: DuckDBResource) -> dg.MaterializeResult:
-        settings = get_settings()
+    def _raw(context: dg.AssetExecutionContext, identifiable_db: DuckDBResource,
+             placelink_settings: PlacelinkSettings) -> dg.MaterializeResult:
+        settings = placelink_settings.get()
         opt_outs = read_opt_outs(settings.reference)
         results, rejected = [], []
         # a backfill or full refresh brings many months at once: worker processes parse them side by side while
@@ -150,8 +150,8 @@ def build_src_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
     )
     @no_leaks(f"pseudonymisation of {feed.source}")
     def _src(context: dg.AssetExecutionContext, warehouse_db: DuckDBResource,
-             identifiable_db: DuckDBResource) -> dg.MaterializeResult:
-        pz = pseudonymiser(get_settings())
+             identifiable_db: DuckDBResource, placelink_settings: PlacelinkSettings) -> dg.MaterializeResult:
+        pz = pseudonymiser(placelink_settings.get())
         with warehouse_db.get_connection() as con:
             attach_identifiable(con, identifiable_db.database)
             try:
@@ -181,11 +181,12 @@ def build_src_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
     can_subset=True,
 )
 @no_leaks("reference tables")
-def reference_tables(context: dg.AssetExecutionContext, warehouse_db: DuckDBResource):
+def reference_tables(context: dg.AssetExecutionContext, warehouse_db: DuckDBResource,
+                     placelink_settings: PlacelinkSettings):
     """Copy ``reference/*.csv`` into ``ref.*`` of the warehouse."""
     from orchestration.lib.warehouse_sources import build_reference_tables
 
-    settings = get_settings()
+    settings = placelink_settings.get()
     with warehouse_db.get_connection() as con:
         written = set(build_reference_tables(con, settings.reference))
         for key in context.selected_asset_keys:

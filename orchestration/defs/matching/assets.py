@@ -8,15 +8,13 @@ is present, counts by match method, address match rate) become asset metadata.
 """
 
 
-from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from orchestration.defs.guard import no_leaks
 from orchestration.defs.ops.policies import as_failure
-from orchestration.defs.resources import IDENTIFIABLE_POOL
-from orchestration.lib.config import get_settings
+from orchestration.defs.resources import IDENTIFIABLE_POOL, PlacelinkSettings
 from orchestration.lib.contracts import Contracts
 from orchestration.lib.errors import PlacelinkError
 from orchestration.lib.governance.erasure import EXCLUSIONS_METADATA, EXCLUSIONS_TAG
@@ -72,12 +70,11 @@ def build_matching_asset(contracts: Contracts) -> dg.AssetsDefinition:
         can_subset=False,
     )
     @no_leaks("matching")
-    def matching(context: dg.AssetExecutionContext, identifiable_db: DuckDBResource, config: MatchingConfig):
+    def matching(context: dg.AssetExecutionContext, identifiable_db: DuckDBResource, config: MatchingConfig,
+                 placelink_settings: PlacelinkSettings):
         from orchestration.lib.linkage.run import run_matching
 
-        settings = get_settings()
-        if Path(identifiable_db.database).resolve() != settings.identifiable_db:
-            settings = type(settings)(env=settings.env, home=Path(identifiable_db.database).resolve().parent)
+        settings = placelink_settings.get()
         try:
             out = run_matching(settings, full=config.full, progress=context.log.info)
         except PlacelinkError as exc:

@@ -9,15 +9,12 @@ A refusal by the gate is a decision, not a failure: the training asset succeeds 
 (the model card is in MLflow). A feed agreement that forbids the purpose fails the asset: nothing is trained.
 """
 
-from pathlib import Path
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from orchestration.defs.guard import no_leaks
 from orchestration.defs.ops.planning import NIGHTLY_TAG
-from orchestration.defs.resources import WAREHOUSE_POOL
-from orchestration.lib.config import Settings, get_settings
+from orchestration.defs.resources import WAREHOUSE_POOL, PlacelinkSettings
 from orchestration.lib.errors import PlacelinkError
 
 GROUP = "ml"
@@ -46,14 +43,6 @@ class MLConfig(dg.Config):
     projects_dir: str | None = None  # project register; default orchestration/projects (or PLACELINK_PROJECTS_DIR)
 
 
-def _settings(warehouse_db: DuckDBResource) -> Settings:
-    settings = get_settings()
-    warehouse = Path(warehouse_db.database).resolve()
-    if warehouse != settings.warehouse_db:
-        settings = type(settings)(env=settings.env, home=warehouse.parent)
-    return settings
-
-
 def _training_asset(model: str, deps: list[str]) -> dg.AssetsDefinition:
     @dg.asset(
         key=dg.AssetKey(["ml", f"{model}_training"]), group_name=GROUP, owners=OWNERS, kinds={"mlflow", "sklearn"},
@@ -70,10 +59,10 @@ def _training_asset(model: str, deps: list[str]) -> dg.AssetsDefinition:
                     "Too few months of history: not materialised, with a warning (the scores step is skipped).",
     )
     @no_leaks(f"training of {model}")
-    def training(context: dg.AssetExecutionContext, config: MLConfig, warehouse_db: DuckDBResource):
+    def training(context: dg.AssetExecutionContext, config: MLConfig, placelink_settings: PlacelinkSettings):
         from ml.features import NotEnoughHistoryError, connect_read_only, load_spec, require_history
 
-        settings = _settings(warehouse_db)
+        settings = placelink_settings.get()
         try:
             # before importing the trainer (scikit-learn, MLflow, matplotlib: seconds): a young county has too
             # little history, and this asset runs every night until it has been materialised once
@@ -117,11 +106,11 @@ def _scores_asset(model: str, deps: list[str], table: str) -> dg.AssetsDefinitio
                     "with model_name and model_version on every row.",
     )
     @no_leaks(f"scoring with {model}")
-    def scores(context: dg.AssetExecutionContext, config: MLConfig, warehouse_db: DuckDBResource):
+    def scores(context: dg.AssetExecutionContext, config: MLConfig, placelink_settings: PlacelinkSettings):
         from ml.score import NoChampionError, score_model
 
         try:
-            result = score_model(model, settings=_settings(warehouse_db), feeds_dir=config.feeds_dir,
+            result = score_model(model, settings=placelink_settings.get(), feeds_dir=config.feeds_dir,
                                  projects_dir=config.projects_dir)
         except NoChampionError as exc:
             # the ethics gate has not promoted any version: no predictions, and the rest of the nightly run

@@ -16,8 +16,8 @@ from expectations.runner import QualityResult
 from expectations.suite import SuiteSpec, load_suites
 from orchestration.defs.guard import no_leaks
 from orchestration.defs.partitions import monthly_partitions
-from orchestration.defs.resources import IDENTIFIABLE_POOL, WAREHOUSE_POOL
-from orchestration.lib.config import get_settings
+from orchestration.defs.resources import IDENTIFIABLE_POOL, WAREHOUSE_POOL, PlacelinkSettings
+from orchestration.lib.config import Settings
 from orchestration.lib.docs_site import served_url
 from orchestration.lib.errors import PlacelinkError
 
@@ -38,7 +38,7 @@ def _outcome_table(outcomes) -> str:
     return "\n".join(lines)
 
 
-def check_metadata(result: QualityResult, severity: str) -> dict:
+def check_metadata(result: QualityResult, severity: str, settings: Settings) -> dict:
     """Statistics, failed expectations, unexpected counts, masked samples and the Data Docs link."""
     failed = result.blocking_failures if severity == "blocking" else result.warnings
     meta = {
@@ -52,19 +52,19 @@ def check_metadata(result: QualityResult, severity: str) -> dict:
         "masked_failing_rows": dg.MetadataValue.json(
             {f"{o.expectation}:{o.column or '-'}": o.sample for o in failed if o.sample}),
     }
-    docs = served_url(get_settings(), result.docs_path)  # http://, not file:// (browsers refuse those from a page)
+    docs = served_url(settings, result.docs_path)  # http://, not file:// (browsers refuse those from a page)
     if docs:
         meta["data_docs"] = dg.MetadataValue.url(docs)
     return meta
 
 
 def _validate_and_report(context, key: dg.AssetKey, spec: SuiteSpec, db: DuckDBResource, partition: str | None,
-                         docs_index: bool = True):
+                         settings: Settings, docs_index: bool = True):
     from orchestration.lib.quality import validate_suite
 
     try:
         with db.get_connection() as con:
-            result = validate_suite(con, spec, partition=partition, settings=get_settings(), docs_index=docs_index)
+            result = validate_suite(con, spec, partition=partition, settings=settings, docs_index=docs_index)
     except PlacelinkError as exc:
         yield dg.AssetCheckResult(asset_key=key, check_name=STRUCTURE, passed=False,
                                   severity=dg.AssetCheckSeverity.ERROR, description=str(exc))
@@ -74,13 +74,13 @@ def _validate_and_report(context, key: dg.AssetKey, spec: SuiteSpec, db: DuckDBR
     context.log.info(json.dumps(result.summary(), default=str))
     yield dg.AssetCheckResult(
         asset_key=key, check_name=STRUCTURE, passed=result.passed_blocking,
-        severity=dg.AssetCheckSeverity.ERROR, metadata=check_metadata(result, "blocking"),
+        severity=dg.AssetCheckSeverity.ERROR, metadata=check_metadata(result, "blocking", settings),
         description=None if result.passed_blocking else
         f"{len(result.blocking_failures)} structural expectation(s) failed: "
         + ", ".join(f"{o.expectation}({o.column or ''})" for o in result.blocking_failures[:5]))
     yield dg.AssetCheckResult(
         asset_key=key, check_name=WARNINGS, passed=not result.warnings,
-        severity=dg.AssetCheckSeverity.WARN, metadata=check_metadata(result, "warn"))
+        severity=dg.AssetCheckSeverity.WARN, metadata=check_metadata(result, "warn", settings))
 
 
 def build_feed_check(spec: SuiteSpec) -> dg.AssetChecksDefinition:
@@ -106,10 +106,12 @@ def build_feed_check(spec: SuiteSpec) -> dg.AssetChecksDefinition:
         compute_kind="great_expectations",
     )
     @no_leaks(f"quality check {spec.name}")
-    def _check(context: dg.AssetCheckExecutionContext, identifiable_db: DuckDBResource):
+    def _check(context: dg.AssetCheckExecutionContext, identifiable_db: DuckDBResource,
+               placelink_settings: PlacelinkSettings):
         partition = context.partition_key if context.has_partition_key else None
         # each check writes its own Data Docs page; the index is rebuilt once after them, by the feed scorecard
-        yield from _validate_and_report(context, key, spec, identifiable_db, partition=partition, docs_index=False)
+        yield from _validate_and_report(context, key, spec, identifiable_db, partition=partition,
+                                        settings=placelink_settings.get(), docs_index=False)
 
     return _check
 
@@ -132,8 +134,10 @@ def build_table_check(spec: SuiteSpec) -> dg.AssetChecksDefinition:
         compute_kind="great_expectations",
     )
     @no_leaks(f"quality check {spec.name}")
-    def _check(context: dg.AssetCheckExecutionContext, warehouse_db: DuckDBResource):
-        yield from _validate_and_report(context, key, spec, warehouse_db, partition=None)
+    def _check(context: dg.AssetCheckExecutionContext, warehouse_db: DuckDBResource,
+               placelink_settings: PlacelinkSettings):
+        yield from _validate_and_report(context, key, spec, warehouse_db, partition=None,
+                                        settings=placelink_settings.get())
 
     return _check
 
@@ -151,15 +155,16 @@ def build_scorecard_asset(raw_keys: list[dg.AssetKey]) -> dg.AssetsDefinition:
     )
     @no_leaks("feed scorecard")
     def feed_scorecard(context: dg.AssetExecutionContext, identifiable_db: DuckDBResource,
-                       warehouse_db: DuckDBResource) -> dg.MaterializeResult:
+                       warehouse_db: DuckDBResource, placelink_settings: PlacelinkSettings) -> dg.MaterializeResult:
         from expectations.runner import build_docs_index
         from orchestration.lib.quality import VERDICTS_DIR, build_feed_scorecard, connect_read_only
 
-        quality_dir = get_settings().quality_dir
+        settings = placelink_settings.get()
+        quality_dir = settings.quality_dir
         with connect_read_only(identifiable_db.database) as idz, warehouse_db.get_connection() as wh:
             card = build_feed_scorecard(idz, wh, verdicts_dir=quality_dir / VERDICTS_DIR)
         # the feed checks before it left the Data Docs index to one rebuild here
-        docs = served_url(get_settings(), build_docs_index(quality_dir))
+        docs = served_url(settings, build_docs_index(quality_dir))
         latest = card.sort_values("month").groupby(["partner", "feed"]).tail(1)
         context.log.info(f"feed scorecard: {card.attrs['months_rescored']} feed-months scored again (new or changed "
                          f"since last scored; {card.attrs['months_from_checks']} of them with the row verdicts "
