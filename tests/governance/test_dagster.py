@@ -97,3 +97,33 @@ def test_audit_sensor_records_every_materialisation_of_a_run(zone_home, monkeypa
     governance_audit_sensor(ctx)
     last = read_events(s)[-1]
     assert last["who"] == "sam.engineer" and last["details"]["os_user"] == me
+
+
+def test_audit_sensor_records_a_scheduled_nightly_and_skips_only_what_the_runner_audited(zone_home, monkeypatch):
+    """The 02:00 schedule's runs carry the refresh tag like the runner's, but nobody else audits them: the sensor
+    must. Only a run the in-process runner executed (and audited) is skipped."""
+    from orchestration.defs.governance import governance_audit_sensor
+    from orchestration.defs.ops.planning import AUDITED_BY_RUNNER_TAG, REFRESH_TAG
+
+    s = zone_home["settings"]
+    monkeypatch.setenv("PLACELINK_HOME", str(s.home))
+    monkeypatch.setattr("orchestration.lib.governance.register.FEEDS_DIR", zone_home["feeds_dir"])
+
+    @dg.asset(key=["raw", "police__person_records"])
+    def raw_police():
+        return 1
+
+    instance = dg.DagsterInstance.ephemeral()
+
+    def sensed(tags) -> int:
+        result = dg.materialize([raw_police], instance=instance, tags=tags)
+        run = instance.get_run_by_id(result.run_id)
+        success = instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS).records[0]
+        ctx = dg.build_run_status_sensor_context(sensor_name="governance_audit_sensor", dagster_instance=instance,
+                                                 dagster_run=run, dagster_event=success.event_log_entry.dagster_event)
+        before = len(read_events(s))
+        governance_audit_sensor(ctx)
+        return len(read_events(s)) - before
+
+    assert sensed({REFRESH_TAG: "2026-12-03T02:00"}) == 1            # the schedule's nightly: audited here
+    assert sensed({REFRESH_TAG: "r1", AUDITED_BY_RUNNER_TAG: "true"}) == 0   # the runner's: audited already

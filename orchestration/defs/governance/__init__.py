@@ -8,7 +8,7 @@ same DuckDB file.
 # no `from __future__ import annotations`: Dagster resolves the op config class from the live annotation
 import dagster as dg
 
-from orchestration.defs.ops.planning import REFRESH_TAG
+from orchestration.defs.ops.planning import AUDITED_BY_RUNNER_TAG
 from orchestration.defs.resources import IDENTIFIABLE_POOL, WAREHOUSE_POOL
 from orchestration.lib.config import get_settings
 
@@ -92,8 +92,8 @@ def governance_audit_sensor(context: dg.RunStatusSensorContext):
     from orchestration.lib.governance.pipeline_audit import record_run
 
     run = context.dagster_run
-    if REFRESH_TAG in run.tags:
-        return dg.SkipReason(f"run {run.run_id} was audited by the refresh runner that launched it")
+    if AUDITED_BY_RUNNER_TAG in run.tags:
+        return dg.SkipReason(f"run {run.run_id} was audited by the runner that executed it")
     records = context.instance.get_records_for_run(
         run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=10_000).records
     key_paths = []
