@@ -128,3 +128,20 @@ def test_every_encoded_level_and_blocking_rule_runs_on_encoded_records():
 
 def _cols(con) -> list[str]:
     return [r[0] for r in con.execute("DESCRIBE _p").fetchall()]
+
+
+def test_the_encoded_prepared_record_has_every_column_the_stable_index_reads():
+    """The index collapses exact duplicates on DUPLICATE_KEY and registers term frequencies for the model's TF
+    columns: the encoded record must carry them all (after #23 it lacked nhs_digits, national_id and the address
+    columns, and every encoded link failed with a binder error)."""
+    from orchestration.lib.linkage.index import DUPLICATE_KEY
+
+    records = pd.DataFrame({"record_id": ["a"], "source": ["s"], "given_name": ["Ann"], "family_name": ["Lee"],
+                            "date_of_birth": ["1990-01-02"], "address": ["3 Mill Lane"], "postcode": ["SH1 2SA"]})
+    con = duckdb.connect()
+    con.register("_enc_df", encode_person_records(records, Encoder(SECRET)))
+    con.execute("CREATE TABLE _enc AS SELECT * FROM _enc_df")
+    em.prepare_encoded(con, "_enc", "_p")
+    cols = set(_cols(con))
+    tf = {getattr(lvl, "tf_adjustment_column", None) for c in pm.model_settings().comparisons for lvl in _levels(c)}
+    assert set(DUPLICATE_KEY) | (tf - {None}) | {"unique_id", "source", "weak_identifiers"} <= cols
