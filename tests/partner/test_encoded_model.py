@@ -145,3 +145,17 @@ def test_the_encoded_prepared_record_has_every_column_the_stable_index_reads():
     cols = set(_cols(con))
     tf = {getattr(lvl, "tf_adjustment_column", None) for c in pm.model_settings().comparisons for lvl in _levels(c)}
     assert set(DUPLICATE_KEY) | (tf - {None}) | {"unique_id", "source", "weak_identifiers"} <= cols
+
+
+def test_a_saved_encoded_model_from_before_a_model_change_is_not_reused():
+    """A model saved before the comparisons changed (the pre-#23 encoded model compared postcode_area, which the
+    encoded record no longer has) is retrained rather than failing at prediction."""
+    current = em.model_settings().create_settings_dict(sql_dialect_str="duckdb")
+    assert em.model_is_current(current)
+    old = {**current, "comparisons": [dict(c) for c in current["comparisons"]]}
+    postcode = next(c for c in old["comparisons"] if c["output_column_name"] == "postcode")
+    postcode["comparison_levels"] = [*postcode["comparison_levels"][:-1],
+                                     {"sql_condition": "postcode_area_l = postcode_area_r"},
+                                     postcode["comparison_levels"][-1]]
+    assert not em.model_is_current(old)
+    assert not em.model_is_current({"comparisons": [{"no": "shape"}]})

@@ -223,6 +223,21 @@ def model_settings():
     )
 
 
+def _shape(settings: dict) -> list:
+    return [(c["output_column_name"], [lvl["sql_condition"] for lvl in c["comparison_levels"]])
+            for c in settings["comparisons"]]
+
+
+def model_is_current(model: dict) -> bool:
+    """Whether a saved encoded model compares what :func:`model_settings` compares now (same comparisons, same
+    level SQL). One saved before the model changed (e.g. before #23's fields were derived) names columns the
+    encoded record no longer has, and would fail at prediction: it is retrained instead."""
+    try:
+        return _shape(model) == _shape(model_settings().create_settings_dict(sql_dialect_str="duckdb"))
+    except (KeyError, TypeError):
+        return False
+
+
 def train_model(db_api, records_sdf, seed: int = 42, max_pairs_u: float | None = None,
                 max_pairs_em: float | None = None) -> dict:
     """The clear model's training (:func:`~orchestration.lib.linkage.person.train_model`) with these settings."""
