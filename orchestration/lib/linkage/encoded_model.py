@@ -247,9 +247,14 @@ def train_model(db_api, records_sdf, seed: int = 42, max_pairs_u: float | None =
 
 def link_encoded_frame(encoded, model: dict | None = None):
     """Link a frame of encoded person records on its own; returns the :class:`~.index.LinkResult`."""
+    import os
+
     from orchestration.lib.linkage.index import update_index
 
     con = duckdb.connect()
+    # the matching stage's memory limit (run._configure), not DuckDB's default of 80 % of RAM: unlimited, the
+    # 1.5 M-record encoded county took 19 GB of a shared 23 GB machine (bench_encoded.py --scale-people 500000)
+    run(con, f"SET memory_limit = '{os.environ.get('PLACELINK_DUCKDB_MEMORY', '4GB')}'")
     con.register("_encoded_df", encoded)
     run(con, "CREATE TABLE _encoded AS SELECT * FROM _encoded_df")
     prepare_encoded(con, "_encoded", "_prepared")
