@@ -7,7 +7,8 @@
 - **Synthetic county** (``--county HOME``: a home made by ``placelink generate``): every person record of every
   landing drop, read with ingest's own ``parse_file``; truth from ``truth/records.parquet``.
 - **Throughput**: partner-side encoding (address matching + normalisation + encoding) in records/s; linkage on
-  encodings in records/min at ``--scale-people`` people (x ~3 records each).
+  encodings in records/min at ``--scale-people`` people (x ~3 records each), and with ``--scale-clear`` the clear
+  model on the same records; the load average before and after each link is recorded (shared machine).
 - **Frequency attack** on the encoded county: the attacker holds the true frequency of every given name in the
   population (the strongest public list one could have: here the truth file itself), ranks the encoded given-name
   tokens -- and, separately, the Bloom filters -- by frequency, and assigns the i-th most frequent encoding to the
@@ -119,6 +120,7 @@ def main() -> None:
     ap.add_argument("--people", type=int, default=2000)
     ap.add_argument("--county", type=Path)
     ap.add_argument("--scale-people", type=int, default=0)
+    ap.add_argument("--scale-clear", action="store_true", help="also link the scale set with the clear model")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/encoded_linkage.json"))
     args = ap.parse_args()
     res: dict = {"at": dt.datetime.now().isoformat(timespec="seconds"), "machine": platform.processor() or
@@ -140,13 +142,27 @@ def main() -> None:
         t = time.perf_counter()
         enc = encode_person_records(c["records"], Encoder(SECRET), c["gazetteer"], c["postcodes"])
         encode_s = time.perf_counter() - t
+        # the machine is shared: the load average around each timed link says how far from a quiet machine's
+        load = {"load_before_encoded_link": os.getloadavg()[0]}
         t = time.perf_counter()
         result = link_encoded_frame(enc)
         link_s = time.perf_counter() - t
+        load["load_after_encoded_link"] = os.getloadavg()[0]
         res["scale"] = {"records": len(enc), "encode_records_per_second": round(len(enc) / encode_s),
                         "encoded_link_seconds": round(link_s, 1),
                         "encoded_link_records_per_minute": round(len(enc) / link_s * 60),
                         **{f"encoded_{k}": v for k, v in _f1(result.person_index, c["truth"]).items()}}
+        if args.scale_clear:  # the clear model on the same records, under (about) the same load
+            matched = match_addresses_locally(c["records"], c["gazetteer"], c["postcodes"])
+            load["load_before_clear_link"] = os.getloadavg()[0]
+            t = time.perf_counter()
+            clear = link_frame(matched)
+            clear_s = time.perf_counter() - t
+            load["load_after_clear_link"] = os.getloadavg()[0]
+            res["scale"].update({"clear_link_seconds": round(clear_s, 1),
+                                 "clear_link_records_per_minute": round(len(enc) / clear_s * 60),
+                                 **{f"clear_{k}": v for k, v in _f1(clear, c["truth"]).items()}})
+        res["scale"].update({k: round(v, 2) for k, v in load.items()})
         print("scale", res["scale"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2) + "\n")

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from placelink_partner.cli import main
 
+from orchestration.lib.linkage.encoded_model import DICE_FOR_JW, dice_at_least
 from orchestration.lib.linkage.encoding import BLOOM_BITS, Encoder, dice, key_check_value
 from tests.partner.conftest import PEOPLE, SECRET
 
@@ -66,6 +67,8 @@ def test_drop_holds_encodings_and_content_but_no_clear_identifier(partner_dir, c
 
 
 @settings(max_examples=40, deadline=None)
+@example(a="jon", b="ann").via("Dice 0.891: between the thresholds")
+@example(a="john", b="jonny").via("Dice 0.871: just above the lower threshold")
 @given(a=st.text("abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=12),
        b=st.text("abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=12))
 def test_bloom_filters_are_balanced_and_duckdb_dice_is_the_reference(a, b):
@@ -79,6 +82,11 @@ def test_bloom_filters_are_balanced_and_duckdb_dice_is_the_reference(a, b):
     assert ones == BLOOM_BITS                       # balancing: the weight says nothing about the name's length
     assert abs(sim - dice(fa, fb)) < 1e-12          # the model's SQL is the Dice coefficient
     assert (sim == 1.0) == (fa == fb)
+    # the model's level SQL (a Hamming bound, no division) keeps exactly the pairs whose Dice reaches each threshold
+    for t in DICE_FOR_JW.values():
+        kept = _CON.execute(f"SELECT {dice_at_least('f', t)} FROM (SELECT CAST(from_hex(?) AS BIT) AS f_l, "
+                            "CAST(from_hex(?) AS BIT) AS f_r)", [fa, fb]).fetchall()[0][0]
+        assert kept == (dice(fa, fb) >= t - 1e-12), (a, b, t)
     assert fa == enc.bloom("given_name", a) != Encoder(b"other secret of 32 bytes or more!").bloom("given_name", a)
 
 
@@ -134,3 +142,32 @@ def test_ingest_loads_a_verified_encoded_drop_and_quarantines_a_refused_one_line
         q = con.execute("SELECT line, reason FROM ops.quarantine ORDER BY line").fetchall()
         assert [line for line, _ in q] == [2, 3, 4, 5, 6]
         assert all(r.startswith("encoded_drop_refused: the manifest describes another file") for _, r in q)
+
+
+def test_a_home_from_before_the_address_tokens_takes_a_drop_that_carries_them(partner_dir, capsys):
+    """link.encoded_person_records made by the earlier encoded record (no address, national-id or family-part
+    tokens) gains the new columns when a drop carrying them lands, instead of the load failing."""
+    import shutil
+
+    from orchestration.lib.contracts import load_contract
+    from orchestration.lib.ingest.load import ingest_partition
+
+    rc, drop_dir = _encode(partner_dir)
+    assert rc == 0, capsys.readouterr().err
+    feed = next(f for f in load_contract(partner_dir / "police.yml").feeds if f.id == "person_records")
+    folder = partner_dir / "landing" / "police" / "person_records"
+    folder.mkdir(parents=True)
+    for name in ("2025-02-01.csv", "2025-02-01.manifest.json"):
+        shutil.copy(drop_dir / name, folder / name)
+    old = ("nhs_number", "given_name", "family_name", "dob", "dob_swapped", "dob_year", "dob_month", "dob_day",
+           "postcode", "postcode_sector", "postcode_district", "postcode_area", "uprn", "given_name_set",
+           "given_name_bf", "family_name_bf", "sex", "lsoa_code")
+    with duckdb.connect() as con:
+        con.execute("CREATE SCHEMA link")
+        con.execute("CREATE TABLE link.encoded_person_records (record_id VARCHAR, source VARCHAR, "
+                    + ", ".join(f"{c} VARCHAR" for c in old) + ', "partition" DATE, loaded_at TIMESTAMP)')
+        result = ingest_partition(con, feed, "2025-02-01", partner_dir / "landing", today=dt.date(2025, 3, 1))
+        assert sum(f.rows_loaded for f in result.files) == 5
+        keys = con.execute("SELECT count(addr_key), count(addr_words), count(family_parts) "
+                           "FROM link.encoded_person_records").fetchall()[0]
+    assert keys == (4, 4, 5)  # PR4 was sent without an address

@@ -101,6 +101,9 @@ def ingest_encoded_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partiti
     try:
         ensure_tables(con, feed)
         con.execute(ENCODED_DDL)
+        # a home made before the encoded record gained a column (e.g. #23's address and national-id tokens)
+        for col in ENCODED_COLUMNS:
+            con.execute(f"ALTER TABLE {ENCODED_TABLE} ADD COLUMN IF NOT EXISTS {col} VARCHAR")
         con.execute(f"DELETE FROM {feed.table} WHERE _partition = ?", [part_date])
         con.execute(f'DELETE FROM {ENCODED_TABLE} WHERE source = ? AND "partition" = ?', [feed.source, part_date])
         con.execute('DELETE FROM ops.quarantine WHERE partner=? AND feed=? AND "partition"=?',

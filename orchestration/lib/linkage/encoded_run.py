@@ -75,6 +75,9 @@ def link_with_encoded(con: duckdb.DuckDBPyConnection, settings: Settings, clear:
                      SEMI JOIN idz.{ENCODED_TABLE} USING (record_id)""")
     models = settings.models_dir / "encoded"
     model_path = None if retrain else pm.latest_model(models)
+    if model_path is not None and not em.model_is_current(pm.load_model(model_path)):
+        say(f"encoded model {model_path.name} predates the current encoded comparisons: retraining")
+        model_path = None
     say(f"encoded person linkage ({'training a new model' if model_path is None else 'model ' + model_path.name})")
     enc = update_index(con, "_encoded_prepared", previous="_prev_encoded" if previous else None,
                        model=pm.load_model(model_path) if model_path else None, full=full, decisions=decisions,

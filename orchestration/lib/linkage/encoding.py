@@ -11,10 +11,13 @@ Why our own encoder and not ``clkhash``/``anonlink``: they are not in our lock, 
 - **Keys.** One secret per deployment, shared by the partners. Every field gets its own key,
   ``HMAC-SHA256(secret, "placelink-clk/1|field|<field>")`` ("salting per field": the same bigram or value in
   two fields encodes differently, so one field's frequencies cannot be used to read another's).
-- **Exact fields** (NHS number, date of birth and its year/month/day and its day-month swap, postcode and its
-  sector/district/area, UPRN, the name tokens and the nickname set): ``HMAC-SHA256(field key, value)``, first
+- **Exact fields** (NHS number and its ten digits, another national identifier, date of birth and its
+  year/month/day and its day-month swap, postcode and its sector/district, UPRN, the name tokens, the house
+  number + first street word): ``HMAC-SHA256(field key, value)``, first
   128 bits as hex. Equal values give equal tokens, so Splink's exact levels and term-frequency adjustments work
-  on them unchanged. Given and family names share one key so the "given/family transposed" level still works;
+  on them unchanged. **Lists** (the nickname set, family-name parts, the address's words and house numbers)
+  are sent as their members' tokens, so the clear model's list intersections run on them unchanged. Given and
+  family names share one key so the "given/family transposed" level still works;
   the day-month swap is encoded with the date-of-birth key so ``dob_swapped_l = dob_r`` is the clear level.
 - **Fuzzy fields** (given and family name): a cryptographic long-term key (CLK) per field -- a Bloom filter
   of ``BLOOM_BITS`` bits into which every bigram of ``_name_`` sets ``BLOOM_HASHES`` bits chosen by the
@@ -31,8 +34,8 @@ Why our own encoder and not ``clkhash``/``anonlink``: they are not in our lock, 
 
 Not done, and why: record-level Bloom filters (Durham 2012) put all fields in one filter, which Splink cannot
 weigh field by field -- and the person model's strength is its per-field m/u weights; free-text address
-n-grams are not sent because the address is matched to a UPRN at source and the model compares the UPRN
-(data minimisation). Sex stays clear (M/F): the warehouse holds it anyway. The residual risk of deterministic
+n-grams are not sent: the address is matched to a UPRN at source and the model compares the UPRN and the
+address's word and number *tokens* (exact words, as the clear model compares them), nothing fuzzy. Sex stays clear (M/F): the warehouse holds it anyway. The residual risk of deterministic
 encodings (equal names encode equally, so their frequencies show) is measured by
 ``benchmarks/bench_encoded.py`` (frequency attack) and stated in docs/governance.md.
 """
@@ -58,16 +61,23 @@ TOKEN_HEX = 32            # 128-bit HMAC tokens
 SECRET_ENV = "PLACELINK_PARTNER_SECRET"
 MIN_SECRET_BYTES = 32
 
-#: Exact-token columns of the encoded record, and the field key each uses.
+#: Exact-token columns of the encoded record, and the field key each uses. ``nhs_number`` (valid check digit) and
+#: ``nhs_digits`` (any ten digits) share a key: equal digits, equal tokens, as the clear columns are equal.
 TOKEN_FIELDS = {
-    "nhs_number": "nhs_number", "given_name": "name", "family_name": "name", "dob": "dob",
+    "nhs_number": "nhs_number", "nhs_digits": "nhs_number", "national_id": "national_id",
+    "given_name": "name", "family_name": "name", "dob": "dob",
     "dob_swapped": "dob", "dob_year": "dob_year", "dob_month": "dob_month", "dob_day": "dob_day",
     "postcode": "postcode", "postcode_sector": "postcode_sector", "postcode_district": "postcode_district",
-    "postcode_area": "postcode_area", "uprn": "uprn",
+    "uprn": "uprn", "addr_key": "addr_key",
 }
+#: Token-list columns (``|``-joined in the drop): each member tokenised with the field key, so the clear model's
+#: list intersections run unchanged on tokens. Family-name parts share the name key (a part of one record's
+#: double-barrelled name equals the other's whole family name).
+LIST_FIELDS = {"given_name_set": "name", "family_parts": "name", "addr_words": "addr_word",
+               "addr_numbers": "addr_number"}
 BLOOM_FIELDS = {"given_name_bf": "given_name", "family_name_bf": "family_name"}
 #: Every column of the encoded person record (besides ``record_id``/``source``): what leaves the partner.
-ENCODED_COLUMNS = [*TOKEN_FIELDS, "given_name_set", *BLOOM_FIELDS, "sex", "lsoa_code"]
+ENCODED_COLUMNS = [*TOKEN_FIELDS, *LIST_FIELDS, *BLOOM_FIELDS, "sex", "lsoa_code"]
 
 
 def parse_secret(text: str | None, where: str) -> bytes:
@@ -109,7 +119,8 @@ class Encoder:
         self.kcv = key_check_value(secret)
         self.bits, self.hashes = bloom_bits, bloom_hashes
         self._keys = {f: hmac.new(secret, f"{SCHEME}|field|{f}".encode(), hashlib.sha256).digest()
-                      for f in {*TOKEN_FIELDS.values(), *BLOOM_FIELDS.values(), "record_id"}}
+                      for f in {*TOKEN_FIELDS.values(), *LIST_FIELDS.values(), *BLOOM_FIELDS.values(),
+                                "record_id"}}
         # balancing permutation per Bloom field, drawn from the field key (partners agree on it, nobody else can)
         self._perm = {f: np.random.default_rng(np.frombuffer(self._keys[f], dtype=np.uint32)).permutation(2 * bloom_bits)
                       for f in BLOOM_FIELDS.values()}
@@ -161,8 +172,12 @@ class Encoder:
         """The encoded person record of every prepared record: ``record_id, source`` + :data:`ENCODED_COLUMNS`.
 
         ``prepared`` has ``prepare_records``' columns (``unique_id, source, given_name, family_name, dob, sex,
-        postcode, nhs_number, uprn, given_name_set``) plus ``lsoa_code`` from address matching."""
-        p = prepared
+        postcode, nhs_number, nhs_digits, national_id, uprn, addr_key`` and the lists of :data:`LIST_FIELDS`)
+        plus ``lsoa_code`` from address matching; a column it lacks encodes as null."""
+        p = prepared.copy()
+        for col in ("nhs_number", "nhs_digits", "national_id", "addr_key", "uprn", "sex", *LIST_FIELDS):
+            if col not in p:
+                p[col] = None
         out = pd.DataFrame({"record_id": p["unique_id"].astype(str), "source": p.get("source")})
         dob = p["dob"]  # ISO YYYY-MM-DD text, or null
         parts = dob.str.split("-", expand=True) if dob.notna().any() else None
@@ -176,20 +191,18 @@ class Encoder:
         has_space = pc.str.contains(" ", regex=False).fillna(False).astype(bool)
         outward = pc.str.split(" ").str[0].where(has_space, None)
         sector = (outward + " " + pc.str.split(" ").str[1].str[:1]).where(has_space, None)
-        area = outward.str.extract(r"^([A-Z]+)", expand=False)
-        values = {
-            "nhs_number": p["nhs_number"], "given_name": p["given_name"], "family_name": p["family_name"],
-            "dob": dob, "dob_swapped": swapped, "dob_year": year, "dob_month": month, "dob_day": day,
-            "postcode": pc, "postcode_sector": sector, "postcode_district": outward, "postcode_area": area,
-            "uprn": p["uprn"],
-        }
+        values = {col: p[col] for col in TOKEN_FIELDS if col in p}
+        values.update({"dob": dob, "dob_swapped": swapped, "dob_year": year, "dob_month": month, "dob_day": day,
+                       "postcode": pc, "postcode_sector": sector, "postcode_district": outward})
         for col, field in TOKEN_FIELDS.items():
-            out[col] = self.tokens(field, values[col])
-        # nickname sets: each member tokenised with the name key, so set intersection still finds Bill ~ William
-        names = {n for s in p["given_name_set"].dropna() for n in s}
-        name_tok = {n: self.token("name", n) for n in names}
-        out["given_name_set"] = [None if s is None or (isinstance(s, float)) else "|".join(sorted(name_tok[n] for n in s))
-                                 for s in p["given_name_set"]]
+            out[col] = self.tokens(field, values[col].astype(object).where(values[col].notna(), None))
+        # lists (nickname sets, family-name parts, address words and numbers): each member tokenised with the
+        # field key, so list intersection on tokens is the clear intersection (Bill ~ William)
+        for col, field in LIST_FIELDS.items():
+            lists = [None if not isinstance(v, list | tuple | np.ndarray) or not len(v) else v for v in p[col]]
+            members = {m for v in lists if v is not None for m in v}
+            tok = {m: self.token(field, m) for m in members}
+            out[col] = [None if v is None else "|".join(sorted({tok[m] for m in v})) for v in lists]
         for col, field in BLOOM_FIELDS.items():
             out[col] = self.blooms(field, p[field])
         out["sex"] = p["sex"]
@@ -269,6 +282,6 @@ def encode_person_records(records: pd.DataFrame, encoder: Encoder, gazetteer: pd
     prepared = con.execute("""SELECT p.*, l.lsoa_code FROM _prepared p
                               JOIN _linkable l ON CAST(l.record_id AS VARCHAR) = p.unique_id""").df()
     con.close()
-    prepared["given_name_set"] = [None if not isinstance(s, list | np.ndarray) else list(s)
-                                  for s in prepared["given_name_set"]]
+    for col in LIST_FIELDS:
+        prepared[col] = [None if not isinstance(s, list | np.ndarray) else list(s) for s in prepared[col]]
     return encoder.encode_prepared(prepared)

@@ -236,14 +236,16 @@ EM_MAX_PAIRS = 5e5
 
 
 def train_model(db_api, records_sdf, seed: int = 42, max_pairs_u: float = U_MAX_PAIRS,
-                max_pairs_em: float = EM_MAX_PAIRS) -> dict:
-    """Train the model on the records themselves (no labels) and return the Splink model dict."""
+                max_pairs_em: float = EM_MAX_PAIRS, settings=None) -> dict:
+    """Train the model on the records themselves (no labels) and return the Splink model dict.
+
+    ``settings``: another model's Splink settings trained the same way (the encoded model, derived from this one)."""
     from splink import Linker, block_on
 
     _quiet_splink()
     from splink.internals.exceptions import EMTrainingException
 
-    linker = Linker(records_sdf, model_settings(), log_level=logging.ERROR)
+    linker = Linker(records_sdf, settings or model_settings(), log_level=logging.ERROR)
     # Each step degrades instead of failing on sparse or tiny input (a field absent, no pair agreeing on a
     # training rule, EM converging to a certain prior): a step that cannot run leaves Splink's defaults for the
     # parameters it would have estimated, and linking goes on with the rest.
