@@ -37,12 +37,23 @@ def model(dbt, session):
             kept[col] = kept[col].astype("Int64")
         published = pd.concat([kept[published.columns], published], ignore_index=True).sort_values(
             ["month", "indicator", "geography_level", "area_code"]).reset_index(drop=True)
-    return published
+    return _table(session, published)
 
 
 def _frame(relation):
     """A ref as pandas: DuckDB's relation (``.df()``) or, on the Spark profile, Spark's DataFrame (``.toPandas()``)."""
     return relation.toPandas() if hasattr(relation, "toPandas") else relation.df()
+
+
+def _table(session, frame):
+    """What the model returns: the pandas frame on DuckDB; on the Spark profile a Spark DataFrame made through Arrow,
+    which keeps a nullable integer an integer and a missing value null (dbt-spark's own pandas conversion wrote
+    suppressed counts as NaN doubles)."""
+    if not hasattr(session, "createDataFrame"):
+        return frame
+    import pyarrow as pa
+
+    return session.createDataFrame(pa.Table.from_pandas(frame, preserve_index=False))
 
 
 def _published_except(session, this, months):
