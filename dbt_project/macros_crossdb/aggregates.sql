@@ -3,17 +3,19 @@
     macros (dbt.dateadd, dbt.datediff, dbt.date_trunc, dbt.type_string ...) cover the rest. -#}
 
 {#- The value of `value` on the row with the largest `by`, skipping rows where either is null (DuckDB's arg_max
-    skips both; Spark's max_by skips only a null `by`, so the null values are turned into null keys). -#}
+    skips both; Spark's max_by skips only a null `by`, so the null values are turned into null keys). Ties on `by`
+    go to the largest value: both engines otherwise break them arbitrarily, and differently (a person whose two
+    latest events share a date got one LSOA on DuckDB and another on Spark). -#}
 {% macro arg_max(value, by) -%}
     {{ return(adapter.dispatch('arg_max', 'placelink')(value, by)) }}
 {%- endmacro %}
 
 {% macro default__arg_max(value, by) -%}
-    arg_max({{ value }}, {{ by }})
+    arg_max({{ value }}, case when {{ by }} is not null then row({{ by }}, {{ value }}) end)
 {%- endmacro %}
 
 {% macro spark__arg_max(value, by) -%}
-    max_by({{ value }}, case when {{ value }} is not null then {{ by }} end)
+    max_by({{ value }}, case when {{ value }} is not null and {{ by }} is not null then struct({{ by }}, {{ value }}) end)
 {%- endmacro %}
 
 {#- The distinct-free list of `measure` values, sorted, joined with `separator` (dbt.listagg cannot order on Spark). -#}

@@ -59,7 +59,13 @@ PUBLISHED_MONTHS_ENV = "PLACELINK_PUBLISHED_MONTHS"
 
 
 def dbt_executable() -> str:
-    """The ``dbt`` of this Python environment (``<venv>/bin/dbt``), else the one on PATH."""
+    """The ``dbt`` of this Python environment (``<venv>/bin/dbt``), else the one on PATH. On the Spark profile, the
+    same dbt with Python models run in the Spark session (:func:`orchestration.lib.dbt_spark.executable`)."""
+    settings = get_settings()
+    if settings.engine == "spark":
+        from orchestration.lib import dbt_spark
+
+        return str(dbt_spark.executable(settings.home))
     own = Path(sys.executable).parent / "dbt"
     return str(own) if own.exists() else (shutil.which("dbt") or "dbt")
 
@@ -170,6 +176,10 @@ def run_dbt(args: Sequence[str], settings: Settings | None = None, raise_on_fail
         args += ["--target-path", str(target_dir(s))]
     if args and args[0] in ("build", "run", "seed", "test", "show"):
         engine_inputs(s)
+    if s.engine == "spark":
+        from orchestration.lib import dbt_spark
+
+        dbt_spark.register()  # Python models (disclosure control) run in this process's Spark session
     with _environ(dbt_env(s)):
         try:
             res = dbtRunner().invoke(args)
@@ -280,6 +290,22 @@ def docs_generate(settings: Settings | None = None, catalog: bool = True) -> Pat
     return target_dir(settings)
 
 
+def _spark_published(settings: Settings):
+    """The Spark profile's ``published.*`` tables on an in-memory DuckDB connection, read from their Parquet folders
+    under the pseudonymised zone (``<spark-warehouse>/published/<table>``, dbt_project.yml location_root; the
+    Python model's too, orchestration/lib/dbt_spark.py), so :func:`publish` writes the same files by the same query
+    on either engine, whichever process ran dbt."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("create schema published")
+    for table in PUBLISHED_TABLES:
+        folder = settings.spark_warehouse / "published" / table
+        if any(folder.glob("*.parquet")):
+            con.execute(f"create table published.{table} as select * from read_parquet('{folder}/*.parquet')")
+    return con
+
+
 def publish(settings: Settings | None = None) -> list[Path]:
     """Write every ``published.*`` table to ``<home>/published/<table>.parquet`` and ``.csv``.
 
@@ -293,7 +319,7 @@ def publish(settings: Settings | None = None) -> list[Path]:
                              fix="run `placelink build` first")
     s.published.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    con = duckdb.connect(str(s.warehouse_db), read_only=True)
+    con = duckdb.connect(str(s.warehouse_db), read_only=True) if s.engine != "spark" else _spark_published(s)
     try:
         present = {r[0] for r in con.execute(
             "select table_name from information_schema.tables where table_schema = 'published'").fetchall()}

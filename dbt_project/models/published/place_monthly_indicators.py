@@ -15,10 +15,10 @@ def model(dbt, session):
     # inside int(... or 5) the key was never passed and the var disclosure_threshold was silently ignored
     configured_threshold = dbt.config.get("disclosure_threshold")
     threshold = int(configured_threshold or 5)
-    cells = dbt.ref("place_indicator_cells").df()
-    hierarchy = dbt.ref("dim_lsoa").df()[["lsoa_code", "ward_code", "msoa_code", "district_code"]]
+    cells = _frame(dbt.ref("place_indicator_cells"))
+    hierarchy = _frame(dbt.ref("dim_lsoa"))[["lsoa_code", "ward_code", "msoa_code", "district_code"]]
     # the indicator hierarchy, stated once in the seed: linked indicators are protected as one table per month
-    indicators = dbt.ref("indicators").df()[["indicator", "parent"]]
+    indicators = _frame(dbt.ref("indicators"))[["indicator", "parent"]]
     # The nightly refresh passes var published_months (the months its new rows fall in): every month's tables
     # are protected on their own, so only those months are protected again and the rest is kept as published.
     # (a call on its own: dbt passes a config key to a Python model only when it parses a bare dbt.config.get(...))
@@ -37,7 +37,23 @@ def model(dbt, session):
             kept[col] = kept[col].astype("Int64")
         published = pd.concat([kept[published.columns], published], ignore_index=True).sort_values(
             ["month", "indicator", "geography_level", "area_code"]).reset_index(drop=True)
-    return published
+    return _table(session, published)
+
+
+def _frame(relation):
+    """A ref as pandas: DuckDB's relation (``.df()``) or, on the Spark profile, Spark's DataFrame (``.toPandas()``)."""
+    return relation.toPandas() if hasattr(relation, "toPandas") else relation.df()
+
+
+def _table(session, frame):
+    """What the model returns: the pandas frame on DuckDB; on the Spark profile a Spark DataFrame made through Arrow,
+    which keeps a nullable integer an integer and a missing value null (dbt-spark's own pandas conversion wrote
+    suppressed counts as NaN doubles)."""
+    if not hasattr(session, "createDataFrame"):
+        return frame
+    import pyarrow as pa
+
+    return session.createDataFrame(pa.Table.from_pandas(frame, preserve_index=False))
 
 
 def _published_except(session, this, months):

@@ -47,6 +47,17 @@ def _quiet_splink() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _sql(condition: str, label_for_charts: str | None = None):
+    """A comparison level in SQL of our own, written in DuckDB's dialect and said to be: Splink translates it
+    (sqlglot) for another engine, e.g. ``regexp_extract``'s whole-match group, which is DuckDB's default and not
+    Spark's. Array and string-distance tests are Splink's own levels (``ArrayIntersectLevel``,
+    ``DamerauLevenshteinLevel``, composed with ``And``/``Or``/``Not``), which Splink writes per engine: sqlglot does
+    not know DuckDB's ``list_intersect`` and would pass it to Spark as it is (#26: the model then failed on Spark)."""
+    import splink.comparison_level_library as cll
+
+    return cll.CustomLevel(condition, label_for_charts=label_for_charts, base_dialect_str="duckdb")
+
+
 def model_settings():
     """The Splink settings (comparisons, blocking rules) for the standard person record."""
     import splink.comparison_level_library as cll
@@ -63,8 +74,8 @@ def model_settings():
                 label_for_charts="Nickname / canonical name match"
             ),
             cll.JaroWinklerLevel("given_name", 0.92),
-            cll.CustomLevel("given_name_l = family_name_r", label_for_charts="Given/family transposed"),
-            cll.CustomLevel(
+            _sql("given_name_l = family_name_r", label_for_charts="Given/family transposed"),
+            _sql(
                 "(length(given_name_l) = 1 OR length(given_name_r) = 1) "
                 "AND substr(given_name_l, 1, 1) = substr(given_name_r, 1, 1)",
                 label_for_charts="Initial agrees with the name",
@@ -78,13 +89,13 @@ def model_settings():
         comparison_levels=[
             cll.NullLevel("family_name"),
             cll.ExactMatchLevel("family_name", term_frequency_adjustments=True),
-            cll.CustomLevel("family_name_l = given_name_r", label_for_charts="Given/family transposed"),
+            _sql("family_name_l = given_name_r", label_for_charts="Given/family transposed"),
             cll.JaroWinklerLevel("family_name", 0.92),
             # Smith-Jones ~ Smith, ~ Jones: a part of a hyphenated or double-barrelled name agrees
-            cll.CustomLevel("len(list_intersect(family_parts_l, family_parts_r)) >= 1 OR (least(length(family_name_l), "
-                            "length(family_name_r)) >= 4 AND (contains(family_name_l, family_name_r) "
-                            "OR contains(family_name_r, family_name_l)))",
-                            label_for_charts="Part of a hyphenated/double-barrelled name"),
+            cll.Or(cll.ArrayIntersectLevel("family_parts", min_intersection=1),
+                   _sql("least(length(family_name_l), length(family_name_r)) >= 4 AND (contains(family_name_l, "
+                        "family_name_r) OR contains(family_name_r, family_name_l))")
+                   ).configure(label_for_charts="Part of a hyphenated/double-barrelled name"),
             cll.JaroWinklerLevel("family_name", 0.8),
             cll.ElseLevel(),
         ],
@@ -94,7 +105,7 @@ def model_settings():
         comparison_levels=[
             cll.NullLevel("dob"),
             cll.ExactMatchLevel("dob"),
-            cll.CustomLevel(
+            _sql(
                 "substr(dob_l, 1, 4) = substr(dob_r, 1, 4) AND substr(dob_l, 6, 2) = substr(dob_r, 9, 2) "
                 "AND substr(dob_l, 9, 2) = substr(dob_r, 6, 2)",
                 label_for_charts="Day and month swapped",
@@ -113,11 +124,11 @@ def model_settings():
             cll.ExactMatchLevel("postcode"),
             # UK shapes: the unit, sector and district; any shape (a foreign postcode too): one character keyed
             # wrong or two swapped
-            cll.CustomLevel(f"{sector.format(c='postcode_l')} = {sector.format(c='postcode_r')} "
-                            f"AND {sector.format(c='postcode_l')} <> ''", label_for_charts="UK sector"),
+            _sql(f"{sector.format(c='postcode_l')} = {sector.format(c='postcode_r')} "
+                 f"AND {sector.format(c='postcode_l')} <> ''", label_for_charts="UK sector"),
             cll.DamerauLevenshteinLevel("postcode", 1).configure(label_for_charts="One character different"),
-            cll.CustomLevel(f"{district.format(c='postcode_l')} = {district.format(c='postcode_r')} "
-                            f"AND {district.format(c='postcode_l')} <> ''", label_for_charts="UK district"),
+            _sql(f"{district.format(c='postcode_l')} = {district.format(c='postcode_r')} "
+                 f"AND {district.format(c='postcode_l')} <> ''", label_for_charts="UK district"),
             cll.ElseLevel(),
         ],
     )
@@ -128,23 +139,21 @@ def model_settings():
             # UPRN already says the two records are at different places: a move then counts once, not two or
             # three times (test county at seed 11: F1 0.983 with the move counted by address text too, 0.994
             # without the address comparison at all)
-            cll.CustomLevel(
-                "addr_words_l IS NULL OR addr_words_r IS NULL OR (len(list_intersect(addr_words_l, addr_words_r)) = 0 "
-                "AND ((postcode_l <> postcode_r AND damerau_levenshtein(postcode_l, postcode_r) > 1) "
-                "OR uprn_l <> uprn_r))"
+            cll.Or(
+                cll.NullLevel("addr_words"),
+                cll.And(cll.Not(cll.ArrayIntersectLevel("addr_words", min_intersection=1)),
+                        cll.Or(cll.And(_sql("postcode_l <> postcode_r"), cll.Not(cll.DamerauLevenshteinLevel("postcode", 1))),
+                               _sql("uprn_l <> uprn_r"))),
             ).configure(is_null_level=True,
                         label_for_charts="Address absent, or a move the postcode/UPRN already counts"),
             # house number + first street word, term-frequency adjusted: "1 high" is common, "12a herschell" not
             cll.ExactMatchLevel("addr_key", term_frequency_adjustments=True).configure(
                 label_for_charts="House number and street agree"),
-            cll.CustomLevel("len(list_intersect(addr_numbers_l, addr_numbers_r)) >= 1 "
-                            "AND len(list_intersect(addr_words_l, addr_words_r)) >= 2",
-                            label_for_charts="House number and two address words agree"),
-            cll.CustomLevel("len(list_intersect(addr_numbers_l, addr_numbers_r)) >= 1 "
-                            "AND len(list_intersect(addr_words_l, addr_words_r)) >= 1",
-                            label_for_charts="House number and one address word agree"),
-            cll.CustomLevel("len(list_intersect(addr_words_l, addr_words_r)) >= 2",
-                            label_for_charts="Two address words agree, not the number"),
+            cll.And(cll.ArrayIntersectLevel("addr_numbers", 1), cll.ArrayIntersectLevel("addr_words", 2)).configure(
+                label_for_charts="House number and two address words agree"),
+            cll.And(cll.ArrayIntersectLevel("addr_numbers", 1), cll.ArrayIntersectLevel("addr_words", 1)).configure(
+                label_for_charts="House number and one address word agree"),
+            cll.ArrayIntersectLevel("addr_words", 2).configure(label_for_charts="Two address words agree, not the number"),
             cll.ElseLevel(),
         ],
     )
