@@ -94,7 +94,7 @@ def main() -> None:
     results: dict = {"records_with_address": len(recs), "gazetteer_addresses": len(gaz)}
 
     # ours
-    from orchestration.lib.linkage.address import match_addresses
+    from orchestration.lib.matching.address import match_addresses
 
     con = duckdb.connect()
     for name, df in (("records", recs), ("gazetteer", gaz), ("postcodes", pcs)):

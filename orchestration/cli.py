@@ -128,7 +128,7 @@ def link(
     model: Annotated[Path | None, typer.Option(help="A saved linkage model JSON (default: train on the input).")] = None,
 ) -> None:
     """Link any file in the standard person record (record_id + any of the person columns) into persons."""
-    from orchestration.lib.linkage.run import link_file
+    from orchestration.lib.matching.run import link_file
 
     out = link_file(input_path, output_path, model_path=model)
     for warning in out["warnings"]:
@@ -147,7 +147,7 @@ def link_eval(
     """Evaluate linkage on your own labelled sample: pairwise and cluster precision/recall/F1, blocking recall."""
     import json
 
-    from orchestration.lib.linkage.run import evaluate_file
+    from orchestration.lib.matching.run import evaluate_file
 
     out = evaluate_file(input_path, label_column=label_column, model_path=model)
     for warning in out.pop("warnings"):
@@ -165,7 +165,7 @@ def match(
     home: HomeOption = None,
 ) -> None:
     """Address matching and person linkage over the identifiable zone (incremental unless --full)."""
-    from orchestration.lib.linkage.run import run_matching
+    from orchestration.lib.matching.run import run_matching
 
     out = run_matching(_settings(home), full=full, retrain=retrain,
                        progress=lambda msg: console.print(f"[dim]match:[/] {msg}"))
@@ -186,7 +186,7 @@ def ingest(
     """Load partner drops from landing/ into the identifiable zone: contract checks, quarantine, agreements."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from orchestration.lib.ingest import ingest as run_ingest
+    from orchestration.lib.feeds import ingest as run_ingest
 
     settings = _settings(home)
     totals = {"received": 0, "loaded": 0, "quarantined": 0}
@@ -236,7 +236,7 @@ def pseudonymise(
 
     Incremental: records loaded or re-linked since a table's last build are re-keyed; a table is rebuilt when
     its contract, the key or the postcode directory changed (see ops.src_builds in the warehouse)."""
-    from orchestration.lib.warehouse_sources import build_warehouse_sources
+    from orchestration.lib.feeds.warehouse_sources import build_warehouse_sources
 
     settings = _settings(home)
     with console.status("pseudonymising"):

@@ -154,7 +154,7 @@ def ingested_county(small_county, tmp_path_factory, worker_id) -> Path:
     """
 
     from orchestration.lib.config import get_settings
-    from orchestration.lib.ingest import ingest
+    from orchestration.lib.feeds import ingest
 
     def build(root: Path) -> Path:
         home = root / "home"

@@ -546,7 +546,7 @@ def _deployment_linkage(feed: Feed, fpath: str) -> dict:
     if mode != "encoded":
         raise ContractError([(f"environment variable {LINKAGE_ENV}", f"unknown linkage mode {mode!r}",
                               "set it to encoded or clear, or unset it")])
-    from orchestration.lib.linkage.encoding import SCHEME
+    from orchestration.lib.matching.encoding import SCHEME
 
     key_check = os.environ.get(LINKAGE_KEY_CHECK_ENV, "").strip()
     if not re.fullmatch(r"[0-9a-f]{12}", key_check):

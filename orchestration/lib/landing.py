@@ -1,6 +1,6 @@
 """The landing rule: which files in ``landing/`` are partner drops, and an account of every file that is not.
 
-One rule, here, used by ingest (:func:`orchestration.lib.ingest.feed_drops`), the landing sensor and the
+One rule, here, used by ingest (:func:`orchestration.lib.feeds.feed_drops`), the landing sensor and the
 nightly planner (:func:`orchestration.lib.ops.drops.list_drops`), so they can never disagree about a file.
 
 A drop is a **regular file** named::

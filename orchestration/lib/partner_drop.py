@@ -1,10 +1,10 @@
 """Encoded drops: what ``placelink-partner`` writes on the partner's machine and what the platform checks.
 
 Partner side (:func:`encode_export`): the native export is read and checked by ingest's own code
-(:func:`orchestration.lib.ingest.load.parse_file`: the same readers, header check, typing, plausibility and
+(:func:`orchestration.lib.feeds.load.parse_file`: the same readers, header check, typing, plausibility and
 agreement filter as landing), rows that fail go to a quarantine report that stays with the partner, addresses
 are matched to UPRN/LSOA with the platform's matcher against the partner's gazetteer, identifiers are normalised
-by the linkage SQL and encoded (:mod:`orchestration.lib.linkage.encoding`). The drop holds the agreement's
+by the linkage SQL and encoded (:mod:`orchestration.lib.matching.encoding`). The drop holds the agreement's
 content columns (identifier columns left out), the encodings and the LSOA; its manifest holds counts, checksums,
 the scheme, the contract fingerprint and the secret's key check value.
 
@@ -25,7 +25,7 @@ import pandas as pd
 
 from orchestration.lib.contracts import Feed, load_contract
 from orchestration.lib.errors import PlacelinkError
-from orchestration.lib.linkage.encoding import ENCODED_COLUMNS, SCHEME, Encoder, encode_person_records
+from orchestration.lib.matching.encoding import ENCODED_COLUMNS, SCHEME, Encoder, encode_person_records
 
 MANIFEST_VERSION = 1
 SUPPORTED_SCHEMES = (SCHEME,)
@@ -93,8 +93,8 @@ def encode_export(contract_path: Path, feed_id: str, export: Path, out_dir: Path
     """Validate, match, normalise and encode one native export; write ``<date>.csv`` and
     ``<date>.manifest.json`` to ``out_dir`` (``name`` instead of the date: the landed drop's own stem, e.g.
     ``2025-06-01_v2``) and the quarantine report to ``report_dir``. Returns the manifest."""
+    from orchestration.lib.feeds.load import parse_file
     from orchestration.lib.governance.erasure import Exclusions
-    from orchestration.lib.ingest.load import parse_file
 
     contract_path, export, out_dir = Path(contract_path), Path(export), Path(out_dir)
     feed = feed_of(contract_path, feed_id)
@@ -219,7 +219,7 @@ def use_demo_linkage() -> bool:
     import os
 
     from orchestration.lib.contracts import LINKAGE_ENV, LINKAGE_KEY_CHECK_ENV
-    from orchestration.lib.linkage.encoding import key_check_value
+    from orchestration.lib.matching.encoding import key_check_value
 
     if os.environ.get(LINKAGE_ENV, "").strip() != "encoded":
         return False
@@ -235,7 +235,7 @@ def encode_landing(home: Path, secret: bytes, report_dir: Path) -> dict:
     import tempfile
 
     from orchestration.lib.contracts import FEEDS_DIR, load_contracts
-    from orchestration.lib.ingest.load import read_opt_outs
+    from orchestration.lib.feeds.load import read_opt_outs
     from orchestration.lib.landing import MANIFEST_SUFFIX, scan_feed
 
     home = Path(home)

@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from orchestration.lib.errors import PlacelinkError
-    from orchestration.lib.linkage.encoding import key_check_value, load_secret
+    from orchestration.lib.matching.encoding import key_check_value, load_secret
 
     args = _parser().parse_args(argv)
     try:

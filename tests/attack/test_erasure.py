@@ -372,8 +372,8 @@ def test_erase_and_ingest_use_the_same_tokens(tmp_path, monkeypatch):
 def test_legacy_unkeyed_entries_are_still_honoured(tmp_path, monkeypatch):
     """Entries written before keyed hashes cannot be re-keyed (the record id is not known): ingest still
     honours them, and they are marked as such in the list."""
+    from orchestration.lib.feeds import ingest
     from orchestration.lib.governance.erasure import governance_db
-    from orchestration.lib.ingest import ingest
     from tests.governance.test_opt_out import _home
 
     monkeypatch.setenv("PLACELINK_PSEUDONYM_KEY", KEY)

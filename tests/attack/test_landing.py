@@ -27,7 +27,7 @@ from orchestration.cli import app
 from orchestration.defs.resources import settings_resource
 from orchestration.lib.config import get_settings
 from orchestration.lib.contracts import load_contracts
-from orchestration.lib.ingest import feed_drops
+from orchestration.lib.feeds import feed_drops
 from orchestration.lib.landing import classify_name, scan_feed, scan_landing
 from orchestration.lib.ops.drops import list_drops
 from tests.feeds.conftest import CONTRACTS, VISITS_HEADER, write_visits

@@ -297,8 +297,8 @@ def test_a_schema_error_names_contract_columns_and_positions_never_a_header_cell
     """Whatever the file's header holds instead of the contract's columns (a first data row, a renamed or
     misspelt column, garbled bytes), the error quotes none of it."""
     from orchestration.lib.errors import DataError
-    from orchestration.lib.ingest.load import check_header
-    from orchestration.lib.ingest.readers import Drop
+    from orchestration.lib.feeds.load import check_header
+    from orchestration.lib.feeds.readers import Drop
 
     feed = _school_feed()
     names = [c.name for c in feed.columns]

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from orchestration.cli import app
-from orchestration.lib.linkage.normalise import MissingFieldWarning, _dob_sql, prepare_records, run
+from orchestration.lib.matching.normalise import MissingFieldWarning, _dob_sql, prepare_records, run
 
 
 def _link(tmp_path, content: bytes, name: str = "people.csv"):

@@ -12,7 +12,7 @@ from placelink_partner.cli import main
 
 from orchestration.lib.contracts import load_contract
 from orchestration.lib.errors import PlacelinkError
-from orchestration.lib.linkage.encoding import SECRET_ENV
+from orchestration.lib.matching.encoding import SECRET_ENV
 from orchestration.lib.partner_drop import verify_drop
 from tests.partner.conftest import HEADER, SECRET, export_text, make_partner_dir, write_contract
 

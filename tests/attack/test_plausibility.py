@@ -22,13 +22,13 @@ from orchestration.defs.resources import settings_resource
 from orchestration.lib import dbt_runner
 from orchestration.lib.config import get_settings
 from orchestration.lib.contracts import load_contracts, validate_contract_data
-from orchestration.lib.ingest.coerce import CoerceError
+from orchestration.lib.feeds.coerce import CoerceError
 
 # the names the fix added are imported where used, so the ingest and dbt tests also run (and fail) without it
 
 
 def _coerce():
-    from orchestration.lib.ingest import coerce
+    from orchestration.lib.feeds import coerce
 
     return coerce
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestration.lib import landing
-from orchestration.lib.ingest import readers
+from orchestration.lib.feeds import readers
 
 ANY_CHAR = st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=())
 CONTROL = {chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)]}

@@ -27,9 +27,9 @@ from typer.testing import CliRunner
 from orchestration.cli import app
 from orchestration.lib.contracts import Format, load_contracts
 from orchestration.lib.errors import PlacelinkError
-from orchestration.lib.ingest import ingest_partition, read_opt_outs
-from orchestration.lib.ingest.load import parse_file
-from orchestration.lib.ingest.readers import MAX_FIELD_CHARS, MAX_RAW_CHARS, read_csv, read_jsonl
+from orchestration.lib.feeds import ingest_partition, read_opt_outs
+from orchestration.lib.feeds.load import parse_file
+from orchestration.lib.feeds.readers import MAX_FIELD_CHARS, MAX_RAW_CHARS, read_csv, read_jsonl
 from tests.feeds.conftest import CONTRACTS, VISITS_HEADER
 
 MARK = "MARKERZQX"  # planted in hostile values: must never show in a reason, an error or a log line

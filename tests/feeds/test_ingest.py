@@ -11,7 +11,7 @@ import pytest
 from orchestration.lib.config import get_settings
 from orchestration.lib.contracts import load_contracts
 from orchestration.lib.errors import DataError, PlacelinkError
-from orchestration.lib.ingest import ingest, ingest_partition, read_opt_outs
+from orchestration.lib.feeds import ingest, ingest_partition, read_opt_outs
 from tests.feeds.conftest import (
     CONTRACTS,
     VISITS_HEADER,
@@ -185,7 +185,7 @@ def test_months_parsed_in_worker_processes_load_exactly_what_one_process_loads(a
     """A full refresh parses a feed's months side by side (parse_partitions) and writes them one by one: same
     rows, quarantine (reasons, redacted text), load log (a file resent in a later month stays a duplicate) and
     person records as parsing each month while loading it."""
-    from orchestration.lib.ingest import load
+    from orchestration.lib.feeds import load
 
     for month in range(1, 7):
         rows = [r.replace("/03/2025", f"/{month:02d}/2025").replace("V", f"M{month}V") for r in VISITS_ROWS]
@@ -213,7 +213,7 @@ def test_months_parsed_in_worker_processes_load_exactly_what_one_process_loads(a
 
 
 def test_a_schema_change_found_by_a_worker_fails_its_month_with_the_difference(acme_home, acme, monkeypatch):
-    from orchestration.lib.ingest import load
+    from orchestration.lib.feeds import load
 
     write_visits(acme_home, name="2025-02-04.csv")
     write_visits(acme_home, name="2025-03-04.csv", header=VISITS_HEADER.replace("Surname", "Last Name"))

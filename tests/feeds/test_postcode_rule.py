@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestration.lib import postcodes
-from orchestration.lib.linkage.normalise import UK_POSTCODE_REGEX
-from orchestration.lib.linkage.normalise import postcode_sql as linkage_sql
+from orchestration.lib.feeds.warehouse_sources import _postcode_sql as sources_sql
+from orchestration.lib.matching.normalise import UK_POSTCODE_REGEX
+from orchestration.lib.matching.normalise import postcode_sql as linkage_sql
 from orchestration.lib.pseudonymise import normalise_postcode as pseudonymise_rule
-from orchestration.lib.warehouse_sources import _postcode_sql as sources_sql
 
 # postcode-like text with the noise partners send: case, spaces, punctuation, other scripts, ligatures
 _chars = st.sampled_from(list("ABDEHJSWXYZabshw0123456789 -.\t'") + ["ß", "ı", "ﬀ", "Ａ", "٣", "é", "\u00a0"])

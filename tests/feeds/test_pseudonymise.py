@@ -10,7 +10,8 @@ import pytest
 
 from orchestration.lib.config import get_settings
 from orchestration.lib.errors import PlacelinkError
-from orchestration.lib.ingest import ingest
+from orchestration.lib.feeds import ingest
+from orchestration.lib.feeds.warehouse_sources import build_warehouse_sources
 from orchestration.lib.pseudonymise import (
     DemoKeyWarning,
     Pseudonymiser,
@@ -20,7 +21,6 @@ from orchestration.lib.pseudonymise import (
     normalise_nhs_number,
     normalise_postcode,
 )
-from orchestration.lib.warehouse_sources import build_warehouse_sources
 from tests.feeds.conftest import CONTRACTS, write_attendances, write_referrals, write_visits
 
 

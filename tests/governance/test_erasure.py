@@ -129,7 +129,7 @@ def test_erasure_reaches_quarantined_lines_review_files_and_analyst_copies(zone_
     """Lines quarantined before they had a record id of the person (found by NHS number, or by name and date of
     birth together), the clerical review files inside the zone, and the analysts' role files."""
     from orchestration.lib.governance.roles import refresh_role_files, role_dir
-    from orchestration.lib.linkage.run import REVIEW_DECISIONS, REVIEW_QUEUE, review_dir
+    from orchestration.lib.matching.run import REVIEW_DECISIONS, REVIEW_QUEUE, review_dir
 
     s, keys = zone_home["settings"], zone_home["keys"]
     con = duckdb.connect(str(s.identifiable_db))
@@ -188,8 +188,8 @@ def test_erasure_takes_the_review_pages_drawn_from_the_queue(zone_home):
     """The clerical review pages (Splink's waterfall and comparison viewer) show both records' names and dates of
     birth; they are drawn from the queue, so erasing a person in the queue removes them (the next matching run
     draws them again without the person). Erasing someone not in the queue leaves them."""
-    from orchestration.lib.linkage.pictures import COMPARISON_VIEWER, WATERFALL_PREFIX
-    from orchestration.lib.linkage.run import REVIEW_QUEUE, review_dir
+    from orchestration.lib.matching.pictures import COMPARISON_VIEWER, WATERFALL_PREFIX
+    from orchestration.lib.matching.run import REVIEW_QUEUE, review_dir
 
     s = zone_home["settings"]
     folder = review_dir(s)

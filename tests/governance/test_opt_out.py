@@ -1,6 +1,6 @@
 """NHS national data opt-out: an opted-out patient's NHS number (or anything else about them) is never loaded.
 
-Runs the real ingest stage (``orchestration.lib.ingest.ingest``) on a one-feed contract with
+Runs the real ingest stage (``orchestration.lib.feeds.ingest``) on a one-feed contract with
 ``national_data_opt_out: true`` and then scans every table of every DuckDB file in the home.
 """
 
@@ -11,7 +11,7 @@ import json
 import duckdb
 
 from orchestration.lib.config import get_settings
-from orchestration.lib.ingest import ingest
+from orchestration.lib.feeds import ingest
 
 CONTRACT = """
 partner: {id: nhs, name: Shire NHS Trust, owner: ig@nhs.example}
@@ -120,8 +120,8 @@ def test_ingest_records_each_partition_in_the_audit_trail(tmp_path):
 
 
 def test_pseudonymisation_is_audited(tmp_path, monkeypatch):
+    from orchestration.lib.feeds.warehouse_sources import build_warehouse_sources
     from orchestration.lib.governance.audit import read_events
-    from orchestration.lib.warehouse_sources import build_warehouse_sources
 
     monkeypatch.setenv("PLACELINK_PSEUDONYM_KEY", "governance-tests-key-0123456789abcdef")
     s, feeds = _home(tmp_path, opt_out=True)

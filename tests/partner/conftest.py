@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from orchestration.lib.contracts import FEEDS_DIR
-from orchestration.lib.linkage.encoding import SCHEME, key_check_value
+from orchestration.lib.matching.encoding import SCHEME, key_check_value
 
 SECRET = bytes(range(32))
 HEADER = ("record_ref,occurrence_ref,person_ref,role,forename,surname,date_of_birth,gender,address,postcode,"

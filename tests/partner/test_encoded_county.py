@@ -13,9 +13,9 @@ import pandas as pd
 import yaml
 
 from orchestration.lib.contracts import FEEDS_DIR, load_contract
+from orchestration.lib.feeds.load import feed_drops, parse_file
 from orchestration.lib.governance.erasure import Exclusions
-from orchestration.lib.ingest.load import feed_drops, parse_file
-from orchestration.lib.linkage.encoding import SCHEME, key_check_value
+from orchestration.lib.matching.encoding import SCHEME, key_check_value
 from orchestration.lib.partner_drop import encode_export, verify_drop
 from tests.partner.conftest import SECRET
 

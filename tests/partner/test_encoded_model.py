@@ -10,10 +10,10 @@ import pytest
 import splink.comparison_level_library as cll
 import splink.comparison_library as cl
 
-from orchestration.lib.linkage import encoded_model as em
-from orchestration.lib.linkage import person as pm
-from orchestration.lib.linkage.encoding import ENCODED_COLUMNS, Encoder, encode_person_records
-from orchestration.lib.linkage.normalise import MODEL_FIELDS
+from orchestration.lib.matching import encoded_model as em
+from orchestration.lib.matching import person as pm
+from orchestration.lib.matching.encoding import ENCODED_COLUMNS, Encoder, encode_person_records
+from orchestration.lib.matching.normalise import MODEL_FIELDS
 from tests.partner.conftest import SECRET
 
 
@@ -134,7 +134,7 @@ def test_the_encoded_prepared_record_has_every_column_the_stable_index_reads():
     """The index collapses exact duplicates on DUPLICATE_KEY and registers term frequencies for the model's TF
     columns: the encoded record must carry them all (after #23 it lacked nhs_digits, national_id and the address
     columns, and every encoded link failed with a binder error)."""
-    from orchestration.lib.linkage.index import DUPLICATE_KEY
+    from orchestration.lib.matching.index import DUPLICATE_KEY
 
     records = pd.DataFrame({"record_id": ["a"], "source": ["s"], "given_name": ["Ann"], "family_name": ["Lee"],
                             "date_of_birth": ["1990-01-02"], "address": ["3 Mill Lane"], "postcode": ["SH1 2SA"]})

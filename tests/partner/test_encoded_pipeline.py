@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from orchestration.lib.contracts import LINKAGE_ENV, LINKAGE_KEY_CHECK_ENV
-from orchestration.lib.linkage import metrics as lm
+from orchestration.lib.matching import metrics as lm
 
 ROOT = Path(__file__).resolve().parents[2]
 #: the whole county encoded (210 drops) and one full refresh: ~10 min single-process on a loaded 2-core machine

@@ -17,8 +17,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from placelink_partner.cli import main
 
-from orchestration.lib.linkage.encoded_model import DICE_FOR_JW, dice_at_least
-from orchestration.lib.linkage.encoding import BLOOM_BITS, Encoder, dice, key_check_value
+from orchestration.lib.matching.encoded_model import DICE_FOR_JW, dice_at_least
+from orchestration.lib.matching.encoding import BLOOM_BITS, Encoder, dice, key_check_value
 from tests.partner.conftest import PEOPLE, SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,7 +114,7 @@ def test_ingest_loads_a_verified_encoded_drop_and_quarantines_a_refused_one_line
     import shutil
 
     from orchestration.lib.contracts import load_contract
-    from orchestration.lib.ingest.load import ingest_partition
+    from orchestration.lib.feeds.load import ingest_partition
 
     rc, drop_dir = _encode(partner_dir)
     assert rc == 0, capsys.readouterr().err
@@ -150,7 +150,7 @@ def test_a_home_from_before_the_address_tokens_takes_a_drop_that_carries_them(pa
     import shutil
 
     from orchestration.lib.contracts import load_contract
-    from orchestration.lib.ingest.load import ingest_partition
+    from orchestration.lib.feeds.load import ingest_partition
 
     rc, drop_dir = _encode(partner_dir)
     assert rc == 0, capsys.readouterr().err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 # the matching tests' synthetic county and its EM-trained model (one definition, re-exported)
-from tests.linkage.conftest import linkage_county, linkage_model  # noqa: F401
+from tests.matching.conftest import linkage_county, linkage_model  # noqa: F401
 
 
 @pytest.fixture(scope="session")

@@ -13,10 +13,10 @@ import duckdb
 import pytest
 
 from orchestration.lib.config import get_settings
-from orchestration.lib.linkage import metrics as lm
-from orchestration.lib.linkage.engine import model_for_engine
-from orchestration.lib.linkage.index import update_index
-from orchestration.lib.linkage.normalise import prepare_records, run
+from orchestration.lib.matching import metrics as lm
+from orchestration.lib.matching.engine import model_for_engine
+from orchestration.lib.matching.index import update_index
+from orchestration.lib.matching.normalise import prepare_records, run
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +62,7 @@ def test_the_model_on_spark_calls_only_functions_spark_has():
     from splink.internals.spark.jar_location import get_scala_udfs
     from sqlglot import exp
 
-    from orchestration.lib.linkage import person as pm
+    from orchestration.lib.matching import person as pm
 
     # Spark built-ins that Splink's own levels write and sqlglot does not model (it parses them as unknown)
     unmodelled_builtins = {"try_to_timestamp"}

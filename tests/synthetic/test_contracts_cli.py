@@ -110,7 +110,7 @@ def test_ingest_quarantines_exactly_the_malformed_rows_the_truth_lists(tmp_path)
     import duckdb
 
     from orchestration.lib.config import get_settings
-    from orchestration.lib.ingest import ingest
+    from orchestration.lib.feeds import ingest
 
     home = tmp_path / "home"
     generate_county(home, scale="tiny", seed=11, months=3)

@@ -1,8 +1,8 @@
 """Assets built from the feed contracts: ``raw/<partner>__<feed>`` (monthly) and ``src/<partner>__<feed>``.
 
 Nothing here knows a partner by name: each contract file in ``orchestration/feeds/`` becomes a group of
-assets. The bodies are thin calls into :mod:`orchestration.lib.ingest` and
-:mod:`orchestration.lib.warehouse_sources`.
+assets. The bodies are thin calls into :mod:`orchestration.lib.feeds` and
+:mod:`orchestration.lib.feeds.warehouse_sources`.
 """
 
 
@@ -15,11 +15,16 @@ from orchestration.defs.guard import no_leaks
 from orchestration.defs.partitions import monthly_partitions
 from orchestration.defs.resources import IDENTIFIABLE_POOL, WAREHOUSE_POOL, PlacelinkSettings
 from orchestration.lib.contracts import Contract, Contracts, Feed
-from orchestration.lib.ingest import ingest_partition, parse_partitions, read_opt_outs
-from orchestration.lib.ingest.load import PartitionResult, record_rejected
+from orchestration.lib.feeds import ingest_partition, parse_partitions, read_opt_outs
+from orchestration.lib.feeds.load import PartitionResult, record_rejected
+from orchestration.lib.feeds.warehouse_sources import (
+    IDZ,
+    attach_identifiable,
+    build_warehouse_source,
+    source_build,
+)
 from orchestration.lib.landing import scan_feed
 from orchestration.lib.pseudonymise import pseudonymiser
-from orchestration.lib.warehouse_sources import IDZ, attach_identifiable, build_warehouse_source, source_build
 
 #: the matching stage's tables each ``src`` asset joins (defined by the matching domain)
 LINK_KEYS = [dg.AssetKey(["link", t]) for t in ("person_index", "household_index", "address_matches")]
@@ -184,7 +189,7 @@ def build_src_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
 def reference_tables(context: dg.AssetExecutionContext, warehouse_db: DuckDBResource,
                      placelink_settings: PlacelinkSettings):
     """Copy ``reference/*.csv`` into ``ref.*`` of the warehouse."""
-    from orchestration.lib.warehouse_sources import build_reference_tables
+    from orchestration.lib.feeds.warehouse_sources import build_reference_tables
 
     settings = placelink_settings.get()
     with warehouse_db.get_connection() as con:

@@ -26,7 +26,7 @@ from orchestration.defs.ops.planning import load_history
 from orchestration.defs.partitions import monthly_partitions
 from orchestration.lib.config import get_settings
 from orchestration.lib.contracts import Feed
-from orchestration.lib.ingest import sha256_of
+from orchestration.lib.feeds import sha256_of
 from orchestration.lib.landing import contract_extensions, scan_landing
 
 

@@ -1,6 +1,6 @@
 """Matching assets: ``link/address_matches``, ``link/person_index``, ``link/household_index``.
 
-One multi-asset, because one run of :func:`orchestration.lib.linkage.run.run_matching` writes all three
+One multi-asset, because one run of :func:`orchestration.lib.matching.run.run_matching` writes all three
 tables in one transaction-sized step (address matches feed the person model's UPRN comparison, and the
 household index is derived from the person index). It depends on every ``raw/<partner>__<feed>`` asset,
 whose loads write ``link.person_records``; the metrics of each run (pairwise precision/recall/F1 when truth
@@ -72,7 +72,7 @@ def build_matching_asset(contracts: Contracts) -> dg.AssetsDefinition:
     @no_leaks("matching")
     def matching(context: dg.AssetExecutionContext, identifiable_db: DuckDBResource, config: MatchingConfig,
                  placelink_settings: PlacelinkSettings):
-        from orchestration.lib.linkage.run import run_matching
+        from orchestration.lib.matching.run import run_matching
 
         settings = placelink_settings.get()
         try:

@@ -1,6 +1,6 @@
 """ML: models trained on the marts behind the ethics gate, and their predictions (group ``ml``).
 
-Thin wrappers over :mod:`ml.train` and :mod:`ml.score`; see docs/models.md.
+Thin wrappers over :mod:`ml.train` and :mod:`ml.score`; see docs/ml.md.
 """
 
 from __future__ import annotations

@@ -459,8 +459,8 @@ def _review_pages(settings: Settings, queue: Path, *, delete: bool) -> list[dict
     """The clerical review pages (Splink's waterfall and comparison viewer, with both records' names and dates
     of birth) are drawn from the review queue's rows: when the person is taken out of the queue they go too, and
     the next matching run draws them again from the cleaned queue."""
-    from orchestration.lib.linkage.pictures import explanation_files
-    from orchestration.lib.linkage.run import REVIEW_QUEUE
+    from orchestration.lib.matching.pictures import explanation_files
+    from orchestration.lib.matching.run import REVIEW_QUEUE
 
     if queue.name != REVIEW_QUEUE:
         return []
@@ -673,7 +673,7 @@ def purge_excluded(con: duckdb.DuckDBPyConnection, settings: Settings, *, db: st
     ``erasures_only`` (what :func:`erase` runs at once): the exclusion list only, always, and the lists are not
     recorded as applied (the opt-out list was not), so matching still runs the whole of it.
     """
-    from orchestration.lib.ingest.load import ERASED_REASON, OPT_OUT_REASON, read_opt_outs
+    from orchestration.lib.feeds.load import ERASED_REASON, OPT_OUT_REASON, read_opt_outs
     from orchestration.lib.pseudonymise import Pseudonymiser
 
     fingerprint = exclusions_fingerprint(settings)

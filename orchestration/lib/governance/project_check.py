@@ -313,7 +313,7 @@ def _history_and_quality(report: CheckReport, record: ProjectRecord, con: duckdb
 
 
 def _age_band(age: pd.Series) -> pd.Series:
-    from orchestration.lib.warehouse_sources import _AGE_BANDS
+    from orchestration.lib.feeds.warehouse_sources import _AGE_BANDS
 
     out = pd.Series("75+", index=age.index, dtype=object)
     for upper, band in reversed(_AGE_BANDS):

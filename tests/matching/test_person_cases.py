@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from orchestration.lib.errors import PlacelinkError
-from orchestration.lib.linkage.run import link_frame
+from orchestration.lib.matching.run import link_frame
 
 BASE = {"source": "test.feed", "sex": "M", "nhs_number": None, "address": None, "uprn": None}
 
@@ -117,7 +117,7 @@ def test_parent_and_child_with_one_name_do_not_merge(link_cases):
 def test_foreign_data_with_only_some_columns_trains_and_links(linkage_county):
     """Data not from our generator: no source/sex/NHS/address columns, non-UK postcodes; the model is
     trained on the input itself and still finds the people."""
-    from orchestration.lib.linkage.metrics import pairwise_metrics
+    from orchestration.lib.matching.metrics import pairwise_metrics
 
     recs = linkage_county["records"].sample(1500, random_state=3)
     foreign = pd.DataFrame({
@@ -156,7 +156,7 @@ def test_cluster_agreement_scores_equal_scikit_learns():
     import numpy as np
     from sklearn import metrics as skm
 
-    from orchestration.lib.linkage.metrics import pairwise_metrics
+    from orchestration.lib.matching.metrics import pairwise_metrics
 
     rng = np.random.default_rng(1)
     true = rng.integers(0, 800, 3000)

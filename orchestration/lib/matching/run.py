@@ -22,12 +22,12 @@ import pandas as pd
 
 from orchestration.lib.config import Settings, get_settings
 from orchestration.lib.errors import PlacelinkError
-from orchestration.lib.linkage import encoded_run
-from orchestration.lib.linkage import metrics as lm
-from orchestration.lib.linkage import person as pm
-from orchestration.lib.linkage.address import match_addresses, prepare_gazetteer
-from orchestration.lib.linkage.index import update_index
-from orchestration.lib.linkage.normalise import (
+from orchestration.lib.matching import encoded_run
+from orchestration.lib.matching import metrics as lm
+from orchestration.lib.matching import person as pm
+from orchestration.lib.matching.address import match_addresses, prepare_gazetteer
+from orchestration.lib.matching.index import update_index
+from orchestration.lib.matching.normalise import (
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
     IgnoredColumnWarning,
@@ -526,7 +526,7 @@ def _export_review_queue(con, settings: Settings, review: pd.DataFrame, model: d
     queue row names its waterfall file and position (``explanation_file``, ``explanation_pair``). Clear
     identifiers: all of it stays inside the identifiable zone (docs/design.md), readable by the owner (the matching
     service account) only."""
-    from orchestration.lib.linkage.pictures import waterfall_file, write_review_explanations
+    from orchestration.lib.matching.pictures import waterfall_file, write_review_explanations
 
     out_dir = review_dir(settings)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -590,7 +590,7 @@ def _log_mlflow(settings: Settings, out: dict, model_path: Path | None, con, res
 
 def _diagnostic_charts(con, model: dict, result) -> dict[str, str]:
     """Splink's diagnostic charts of this run (aggregates only: ``pictures.run_diagnostics``), offline HTML."""
-    from orchestration.lib.linkage.pictures import run_diagnostics
+    from orchestration.lib.matching.pictures import run_diagnostics
 
     # ``_pred`` is the run's scored pairs, left on the connection by ``index.update_index``
     pred = "_pred" if con.execute(

@@ -25,7 +25,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from orchestration.lib.linkage.normalise import run
+from orchestration.lib.matching.normalise import run
 
 MODEL_PREFIX = "person_model"
 
@@ -239,7 +239,7 @@ class TrainedModel:
 #: Pairs sampled to estimate u (random pairs) and m (EM over blocked pairs). On the county's 1.54 M person records
 #: (2 cores) the training calls took 37 s with 2e6 / 2e6 / 2e6 and 14 s with 1e6 / 5e5 / 5e5; the whole full link
 #: 91 s -> 80 s, pairwise F1 0.9776 -> 0.9778 (benchmarks/results/linkage_county*.json; the small-county bar in
-#: tests/linkage still holds). Half a million pairs per EM session is still thousands per comparison level.
+#: tests/matching still holds). Half a million pairs per EM session is still thousands per comparison level.
 U_MAX_PAIRS = 1e6
 EM_MAX_PAIRS = 5e5
 

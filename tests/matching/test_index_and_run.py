@@ -10,8 +10,8 @@ import pytest
 
 from orchestration.lib.config import get_settings
 from orchestration.lib.errors import PlacelinkError
-from orchestration.lib.linkage.metrics import pairwise_metrics
-from orchestration.lib.linkage.run import REVIEW_DECISIONS, REVIEW_QUEUE, review_dir, run_matching
+from orchestration.lib.matching.metrics import pairwise_metrics
+from orchestration.lib.matching.run import REVIEW_DECISIONS, REVIEW_QUEUE, review_dir, run_matching
 from tests.support.matching_county import make_county, write_home
 
 
@@ -244,7 +244,7 @@ def test_pairwise_metrics_known_answer():
 def test_connected_components_chain_threshold_singletons_and_names():
     """scipy clustering (person.connected_components): chains join, edges below the threshold do not, every
     node appears once, and a cluster is named by its smallest id (as Splink's clustering names them)."""
-    from orchestration.lib.linkage.person import connected_components
+    from orchestration.lib.matching.person import connected_components
 
     con = duckdb.connect()
     con.execute("CREATE TABLE n AS SELECT unnest(['e', 'a', 'c', 'b', 'd', 'f', 'g']) AS unique_id")
@@ -260,7 +260,7 @@ def test_same_name_pairs_are_blocked_only_when_the_dates_of_birth_could_agree():
     namesakes whose dates share nothing (those pairs were 26 M of the county's 34 M)."""
     from splink import DuckDBAPI, Linker
 
-    from orchestration.lib.linkage.person import model_settings
+    from orchestration.lib.matching.person import model_settings
 
     rows = [("1", "1980-03-04"), ("2", None), ("3", "1980-11-30"), ("4", "1975-03-04"), ("5", "1962-07-19")]
     con = duckdb.connect()
@@ -284,7 +284,7 @@ def test_same_name_pairs_are_blocked_only_when_the_dates_of_birth_could_agree():
 def test_a_persons_usual_address_does_not_depend_on_row_order():
     """A person seen equally often at two addresses gets the same household however the rows arrive: DuckDB's
     mode() broke such ties arbitrarily, and two runs over the same county records disagreed on ~4,000."""
-    from orchestration.lib.linkage.index import _households
+    from orchestration.lib.matching.index import _households
 
     rows = [("r1", "P1", "100"), ("r2", "P1", "200"), ("r3", "P1", None), ("r4", "P2", "300"),
             ("r5", "P2", "300"), ("r6", "P2", "400"), ("r7", "P2", None)]
@@ -306,32 +306,32 @@ def test_a_persons_usual_address_does_not_depend_on_row_order():
 # --- linkage pictures (#23, #28) on this file's two nights: the checks are in pictures_checks.py ------------------
 
 def test_linkage_pictures_every_review_pair_has_an_explanation(two_nights):
-    from tests.linkage.pictures_checks import check_every_review_pair_has_an_explanation
+    from tests.matching.pictures_checks import check_every_review_pair_has_an_explanation
 
     check_every_review_pair_has_an_explanation(two_nights[0])
 
 
 def test_linkage_pictures_never_leave_the_identifiable_zone(two_nights, county):
-    from tests.linkage.pictures_checks import check_review_explanations_never_leave_the_identifiable_zone
+    from tests.matching.pictures_checks import check_review_explanations_never_leave_the_identifiable_zone
 
     check_review_explanations_never_leave_the_identifiable_zone(two_nights[0], county)
 
 
 def test_linkage_pictures_in_mlflow_are_aggregates(two_nights, county):
-    from tests.linkage.pictures_checks import check_mlflow_diagnostics_are_aggregate_charts
+    from tests.matching.pictures_checks import check_mlflow_diagnostics_are_aggregate_charts
 
     check_mlflow_diagnostics_are_aggregate_charts(two_nights[0], county)
 
 
 def test_linkage_pictures_waterfall_rows_are_splinks_own(two_nights, county):
-    from orchestration.lib.linkage.person import latest_model, load_model
-    from tests.linkage.pictures_checks import check_waterfall_rows_are_splinks_own
+    from orchestration.lib.matching.person import latest_model, load_model
+    from tests.matching.pictures_checks import check_waterfall_rows_are_splinks_own
 
     check_waterfall_rows_are_splinks_own(county, load_model(latest_model(two_nights[0].models_dir)))
 
 
 @pytest.mark.browser
 def test_linkage_pictures_draw_offline_in_chromium(two_nights, test_output):
-    from tests.linkage.pictures_checks import check_charts_draw_offline
+    from tests.matching.pictures_checks import check_charts_draw_offline
 
     check_charts_draw_offline(two_nights[0], test_output)

@@ -16,7 +16,7 @@ import duckdb
 from orchestration.lib.config import Settings
 from orchestration.lib.contracts import Feed, load_contracts
 from orchestration.lib.errors import PlacelinkError
-from orchestration.lib.ingest.load import (
+from orchestration.lib.feeds.load import (
     ParsedDrops,
     PartitionResult,
     drop_feed,

@@ -14,14 +14,14 @@ import duckdb
 import pandas as pd
 import pytest
 
-from orchestration.lib.linkage.pictures import (
+from orchestration.lib.matching.pictures import (
     COMPARISON_VIEWER,
     DIAGNOSTIC_CHARTS,
     PAIRS_PER_WATERFALL,
     WATERFALL_PREFIX,
     explanation_files,
 )
-from orchestration.lib.linkage.run import REVIEW_QUEUE, review_dir
+from orchestration.lib.matching.run import REVIEW_QUEUE, review_dir
 
 
 def mlflow_artefacts(settings) -> Path:
@@ -194,8 +194,8 @@ def check_waterfall_rows_are_splinks_own(county, model) -> None:
     the same, for pairs at every level of every comparison (term-frequency adjusted names included)."""
     from splink.internals.waterfall_chart import records_to_waterfall_data
 
-    from orchestration.lib.linkage.normalise import prepare_records, run
-    from orchestration.lib.linkage.pictures import _linker, waterfall_rows
+    from orchestration.lib.matching.normalise import prepare_records, run
+    from orchestration.lib.matching.pictures import _linker, waterfall_rows
 
     con = duckdb.connect()
     con.register("_df", county["records"].head(1200))

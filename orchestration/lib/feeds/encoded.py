@@ -26,9 +26,9 @@ import duckdb
 
 from orchestration.lib.contracts import Feed
 from orchestration.lib.errors import PlacelinkError
-from orchestration.lib.ingest.coerce import SQL_TYPES
+from orchestration.lib.feeds.coerce import SQL_TYPES
 from orchestration.lib.landing import MANIFEST_SUFFIX
-from orchestration.lib.linkage.encoding import ENCODED_COLUMNS
+from orchestration.lib.matching.encoding import ENCODED_COLUMNS
 
 ENCODED_TABLE = "link.encoded_person_records"
 ENCODED_DDL = (f"CREATE TABLE IF NOT EXISTS {ENCODED_TABLE} (record_id VARCHAR, source VARCHAR, "
@@ -55,7 +55,7 @@ def ingest_encoded_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partiti
 
     ``opt_outs`` cannot apply here (NHS numbers are tokens under a key the platform does not hold): the
     partner applies the national data opt-out at source (``placelink-partner`` runs ingest's own filter)."""
-    from orchestration.lib.ingest.load import (
+    from orchestration.lib.feeds.load import (
         FileResult,
         PartitionResult,
         _relative,

@@ -1,9 +1,9 @@
 """Privacy-preserving encodings of the standard person record (scheme ``placelink-clk/1``).
 
 The partner-side tool (``placelink-partner``) runs this on the partner's own machine, over the columns
-:func:`orchestration.lib.linkage.normalise.prepare_records` makes (so the values are normalised *exactly* as the
+:func:`orchestration.lib.matching.normalise.prepare_records` makes (so the values are normalised *exactly* as the
 clear-text linkage normalises them), with a secret that the partners share and the platform never holds. The
-platform receives only the encodings and links them with :mod:`orchestration.lib.linkage.encoded_model`.
+platform receives only the encodings and links them with :mod:`orchestration.lib.matching.encoded_model`.
 
 Why our own encoder and not ``clkhash``/``anonlink``: they are not in our lock, have had no release since
 2023, and what we need is short: keyed HMACs (``hmac``/``hashlib``) and Bloom filters (``numpy``). The scheme:
@@ -235,8 +235,8 @@ def match_addresses_locally(records: pd.DataFrame, gazetteer: pd.DataFrame | Non
     postcode directory the records come back with ``lsoa_code`` null."""
     import duckdb
 
-    from orchestration.lib.linkage.address import match_addresses, prepare_gazetteer
-    from orchestration.lib.linkage.normalise import check_columns
+    from orchestration.lib.matching.address import match_addresses, prepare_gazetteer
+    from orchestration.lib.matching.normalise import check_columns
 
     check_columns(records.columns, where="person records")
     out = records.copy()
@@ -272,7 +272,7 @@ def encode_person_records(records: pd.DataFrame, encoder: Encoder, gazetteer: pd
     ``source``, ``sex`` and ``lsoa_code``."""
     import duckdb
 
-    from orchestration.lib.linkage.normalise import prepare_records, run
+    from orchestration.lib.matching.normalise import prepare_records, run
 
     matched = match_addresses_locally(records, gazetteer, postcodes)
     con = duckdb.connect()

@@ -1,7 +1,7 @@
-"""The person model over encoded records (scheme ``placelink-clk/1``, :mod:`orchestration.lib.linkage.encoding`).
+"""The person model over encoded records (scheme ``placelink-clk/1``, :mod:`orchestration.lib.matching.encoding`).
 
 Not written beside the clear model but **derived from it**: :func:`model_settings` walks the clear model's
-comparison list (:func:`orchestration.lib.linkage.person.model_settings`) level by level and maps each level to
+comparison list (:func:`orchestration.lib.matching.person.model_settings`) level by level and maps each level to
 one the platform can compute without the secret. The encoded record keeps the clear column names (tokens stand
 in for values), so most levels carry over as they are:
 
@@ -21,7 +21,7 @@ A level added to the clear model that none of these rules covers makes :func:`mo
 (tests/partner/test_encoded_model.py checks every clear level has a decision), so the encoded path cannot drift
 silently from the clear one. Blocking rules are derived the same way: equality rules carry over, custom rules
 need an entry in :data:`BLOCKING_COUNTERPARTS`. Training is the clear model's own
-(:func:`~orchestration.lib.linkage.person.train_model` with these settings).
+(:func:`~orchestration.lib.matching.person.train_model` with these settings).
 
 Similarity of balanced filters: every filter has exactly half its bits set, so the Dice coefficient is
 ``bit_count(a & b) / bit_count(a)`` = 1 - (Hamming distance of the unbalanced filters) / ``BLOOM_BITS``; DuckDB
@@ -36,9 +36,9 @@ from dataclasses import dataclass
 
 import duckdb
 
-from orchestration.lib.linkage import person as pm
-from orchestration.lib.linkage.encoding import BLOOM_FIELDS, LIST_FIELDS, TOKEN_FIELDS
-from orchestration.lib.linkage.normalise import run
+from orchestration.lib.matching import person as pm
+from orchestration.lib.matching.encoding import BLOOM_FIELDS, LIST_FIELDS, TOKEN_FIELDS
+from orchestration.lib.matching.normalise import run
 
 #: Jaro-Winkler threshold of a clear level -> Dice threshold of the balanced Bloom filters.
 DICE_FOR_JW = {0.92: 0.90, 0.8: 0.87}
@@ -103,7 +103,7 @@ def dice_at_least(col: str, threshold: float) -> str:
     A balanced filter of ``n`` bits has ``n/2`` set, so ``Dice = |a & b| / (n/2)`` and ``|a xor b| = n - 2|a & b|``:
     ``Dice >= t`` exactly when ``bit_count(xor(a, b)) <= (1 - t) * n``. The same pairs as
     ``bit_count(a & b) / bit_count(a) >= t`` (tests/partner/test_partner.py checks it against
-    :func:`~orchestration.lib.linkage.encoding.dice`), with one bit operation and no division: 1.7x faster on 2 M
+    :func:`~orchestration.lib.matching.encoding.dice`), with one bit operation and no division: 1.7x faster on 2 M
     pairs (5.2 s -> 3.0 s), and the Dice levels are what nearly every random pair of u estimation reaches."""
     return f"bit_count(xor({col}_l, {col}_r)) <= {round(1 - threshold, 6)} * bit_length({col}_l)"
 
@@ -187,7 +187,7 @@ def encoded_blocking_rules() -> list:
 
 def prepare_encoded(con: duckdb.DuckDBPyConnection, source_table: str, out_table: str) -> None:
     """``out_table`` with the encoded model's columns from landed encoded records (``record_id, source`` +
-    :data:`~orchestration.lib.linkage.encoding.ENCODED_COLUMNS`, lists ``|``-joined, Bloom filters as hex text).
+    :data:`~orchestration.lib.matching.encoding.ENCODED_COLUMNS`, lists ``|``-joined, Bloom filters as hex text).
     Column names match ``prepare_records``' so the index and household code reads either."""
     cols = {r[0] for r in con.execute(f"DESCRIBE {source_table}").fetchall()}
 
@@ -240,7 +240,7 @@ def model_is_current(model: dict) -> bool:
 
 def train_model(db_api, records_sdf, seed: int = 42, max_pairs_u: float | None = None,
                 max_pairs_em: float | None = None) -> dict:
-    """The clear model's training (:func:`~orchestration.lib.linkage.person.train_model`) with these settings."""
+    """The clear model's training (:func:`~orchestration.lib.matching.person.train_model`) with these settings."""
     return pm.train_model(db_api, records_sdf, seed=seed, max_pairs_u=max_pairs_u or pm.U_MAX_PAIRS,
                           max_pairs_em=max_pairs_em or pm.EM_MAX_PAIRS, settings=model_settings())
 
@@ -249,7 +249,7 @@ def link_encoded_frame(encoded, model: dict | None = None):
     """Link a frame of encoded person records on its own; returns the :class:`~.index.LinkResult`."""
     import os
 
-    from orchestration.lib.linkage.index import update_index
+    from orchestration.lib.matching.index import update_index
 
     con = duckdb.connect()
     # the matching stage's memory limit (run._configure), not DuckDB's default of 80 % of RAM: unlimited, the

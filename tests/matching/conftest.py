@@ -19,8 +19,8 @@ def linkage_model(linkage_county):
     import duckdb
     from splink import DuckDBAPI
 
-    from orchestration.lib.linkage.normalise import prepare_records, run
-    from orchestration.lib.linkage.person import train_model
+    from orchestration.lib.matching.normalise import prepare_records, run
+    from orchestration.lib.matching.person import train_model
 
     con = duckdb.connect()
     con.register("_df", linkage_county["records"])

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 import duckdb
 import pandas as pd
 
-from orchestration.lib.linkage import person as pm
-from orchestration.lib.linkage.engine import model_for_engine, splink_api, to_duckdb
-from orchestration.lib.linkage.normalise import run
+from orchestration.lib.matching import person as pm
+from orchestration.lib.matching.engine import model_for_engine, splink_api, to_duckdb
+from orchestration.lib.matching.normalise import run
 
 INDEX_COLUMNS = ["record_id", "person_id"]
 
@@ -192,7 +192,7 @@ def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.Dat
         full: re-link everything (otherwise only records not in ``previous`` are linked).
         decisions: clerical decisions ``record_id_l, record_id_r, decision (match|non_match)``.
         trainer: ``train_model(db_api, sdf)`` of the model to train when ``model`` is None: the clear model's
-            (default) or :func:`orchestration.lib.linkage.encoded_model.train_model` for encoded records.
+            (default) or :func:`orchestration.lib.matching.encoded_model.train_model` for encoded records.
     """
     if isinstance(previous, str):
         run(con, f"""CREATE OR REPLACE TEMP TABLE _prev AS SELECT CAST(record_id AS VARCHAR) AS record_id,

@@ -9,7 +9,7 @@ Excel is read with ``python-calamine``; JSON lines with the standard library.
 **Every physical line is accounted for.** A physical line is what ``\\n``, ``\\r\\n`` or ``\\r`` ends; a data
 line is any physical line after the header that is not blank (whitespace only). Each data line belongs to
 exactly one row, loaded or quarantined (``Drop.data_lines`` counts them independently of the parser, and
-:func:`~orchestration.lib.ingest.load.parse_file` asserts the identity). The rule for quotes: a record whose quoted
+:func:`~orchestration.lib.feeds.load.parse_file` asserts the identity). The rule for quotes: a record whose quoted
 field runs over several physical lines is legitimate only if the quote closes as CSV requires (``csv`` in strict
 mode: a closing quote is followed by the delimiter or the end of the line) and the record has the header's field
 count. Otherwise the quote "ran away" (a stray ``"`` would swallow every following line into one field): the

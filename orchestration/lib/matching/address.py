@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import duckdb
 
-from orchestration.lib.linkage.normalise import postcode_sql, run
+from orchestration.lib.matching.normalise import postcode_sql, run
 
 FUZZY_MIN = 0.8
 #: Best candidate must beat the runner-up by this much, or the address is ambiguous.

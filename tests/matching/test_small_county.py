@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from orchestration.lib.config import get_settings
-from orchestration.lib.linkage.run import run_matching
+from orchestration.lib.matching.run import run_matching
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestration.lib.linkage import person as pm
+from orchestration.lib.matching import person as pm
 
 
 def _edges(con, rows):

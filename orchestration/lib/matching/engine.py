@@ -1,6 +1,6 @@
 """Where Splink runs: the engine seam of person linkage.
 
-The linkage stage (:mod:`orchestration.lib.linkage.index`) prepares records, collapses duplicates, clusters and
+The linkage stage (:mod:`orchestration.lib.matching.index`) prepares records, collapses duplicates, clusters and
 keeps the stable index in SQL on the run's DuckDB connection. Only Splink's work -- EM training, the blocked pair
 generation and scoring, which is what grows with the square of the population -- moves to Spark with
 ``PLACELINK_ENGINE=spark``. The model JSON, comparisons and blocking rules are the same objects
@@ -19,7 +19,7 @@ from __future__ import annotations
 import duckdb
 
 from orchestration.lib.config import Settings, get_settings
-from orchestration.lib.linkage.normalise import run
+from orchestration.lib.matching.normalise import run
 
 
 def splink_api(con: duckdb.DuckDBPyConnection, settings: Settings | None = None):
@@ -102,7 +102,7 @@ def model_for_engine(db_api, model: dict) -> dict:
     trained parameters (lambda, every level's m and u) are copied over level by level. The two must describe the
     same model: a comparison or level that differs (a model saved before the comparisons changed) is refused."""
     from orchestration.lib.errors import PlacelinkError
-    from orchestration.lib.linkage import person as pm
+    from orchestration.lib.matching import person as pm
 
     dialect = db_api.sql_dialect.sql_dialect_str
     if model.get("sql_dialect", dialect) == dialect:

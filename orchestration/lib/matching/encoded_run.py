@@ -1,5 +1,5 @@
 """The matching stage's encoded half: records of feeds linked on encodings (``link.encoded_person_records``,
-loaded by :mod:`orchestration.lib.ingest.encoded`) are linked by the encoded model, clear records by the clear
+loaded by :mod:`orchestration.lib.feeds.encoded`) are linked by the encoded model, clear records by the clear
 model, into the one stable index that keys, households and marts read.
 
 What a person key means across modes: clear and encoded records cannot be compared (the platform cannot encode a
@@ -22,11 +22,11 @@ import duckdb
 import pandas as pd
 
 from orchestration.lib.config import Settings
-from orchestration.lib.ingest.encoded import ENCODED_TABLE
-from orchestration.lib.linkage import encoded_model as em
-from orchestration.lib.linkage import person as pm
-from orchestration.lib.linkage.index import LinkResult, update_index
-from orchestration.lib.linkage.normalise import run
+from orchestration.lib.feeds.encoded import ENCODED_TABLE
+from orchestration.lib.matching import encoded_model as em
+from orchestration.lib.matching import person as pm
+from orchestration.lib.matching.index import LinkResult, update_index
+from orchestration.lib.matching.normalise import run
 
 _SCHEMA, _TABLE = ENCODED_TABLE.split(".")
 
