@@ -116,3 +116,29 @@ def test_a_failed_daemon_run_is_audited_for_what_it_materialised(audit_home):
     assert result.run_id in _audited_run_ids(audit_home), (
         f"no audit sensor for failed runs (sensors on failure: {[s.name for s in on_failure]}): the run's "
         "materialisations are never audited")
+
+
+# --- errors say what / where / fix ------------------------------------------------------------------------------
+
+def test_a_failed_placelink_build_names_the_dbt_node_that_failed():
+    """``placelink build`` now runs the dbt assets through ``runner.run_stage``, whose error is each failed step's
+    first description line. The dbt asset's description is ``dbt build failed: {DagsterDbtCliRuntimeError}``, whose
+    first line is "The dbt CLI process with command": the operator is told neither the model nor the test that
+    failed (the old in-process ``placelink build`` named them: ``dbt build failed: model.placelink.x: ...``)."""
+    from dagster_dbt import DagsterDbtCliRuntimeError
+
+    from orchestration.runner import _step_errors
+
+    dbt_error = DagsterDbtCliRuntimeError(description=(  # what dagster-dbt 0.29 raises (dbt_cli_invocation.py)
+        "The dbt CLI process with command\n\n`dbt build --select lsoa_profile`\n\nfailed with exit code `1`. "
+        "Check the stdout in the Dagster compute logs for the full information about the error.\n\n"
+        "Errors parsed from dbt logs:\n\nFailure in test not_null_lsoa_profile_lsoa_code (models/marts/_marts.yml)"))
+
+    @dg.asset(key=["marts", "lsoa_profile"])
+    def model():
+        # as orchestration/defs/dbt/assets.py placelink_dbt_models does
+        raise dg.Failure(description=f"dbt build failed: {dbt_error}", allow_retries=False)
+
+    res = dg.materialize([model], raise_on_error=False)
+    [why] = _step_errors(res).values()
+    assert "not_null_lsoa_profile_lsoa_code" in why or "lsoa_profile" in why, f"the error says only: {why!r}"
