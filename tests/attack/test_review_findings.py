@@ -142,3 +142,49 @@ def test_a_failed_placelink_build_names_the_dbt_node_that_failed():
     res = dg.materialize([model], raise_on_error=False)
     [why] = _step_errors(res).values()
     assert "not_null_lsoa_profile_lsoa_code" in why or "lsoa_profile" in why, f"the error says only: {why!r}"
+
+
+# --- (2) silently ignored input in the encoded ingest path -------------------------------------------------------
+
+def test_a_drop_from_the_previous_partner_tool_is_not_loaded_silently_without_its_encodings(tmp_path, capsys):
+    """The encoded record changed (postcode_area gone; nhs_digits, national_id, addr_key, family_parts, addr_words,
+    addr_numbers added) but the scheme is still ``placelink-clk/1``, and ``verify_drop`` checks the drop's columns
+    only against its own manifest. A partner still running the previous ``placelink-partner`` sends a drop that is
+    verified and loaded: ``postcode_area`` is dropped without a word and every new encoding is NULL, so those
+    people are linked on less than the model compares -- and nothing (load log, quarantine, metadata) says so."""
+    import datetime as dt
+    import hashlib
+    import json
+    import shutil
+    from pathlib import Path
+
+    import duckdb
+    import pandas as pd
+
+    from orchestration.lib.contracts import load_contract
+    from orchestration.lib.ingest.load import ingest_partition
+    from tests.partner.conftest import make_partner_dir
+    from tests.partner.test_partner import _encode
+
+    partner_dir = make_partner_dir(tmp_path)
+    rc, drop_dir = _encode(partner_dir)
+    assert rc == 0, capsys.readouterr().err
+    feed = next(f for f in load_contract(partner_dir / "police.yml").feeds if f.id == "person_records")
+    folder = partner_dir / "landing" / "police" / "person_records"
+    folder.mkdir(parents=True)
+    # the previous tool's drop: same scheme, same key check, same contract, its own (older) encoded columns
+    df = pd.read_csv(drop_dir / "2025-02-01.csv", dtype=str)
+    new = ["nhs_digits", "national_id", "addr_key", "family_parts", "addr_words", "addr_numbers"]
+    df = df.drop(columns=[c for c in new if c in df.columns]).assign(postcode_area="0" * 32)
+    drop = folder / "2025-02-01.csv"
+    df.to_csv(drop, index=False)
+    manifest = json.loads((drop_dir / "2025-02-01.manifest.json").read_text())
+    manifest.update(sha256=hashlib.sha256(drop.read_bytes()).hexdigest(), columns=list(df.columns))
+    (folder / "2025-02-01.manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(drop_dir)
+    with duckdb.connect() as con:
+        result = ingest_partition(con, feed, "2025-02-01", Path(partner_dir / "landing"), today=dt.date(2025, 3, 1))
+        [f] = result.files
+    said = f"{f.note} {result.quarantined_by_reason}"
+    assert f.rows_loaded == 0 or any(c in said for c in [*new, "postcode_area", "columns"]), (
+        f"a drop without {new} (and with an unknown postcode_area) loaded {f.rows_loaded} rows, saying {said!r}")
