@@ -180,7 +180,7 @@ def _collapse_duplicates(con, mode: str) -> None:
 
 def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.DataFrame | str | None = None,
                  model: dict | None = None, full: bool = False,
-                 decisions: pd.DataFrame | None = None, trainer=None) -> LinkResult:
+                 decisions: pd.DataFrame | None = None, trainer=None, settings=None) -> LinkResult:
     """Link the prepared records (see :func:`normalise.prepare_records`) into the stable index.
 
     Args:
@@ -193,6 +193,8 @@ def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.Dat
         decisions: clerical decisions ``record_id_l, record_id_r, decision (match|non_match)``.
         trainer: ``train_model(db_api, sdf)`` of the model to train when ``model`` is None: the clear model's
             (default) or :func:`orchestration.lib.matching.encoded_model.train_model` for encoded records.
+        settings: the run's settings (engine, and for Spark the home whose identifiable zone holds its
+            checkpoints); default :func:`~orchestration.lib.config.get_settings`, i.e. the process environment.
     """
     if isinstance(previous, str):
         run(con, f"""CREATE OR REPLACE TEMP TABLE _prev AS SELECT CAST(record_id AS VARCHAR) AS record_id,
@@ -208,7 +210,7 @@ def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.Dat
     mode = "full" if (full or n_prev == 0) else "incremental"
     run(con, f"CREATE OR REPLACE TEMP TABLE _strong AS SELECT * FROM {prepared} WHERE NOT weak_identifiers")
     n_strong = con.execute("SELECT count(*) FROM _strong").fetchall()[0][0]
-    db_api = splink_api(con)  # DuckDB on this connection, or Spark (PLACELINK_ENGINE): engine.py
+    db_api = splink_api(con, settings)  # DuckDB on this connection, or Spark (PLACELINK_ENGINE): engine.py
     summary: dict = {"mode": mode, "records": n_total, "weak_identifier_records": n_total - n_strong}
     review = pd.DataFrame()
     n_new_strong = n_strong if mode == "full" else con.execute(

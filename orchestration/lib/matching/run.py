@@ -374,7 +374,7 @@ def run_matching(settings: Settings | None = None, full: bool = False, progress:
     mode = "full" if (full or not has_index) else "incremental"
     say(f"person linkage ({mode}{', training a new model' if model is None else ', model ' + model_path.name})")
     result = update_index(con, "_prepared", previous=encoded_run.clear_previous(con, previous, tables), model=model,
-                          full=full, decisions=decisions)
+                          full=full, decisions=decisions, settings=settings)
     # records of encoded feeds: their own model, the same index (a person key joins records of one mode)
     result = encoded_run.link_with_encoded(con, settings, result, previous, tables, full=full, retrain=retrain,
                                            decisions=decisions, say=say)
