@@ -188,3 +188,32 @@ def test_a_drop_from_the_previous_partner_tool_is_not_loaded_silently_without_it
     said = f"{f.note} {result.quarantined_by_reason}"
     assert f.rows_loaded == 0 or any(c in said for c in [*new, "postcode_area", "columns"]), (
         f"a drop without {new} (and with an unknown postcode_area) loaded {f.rows_loaded} rows, saying {said!r}")
+
+
+# --- (5) what tests/attack/test_erasure.py no longer proves --------------------------------------------------------
+
+def test_a_changed_opt_out_list_alone_plans_a_full_downstream_rebuild_with_no_new_drop(tmp_path):
+    """``test_an_opt_out_added_between_nightlies_applies_on_the_next_plain_refresh`` now shares its night with a new
+    month's drop (``next_night``), so the refresh it checks is no longer plain: the new month plans the downstream
+    run by itself, and a planner that ignored a changed erasure / opt-out list whenever nothing new landed would pass
+    it. This pins the no-new-drop path the old test covered: the fingerprint alone plans the rebuild, from scratch.
+    (Passes today; it is the coverage the merge of the two nights dropped.)"""
+    from orchestration.defs.ops.planning import plan_refresh
+    from orchestration.lib.governance.erasure import EXCLUSIONS_METADATA, EXCLUSIONS_TAG
+
+    @dg.asset(key=["link", "person_index"], tags={EXCLUSIONS_TAG: "true"})
+    def applies():
+        return dg.MaterializeResult(metadata={EXCLUSIONS_METADATA: dg.MetadataValue.text("lists-of-last-night")})
+
+    @dg.asset(key=["marts", "person_footprint"], deps=[applies])
+    def mart():
+        return None
+
+    defs = dg.Definitions(assets=[applies, mart])
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize([applies, mart], instance=instance).success
+    graph = defs.resolve_asset_graph()
+    assert plan_refresh(graph, instance, None, exclusions="lists-of-last-night").downstream == []
+    plan = plan_refresh(graph, instance, None, exclusions="an-opt-out-added-today")
+    assert plan.exclusions_changed and not plan.months
+    assert {k.to_user_string() for k in plan.downstream} == {"link/person_index", "marts/person_footprint"}
