@@ -9,7 +9,6 @@ import dagster as dg
 import pytest
 from dagster_duckdb import DuckDBResource
 
-
 # --- (4) settings / home confusion ------------------------------------------------------------------------------
 
 def test_matching_asset_links_with_the_engine_and_home_of_its_settings_resource_not_the_environments(
@@ -23,7 +22,7 @@ def test_matching_asset_links_with_the_engine_and_home_of_its_settings_resource_
     from orchestration.defs.resources import settings_resource
     from orchestration.lib.config import get_settings
     from orchestration.lib.contracts import load_contracts
-    from orchestration.lib.linkage import engine
+    from orchestration.lib.matching import engine
     from tests.support.matching_county import make_county, write_home
 
     home_b, home_a = tmp_path / "b", tmp_path / "a"
@@ -162,7 +161,7 @@ def test_a_drop_from_the_previous_partner_tool_is_not_loaded_silently_without_it
     import pandas as pd
 
     from orchestration.lib.contracts import load_contract
-    from orchestration.lib.ingest.load import ingest_partition
+    from orchestration.lib.feeds.load import ingest_partition
     from tests.partner.conftest import make_partner_dir
     from tests.partner.test_partner import _encode
 
