@@ -18,7 +18,6 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from orchestration.defs.ops.jobs import ops_downstream_refresh_job, ops_partitioned_refresh_job
 from orchestration.defs.ops.planning import (
-    AUDITED_BY_RUNNER_TAG,
     LATE_TAG,
     MONTHS_TAG,
     NEW_MONTHS_TAG,
@@ -233,7 +232,7 @@ def run_stage(stage: str, keys: list[dg.AssetKey], settings: Settings, *, run_co
     """Run one stage's assets (``placelink build`` and the like) as a run of the code location's downstream job
     on this home's persistent instance: the same job, run history, asset status and audit as when a refresh, a
     schedule or the UI does the work, rather than a second path beside Dagster. One audit event per asset
-    materialised (the run carries AUDITED_BY_RUNNER_TAG, so the daemon's audit sensor does not record it again).
+    materialised (once: the daemon's audit sensors find the run already in the log and record nothing).
 
     Raises:
         PlacelinkError: the run failed; the message names the run and the failed steps.
@@ -263,7 +262,6 @@ def _execute(job, instance, label, keys, settings: Settings, **kwargs) -> RunOut
     start = time.monotonic()
     # the job's assets read this home from their placelink_settings resource (_load_defs bound it), not from
     # the environment
-    kwargs["tags"] = {**(kwargs.get("tags") or {}), AUDITED_BY_RUNNER_TAG: "true"}
     res = job.execute_in_process(instance=instance, asset_selection=keys, raise_on_error=False, **kwargs)
     _audit(res, settings)
     return RunOutcome(label, res.run_id, res.success, time.monotonic() - start,
@@ -288,8 +286,8 @@ def _step_errors(res) -> dict[str, str]:
 
 
 def _audit(res, settings: Settings) -> None:
-    """Append one audit event per asset the run materialised (the daemon's audit sensor skips these runs,
-    which carry AUDITED_BY_RUNNER_TAG, so nothing is recorded twice)."""
+    """Append one audit event per asset the run materialised (once per run: the daemon's audit sensors, which
+    also see these runs finish, find them in the log and record nothing)."""
     from orchestration.lib.governance.audit import current_user
     from orchestration.lib.governance.pipeline_audit import record_run
 

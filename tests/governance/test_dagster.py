@@ -94,16 +94,23 @@ def test_audit_sensor_records_every_materialisation_of_a_run(zone_home, monkeypa
     roles.write_text(f"engineer: {{users: [{me}]}}\nweb_identity: {{run_tag: dagster/user}}\n")
     monkeypatch.setattr("orchestration.lib.config.PRODUCTION_ROLES_FILE", roles)
     monkeypatch.setenv("PLACELINK_ENV", "production")
-    governance_audit_sensor(ctx)
+    governance_audit_sensor(ctx)                      # the same run again: already in the log, nothing added
+    assert len({e["details"].get("run_id") for e in read_events(s)}) == 1 and len(read_events(s)) == len(events)
+    second = dg.materialize([raw_police, mart], instance=instance, tags={"dagster/user": "sam.engineer"})
+    success = instance.get_records_for_run(second.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS).records[0]
+    governance_audit_sensor(dg.build_run_status_sensor_context(
+        sensor_name="governance_audit_sensor", dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(second.run_id), dagster_event=success.event_log_entry.dagster_event))
     last = read_events(s)[-1]
     assert last["who"] == "sam.engineer" and last["details"]["os_user"] == me
 
 
-def test_audit_sensor_records_a_scheduled_nightly_and_skips_only_what_the_runner_audited(zone_home, monkeypatch):
+def test_audit_sensor_records_a_scheduled_nightly_once_and_not_what_the_runner_recorded(zone_home, monkeypatch):
     """The 02:00 schedule's runs carry the refresh tag like the runner's, but nobody else audits them: the sensor
-    must. Only a run the in-process runner executed (and audited) is skipped."""
+    must, once. A run the in-process runner executed is already in the log: the sensor adds nothing."""
     from orchestration.defs.governance import governance_audit_sensor
-    from orchestration.defs.ops.planning import AUDITED_BY_RUNNER_TAG, REFRESH_TAG
+    from orchestration.defs.ops.planning import REFRESH_TAG
+    from orchestration.lib.governance.pipeline_audit import record_run
 
     s = zone_home["settings"]
     monkeypatch.setenv("PLACELINK_HOME", str(s.home))
@@ -115,15 +122,19 @@ def test_audit_sensor_records_a_scheduled_nightly_and_skips_only_what_the_runner
 
     instance = dg.DagsterInstance.ephemeral()
 
-    def sensed(tags) -> int:
+    def sensed(tags, *, runner_recorded: bool = False, times: int = 1) -> int:
         result = dg.materialize([raw_police], instance=instance, tags=tags)
+        if runner_recorded:  # as runner._audit does right after its in-process run
+            record_run(s, run_id=result.run_id, job="ops_partitioned_refresh_job", who="me",
+                       key_paths=[(["raw", "police__person_records"], None)])
         run = instance.get_run_by_id(result.run_id)
         success = instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS).records[0]
         ctx = dg.build_run_status_sensor_context(sensor_name="governance_audit_sensor", dagster_instance=instance,
                                                  dagster_run=run, dagster_event=success.event_log_entry.dagster_event)
         before = len(read_events(s))
-        governance_audit_sensor(ctx)
+        for _ in range(times):
+            governance_audit_sensor(ctx)
         return len(read_events(s)) - before
 
-    assert sensed({REFRESH_TAG: "2026-12-03T02:00"}) == 1            # the schedule's nightly: audited here
-    assert sensed({REFRESH_TAG: "r1", AUDITED_BY_RUNNER_TAG: "true"}) == 0   # the runner's: audited already
+    assert sensed({REFRESH_TAG: "2026-12-03T02:00"}, times=2) == 1    # the schedule's nightly: audited here, once
+    assert sensed({REFRESH_TAG: "r1"}, runner_recorded=True) == 0      # the runner's: in the log already

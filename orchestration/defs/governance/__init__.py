@@ -8,7 +8,6 @@ same DuckDB file.
 # no `from __future__ import annotations`: Dagster resolves the op config class from the live annotation
 import dagster as dg
 
-from orchestration.defs.ops.planning import AUDITED_BY_RUNNER_TAG
 from orchestration.defs.resources import IDENTIFIABLE_POOL, WAREHOUSE_POOL
 from orchestration.lib.config import get_settings
 
@@ -83,17 +82,14 @@ governance_audit_check_schedule = dg.ScheduleDefinition(
     execution_timezone="Europe/London", default_status=dg.DefaultScheduleStatus.RUNNING,
     description="06:30 Europe/London daily: verify the audit trail's hash chain.")
 
-@dg.run_status_sensor(
-    name="governance_audit_sensor", run_status=dg.DagsterRunStatus.SUCCESS, monitor_all_code_locations=False,
-    default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
-    description="Append an audit event (who, action, asset, partition, agreement) for every asset a successful "
-                "run materialised: ingest, linkage, pseudonymisation, dbt builds, exports, ML.")
-def governance_audit_sensor(context: dg.RunStatusSensorContext):
+def _audit_finished_run(context: dg.RunStatusSensorContext, status: str) -> dg.SkipReason:
+    """Record what a finished run materialised, once per run: a run the in-process runner executed (``placelink
+    refresh``, stage commands) is already in the log and is not recorded again (``record_run`` checks the log
+    itself, not a tag that whoever launches a run could set)."""
+    from orchestration.lib.governance.identity import run_identity
     from orchestration.lib.governance.pipeline_audit import record_run
 
     run = context.dagster_run
-    if AUDITED_BY_RUNNER_TAG in run.tags:
-        return dg.SkipReason(f"run {run.run_id} was audited by the runner that executed it")
     records = context.instance.get_records_for_run(
         run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=10_000).records
     key_paths = []
@@ -101,18 +97,34 @@ def governance_audit_sensor(context: dg.RunStatusSensorContext):
         event = r.event_log_entry.dagster_event
         if event and event.asset_key:
             key_paths.append((list(event.asset_key.path), event.partition))
-    from orchestration.lib.governance.identity import run_identity
-
     settings = get_settings()
     # the run's OS account, or the person the web tier names where the administrator's role file trusts it
     who, identity_details = run_identity(settings, run.tags)
-    n = record_run(settings, run_id=run.run_id, job=run.job_name, who=who, key_paths=key_paths,
+    n = record_run(settings, run_id=run.run_id, job=run.job_name, who=who, key_paths=key_paths, status=status,
                    identity_details=identity_details)
-    return dg.SkipReason(f"audited {n} materialisation(s) of run {run.run_id}")
+    return dg.SkipReason(f"audited {n} materialisation(s) of run {run.run_id} ({status})")
+
+
+@dg.run_status_sensor(
+    name="governance_audit_sensor", run_status=dg.DagsterRunStatus.SUCCESS, monitor_all_code_locations=False,
+    default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
+    description="Append an audit event (who, action, asset, partition, agreement) for every asset a successful "
+                "run materialised: ingest, linkage, pseudonymisation, dbt builds, exports, ML.")
+def governance_audit_sensor(context: dg.RunStatusSensorContext):
+    return _audit_finished_run(context, "success")
+
+
+@dg.run_status_sensor(
+    name="governance_audit_failed_run_sensor", run_status=dg.DagsterRunStatus.FAILURE,
+    monitor_all_code_locations=False, default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
+    description="Append an audit event for every asset a FAILED run materialised before it failed (a nightly load "
+                "whose one bad drop failed the run still ingested the other feeds).")
+def governance_audit_failed_run_sensor(context: dg.RunStatusSensorContext):
+    return _audit_finished_run(context, "failure")
 
 
 defs = dg.Definitions(
     jobs=[governance_retention_job, governance_audit_check_job],
     schedules=[governance_retention_schedule, governance_audit_check_schedule],
-    sensors=[governance_audit_sensor],
+    sensors=[governance_audit_sensor, governance_audit_failed_run_sensor],
 )

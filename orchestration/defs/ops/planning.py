@@ -36,11 +36,6 @@ UNPARTITIONED = dg.AssetSelection.from_string('partitions:"none" and is:material
 
 #: Run tag shared by every run of one refresh, so the downstream run knows when the feeds are done.
 REFRESH_TAG = "placelink/refresh"
-#: Run tag on a run the in-process runner (orchestration/runner.py: `placelink refresh`, stage commands) executed
-#: and audited itself, so the daemon's audit sensor does not record it twice. Runs the daemon launches (the
-#: nightly schedule, sensors, the UI) never carry it, whatever else they share with a refresh: the sensor audits
-#: those.
-AUDITED_BY_RUNNER_TAG = "placelink/audited_by_runner"
 #: Run tag on the downstream run of a nightly refresh that loaded only new months (RefreshPlan.new_months_only):
 #: those partitions, comma separated, so steps that can narrow their work to the months the new rows fall in
 #: (the published table's disclosure control) know which.

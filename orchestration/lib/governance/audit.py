@@ -212,11 +212,14 @@ def record_event(
         "details": details, "who": who, "role": role}])[0]
 
 
-def record_events(settings: Settings | None, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def record_events(settings: Settings | None, events: list[dict[str, Any]], *,
+                  once_per_run: str | None = None) -> list[dict[str, Any]]:
     """Append several events in one open of the log (each a dict of :func:`record_event`'s keywords).
 
     Opening the DuckDB file costs ~0.1 s, so a run that materialised hundreds of partitions is audited in
-    one go rather than one open per event.
+    one go rather than one open per event. ``once_per_run``: a Dagster run id; when the log already holds events
+    of that run, nothing is appended (checked while the log's lock is held, so the runner that executed a run and
+    the daemon's audit sensor that saw it finish cannot both record it).
     """
     from orchestration.lib.governance.identity import claimed_user
 
@@ -226,6 +229,10 @@ def record_events(settings: Settings | None, events: list[dict[str, Any]]) -> li
     role = None if all(e.get("role") for e in events) else current_role(settings)
     with locked_connect(settings.audit_db) as con:
         con.execute(_DDL)
+        if once_per_run is not None and con.execute(
+                f"SELECT 1 FROM {TABLE} WHERE json_extract_string(details, '$.run_id') = ? LIMIT 1",
+                [once_per_run]).fetchone():
+            return []
         last = con.execute(f"SELECT seq, hash FROM {TABLE} ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev = (last[0], last[1]) if last else (0, GENESIS_HASH)
         for event in events:

@@ -44,13 +44,14 @@ def events_for_run(key_paths: list[tuple[list[str], str | None]], *, feeds_dir: 
 def record_run(settings: Settings, *, run_id: str, job: str, who: str,
                key_paths: list[tuple[list[str], str | None]], status: str = "success",
                feeds_dir: Path | None = None, identity_details: dict[str, str] | None = None) -> int:
-    """Append the events of one finished run; returns how many.
+    """Append the events of one finished run, once: returns how many (0 when the log already holds the run's
+    events, whoever recorded them: the runner that executed it or the daemon's audit sensors).
 
     ``who`` and ``identity_details`` come from :func:`.identity.run_identity` (the run's OS account, or the
     web tier's identity only where the role file trusts it) or :func:`.identity.current_user`.
     """
     events = events_for_run(key_paths, feeds_dir=feeds_dir)
-    record_events(settings, [{**e, "who": who, "role": "engineer",
-                              "details": {**e["details"], "run_id": run_id, "job": job, "status": status,
-                                          "via": "dagster", **(identity_details or {})}} for e in events])
-    return len(events)
+    return len(record_events(settings, [{**e, "who": who, "role": "engineer",
+                                         "details": {**e["details"], "run_id": run_id, "job": job, "status": status,
+                                                     "via": "dagster", **(identity_details or {})}}
+                                        for e in events], once_per_run=run_id))
