@@ -139,7 +139,7 @@ def encode_export(contract_path: Path, feed_id: str, export: Path, out_dir: Path
     encoded = encode_person_records(keyed, encoder, read_ref(gazetteer), read_ref(postcodes)) if len(people) else \
         pd.DataFrame({c: pd.Series(dtype=object) for c in ["record_id", "source", *ENCODED_COLUMNS]})
     hidden = identifier_columns(feed)
-    content = [c for c in feed.loaded_columns if c.name not in hidden]
+    content = [c for c in feed.loaded_columns if c.name not in hidden]  # as drop_columns() says
     drop = pd.DataFrame({"_row": [str(i) for i in range(len(rows))],
                          "record_id": pd.Series((feed.source + ":" + rows["_record_id"]) if len(rows) else [],
                                                 dtype=object)})
@@ -168,6 +168,13 @@ def encode_export(contract_path: Path, feed_id: str, export: Path, out_dir: Path
     }
     (out_dir / f"{stem}.manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def drop_columns(feed: Feed) -> list[str]:
+    """The columns of an encoded drop of ``feed``: the record id, the agreement's content columns (the contract's
+    loaded columns but its identifiers, which never leave the partner) and the encodings the model compares."""
+    hidden = identifier_columns(feed)
+    return ["record_id", *(c.sql_name for c in feed.loaded_columns if c.name not in hidden), *ENCODED_COLUMNS]
 
 
 def verify_drop(manifest_path: Path, feed: Feed, drop_file: str | None = None) -> pd.DataFrame:
@@ -205,6 +212,16 @@ def verify_drop(manifest_path: Path, feed: Feed, drop_file: str | None = None) -
     if len(df) != manifest.get("rows_encoded") or list(df.columns) != manifest.get("columns"):
         raise PlacelinkError("the drop's rows or columns differ from its manifest", where=str(path),
                              fix="re-send the drop file with its manifest")
+    # a drop from another version of placelink-partner (the same scheme and secret) would load with encodings
+    # missing (NULL: those people linked on less than the model compares) or columns nobody reads: refused whole
+    expected = drop_columns(feed)
+    missing = [c for c in expected if c not in df.columns]
+    unknown = [c for c in df.columns if c not in expected]
+    if missing or unknown:
+        raise PlacelinkError("the drop's columns are not the ones this platform's encoded model reads"
+                             + (f"; missing: {missing}" if missing else "") + (f"; unknown: {unknown}" if unknown else ""),
+                             where=str(path), fix="the partner installs this deployment's placelink-partner (the "
+                                                  "wheel built from its repository) and re-encodes the drop")
     return df
 
 

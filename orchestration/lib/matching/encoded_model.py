@@ -58,8 +58,8 @@ _TYPO = Dropped("one character different cannot be seen on a keyed hash (a Bloom
 
 #: Every clear level that the generic rules do not map: (comparison, the clear level's chart label) -> decision.
 COUNTERPARTS: dict[tuple[str, str], object] = {
-    ("nhs_number", "Damerau-Levenshtein distance of nhs_digits <= 1"): _TYPO,
-    ("national_id", "Damerau-Levenshtein distance of national_id <= 1"): _TYPO,
+    ("nhs_number", "One transposition or typo"): _TYPO,
+    ("national_id", "One transposition or typo"): _TYPO,
     ("given_name", "Given/family transposed"): SAME,  # given and family names share one key
     ("given_name", "Initial agrees with the name"): Dropped(
         "would need every record's initial as a token (26 values: a frequency attack reads them at once)"),
@@ -72,7 +72,7 @@ COUNTERPARTS: dict[tuple[str, str], object] = {
         "+ CAST(dob_day_l = dob_day_r AS INT) = 2",  # one part keyed wrong: two of the three part tokens agree
     ("dob", "Abs difference of 'transformed dob <= 1 year'"): "dob_year_l = dob_year_r",
     ("postcode", "UK sector"): "postcode_sector_l = postcode_sector_r",
-    ("postcode", "Damerau-Levenshtein distance of postcode <= 1"): _TYPO,
+    ("postcode", "One character different"): _TYPO,
     ("postcode", "UK district"): "postcode_district_l = postcode_district_r",
     # a postcode typo cannot be told from a move on tokens: any other postcode counts as a move here
     ("address", "Address absent, or a move the postcode/UPRN already counts"):
@@ -109,7 +109,18 @@ def dice_at_least(col: str, threshold: float) -> str:
 
 
 def _label(level) -> str:
-    return level.create_label_for_charts()
+    """The label people see on the charts: the clear model's own (``.configure(label_for_charts=...)``), else
+    Splink's generated one (composed levels, And/Or/Not, generate long SQL-like labels: never keyed on)."""
+    return getattr(level, "label_for_charts", None) or level.create_label_for_charts()
+
+
+def _leaves(level) -> list:
+    """The plain levels a composed one (Splink's And / Or / Not) is made of; the level itself otherwise."""
+    if hasattr(level, "comparison_levels"):
+        return [leaf for part in level.comparison_levels for leaf in _leaves(part)]
+    if hasattr(level, "comparison_level"):
+        return _leaves(level.comparison_level)
+    return [level]
 
 
 def encoded_level(comparison: str, level):
@@ -142,6 +153,11 @@ def encoded_level(comparison: str, level):
                        "add it to encoded_model.COUNTERPARTS (an SQL condition on tokens, SAME, or Dropped)")
     if isinstance(decision, Dropped):
         return None
+    if decision is SAME and kind in ("And", "Or", "Not"):
+        # composed of levels that carry over as they are (list intersections, exact tokens): the same composition
+        if not all(type(leaf).__name__ == "ArrayIntersectLevel" for leaf in _leaves(level)):
+            raise ValueError(f"{comparison}: {label!r} is marked SAME but composes levels that do not run on tokens")
+        return level
     sql = level.sql_condition if decision is SAME else decision
     if decision is SAME and not _TOKEN_SAFE.match(sql):
         raise ValueError(f"{comparison}: {label!r} is marked SAME but its SQL does more than compare tokens")
