@@ -204,6 +204,21 @@ def build(select: Sequence[str] | None = None, month: str | None = None, thresho
     return run_dbt(build_args("build", select, month, threshold, full_refresh), settings)
 
 
+def failed_nodes(run_results: Path) -> list[str]:
+    """The dbt nodes a build left failed (``error``/``fail``/``runtime error``), by name (``test.placelink.x`` ->
+    ``test x``), from its ``run_results.json``: what an operator needs to know first, never a row or a value."""
+    try:
+        results = json.loads(Path(run_results).read_text())["results"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    out = []
+    for r in results:
+        if str(r.get("status")) in ("error", "fail", "runtime error"):
+            kind, _, name = str(r.get("unique_id", "?")).partition(".")
+            out.append(f"{kind} {name.split('.', 1)[-1]}")
+    return out
+
+
 def unit_tests(settings: Settings | None = None, raise_on_failure: bool = True) -> DbtRunResult:
     """dbt's unit tests (fixed inputs, expected outputs), which pipeline builds leave out (PIPELINE_BUILD_EXCLUDE)."""
     return run_dbt(build_args("test", ["test_type:unit"]), settings, raise_on_failure=raise_on_failure)

@@ -281,7 +281,9 @@ def test_the_erased_person_under_new_record_ids_is_quarantined_on_arrival_cli_an
     assert scan_home(s.home, [record_key(s, "nhs.ae_attendances:AE900000004")], [])
 
 
-def test_an_opt_out_added_between_nightlies_applies_on_the_next_plain_refresh(erasure_home, next_night):
+def test_an_opt_out_added_on_the_day_of_a_new_drop_applies_on_that_nightly(erasure_home, next_night):
+    # (an opt-out list changed with no new drop at all plans the rebuild by itself: tests/attack/test_review_findings.py
+    # test_a_changed_opt_out_list_alone_plans_a_full_downstream_rebuild_with_no_new_drop)
     s = erasure_home["settings"]
     patient, needles, lines = next_night["patient"], next_night["opt_out_needles"], next_night["opt_out_lines"]
     # before the night their A&E records were in the warehouse, so the scan below would see them

@@ -119,28 +119,28 @@ def test_a_failed_daemon_run_is_audited_for_what_it_materialised(audit_home):
 
 # --- errors say what / where / fix ------------------------------------------------------------------------------
 
-def test_a_failed_placelink_build_names_the_dbt_node_that_failed():
-    """``placelink build`` now runs the dbt assets through ``runner.run_stage``, whose error is each failed step's
-    first description line. The dbt asset's description is ``dbt build failed: {DagsterDbtCliRuntimeError}``, whose
-    first line is "The dbt CLI process with command": the operator is told neither the model nor the test that
-    failed (the old in-process ``placelink build`` named them: ``dbt build failed: model.placelink.x: ...``)."""
-    from dagster_dbt import DagsterDbtCliRuntimeError
+def test_a_failed_dbt_build_names_the_nodes_that_failed_on_its_first_line(tmp_path):
+    """``placelink build`` and the refresh show each failed step's first description line. The dbt asset's used
+    to be "dbt build failed: The dbt CLI process with command", naming neither model nor test; it now names the
+    failed nodes from the build's run_results.json (names only, never a row or a value)."""
+    import inspect
+    import json
 
-    from orchestration.runner import _step_errors
+    from orchestration.defs.dbt import assets
+    from orchestration.lib import dbt_runner
 
-    dbt_error = DagsterDbtCliRuntimeError(description=(  # what dagster-dbt 0.29 raises (dbt_cli_invocation.py)
-        "The dbt CLI process with command\n\n`dbt build --select lsoa_profile`\n\nfailed with exit code `1`. "
-        "Check the stdout in the Dagster compute logs for the full information about the error.\n\n"
-        "Errors parsed from dbt logs:\n\nFailure in test not_null_lsoa_profile_lsoa_code (models/marts/_marts.yml)"))
-
-    @dg.asset(key=["marts", "lsoa_profile"])
-    def model():
-        # as orchestration/defs/dbt/assets.py placelink_dbt_models does
-        raise dg.Failure(description=f"dbt build failed: {dbt_error}", allow_retries=False)
-
-    res = dg.materialize([model], raise_on_error=False)
-    [why] = _step_errors(res).values()
-    assert "not_null_lsoa_profile_lsoa_code" in why or "lsoa_profile" in why, f"the error says only: {why!r}"
+    results = tmp_path / "run_results.json"
+    results.write_text(json.dumps({"results": [
+        {"unique_id": "model.placelink.lsoa_profile", "status": "success"},
+        {"unique_id": "test.placelink.not_null_lsoa_profile_lsoa_code.1a2b", "status": "fail"},
+        {"unique_id": "model.placelink.place_indicator_cells", "status": "error"},
+        {"unique_id": "test.placelink.unique_x.9f", "status": "skipped"}]}))
+    assert dbt_runner.failed_nodes(results) == ["test not_null_lsoa_profile_lsoa_code.1a2b",
+                                                 "model place_indicator_cells"]
+    assert dbt_runner.failed_nodes(tmp_path / "missing.json") == []
+    # the asset puts them on the first line of its failure
+    source = inspect.getsource(assets.placelink_dbt_models.op.compute_fn.decorated_fn)
+    assert 'f"dbt build failed: {\', \'.join(failed)' in source
 
 
 # --- (2) silently ignored input in the encoded ingest path -------------------------------------------------------
@@ -192,7 +192,7 @@ def test_a_drop_from_the_previous_partner_tool_is_not_loaded_silently_without_it
 # --- (5) what tests/attack/test_erasure.py no longer proves --------------------------------------------------------
 
 def test_a_changed_opt_out_list_alone_plans_a_full_downstream_rebuild_with_no_new_drop(tmp_path):
-    """``test_an_opt_out_added_between_nightlies_applies_on_the_next_plain_refresh`` now shares its night with a new
+    """``test_erasure.py::test_an_opt_out_added_on_the_day_of_a_new_drop_applies_on_that_nightly`` shares its night with a new
     month's drop (``next_night``), so the refresh it checks is no longer plain: the new month plans the downstream
     run by itself, and a planner that ignored a changed erasure / opt-out list whenever nothing new landed would pass
     it. This pins the no-new-drop path the old test covered: the fingerprint alone plans the rebuild, from scratch.

@@ -173,14 +173,18 @@ def placelink_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
 
         args += ["--vars", json.dumps(variables)]
     with dbt_runner.dbt_environment(settings, extra={**extra, **_partial_parse_env(settings)}):
+        invocation = None
         try:
             invocation = dbt.cli(args, context=context)
             yield from invocation.stream()
             _keep_partial_parse(invocation, settings, context.log)
         except DagsterDbtCliRuntimeError as exc:
             # a failing dbt model or test is a data error: retrying (the jobs' transient retry policy) cannot
-            # fix it and only delays the alert, so fail at once
-            raise dg.Failure(description=f"dbt build failed: {exc}", allow_retries=False) from exc
+            # fix it and only delays the alert, so fail at once. The first line names what failed (the refresh's
+            # and placelink build's error show a step's first line); dbt's own account follows.
+            failed = dbt_runner.failed_nodes(Path(invocation.target_path) / "run_results.json") if invocation else []
+            raise dg.Failure(description=f"dbt build failed: {', '.join(failed) or 'see the dbt log'}\n{exc}",
+                             allow_retries=False) from exc
 
 
 @dg.asset(
