@@ -75,6 +75,99 @@ def target_dir(settings: Settings | None = None) -> Path:
     return (settings or get_settings()).home / "dbt" / "target"
 
 
+#: dbt's saved parse (``dbt parse`` writes it to ``dbt_project/target``, every build to the home's target)
+PARTIAL_PARSE = "partial_parse.msgpack"
+#: beside a home's saved parse: the warehouse path (the one home-specific value in dbt's profile) it was made for
+PARSE_MADE_FOR = "partial_parse.made_for"
+
+
+def prepare_partial_parse(settings: Settings | None = None) -> Path | None:
+    """Give the home's next dbt build a saved parse it can reuse; returns its path (None if there is none yet).
+
+    dbt reuses a saved parse (``partial_parse.msgpack``) only if the profile's connection details hash as they did
+    when it was saved, and the DuckDB profile holds the home's warehouse path: a new home (seeded from the project's
+    parse), a moved or a copied one made dbt re-parse the whole project, 10-40 s of its first build. The parse holds
+    no path (models reach the warehouse by its catalog name, ``warehouse``), so the saved state is stamped with this
+    home's profile hash instead, as dbt would have written it (:func:`_profile_hash`). Only the DuckDB profiles: the
+    Spark session's parse is left to dbt. Anything unexpected leaves the state alone: dbt then parses in full, as
+    before.
+    """
+    s = settings or get_settings()
+    target = target_dir(s)
+    state, made_for = target / PARTIAL_PARSE, target / PARSE_MADE_FOR
+    if not state.exists():
+        seed = DBT_PROJECT_DIR / "target" / PARTIAL_PARSE
+        if not seed.exists():
+            return None
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(seed, state)
+    key = str(s.warehouse_db)
+    if s.engine == "spark" or (made_for.exists() and made_for.read_text() == key):
+        return state
+    try:
+        from dbt.contracts.graph.manifest import Manifest
+        from dbt.parser.manifest import extended_mashumaro_encoder, extended_mashumuro_decoder
+
+        manifest = Manifest.from_msgpack(state.read_bytes(), decoder=extended_mashumuro_decoder)
+        manifest.state_check.profile_hash = _profile_hash(s)
+        tmp = state.with_suffix(".tmp")
+        tmp.write_bytes(manifest.to_msgpack(extended_mashumaro_encoder))
+        tmp.replace(state)  # atomic: a concurrent reader sees the old state or the new, never half a file
+        made_for.write_text(key)
+    except Exception:  # noqa: BLE001 - only a cache: dbt parses in full, as it would have without this
+        made_for.unlink(missing_ok=True)
+    return state
+
+
+def saved_parse_is_this_homes(settings: Settings | None = None) -> None:
+    """Record that the home's saved parse was written by dbt for this home (after a build in it)."""
+    s = settings or get_settings()
+    if (target_dir(s) / PARTIAL_PARSE).exists():
+        (target_dir(s) / PARSE_MADE_FOR).write_text(str(s.warehouse_db))
+
+
+def _profile_hash(settings: Settings):
+    """The hash dbt keeps of the profile's connection details (``ManifestLoader.build_manifest_state_check``), for
+    this home: dbt's own profile loading with this home's environment, so the profile stays the one source."""
+    import pprint
+    from argparse import Namespace
+
+    from dbt.config.profile import Profile, read_profile
+    from dbt.config.renderer import ProfileRenderer
+    from dbt.contracts.files import FileHash
+    from dbt.flags import set_from_args
+    from dbt_common.context import set_invocation_context
+
+    with _environ(dbt_env(settings)):
+        set_from_args(Namespace(), None)
+        set_invocation_context(os.environ)
+        profile = Profile.from_raw_profiles(read_profile(str(DBT_PROJECT_DIR)), "placelink", ProfileRenderer({}))
+        return FileHash.from_contents(pprint.pformat(sorted(profile.credentials.connection_info())))
+
+
+#: dbt builds run by Dagster whose artefact folders (``<home>/dbt/target/<op>-<run id>-<n>/``: dbt.log,
+#: run_results.json, compiled SQL; ~16 MB each on the demo county) a home keeps; older ones are removed after each
+#: build, so a year of nightly builds does not fill the disk. The audit and Dagster's run history keep the record.
+KEEP_DBT_RUNS = 30
+
+
+def prune_runs(settings: Settings | None = None, keep: int = KEEP_DBT_RUNS) -> list[Path]:
+    """Remove all but the newest ``keep`` dbt run folders under the home's target; returns what was removed."""
+    runs = sorted((p for p in target_dir(settings).glob("*-*-*") if p.is_dir() and (p / "dbt.log").exists()),
+                  key=lambda p: p.stat().st_mtime)
+    old = runs[:-keep] if keep > 0 else runs
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)
+    return old
+
+
+def last_run(settings: Settings | None = None) -> Path | None:
+    """The artefact folder of the home's newest dbt build run by Dagster (None before the first)."""
+    runs = sorted((p.parent for p in target_dir(settings).glob("*-*-*/run_results.json")),
+                  key=lambda p: p.stat().st_mtime)
+    return runs[-1] if runs else None
+
+
 @contextlib.contextmanager
 def _environ(values: dict[str, str]) -> Iterator[None]:
     # dbt reads env_var() from os.environ of this process; set them for the call and restore afterwards.
@@ -176,6 +269,8 @@ def run_dbt(args: Sequence[str], settings: Settings | None = None, raise_on_fail
         args += ["--target-path", str(target_dir(s))]
     if args and args[0] in ("build", "run", "seed", "test", "show"):
         engine_inputs(s)
+    if args and args[0] != "parse" and args[args.index("--target-path") + 1] == str(target_dir(s)):
+        prepare_partial_parse(s)
     if s.engine == "spark":
         from orchestration.lib import dbt_spark
 
@@ -190,6 +285,8 @@ def run_dbt(args: Sequence[str], settings: Settings | None = None, raise_on_fail
         node = getattr(r, "node", None)
         results.append({"unique_id": getattr(node, "unique_id", "?"), "status": str(r.status),
                         "message": r.message, "execution_time": r.execution_time})
+    if args and args[0] != "parse" and args[args.index("--target-path") + 1] == str(target_dir(s)):
+        saved_parse_is_this_homes(s)
     out = DbtRunResult(success=bool(res.success), args=list(args), results=results)
     if raise_on_failure and not out.success:
         detail = "; ".join(f"{r['unique_id']}: {r['message']}" for r in out.failures[:5]) or str(res.exception)

@@ -4,6 +4,8 @@ per asset for it (the runner's), which the daemon's audit sensor does not record
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 
 import dagster as dg
@@ -12,6 +14,7 @@ from typer.testing import CliRunner
 from orchestration.cli import app
 from orchestration.defs.governance import governance_audit_sensor
 from orchestration.defs.ops.jobs import ops_downstream_refresh_job
+from orchestration.lib import dbt_runner
 from orchestration.lib.config import get_settings
 from orchestration.lib.governance.audit import read_events
 from orchestration.runner import instance_for
@@ -23,15 +26,36 @@ def test_placelink_build_is_a_dagster_run_audited_once(dbt_warehouse, tmp_path):
     home = tmp_path / "bound"  # the environment's home (tests/conftest.py) is tmp_path / "home": not this one
     shutil.copytree(dbt_warehouse, home)
     settings = get_settings(home=home)
+    # a home with a long history of builds: each left its artefact folder; the oldest go after this build
+    old = []
+    for n in range(dbt_runner.KEEP_DBT_RUNS):
+        folder = dbt_runner.target_dir(settings) / f"placelink_dbt_models-{n:07x}-0000{n:03d}"
+        folder.mkdir(parents=True)
+        (folder / "dbt.log").write_text("an old build")
+        os.utime(folder, (1_700_000_000 + n, 1_700_000_000 + n))
+        old.append(folder)
 
     out = CliRunner().invoke(app, ["build", "--home", str(home), "--select", "dim_calendar"])
     assert out.exit_code == 0, out.output
+
+    # its artefacts are the home's last run (run_results.json, compiled SQL); the home keeps KEEP_DBT_RUNS of them
+    last = dbt_runner.last_run(settings)
+    results = json.loads((last / "run_results.json").read_text())["results"]
+    assert [r["unique_id"] for r in results if r["unique_id"].startswith("model.")] == ["model.placelink.dim_calendar"]
+    assert not old[0].exists() and all(p.exists() for p in old[1:])
+    assert len(list(dbt_runner.target_dir(settings).glob("placelink_dbt_models-*"))) == dbt_runner.KEEP_DBT_RUNS
+    # a copied home reused the parse its source saved (dbt's profile holds the warehouse path: it used to re-parse
+    # the whole project on a new, moved or copied home's first build)
+    log = (last / "dbt.log").read_text()
+    assert "Unable to do partial parsing" not in log and "Partial parse save file not found" not in log
+    assert "Partial parsing enabled" in log or "partial parse" in log.lower()
 
     with instance_for(settings) as instance:
         runs = instance.get_runs()
         assert [r.job_name for r in runs] == [ops_downstream_refresh_job.name]
         (run,) = runs
         assert run.status == dg.DagsterRunStatus.SUCCESS and run.run_id in out.output
+        assert last.name.startswith(f"placelink_dbt_models-{run.run_id[:7]}-")
         for key in BUILT:
             assert instance.get_latest_materialization_event(key).run_id == run.run_id
         events = [e for e in read_events(settings) if e["details"].get("run_id") == run.run_id]

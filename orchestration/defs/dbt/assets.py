@@ -27,7 +27,6 @@ OWNER = "data.engineering@placelink.example"
 
 dbt_project = DbtProject(project_dir=dbt_runner.DBT_PROJECT_DIR, profiles_dir=dbt_runner.DBT_PROJECT_DIR)
 MANIFEST = dbt_runner.ensure_manifest()
-PARTIAL_PARSE = "partial_parse.msgpack"
 
 
 class PlacelinkDbtTranslator(DagsterDbtTranslator):
@@ -111,33 +110,27 @@ def dbt_resource() -> DbtCliResource:
 
 
 def _partial_parse_env(settings) -> dict[str, str]:
-    """Run dagster-dbt's invocations under ``<home>/dbt/target`` with this home's own partial-parse state.
+    """Run dagster-dbt's invocations under ``<home>/dbt/target`` with this home's own saved parse.
 
-    dbt reuses its parse (``partial_parse.msgpack``) only if the profile is unchanged, and the profile holds the
-    home's warehouse path: the state in ``dbt_project/target`` (written by ``dbt parse`` for whichever home
-    imported first) made every build re-parse the whole project. Each run's state is kept for the next
-    (:func:`_keep_partial_parse`); a home's first build starts from the project's.
+    dagster-dbt copies the parse it finds in ``DBT_TARGET_PATH`` into each invocation's folder; the home's is made
+    reusable for this home first (:func:`dbt_runner.prepare_partial_parse`), and each run's is kept for the next
+    (:func:`_keep_partial_parse`).
     """
-    target = dbt_runner.target_dir(settings)
-    state = target / PARTIAL_PARSE
-    if not state.exists():
-        seed = dbt_runner.DBT_PROJECT_DIR / "target" / PARTIAL_PARSE
-        if seed.exists():
-            target.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(seed, state)
-    return {"DBT_TARGET_PATH": str(target)}
+    dbt_runner.prepare_partial_parse(settings)
+    return {"DBT_TARGET_PATH": str(dbt_runner.target_dir(settings))}
 
 
 def _keep_partial_parse(invocation, settings, log) -> None:
-    fresh = Path(invocation.target_path) / PARTIAL_PARSE
+    fresh = Path(invocation.target_path) / dbt_runner.PARTIAL_PARSE
     if not fresh.exists():
         return
     target = dbt_runner.target_dir(settings)
     try:
         target.mkdir(parents=True, exist_ok=True)
-        tmp = target / f".{PARTIAL_PARSE}.tmp"
+        tmp = target / f".{dbt_runner.PARTIAL_PARSE}.tmp"
         shutil.copyfile(fresh, tmp)
-        tmp.replace(target / PARTIAL_PARSE)  # atomic: a reader never sees half a file
+        tmp.replace(target / dbt_runner.PARTIAL_PARSE)  # atomic: a reader never sees half a file
+        dbt_runner.saved_parse_is_this_homes(settings)
     except OSError as exc:  # only a cache: the next build parses in full, the models are built either way
         log.warning(f"could not keep dbt's parse state in {target}: {exc}")
 
@@ -178,6 +171,7 @@ def placelink_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
             invocation = dbt.cli(args, context=context)
             yield from invocation.stream()
             _keep_partial_parse(invocation, settings, context.log)
+            dbt_runner.prune_runs(settings)
         except DagsterDbtCliRuntimeError as exc:
             # a failing dbt model or test is a data error: retrying (the jobs' transient retry policy) cannot
             # fix it and only delays the alert, so fail at once. The first line names what failed (the refresh's
