@@ -9,6 +9,7 @@ import os
 import shutil
 
 import dagster as dg
+import duckdb
 from typer.testing import CliRunner
 
 from orchestration.cli import app
@@ -68,6 +69,16 @@ def test_placelink_build_is_a_dagster_run_audited_once(dbt_warehouse, tmp_path):
             dagster_event=success.event_log_entry.dagster_event)
         governance_audit_sensor(ctx)
     assert len([e for e in read_events(settings) if e["details"].get("run_id") == run.run_id]) == 1
+    # a build whose data test fails: the command fails, and its message's first line names the failed test (the
+    # refresh and placelink build show a step's first line; it used to say only "The dbt CLI process with command")
+    with duckdb.connect(str(settings.warehouse_db)) as con:
+        con.execute("insert into src.police__street_crimes select * from src.police__street_crimes limit 1")
+    out = CliRunner().invoke(app, ["build", "--home", str(home), "--select", "stg_police__street_crimes"])
+    assert out.exit_code != 0
+    failure = next(line for line in out.output.splitlines() if "dbt build failed" in line)
+    assert "test unique_stg_police__street_crimes_record_key" in failure, out.output
+    assert "model " not in failure  # the model built; only its test failed
+
     # nothing of the run went to the environment's home; only the CLI's own record of the command does, since
     # under CliRunner its callback cannot see --home in the process's argv (governance_cli; a real shell can)
     env_home = tmp_path / "home"
