@@ -164,13 +164,12 @@ def match(
     retrain: Annotated[bool, typer.Option("--retrain", help="Train a new model version with EM first.")] = False,
     home: HomeOption = None,
 ) -> None:
-    """Address matching and person linkage over the identifiable zone (incremental unless --full)."""
-    from orchestration.lib.matching.run import run_matching
+    """Address matching and person linkage over the identifiable zone (incremental unless --full).
 
-    out = run_matching(_settings(home), full=full, retrain=retrain,
-                       progress=lambda msg: console.print(f"[dim]match:[/] {msg}"))
-    for key, value in out.items():
-        typer.echo(f"{key:36} {value}")
+    A run of the matching assets on this home's Dagster instance (placelink ui shows it), like a refresh's."""
+    from orchestration.stage_cli import run_match
+
+    run_match(home, full=full, retrain=retrain, echo=typer.echo)
 
 @app.command()
 def ingest(
@@ -183,43 +182,14 @@ def ingest(
                                                    "(default: orchestration/feeds).")] = None,
     home: HomeOption = None,
 ) -> None:
-    """Load partner drops from landing/ into the identifiable zone: contract checks, quarantine, agreements."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    """Load partner drops from landing/ into the identifiable zone: contract checks, quarantine, agreements.
 
-    from orchestration.lib.feeds import ingest as run_ingest
+    Runs of all_feeds_ingest_job on this home's Dagster instance (the job landing_drop_sensor starts for a drop),
+    so the sensor, the nightly refresh and placelink ui see the months loaded."""
+    from orchestration.stage_cli import run_ingest
 
-    settings = _settings(home)
-    totals = {"received": 0, "loaded": 0, "quarantined": 0}
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task("ingest", total=None)
-
-        def report(f, part, res, error) -> None:
-            bar.update(task, advance=1, description=f"{f.source} {part[:7]}")
-            if res is not None:
-                totals["received"] += res.rows_received
-                totals["loaded"] += res.rows_loaded
-                totals["quarantined"] += res.rows_quarantined
-                reasons = ", ".join(f"{k} {v}" for k, v in sorted(res.quarantined_by_reason.items()))
-                bar.console.print(f"{f.source:44} {part[:7]}  received {res.rows_received:>7,}  loaded "
-                                  f"{res.rows_loaded:>7,}  quarantined {res.rows_quarantined:>5,}"
-                                  + (f"  ({reasons})" if reasons else ""), highlight=False)
-            else:
-                bar.console.print(f"[red]{f.source} {part[:7]} FAILED:[/] {error}", highlight=False)
-
-        out = run_ingest(settings, partner=partner, feed=feed, month=month, rebuild=rebuild,
-                         feeds_dir=feeds_dir, progress=report)
-    typer.echo(f"{len(out.results)} partitions: received {totals['received']:,}, loaded {totals['loaded']:,}, "
-               f"quarantined {totals['quarantined']:,} -> {settings.identifiable_db}")
-    if out.rejected:
-        typer.echo(f"{len(out.rejected)} file(s) in landing/ rejected, not loaded (recorded in ops.load_log as "
-                   "'rejected' and in ops.quarantine; reported on every run until fixed):")
-        for item in out.rejected:
-            typer.echo(f"  landing/{item.rel}: {item.reason} (fix: {item.fix})")
-    if out.failures:
-        raise PlacelinkError(f"{len(out.failures)} feed partition(s) failed; nothing was loaded for them: "
-                             + "; ".join(f"{f} {p[:7]}" for f, p, _ in out.failures),
-                             fix="read the messages above (schema change or agreement), then rerun")
+    run_ingest(home, partner=partner, feed=feed, month=month, rebuild=rebuild, feeds_dir=feeds_dir,
+               echo=typer.echo)
 
 
 @app.command()
@@ -235,17 +205,11 @@ def pseudonymise(
     """Write the pseudonymised src.* tables and ref.* into the warehouse (no clear identifiers leave).
 
     Incremental: records loaded or re-linked since a table's last build are re-keyed; a table is rebuilt when
-    its contract, the key or the postcode directory changed (see ops.src_builds in the warehouse)."""
-    from orchestration.lib.feeds.warehouse_sources import build_warehouse_sources
+    its contract, the key or the postcode directory changed (see ops.src_builds in the warehouse). A run of the
+    ref/* and src/* assets on this home's Dagster instance (placelink ui shows it)."""
+    from orchestration.stage_cli import run_pseudonymise
 
-    settings = _settings(home)
-    with console.status("pseudonymising"):
-        out = build_warehouse_sources(
-            settings, partner=partner, feed=feed, feeds_dir=feeds_dir, incremental=not rebuild,
-            progress=lambda f, n: console.print(f"[dim]pseudonymise:[/] src.{f.name} {n:,} rows", highlight=False))
-    for table, rows in out.items():
-        typer.echo(f"{table:48} {'not loaded yet' if rows < 0 else f'{rows:>10,}'}")
-    typer.echo(f"-> {settings.warehouse_db}")
+    run_pseudonymise(home, partner=partner, feed=feed, feeds_dir=feeds_dir, rebuild=rebuild, echo=typer.echo)
 
 
 @app.command()

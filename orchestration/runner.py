@@ -12,6 +12,7 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
@@ -52,6 +53,11 @@ class RunOutcome:
     assets: list[str]
     #: step key -> why it failed, one line each (a data error is not retried: it appears once)
     errors: dict[str, str] = field(default_factory=dict)
+    #: (asset key, partition or None) -> the metadata values of what the run materialised (the figures a stage
+    #: command prints are these, the ones the Dagster UI shows)
+    materialised: dict[tuple[str, str | None], dict] = field(default_factory=dict)
+    #: the months a load run covered (first and last of a range), empty for an unpartitioned run
+    partitions: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -115,6 +121,29 @@ def _bound_to(defs: dg.Definitions) -> tuple[str, str, str] | None:
     return (str(resolved.home.resolve()), resolved.env, resolved.engine)
 
 
+def load_batches(graph, partitions: dict[str, list[dg.AssetKey]], single_run: bool
+                 ) -> list[tuple[str, dict, list[dg.AssetKey]]]:
+    """The runs that load ``partitions`` (month -> feed assets): ``(label, execute_in_process kwargs, keys)``.
+
+    The refresh and ``placelink ingest`` both load through these, so a month is loaded the same way whoever asks."""
+    batches: list[tuple[str, dict, list[dg.AssetKey]]] = []
+    if partitions and single_run:
+        # the feed assets asked for one run over a range (BackfillPolicy.single_run): one run per stretch of
+        # consecutive months (usually one run in all), so a late drop for an old month does not reload every
+        # month between it and the new one
+        for months, keys in month_ranges(graph, partitions):
+            first, last = months[0], months[-1]
+            if first == last:
+                batches.append((f"month {first}", {"partition_key": first}, keys))
+            else:
+                batches.append((f"months {first}..{last}", {"tags": {ASSET_PARTITION_RANGE_START_TAG: first,
+                                                                    ASSET_PARTITION_RANGE_END_TAG: last}}, keys))
+    else:
+        for pk, keys in partitions.items():
+            batches.append((f"month {pk}", {"partition_key": pk}, keys))
+    return batches
+
+
 def refresh(
     full: bool = False,
     progress: Progress | None = None,
@@ -155,21 +184,7 @@ def refresh(
     result = RefreshResult(refresh_id, plan)
     run_config = {"loggers": {"console": {"config": {"log_level": log_level.upper()}}}}
 
-    batches: list[tuple[str, dict, list[dg.AssetKey]]] = []
-    if plan.partitions and plan.single_run:
-        # the feed assets asked for one run over a range (BackfillPolicy.single_run): one run per stretch of
-        # consecutive months (usually one run in all), so a late drop for an old month does not reload every
-        # month between it and the new one
-        for months, keys in month_ranges(defs.resolve_asset_graph(), plan.partitions):
-            first, last = months[0], months[-1]
-            if first == last:
-                batches.append((f"month {first}", {"partition_key": first}, keys))
-            else:
-                batches.append((f"months {first}..{last}", {"tags": {ASSET_PARTITION_RANGE_START_TAG: first,
-                                                                    ASSET_PARTITION_RANGE_END_TAG: last}}, keys))
-    else:
-        for pk, keys in plan.partitions.items():
-            batches.append((f"month {pk}", {"partition_key": pk}, keys))
+    batches = load_batches(defs.resolve_asset_graph(), plan.partitions, plan.single_run)
     total = len(batches) + (1 if plan.downstream else 0)
     if total == 0:
         progress("nothing to do: no new or changed drops, erasure and opt-out lists as last applied", 0, 0)
@@ -226,31 +241,111 @@ def refresh(
     return result
 
 
+def stage_defs(settings: Settings, feeds_dir: str | Path | None = None) -> dg.Definitions:
+    """The code location a stage command runs in: :func:`_load_defs`, or, for ``--feeds-dir`` (another contracts
+    folder: a partner trying a new contract, the tests), the feed and matching domains built by the same builders
+    from those contracts, with the same jobs and resources, so their runs land in the same instance the same way."""
+    from orchestration.lib.contracts import FEEDS_DIR, load_contracts
+
+    if feeds_dir is None or Path(feeds_dir).resolve() == FEEDS_DIR.resolve():
+        return _load_defs(settings)
+    from orchestration.defs.feeds import build_feed_definitions
+    from orchestration.defs.matching import build_matching_definitions
+    from orchestration.defs.resources import shared_resources
+
+    contracts = load_contracts(feeds_dir)
+    return dg.Definitions.merge(
+        build_feed_definitions(contracts), build_matching_definitions(contracts),
+        dg.Definitions(jobs=[ops_partitioned_refresh_job, ops_downstream_refresh_job],
+                       resources=shared_resources(settings)))
+
+
 def run_stage(stage: str, keys: list[dg.AssetKey], settings: Settings, *, run_config: dict | None = None,
               defs: dg.Definitions | None = None, instance: dg.DagsterInstance | None = None,
-              log_level: str = "WARNING") -> RunOutcome:
-    """Run one stage's assets (``placelink build`` and the like) as a run of the code location's downstream job
-    on this home's persistent instance: the same job, run history, asset status and audit as when a refresh, a
-    schedule or the UI does the work, rather than a second path beside Dagster. One audit event per asset
-    materialised (once: the daemon's audit sensors find the run already in the log and record nothing).
+              log_level: str = "WARNING", feeds_dir: str | Path | None = None) -> RunOutcome:
+    """Run one stage's assets (``placelink build``, ``match``, ``pseudonymise``) as a run of the code location's
+    downstream job on this home's persistent instance: the same job, run history, asset status and audit as when
+    a refresh, a schedule or the UI does the work, rather than a second path beside Dagster. One audit event per
+    asset materialised (once: the daemon's audit sensors find the run already in the log and record nothing).
+    Monthly feed loads (``placelink ingest``) go through :func:`run_loads`.
 
     Raises:
         PlacelinkError: the run failed; the message names the run and the failed steps.
     """
     settings = settings.ensure()
-    defs = defs or _load_defs(settings)
+    defs = defs or stage_defs(settings, feeds_dir)
     instance = instance or instance_for(settings)
-    stage_id = dt.datetime.now(dt.UTC).strftime(f"{stage}-%Y%m%dT%H%M%SZ")
-    config = {"loggers": {"console": {"config": {"log_level": log_level.upper()}}}, **(run_config or {})}
     outcome = _execute(defs.resolve_job_def(ops_downstream_refresh_job.name), instance, stage, keys, settings,
-                       tags={REFRESH_TAG: stage_id}, run_config=config)
+                       tags={REFRESH_TAG: _stage_id(stage)}, run_config=_stage_config(run_config, log_level),
+                       feeds_dir=feeds_dir)
     if not outcome.success:
-        raise PlacelinkError(
-            f"{stage} run {outcome.run_id} failed: "
-            + ("; ".join(f"{step}: {why}" for step, why in outcome.errors.items()) or "see the run"),
-            where=f"Dagster instance {settings.dagster_home}",
-            fix="open the run in the Dagster UI (placelink ui) to see the step error, fix it, then run again")
+        raise stage_failed(stage, [outcome], settings)
     return outcome
+
+
+def run_loads(stage: str, partitions: dict[str, list[dg.AssetKey]], settings: Settings, *,
+              rebuild: bool = False, defs: dg.Definitions | None = None, instance: dg.DagsterInstance | None = None,
+              log_level: str = "WARNING", feeds_dir: str | Path | None = None,
+              progress: Progress | None = None) -> list[RunOutcome]:
+    """Load months of partner feeds (``partitions``: month -> ``raw/*`` keys) as runs of ``all_feeds_ingest_job``,
+    the job ``landing_drop_sensor`` launches for a drop, batched like a refresh's loads (:func:`load_batches`).
+    Each month's materialisation is in the instance afterwards, so the sensor and the nightly planner see it
+    loaded and start nothing for it.
+
+    Every batch runs even when an earlier one failed (a bad drop of one feed does not hold back the others); the
+    caller reports the failures (:func:`stage_failed`). ``rebuild``: each feed's first run drops what the feed
+    loaded before (``RawConfig.rebuild``), the later runs add their months.
+    """
+    settings = settings.ensure()
+    defs = defs or stage_defs(settings, feeds_dir)
+    instance = instance or instance_for(settings)
+    progress = progress or (lambda message, done, total: None)
+    graph = defs.resolve_asset_graph()
+    # the same test as the nightly planner's (plan_refresh): one run over a range when every feed allows it
+    single_run = all(graph.get(k).backfill_policy is not None
+                     and graph.get(k).backfill_policy.max_partitions_per_run is None
+                     for keys in partitions.values() for k in keys)
+    job = defs.resolve_job_def("all_feeds_ingest_job")
+    stage_id = _stage_id(stage)
+    outcomes: list[RunOutcome] = []
+    dropped: set[dg.AssetKey] = set()
+    batches = load_batches(graph, partitions, single_run)
+    for label, kwargs, keys in batches:
+        progress(f"loading {label}: {len(keys)} feed(s)", len(outcomes), len(batches))
+        ops = {}
+        if rebuild:
+            ops = {graph.get(k).assets_def.op.name: {"config": {"rebuild": True}} for k in keys if k not in dropped}
+            dropped.update(keys)
+        months = ([kwargs["partition_key"]] if "partition_key" in kwargs else
+                  [kwargs["tags"][ASSET_PARTITION_RANGE_START_TAG], kwargs["tags"][ASSET_PARTITION_RANGE_END_TAG]])
+        tags = {REFRESH_TAG: stage_id, **kwargs.pop("tags", {})}
+        outcome = _execute(job, instance, label, keys, settings, tags=tags,
+                           run_config=_stage_config({"ops": ops} if ops else None, log_level),
+                           feeds_dir=feeds_dir, **kwargs)
+        outcome.partitions = months
+        outcomes.append(outcome)
+    progress("done", len(outcomes), len(batches))
+    return outcomes
+
+
+def stage_failed(stage: str, failed: list[RunOutcome], settings: Settings) -> PlacelinkError:
+    """The error of a stage command whose run(s) failed: its first line names each run and failed step with the
+    step's own one-line reason (see :func:`_step_errors`)."""
+    failed = [o for o in failed if not o.success]
+    return PlacelinkError(
+        f"{stage} run{'s' if len(failed) > 1 else ''} "
+        + "; ".join(f"{o.run_id} ({o.label})" if len(failed) > 1 else o.run_id for o in failed) + " failed: "
+        + ("; ".join(f"{step}: {why}" for o in failed for step, why in o.errors.items()) or "see the run"),
+        where=f"Dagster instance {settings.dagster_home}",
+        fix="open the run in the Dagster UI (placelink ui) to see the step error, fix it, then run again")
+
+
+def _stage_id(stage: str) -> str:
+    return dt.datetime.now(dt.UTC).strftime(f"{stage}-%Y%m%dT%H%M%SZ")
+
+
+def _stage_config(run_config: dict | None, log_level: str) -> dict:
+    return {"loggers": {"console": {"config": {"log_level": log_level.upper()}}}, **(run_config or {})}
 
 
 def _months(by_feed: dict[str, list[str]]) -> str:
@@ -258,14 +353,19 @@ def _months(by_feed: dict[str, list[str]]) -> str:
     return ", ".join(f"{feed} {', '.join(pk[:7] for pk in pks)}" for feed, pks in sorted(by_feed.items()))
 
 
-def _execute(job, instance, label, keys, settings: Settings, **kwargs) -> RunOutcome:
+def _execute(job, instance, label, keys, settings: Settings, feeds_dir: str | Path | None = None,
+             **kwargs) -> RunOutcome:
     start = time.monotonic()
     # the job's assets read this home from their placelink_settings resource (_load_defs bound it), not from
     # the environment
     res = job.execute_in_process(instance=instance, asset_selection=keys, raise_on_error=False, **kwargs)
-    _audit(res, settings)
+    _audit(res, settings, feeds_dir)
+    materialised = {}
+    for event in res.get_asset_materialization_events():
+        meta = event.step_materialization_data.materialization.metadata
+        materialised[(event.asset_key.to_user_string(), event.partition)] = {k: v.value for k, v in meta.items()}
     return RunOutcome(label, res.run_id, res.success, time.monotonic() - start,
-                      [k.to_user_string() for k in keys], _step_errors(res))
+                      [k.to_user_string() for k in keys], _step_errors(res), materialised)
 
 
 def _step_errors(res) -> dict[str, str]:
@@ -285,7 +385,7 @@ def _step_errors(res) -> dict[str, str]:
     return errors
 
 
-def _audit(res, settings: Settings) -> None:
+def _audit(res, settings: Settings, feeds_dir: str | Path | None = None) -> None:
     """Append one audit event per asset the run materialised (once per run: the daemon's audit sensors, which
     also see these runs finish, find them in the log and record nothing)."""
     from orchestration.lib.governance.audit import current_user
@@ -294,4 +394,5 @@ def _audit(res, settings: Settings) -> None:
     key_paths = [(list(e.asset_key.path), e.partition) for e in res.get_asset_materialization_events()]
     if key_paths:
         record_run(settings, run_id=res.run_id, job=res.job_def.name, who=current_user(),
-                   key_paths=key_paths, status="success" if res.success else "failure")
+                   key_paths=key_paths, status="success" if res.success else "failure",
+                   feeds_dir=Path(feeds_dir) if feeds_dir else None)

@@ -16,7 +16,7 @@ from orchestration.defs.partitions import monthly_partitions
 from orchestration.defs.resources import IDENTIFIABLE_POOL, WAREHOUSE_POOL, PlacelinkSettings
 from orchestration.lib.contracts import Contract, Contracts, Feed
 from orchestration.lib.feeds import ingest_partition, parse_partitions, read_opt_outs
-from orchestration.lib.feeds.load import PartitionResult, record_rejected
+from orchestration.lib.feeds.load import PartitionResult, drop_feed, record_rejected
 from orchestration.lib.feeds.warehouse_sources import (
     IDZ,
     attach_identifiable,
@@ -31,6 +31,18 @@ LINK_KEYS = [dg.AssetKey(["link", t]) for t in ("person_index", "household_index
 #: reference tables in the warehouse (``ref.<name>``), copied from ``<home>/reference/*.csv``
 REFERENCE_TABLES = ["districts", "wards", "msoas", "lsoas", "lsoa_population", "postcodes", "gazetteer",
                     "schools"]
+
+
+class RawConfig(dg.Config):
+    rebuild: bool = False
+    """Drop what the feed loaded before, then load this run's months (``placelink ingest --rebuild``, after an
+    agreed contract change; only the feed's first run of the command sets it)."""
+
+
+class SourceConfig(dg.Config):
+    rebuild: bool = False
+    """Re-key every record, not only those loaded or re-linked since the table's last build
+    (``placelink pseudonymise --rebuild``)."""
 
 
 def raw_key(feed: Feed) -> dg.AssetKey:
@@ -75,6 +87,7 @@ def range_metadata(feed: Feed, results: list[PartitionResult]) -> dict:
         "columns_dropped_by_agreement": dg.MetadataValue.json(sorted({c for r in results for c in r.columns_dropped})),
         "partitions": dg.MetadataValue.json({r.partition: {"received": r.rows_received, "loaded": r.rows_loaded,
                                                            "quarantined": r.rows_quarantined,
+                                                           "quarantined_by_reason": r.quarantined_by_reason,
                                                            "files": [f.source_file for f in r.files]}
                                              for r in results}),
         "preview (identifiers masked)": dg.MetadataValue.md(
@@ -104,7 +117,7 @@ def build_raw_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
         pool=IDENTIFIABLE_POOL,
     )
     @no_leaks(f"ingest of {feed.source}")
-    def _raw(context: dg.AssetExecutionContext, identifiable_db: DuckDBResource,
+    def _raw(context: dg.AssetExecutionContext, config: RawConfig, identifiable_db: DuckDBResource,
              placelink_settings: PlacelinkSettings) -> dg.MaterializeResult:
         settings = placelink_settings.get()
         opt_outs = read_opt_outs(settings.reference)
@@ -115,6 +128,8 @@ def build_raw_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
                               opt_outs=opt_outs) as parsed, identifiable_db.get_connection() as con:
             # DuckDBResource only closes on success; an open handle would block readers in this process
             try:
+                if config.rebuild:
+                    drop_feed(con, feed)
                 # a backfill arrives as one run over a range of months (BackfillPolicy.single_run)
                 for partition in context.partition_keys:
                     res = ingest_partition(con, feed, partition, settings.landing, home=settings.home,
@@ -154,13 +169,13 @@ def build_src_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
         pool=WAREHOUSE_POOL,
     )
     @no_leaks(f"pseudonymisation of {feed.source}")
-    def _src(context: dg.AssetExecutionContext, warehouse_db: DuckDBResource,
+    def _src(context: dg.AssetExecutionContext, config: SourceConfig, warehouse_db: DuckDBResource,
              identifiable_db: DuckDBResource, placelink_settings: PlacelinkSettings) -> dg.MaterializeResult:
         pz = pseudonymiser(placelink_settings.get())
         with warehouse_db.get_connection() as con:
             attach_identifiable(con, identifiable_db.database)
             try:
-                rows = build_warehouse_source(con, feed, pz)
+                rows = build_warehouse_source(con, feed, pz, incremental=not config.rebuild)
                 build = source_build(con, feed) or {}
             finally:
                 con.execute(f"DETACH {IDZ}")

@@ -30,6 +30,8 @@ class MatchingConfig(dg.Config):
     full: bool = False
     """Re-link every record from scratch (``placelink refresh --full``, ``placelink match --full``); nightly runs
     link only the new records into the stable index."""
+    retrain: bool = False
+    """Train a new linkage model version with EM first (``placelink match --retrain``)."""
 
 
 def raw_feed_keys(contracts: Contracts) -> list[dg.AssetKey]:
@@ -76,7 +78,7 @@ def build_matching_asset(contracts: Contracts) -> dg.AssetsDefinition:
 
         settings = placelink_settings.get()
         try:
-            out = run_matching(settings, full=config.full, progress=context.log.info)
+            out = run_matching(settings, full=config.full, retrain=config.retrain, progress=context.log.info)
         except PlacelinkError as exc:
             raise as_failure(exc) from exc  # a DataError is not retried, another error may be transient
         yield dg.MaterializeResult(asset_key=ADDRESS_MATCHES, metadata={

@@ -76,6 +76,16 @@ def _has_table(con: duckdb.DuckDBPyConnection, database: str, schema: str, table
                             "AND table_name=?", [database, schema, table]).fetchall()[0][0])
 
 
+def loaded_feeds(identifiable_db: Path, feeds: list[Feed]) -> list[Feed]:
+    """The feeds whose ``raw`` table exists in the identifiable zone (the others have nothing to pseudonymise)."""
+    if not Path(identifiable_db).exists():
+        return []
+    with duckdb.connect(str(identifiable_db), read_only=True) as con:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'raw'"
+                                            ).fetchall()}
+    return [f for f in feeds if f.name in tables]
+
+
 def _in_warehouse(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
     """Whether ``schema.table`` exists in the connection's own database (not the attached zone)."""
     return _has_table(con, con.execute("SELECT current_database()").fetchall()[0][0], schema, table)
