@@ -55,10 +55,14 @@ def _audited_run_ids(home) -> set[str]:
 
 
 def _sense(sensor, instance, run_id: str, status_event: dg.DagsterEventType) -> None:
+    from orchestration.defs.resources import settings_resource
+
     run = instance.get_run_by_id(run_id)
     event = instance.get_records_for_run(run_id, of_type=status_event).records[0].event_log_entry.dagster_event
     sensor(dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_instance=instance, dagster_run=run,
-                                              dagster_event=event))
+                                              dagster_event=event,
+                                              # as the daemon's code location binds it: from PLACELINK_HOME
+                                              resources={"placelink_settings": settings_resource()}))
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from orchestration.cli import app
 from orchestration.defs.governance import governance_audit_sensor
 from orchestration.defs.ops.jobs import ops_downstream_refresh_job
+from orchestration.defs.resources import settings_resource
 from orchestration.lib import dbt_runner
 from orchestration.lib.config import get_settings
 from orchestration.lib.governance.audit import read_events
@@ -66,7 +67,8 @@ def test_placelink_build_is_a_dagster_run_audited_once(dbt_warehouse, tmp_path):
         success = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS).records[0]
         ctx = dg.build_run_status_sensor_context(
             sensor_name="governance_audit_sensor", dagster_instance=instance, dagster_run=run,
-            dagster_event=success.event_log_entry.dagster_event)
+            dagster_event=success.event_log_entry.dagster_event,
+            resources={"placelink_settings": settings_resource(settings)})
         governance_audit_sensor(ctx)
     assert len([e for e in read_events(settings) if e["details"].get("run_id") == run.run_id]) == 1
     # a build whose data test fails: the command fails, and its message's first line names the failed test (the

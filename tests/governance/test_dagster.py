@@ -14,18 +14,33 @@ from orchestration.defs.governance import (
     governance_audit_check_job,
     governance_retention_job,
 )
+from orchestration.defs.resources import settings_resource
+from orchestration.lib.config import get_settings
 from orchestration.lib.governance.audit import read_events, record_event
 
 from .conftest import TODAY
 
 
-def test_retention_job_deletes_expired_rows(zone_home, monkeypatch):
+def _bound(settings) -> dict:
+    """The governance ops and sensors take the home from the ``placelink_settings`` resource, as every asset does."""
+    return {"placelink_settings": settings_resource(settings)}
+
+
+@pytest.fixture
+def decoy(tmp_path, monkeypatch):
+    """PLACELINK_HOME names another home: what the jobs and sensors do must follow the bound resource, not it."""
+    home = tmp_path / "decoy"
+    monkeypatch.setenv("PLACELINK_HOME", str(home))
+    yield home
+    assert not (home / "audit.duckdb").exists()  # nothing audited in the environment's home
+
+
+def test_retention_job_deletes_expired_rows(zone_home, decoy):
     s = zone_home["settings"]
-    monkeypatch.setenv("PLACELINK_HOME", str(s.home))
     cfg = {"today": str(TODAY), "feeds_dir": str(zone_home["feeds_dir"])}
     result = governance_retention_job.execute_in_process(run_config={"ops": {
         name: {"config": cfg} for name in ("governance_retention_identifiable", "governance_retention_warehouse",
-                                            "governance_retention_landing")}})
+                                            "governance_retention_landing")}}, resources=_bound(s))
     assert result.success
     assert result.output_for_node("governance_retention_identifiable") > 0
     con = duckdb.connect(str(s.identifiable_db), read_only=True)
@@ -34,19 +49,16 @@ def test_retention_job_deletes_expired_rows(zone_home, monkeypatch):
     assert {e["target"] for e in read_events(s, action="retention")} == {"identifiable", "warehouse", "landing"}
 
 
-def test_audit_check_job_fails_on_tampering(tmp_path, monkeypatch):
-    monkeypatch.setenv("PLACELINK_HOME", str(tmp_path / "home"))
-    from orchestration.lib.config import get_settings
-
-    s = get_settings()
+def test_audit_check_job_fails_on_tampering(tmp_path, decoy):
+    s = get_settings(home=tmp_path / "home")
     record_event(s, action="ingest", target="raw.x")
     record_event(s, action="ingest", target="raw.y")
-    assert governance_audit_check_job.execute_in_process().success
+    assert governance_audit_check_job.execute_in_process(resources=_bound(s)).success
     con = duckdb.connect(str(s.audit_db))
     con.execute("UPDATE audit_log SET target = 'raw.z' WHERE seq = 1")
     con.close()
     with pytest.raises(Exception, match="TAMPERED"):
-        governance_audit_check_job.execute_in_process()
+        governance_audit_check_job.execute_in_process(resources=_bound(s))
 
 
 def test_schedules_are_weekly_and_daily():
@@ -55,11 +67,10 @@ def test_schedules_are_weekly_and_daily():
     assert schedules["governance_audit_check_schedule"].execution_timezone == "Europe/London"
 
 
-def test_audit_sensor_records_every_materialisation_of_a_run(zone_home, monkeypatch):
+def test_audit_sensor_records_every_materialisation_of_a_run(zone_home, monkeypatch, decoy):
     from orchestration.defs.governance import governance_audit_sensor
 
     s = zone_home["settings"]
-    monkeypatch.setenv("PLACELINK_HOME", str(s.home))
     monkeypatch.setattr("orchestration.lib.governance.register.FEEDS_DIR", zone_home["feeds_dir"])
 
     @dg.asset(key=["raw", "police__person_records"])
@@ -76,7 +87,8 @@ def test_audit_sensor_records_every_materialisation_of_a_run(zone_home, monkeypa
     run = instance.get_run_by_id(result.run_id)
     success = instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS).records[0]
     ctx = dg.build_run_status_sensor_context(sensor_name="governance_audit_sensor", dagster_instance=instance,
-                                             dagster_run=run, dagster_event=success.event_log_entry.dagster_event)
+                                             dagster_run=run, dagster_event=success.event_log_entry.dagster_event,
+                                             resources=_bound(s))
     governance_audit_sensor(ctx)
 
     events = {e["target"]: e for e in read_events(s)}
@@ -100,7 +112,8 @@ def test_audit_sensor_records_every_materialisation_of_a_run(zone_home, monkeypa
     success = instance.get_records_for_run(second.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS).records[0]
     governance_audit_sensor(dg.build_run_status_sensor_context(
         sensor_name="governance_audit_sensor", dagster_instance=instance,
-        dagster_run=instance.get_run_by_id(second.run_id), dagster_event=success.event_log_entry.dagster_event))
+        dagster_run=instance.get_run_by_id(second.run_id), dagster_event=success.event_log_entry.dagster_event,
+        resources=_bound(get_settings(home=s.home, env="production"))))
     last = read_events(s)[-1]
     assert last["who"] == "sam.engineer" and last["details"]["os_user"] == me
 
@@ -113,7 +126,7 @@ def test_audit_sensor_records_a_scheduled_nightly_once_and_not_what_the_runner_r
     from orchestration.lib.governance.pipeline_audit import record_run
 
     s = zone_home["settings"]
-    monkeypatch.setenv("PLACELINK_HOME", str(s.home))
+    monkeypatch.setenv("PLACELINK_HOME", str(s.home))  # the production identity below reads the environment's
     monkeypatch.setattr("orchestration.lib.governance.register.FEEDS_DIR", zone_home["feeds_dir"])
 
     @dg.asset(key=["raw", "police__person_records"])
@@ -130,7 +143,8 @@ def test_audit_sensor_records_a_scheduled_nightly_once_and_not_what_the_runner_r
         run = instance.get_run_by_id(result.run_id)
         success = instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS).records[0]
         ctx = dg.build_run_status_sensor_context(sensor_name="governance_audit_sensor", dagster_instance=instance,
-                                                 dagster_run=run, dagster_event=success.event_log_entry.dagster_event)
+                                                 dagster_run=run, dagster_event=success.event_log_entry.dagster_event,
+                                                 resources=_bound(s))
         before = len(read_events(s))
         for _ in range(times):
             governance_audit_sensor(ctx)

@@ -8,8 +8,7 @@ same DuckDB file.
 # no `from __future__ import annotations`: Dagster resolves the op config class from the live annotation
 import dagster as dg
 
-from orchestration.defs.resources import IDENTIFIABLE_POOL, WAREHOUSE_POOL
-from orchestration.lib.config import get_settings
+from orchestration.defs.resources import IDENTIFIABLE_POOL, WAREHOUSE_POOL, PlacelinkSettings
 
 
 class RetentionConfig(dg.Config):
@@ -18,13 +17,14 @@ class RetentionConfig(dg.Config):
     feeds_dir: str | None = None   # default: orchestration/feeds
 
 
-def _retention(context: dg.OpExecutionContext, config: RetentionConfig, zone: str) -> dg.Output[int]:
+def _retention(context: dg.OpExecutionContext, config: RetentionConfig, settings: PlacelinkSettings,
+               zone: str) -> dg.Output[int]:
     import datetime as dt
     from pathlib import Path
 
     from orchestration.lib.governance.retention import apply_retention
 
-    result = apply_retention(get_settings(), zones=(zone,), dry_run=config.dry_run,
+    result = apply_retention(settings.get(), zones=(zone,), dry_run=config.dry_run,
                              today=dt.date.fromisoformat(config.today) if config.today else None,
                              feeds_dir=Path(config.feeds_dir) if config.feeds_dir else None)
     for d in result.deleted:
@@ -35,18 +35,21 @@ def _retention(context: dg.OpExecutionContext, config: RetentionConfig, zone: st
 
 
 @dg.op(pool=IDENTIFIABLE_POOL, description="Delete expired records from the identifiable zone.")
-def governance_retention_identifiable(context: dg.OpExecutionContext, config: RetentionConfig) -> dg.Output[int]:
-    return _retention(context, config, "identifiable")
+def governance_retention_identifiable(context: dg.OpExecutionContext, config: RetentionConfig,
+                                      placelink_settings: PlacelinkSettings) -> dg.Output[int]:
+    return _retention(context, config, placelink_settings, "identifiable")
 
 
 @dg.op(pool=WAREHOUSE_POOL, description="Delete expired records from the warehouse.")
-def governance_retention_warehouse(context: dg.OpExecutionContext, config: RetentionConfig) -> dg.Output[int]:
-    return _retention(context, config, "warehouse")
+def governance_retention_warehouse(context: dg.OpExecutionContext, config: RetentionConfig,
+                                   placelink_settings: PlacelinkSettings) -> dg.Output[int]:
+    return _retention(context, config, placelink_settings, "warehouse")
 
 
 @dg.op(description="Delete landing drops older than their feed's retention period.")
-def governance_retention_landing(context: dg.OpExecutionContext, config: RetentionConfig) -> dg.Output[int]:
-    return _retention(context, config, "landing")
+def governance_retention_landing(context: dg.OpExecutionContext, config: RetentionConfig,
+                                 placelink_settings: PlacelinkSettings) -> dg.Output[int]:
+    return _retention(context, config, placelink_settings, "landing")
 
 
 @dg.job(description="Enforce every feed agreement's retention period in every zone; each deletion is audited.",
@@ -58,10 +61,10 @@ def governance_retention_job():
 
 
 @dg.op(description="Recompute the audit trail's hash chain; fail if any row was changed, removed or inserted.")
-def governance_verify_audit(context: dg.OpExecutionContext) -> None:
+def governance_verify_audit(context: dg.OpExecutionContext, placelink_settings: PlacelinkSettings) -> None:
     from orchestration.lib.governance.audit import verify
 
-    result = verify(get_settings())
+    result = verify(placelink_settings.get())
     context.log.info(str(result))
     if not result.ok:
         raise dg.Failure(description=str(result), metadata={"problems": dg.MetadataValue.json(result.problems)})
@@ -82,7 +85,8 @@ governance_audit_check_schedule = dg.ScheduleDefinition(
     execution_timezone="Europe/London", default_status=dg.DefaultScheduleStatus.RUNNING,
     description="06:30 Europe/London daily: verify the audit trail's hash chain.")
 
-def _audit_finished_run(context: dg.RunStatusSensorContext, status: str) -> dg.SkipReason:
+def _audit_finished_run(context: dg.RunStatusSensorContext, settings: PlacelinkSettings,
+                        status: str) -> dg.SkipReason:
     """Record what a finished run materialised, once per run: a run the in-process runner executed (``placelink
     refresh``, stage commands) is already in the log and is not recorded again (``record_run`` checks the log
     itself, not a tag that whoever launches a run could set)."""
@@ -97,7 +101,7 @@ def _audit_finished_run(context: dg.RunStatusSensorContext, status: str) -> dg.S
         event = r.event_log_entry.dagster_event
         if event and event.asset_key:
             key_paths.append((list(event.asset_key.path), event.partition))
-    settings = get_settings()
+    settings = settings.get()  # the home the code location is bound to (placelink_settings), not os.environ
     # the run's OS account, or the person the web tier names where the administrator's role file trusts it
     who, identity_details = run_identity(settings, run.tags)
     n = record_run(settings, run_id=run.run_id, job=run.job_name, who=who, key_paths=key_paths, status=status,
@@ -110,8 +114,8 @@ def _audit_finished_run(context: dg.RunStatusSensorContext, status: str) -> dg.S
     default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
     description="Append an audit event (who, action, asset, partition, agreement) for every asset a successful "
                 "run materialised: ingest, linkage, pseudonymisation, dbt builds, exports, ML.")
-def governance_audit_sensor(context: dg.RunStatusSensorContext):
-    return _audit_finished_run(context, "success")
+def governance_audit_sensor(context: dg.RunStatusSensorContext, placelink_settings: PlacelinkSettings):
+    return _audit_finished_run(context, placelink_settings, "success")
 
 
 @dg.run_status_sensor(
@@ -119,8 +123,8 @@ def governance_audit_sensor(context: dg.RunStatusSensorContext):
     monitor_all_code_locations=False, default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
     description="Append an audit event for every asset a FAILED run materialised before it failed (a nightly load "
                 "whose one bad drop failed the run still ingested the other feeds).")
-def governance_audit_failed_run_sensor(context: dg.RunStatusSensorContext):
-    return _audit_finished_run(context, "failure")
+def governance_audit_failed_run_sensor(context: dg.RunStatusSensorContext, placelink_settings: PlacelinkSettings):
+    return _audit_finished_run(context, placelink_settings, "failure")
 
 
 defs = dg.Definitions(
