@@ -99,10 +99,11 @@ def run_ingest(home: Path | None, *, partner: str | None, feed: str | None, mont
             for step, why in o.errors.items():
                 f = by_op.get(step)
                 what.append(f"{f.source if f else step} {months} (run {o.run_id}: {why})")
+        # the first line says what failed (feed, month, the step's own reason naming the file), then where to look
         raise PlacelinkError(f"{len(what)} feed load(s) failed; nothing was loaded for them: " + "; ".join(what),
-                             where=f"Dagster instance {settings.dagster_home}",
-                             fix="read the reason above (schema change or agreement; the Dagster UI has the run), "
-                                 "then rerun")
+                             fix="correct what the reason names (ask the partner for the agreed columns, or agree "
+                                 "the contract change), then rerun; placelink ui shows the run (Dagster instance "
+                                 f"{settings.dagster_home})")
 
 
 def run_match(home: Path | None, *, full: bool, retrain: bool, echo) -> None:
