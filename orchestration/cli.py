@@ -1,8 +1,9 @@
 """The ``placelink`` command line: every stage of the pipeline, callable without the Dagster UI.
 
-Commands are thin: they parse options and call plain functions in ``orchestration.lib`` (or, for
-``refresh``/``demo``, run the Dagster job in process). Heavy imports happen inside each command so
-``placelink --help`` stays fast. A :class:`~orchestration.lib.errors.PlacelinkError` becomes one clear
+Commands are thin: they parse options and call plain functions in ``orchestration.lib``, or, for the stages that
+materialise assets (``ingest``, ``match``, ``pseudonymise``, ``build``, ``refresh``, ``demo``), run the code
+location's jobs in process on the home's Dagster instance (:mod:`orchestration.runner`). Heavy imports happen
+inside each command so ``placelink --help`` stays fast. A :class:`~orchestration.lib.errors.PlacelinkError` becomes one clear
 line plus its fix and exit code 2.
 """
 

@@ -23,7 +23,7 @@ from orchestration.lib.feeds.warehouse_sources import (
     build_warehouse_source,
     source_build,
 )
-from orchestration.lib.landing import scan_feed
+from orchestration.lib.landing import contract_extensions, scan_feed, scan_landing
 from orchestration.lib.pseudonymise import pseudonymiser
 
 #: the matching stage's tables each ``src`` asset joins (defined by the matching domain)
@@ -96,7 +96,11 @@ def range_metadata(feed: Feed, results: list[PartitionResult]) -> dict:
     }
 
 
-def build_raw_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
+def build_raw_asset(contract: Contract, feed: Feed,
+                    extensions: dict[tuple[str, str], str] | None = None) -> dg.AssetsDefinition:
+    """``extensions``: every contract feed's ``(partner, feed) -> extension`` (:func:`contract_extensions`); with it
+    a load also records the landing files outside any feed's folder, as ``placelink ingest`` always did, so every
+    odd file is accounted for whichever run (CLI, sensor, refresh) loaded last."""
     agreement = feed.agreement
 
     @dg.asset(
@@ -138,10 +142,16 @@ def build_raw_asset(contract: Contract, feed: Feed) -> dg.AssetsDefinition:
                                      f"{res.rows_loaded}, quarantined {res.rows_quarantined} "
                                      f"{res.quarantined_by_reason}")
                     results.append(res)
-                # files in the feed's folder the landing rule rejects: recorded on every load until fixed
-                rejected = [f for f in scan_feed(settings.landing, feed.partner, feed.id,
-                                                 feed.drop_extension) if f.reason]
-                record_rejected(con, rejected, feeds=[(feed.partner, feed.id)], landing=settings.landing,
+                # files in the feed's folder the landing rule rejects (and, knowing every feed, those outside
+                # any feed's folder): recorded on every load until fixed
+                if extensions:
+                    scanned = [f for f in scan_landing(settings.landing, extensions) if f.reason]
+                    rejected = [f for f in scanned if (f.partner, f.feed) == (feed.partner, feed.id)]
+                else:
+                    scanned = rejected = [f for f in scan_feed(settings.landing, feed.partner, feed.id,
+                                                               feed.drop_extension) if f.reason]
+                record_rejected(con, scanned, feeds=[(feed.partner, feed.id)],
+                                known=set(extensions) if extensions else None, landing=settings.landing,
                                 home=settings.home)
             finally:
                 con.close()
@@ -218,7 +228,8 @@ def reference_tables(context: dg.AssetExecutionContext, warehouse_db: DuckDBReso
 
 def build_feed_assets(contracts: Contracts) -> list[dg.AssetsDefinition]:
     assets: list[dg.AssetsDefinition] = []
+    extensions = contract_extensions(contracts.feeds())
     for contract in contracts:
         for feed in contract.feeds:
-            assets += [build_raw_asset(contract, feed), build_src_asset(contract, feed)]
+            assets += [build_raw_asset(contract, feed, extensions), build_src_asset(contract, feed)]
     return assets
