@@ -40,8 +40,15 @@ def run_ingest(home: Path | None, *, partner: str | None, feed: str | None, mont
     valid = set(monthly_partitions.get_partition_keys())
     partitions: dict[str, list[dg.AssetKey]] = {}
     outside: list[str] = []
+    no_drop: list[str] = []
     for f in feeds:
-        for pk in [wanted] if wanted else sorted(feed_drops(settings.landing, f)):
+        drops = sorted(feed_drops(settings.landing, f))
+        # --month loads the feeds that have a drop for it: a feed without one has nothing to load (its quality
+        # check would fail on an empty month, which is not the partner's fault)
+        months = [pk for pk in drops if pk == wanted] if wanted else drops
+        if wanted and not months:
+            no_drop.append(f.source)
+        for pk in months:
             if pk in valid:
                 partitions.setdefault(pk, []).append(raw_key(f))
             else:
@@ -82,6 +89,8 @@ def run_ingest(home: Path | None, *, partner: str | None, feed: str | None, mont
              "(placelink ui shows them)")
     for item in outside:
         echo(f"  not loaded: {item} is outside the monthly partitions")
+    if no_drop and (partner or feed or not partitions):
+        echo(f"  no drop for {month} in landing/ for: {', '.join(no_drop)}")
     extensions = contract_extensions(contracts.feeds())
     chosen = {(f.partner, f.id) for f in feeds}
     rejected = [x for x in scan_landing(settings.landing, extensions) if x.reason and (
