@@ -420,7 +420,7 @@ def guarded_components(con: duckdb.DuckDBPyConnection, nodes_table: str, edges_t
     people's records. So groups are first formed from *strong* edges (``>= strong``); a *weak* edge
     (``threshold <= p < strong``) between two groups is kept only when it attaches a lone record (that record's
     best weak edge: a lone record with weak edges to two groups joins one) or when the two groups are joined by two
-    or more weak edges (corroborated). Weak edges never chain groups of two or more records on their own."""
+    or more weak edges that are at least half of their cross pairs (corroborated). Weak edges never chain groups of two or more records on their own."""
     first = connected_components(con, nodes_table, edges_table, threshold=max(strong, threshold))
     if threshold >= strong:
         return first
@@ -438,7 +438,11 @@ def guarded_components(con: duckdb.DuckDBPyConnection, nodes_table: str, edges_t
             WHERE e.match_probability >= {threshold} AND e.match_probability < {strong}
               AND a.cluster_id <> b.cluster_id
         ),
-        corroborated AS (SELECT ca, cb FROM weak GROUP BY 1, 2 HAVING count(*) >= 2),
+        -- corroborated: two or more weak edges that are also at least half of the two groups' cross pairs. A
+        -- bare count of two merged siblings' and parents' groups at county (each person has several records, so
+        -- two groups of one family have many near pairs): pairwise F1 0.9738 with it, 0.9787 with the share
+        corroborated AS (SELECT ca, cb FROM weak GROUP BY 1, 2
+                         HAVING count(*) >= 2 AND 2 * count(*) >= max(greatest(na, nb)) * max(least(na, nb))),
         lone AS (  -- each lone record's single best weak edge
             SELECT lone_id, arg_max(other, (p, other)) AS other FROM (
                 SELECT cl AS lone_id, cr AS other, p FROM weak WHERE na = 1
