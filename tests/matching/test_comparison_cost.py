@@ -35,8 +35,8 @@ def one_edit_pairs(draw):
     return a, b
 
 
-@settings(max_examples=150, deadline=None)
-@given(pairs=st.lists(st.one_of(one_edit_pairs(), st.tuples(text, text)), min_size=1, max_size=40),
+@settings(max_examples=50, deadline=None)
+@given(pairs=st.lists(st.one_of(one_edit_pairs(), st.tuples(text, text)), min_size=1, max_size=25),
        k=st.sampled_from([2, 3, 4]))
 def test_one_edit_prefilter_keeps_every_pair_within_one_edit(pairs, k):
     con = duckdb.connect()
