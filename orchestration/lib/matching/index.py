@@ -295,8 +295,8 @@ def _anchored_clusters(con, prepared: str, nodes: str, edges: str, out: str, thr
 
     Plain connected components chain: one "Molly O'Brien, no DOB" record links to the mother (1976) and to
     the daughter (2014) and merges them. So clusters are formed from edges between records that have a
-    date of birth (anchors); a record without one then joins the cluster of its single best link, and
-    only records with no anchor link cluster among themselves. Writes ``out`` (unique_id, cluster_id)."""
+    date of birth (anchors); a record without one then joins the cluster of its single best strong link
+    (``>= person.STRONG_EDGE``), and only records with no such link cluster among themselves, by strong links too. Writes ``out`` (unique_id, cluster_id)."""
     run(con, f"""CREATE OR REPLACE TEMP TABLE _anchor_nodes AS
         SELECT n.unique_id, p.dob IS NOT NULL AS anchor FROM {nodes} n JOIN {prepared} p USING (unique_id)""")
     run(con, f"""CREATE OR REPLACE TEMP TABLE _anchor_edges AS
