@@ -75,3 +75,41 @@ def test_a_lone_record_joins_only_its_best_group():
     assert _clusters(edges, nodes) == [["a1", "a2", "x"], ["b1", "b2"], ["y", "z"]]
     # below the threshold nothing weak counts
     assert _clusters(edges, nodes, threshold=0.9) == [["a1", "a2"], ["b1", "b2"], ["x"], ["y"], ["z"]]
+
+
+def test_two_weak_edges_do_not_merge_two_large_groups():
+    """Two people with several records each (siblings, a parent and child): a couple of near pairs among their
+    many cross pairs is not corroboration. At county the bare count of two merged such families (F1 0.974)."""
+    a = ["a1", "a2", "a3"]
+    b = ["b1", "b2", "b3"]
+    strong = [("a1", "a2", 0.999), ("a2", "a3", 0.999), ("b1", "b2", 0.999), ("b2", "b3", 0.999)]
+    two_weak = [("a1", "b1", 0.7), ("a2", "b2", 0.6)]
+    assert _clusters(strong + two_weak, a + b) == [a, b]
+    # most of the nine cross pairs near: corroborated
+    most = [(x, y, 0.7) for x in a for y in b][:5]
+    assert _clusters(strong + most, a + b) == [a + b]
+
+
+def test_a_record_without_a_date_of_birth_joins_a_person_by_a_strong_link_only():
+    """An undated record (a namesake of everyone with its name) attaches through a strong edge only: at county,
+    undated pairs between the chosen threshold and the strong bar were 22 % true."""
+    from orchestration.lib.matching import index as ix
+
+    con = duckdb.connect()
+    con.execute("""CREATE TABLE prep AS SELECT * FROM (VALUES ('a1', '1980-01-02'), ('a2', '1980-01-02'),
+                   ('u', NULL), ('v', NULL)) t(unique_id, dob)""").fetchall()
+    con.execute("CREATE TABLE nodes AS SELECT unique_id FROM prep").fetchall()
+
+    def clusters(rows):
+        _edges(con, rows)
+        ix._anchored_clusters(con, "prep", "nodes", "e", "out", 0.5)
+        groups: dict = {}
+        for uid, cid in con.execute("SELECT unique_id, cluster_id FROM out").fetchall():
+            groups.setdefault(cid, set()).add(uid)
+        return sorted(sorted(g) for g in groups.values())
+
+    assert clusters([("a1", "a2", 0.999), ("a1", "u", 0.8)]) == [["a1", "a2"], ["u"], ["v"]]
+    assert clusters([("a1", "a2", 0.999), ("a1", "u", 0.97)]) == [["a1", "a2", "u"], ["v"]]
+    # two undated records link to each other by a strong edge only, too
+    assert clusters([("u", "v", 0.8)]) == [["a1"], ["a2"], ["u"], ["v"]]
+    assert clusters([("u", "v", 0.97)]) == [["a1"], ["a2"], ["u", "v"]]

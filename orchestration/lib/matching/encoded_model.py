@@ -89,6 +89,8 @@ BLOCKING_COUNTERPARTS = {
     "OR substr(l.dob, 1, 4) = substr(r.dob, 1, 4) OR substr(l.dob, 6, 5) = substr(r.dob, 6, 5))":
         "l.given_name = r.given_name AND l.family_name = r.family_name AND (l.dob IS NULL OR r.dob IS NULL "
         "OR l.dob_year = r.dob_year OR (l.dob_month = r.dob_month AND l.dob_day = r.dob_day))",
+    # years one apart cannot be seen on year tokens: the encoded rule stays the household equality it was
+    pm.FAMILY_POSTCODE_RULE: '(l."family_name" = r."family_name") AND (l."postcode" = r."postcode")',
 }
 
 #: Columns of the encoded prepared record a level may compare.
