@@ -25,6 +25,7 @@ from orchestration.defs.ops.planning import (
     REFRESH_TAG,
     RefreshPlan,
     full_refresh_op_config,
+    loads_in_one_run,
     month_ranges,
     plan_catch_up,
     plan_refresh,
@@ -301,10 +302,8 @@ def run_loads(stage: str, partitions: dict[str, list[dg.AssetKey]], settings: Se
     instance = instance or instance_for(settings)
     progress = progress or (lambda message, done, total: None)
     graph = defs.resolve_asset_graph()
-    # the same test as the nightly planner's (plan_refresh): one run over a range when every feed allows it
-    single_run = all(graph.get(k).backfill_policy is not None
-                     and graph.get(k).backfill_policy.max_partitions_per_run is None
-                     for keys in partitions.values() for k in keys)
+    # the nightly planner's rule: one run over a range when every feed allows it
+    single_run = loads_in_one_run(graph, {k for keys in partitions.values() for k in keys})
     job = defs.resolve_job_def("all_feeds_ingest_job")
     stage_id = _stage_id(stage)
     outcomes: list[RunOutcome] = []

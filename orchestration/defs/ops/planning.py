@@ -137,6 +137,14 @@ def completed_at(instance: dg.DagsterInstance, keys) -> dict[dg.AssetKey, float 
     return out
 
 
+def loads_in_one_run(asset_graph, keys) -> bool:
+    """Whether the feeds ``keys`` (at least one) all ask for one run over a range of months
+    (``BackfillPolicy.single_run``): the refresh's planner and ``placelink ingest`` batch their loads by it."""
+    keys = list(keys)
+    return bool(keys) and all(asset_graph.get(k).backfill_policy is not None
+                              and asset_graph.get(k).backfill_policy.max_partitions_per_run is None for k in keys)
+
+
 def plan_refresh(
     asset_graph, instance: dg.DagsterInstance, landing: Path | None, *, full: bool = False,
     exclusions: str | None = None,
@@ -156,7 +164,7 @@ def plan_refresh(
     unpartitioned = UNPARTITIONED.resolve(asset_graph)
     plan = RefreshPlan()
     by_partition: dict[str, set[dg.AssetKey]] = {}
-    single_run = []
+    single_run: list[dg.AssetKey] = []
     newest_caught_up = ""
     completed: dict[dg.AssetKey, float | None] = {}
     skip: set[dg.AssetKey] = set()
@@ -188,8 +196,7 @@ def plan_refresh(
             continue
         plan.reloaded = plan.reloaded or any(pk in loaded for pk in todo)
         plan.feeds[key.to_user_string()] = todo
-        single_run.append(node.backfill_policy is not None
-                          and node.backfill_policy.max_partitions_per_run is None)
+        single_run.append(key)
         for pk in todo:
             by_partition.setdefault(pk, set()).add(key)
     for pk in sorted(by_partition):
@@ -197,7 +204,7 @@ def plan_refresh(
         # the feeds' partitioned descendants (e.g. per-month pseudonymised tables) run with them
         keys = dg.AssetSelection.assets(*feeds).downstream().resolve(asset_graph) & partitioned
         plan.partitions[pk] = sorted(keys, key=lambda k: k.to_user_string())
-    plan.single_run = bool(single_run) and all(single_run)
+    plan.single_run = loads_in_one_run(asset_graph, single_run)
     plan.rejected = [f for f in scan_landing(landing, extensions) if f.reason] if landing is not None else []
     # the incremental models add partitions from the newest one they hold onwards: a month older than that is late
     plan.late = bool(plan.months) and min(plan.months) < newest_caught_up
