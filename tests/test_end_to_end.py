@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from orchestration.runner import instance_for, refresh
+from tests.support import daemon_ticks
 
 pytestmark = pytest.mark.slow
 
@@ -182,8 +183,7 @@ def _daemon_tick(settings, instance, sensor_name: str, cursor: str | None = None
     defs = _load_defs(settings)
     sensor = defs.resolve_sensor_def(sensor_name) if hasattr(defs, "resolve_sensor_def") else next(
         s for s in defs.sensors if s.name == sensor_name)
-    with settings.active():
-        return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+    return daemon_ticks.tick(sensor, defs, instance, cursor=cursor)  # the home: defs' placelink_settings
 
 
 def test_the_daemon_after_the_demo_launches_nothing_already_loaded_and_one_run_for_a_new_drop(demo_home, tmp_path):

@@ -29,9 +29,9 @@ PUBLISHED_TABLES = ("place_monthly_indicators",)
 PERIOD_START_ENV, PERIOD_END_ENV = "PLACELINK_PERIOD_START", "PLACELINK_PERIOD_END"
 
 
-def dbt_env(settings: Settings | None = None) -> dict[str, str]:
+def dbt_env(settings: Settings) -> dict[str, str]:
     """The environment variables dbt's ``profiles.yml`` and macros read, from the one settings function."""
-    s = settings or get_settings()
+    s = settings
     first, last = platform_period()
     return {
         # the months the calendar and every mart may hold (macros/period.sql); env vars, not --vars: a change of
@@ -70,9 +70,9 @@ def dbt_executable() -> str:
     return str(own) if own.exists() else (shutil.which("dbt") or "dbt")
 
 
-def target_dir(settings: Settings | None = None) -> Path:
+def target_dir(settings: Settings) -> Path:
     """Where dbt runs for this home write target/ (compiled SQL, run_results.json, the docs site)."""
-    return (settings or get_settings()).home / "dbt" / "target"
+    return settings.home / "dbt" / "target"
 
 
 #: dbt's saved parse (``dbt parse`` writes it to ``dbt_project/target``, every build to the home's target)
@@ -81,7 +81,7 @@ PARTIAL_PARSE = "partial_parse.msgpack"
 PARSE_MADE_FOR = "partial_parse.made_for"
 
 
-def prepare_partial_parse(settings: Settings | None = None) -> Path | None:
+def prepare_partial_parse(settings: Settings) -> Path | None:
     """Give the home's next dbt build a saved parse it can reuse; returns its path (None if there is none yet).
 
     dbt reuses a saved parse (``partial_parse.msgpack``) only if the profile's connection details hash as they did
@@ -92,7 +92,7 @@ def prepare_partial_parse(settings: Settings | None = None) -> Path | None:
     Spark session's parse is left to dbt. Anything unexpected leaves the state alone: dbt then parses in full, as
     before.
     """
-    s = settings or get_settings()
+    s = settings
     target = target_dir(s)
     state, made_for = target / PARTIAL_PARSE, target / PARSE_MADE_FOR
     if not state.exists():
@@ -119,9 +119,9 @@ def prepare_partial_parse(settings: Settings | None = None) -> Path | None:
     return state
 
 
-def saved_parse_is_this_homes(settings: Settings | None = None) -> None:
+def saved_parse_is_this_homes(settings: Settings) -> None:
     """Record that the home's saved parse was written by dbt for this home (after a build in it)."""
-    s = settings or get_settings()
+    s = settings
     if (target_dir(s) / PARTIAL_PARSE).exists():
         (target_dir(s) / PARSE_MADE_FOR).write_text(str(s.warehouse_db))
 
@@ -151,7 +151,7 @@ def _profile_hash(settings: Settings):
 KEEP_DBT_RUNS = 30
 
 
-def prune_runs(settings: Settings | None = None, keep: int = KEEP_DBT_RUNS) -> list[Path]:
+def prune_runs(settings: Settings, keep: int = KEEP_DBT_RUNS) -> list[Path]:
     """Remove all but the newest ``keep`` dbt run folders under the home's target; returns what was removed."""
     runs = sorted((p for p in target_dir(settings).glob("*-*-*") if p.is_dir() and (p / "dbt.log").exists()),
                   key=lambda p: p.stat().st_mtime)
@@ -161,7 +161,7 @@ def prune_runs(settings: Settings | None = None, keep: int = KEEP_DBT_RUNS) -> l
     return old
 
 
-def last_run(settings: Settings | None = None) -> Path | None:
+def last_run(settings: Settings) -> Path | None:
     """The artefact folder of the home's newest dbt build run by Dagster (None before the first)."""
     runs = sorted((p.parent for p in target_dir(settings).glob("*-*-*/run_results.json")),
                   key=lambda p: p.stat().st_mtime)
@@ -256,11 +256,11 @@ def release_warehouse() -> None:
     DuckDBConnectionManager.close_all_connections()
 
 
-def run_dbt(args: Sequence[str], settings: Settings | None = None, raise_on_failure: bool = True) -> DbtRunResult:
+def run_dbt(args: Sequence[str], settings: Settings, raise_on_failure: bool = True) -> DbtRunResult:
     """Run dbt in this process with the placelink environment and return what happened to each node."""
     from dbt.cli.main import dbtRunner
 
-    s = settings or get_settings()
+    s = settings
     if args and args[0] in ("build", "run", "seed", "test", "docs", "show") and not s.warehouse_db.exists():
         raise PlacelinkError(f"no warehouse at {s.warehouse_db}", where="dbt",
                              fix="run `placelink pseudonymise` (or `placelink demo`) first")
@@ -296,7 +296,7 @@ def run_dbt(args: Sequence[str], settings: Settings | None = None, raise_on_fail
 
 
 def build(select: Sequence[str] | None = None, month: str | None = None, threshold: int | None = None,
-          full_refresh: bool = False, settings: Settings | None = None) -> DbtRunResult:
+          full_refresh: bool = False, *, settings: Settings) -> DbtRunResult:
     """``dbt build``: seeds, models and their tests (a failing test stops its children)."""
     return run_dbt(build_args("build", select, month, threshold, full_refresh), settings)
 
@@ -316,7 +316,7 @@ def failed_nodes(run_results: Path) -> list[str]:
     return out
 
 
-def unit_tests(settings: Settings | None = None, raise_on_failure: bool = True) -> DbtRunResult:
+def unit_tests(settings: Settings, raise_on_failure: bool = True) -> DbtRunResult:
     """dbt's unit tests (fixed inputs, expected outputs), which pipeline builds leave out (PIPELINE_BUILD_EXCLUDE)."""
     return run_dbt(build_args("test", ["test_type:unit"]), settings, raise_on_failure=raise_on_failure)
 
@@ -391,7 +391,7 @@ def dbt_environment(settings: Settings | None = None, extra: dict[str, str] | No
         yield
 
 
-def docs_generate(settings: Settings | None = None, catalog: bool = True) -> Path:
+def docs_generate(settings: Settings, catalog: bool = True) -> Path:
     """``dbt docs generate --static`` against the warehouse; returns the folder holding ``index.html`` and
     ``static_index.html`` (the manifest and catalog inlined: one file any static server, or ``placelink docs``,
     can serve). ``catalog=False``: models, columns and lineage from the manifest only, without querying the

@@ -18,7 +18,7 @@ import pandas as pd
 
 from expectations.runner import QualityResult, rules_day, validate_dataframe
 from expectations.suite import EARLIER_COPY_COLUMN, SuiteSpec, add_derived_columns, load_suites
-from orchestration.lib.config import Settings, get_settings
+from orchestration.lib.config import Settings
 from orchestration.lib.errors import PlacelinkError
 
 #: Plausible volume: this partition's rows within [LOW x, HIGH x] the median of up to VOLUME_MONTHS earlier
@@ -63,10 +63,9 @@ def volume_bounds(con: duckdb.DuckDBPyConnection, partner: str, feed: str, parti
 
 
 def validate_suite(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, *, partition: str | None = None,
-                   settings: Settings | None = None, docs: bool = True, docs_index: bool = True,
+                   settings: Settings, docs: bool = True, docs_index: bool = True,
                    today: pd.Timestamp | None = None) -> QualityResult:
     """Validate the table of ``spec`` (optionally one partition) and build Data Docs under ``<home>/quality``."""
-    settings = settings or get_settings()
     params: dict = {"today": rules_day(today)}
     if partition is not None and spec.kind == "feed" and spec.volume:
         params["volume_min"], params["volume_max"] = volume_bounds(con, spec.partner, spec.feed, partition)
@@ -151,13 +150,12 @@ def feed_suite(partner: str, feed: str) -> SuiteSpec:
                          fix=f"add expectations/suites/{partner}__{feed}.yml (copy a neighbour's)")
 
 
-def run_quality(settings: Settings | None = None, *, partner: str | None = None, kind: str | None = None,
+def run_quality(settings: Settings, *, partner: str | None = None, kind: str | None = None,
                 docs: bool = True) -> list[QualityResult]:
     """Validate every suite whose table exists (feeds: the whole raw table), for ``placelink quality``.
 
     Raw feeds are read from the identifiable zone read-only; marts/published from the warehouse.
     """
-    settings = settings or get_settings()
     results = []
     specs = [s for s in load_suites(kind) if partner is None or s.partner == partner]
     by_db: dict[str, list[SuiteSpec]] = {}
@@ -451,9 +449,8 @@ def connect_read_only(path: str | Path, wait_seconds: float = 120) -> duckdb.Duc
             time.sleep(2)
 
 
-def write_feed_scorecard(settings: Settings | None = None, partner: str | None = None) -> pd.DataFrame:
+def write_feed_scorecard(settings: Settings, partner: str | None = None) -> pd.DataFrame:
     """CLI/plain-function entry point: open both zones and build the scorecard."""
-    settings = settings or get_settings()
     with connect_read_only(settings.identifiable_db) as idz, duckdb.connect(str(settings.warehouse_db)) as wh:
         return build_feed_scorecard(idz, wh, partner=partner, verdicts_dir=settings.quality_dir / VERDICTS_DIR)
 

@@ -22,7 +22,7 @@ import subprocess
 from pathlib import Path
 from urllib.parse import urlparse
 
-from orchestration.lib.config import Settings, get_settings
+from orchestration.lib.config import Settings
 from orchestration.lib.errors import PlacelinkError
 
 #: The Spark line placelink is built and tested on (pyspark in uv.lock); Splink ships a jar per major version.
@@ -107,10 +107,9 @@ def check_master(master: str, timeout_s: float = 5.0) -> None:
                     fix="start the cluster or correct PLACELINK_SPARK_MASTER (local[2] runs on this machine)") from None
 
 
-def spark_session(settings: Settings | None = None):
+def spark_session(settings: Settings):
     """The process's Spark session, started on first use with placelink's configuration and checks."""
     global _SESSION
-    settings = settings or get_settings()
     if _SESSION is not None and _SESSION._jsc is not None:  # stopped sessions have no context
         # checkpoints follow the home asked for (tests run several homes in one process)
         (settings.spark_identifiable / "checkpoints").mkdir(parents=True, exist_ok=True)

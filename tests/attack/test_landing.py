@@ -31,6 +31,7 @@ from orchestration.lib.feeds import feed_drops
 from orchestration.lib.landing import classify_name, scan_feed, scan_landing
 from orchestration.lib.ops.drops import list_drops
 from tests.feeds.conftest import CONTRACTS, VISITS_HEADER, write_visits
+from tests.support import daemon_ticks
 
 MARKER = "PLANTED-SECRET-7f3a9c"
 TODAY = dt.date(2026, 12, 3)
@@ -266,7 +267,7 @@ def test_sensor_requests_runs_for_the_drops_ingest_loads_and_reports_the_rest(ac
     expected = _hostile_landing(acme_home, tmp_path)
     sensor = next(s for s in acme_dagster.sensors if s.name == "landing_drop_sensor")
     with dg.instance_for_test() as instance:
-        tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=acme_dagster))
+        tick = daemon_ticks.tick(sensor, acme_dagster, instance)
         requested = sorted(r.run_key.rsplit(":", 1)[0] for r in tick.run_requests)
         ingest_drops = sorted(f"landing/{p.relative_to(acme_home / 'landing').as_posix()}"
                               for paths in feed_drops(acme_home / "landing", _acme_feed()).values() for p in paths)
@@ -275,8 +276,7 @@ def test_sensor_requests_runs_for_the_drops_ingest_loads_and_reports_the_rest(ac
         cursor = json.loads(tick.cursor)
         assert {k for k, v in cursor.items() if v[0] == "rejected"} == {f"landing/{k}" for k in expected}
         assert MARKER not in tick.cursor and MARKER not in str(tick.run_requests)
-        again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=tick.cursor,
-                                                             definitions=acme_dagster))
+        again = daemon_ticks.tick(sensor, acme_dagster, instance, cursor=tick.cursor)
         assert again.run_requests == [] and json.loads(again.cursor) == cursor
 
 

@@ -18,6 +18,7 @@ from orchestration.lib.contracts import load_contracts
 from orchestration.lib.governance.audit import read_events
 from orchestration.runner import instance_for
 from tests.feeds.conftest import CONTRACTS, VISITS_HEADER, write_attendances, write_visits
+from tests.support import daemon_ticks
 
 MARCH = "2025-03-01"
 
@@ -58,11 +59,10 @@ def test_cli_ingest_then_pseudonymise(acme_home, monkeypatch):
         feed_defs = dg.Definitions.merge(build_feed_definitions(load_contracts(CONTRACTS)),
                                          dg.Definitions(resources=shared_resources(settings)))
         sensor = next(s for s in feed_defs.sensors if s.name == "landing_drop_sensor")
-        tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=feed_defs))
+        tick = daemon_ticks.tick(sensor, feed_defs, instance)
         assert tick.run_requests == []
         write_visits(acme_home, name="2025-03-20.csv", rows=["V9;09/03/2025;A;B;01/01/2001;F;SH1 2AB;;;1"])
-        later = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=tick.cursor,
-                                                             definitions=feed_defs))
+        later = daemon_ticks.tick(sensor, feed_defs, instance, cursor=tick.cursor)
         assert [r.run_key.split(":")[0] for r in later.run_requests] == ["landing/acme/visits/2025-03-20.csv"]
 
     result = CliRunner().invoke(app, ["pseudonymise", *common])

@@ -15,6 +15,7 @@ from orchestration.defs.resources import settings_resource
 from orchestration.lib.config import get_settings
 from orchestration.lib.contracts import load_contracts
 from orchestration.lib.feeds import drop_partition
+from tests.support import daemon_ticks
 
 
 @pytest.fixture
@@ -46,13 +47,13 @@ def test_sensor_requests_every_drop_once_and_its_runs_load_the_month(county_defs
     sensor = next(s for s in defs.sensors if s.name == "landing_drop_sensor")
     drops = sorted(p for p in (home / "landing").rglob("*") if p.is_file())
     with dg.instance_for_test() as instance:
-        tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+        tick = daemon_ticks.tick(sensor, defs, instance)
         assert len(tick.run_requests) == len(drops) and len({r.run_key for r in tick.run_requests}) == len(drops)
         for request in tick.run_requests:
             path = home / request.run_key.rsplit(":", 1)[0]
             assert request.partition_key == drop_partition(path)
             assert request.asset_selection == [dg.AssetKey(["raw", f"{path.parts[-3]}__{path.parts[-2]}"])]
-        again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=tick.cursor, definitions=defs))
+        again = daemon_ticks.tick(sensor, defs, instance, cursor=tick.cursor)
         assert again.run_requests == []
         # run what the daemon would launch for one month (every feed drops that month), in process;
         # the backfill test below loads every month

@@ -15,6 +15,7 @@ from orchestration.defs.resources import settings_resource
 from orchestration.lib.config import get_settings
 from orchestration.lib.contracts import load_contracts
 from tests.feeds.conftest import CONTRACTS, VISITS_HEADER, write_attendances, write_visits
+from tests.support import daemon_ticks
 
 
 @pytest.fixture
@@ -81,21 +82,18 @@ def test_sensor_requests_each_drop_once(feed_defs, acme_home):
     visits = write_visits(acme_home)
     write_attendances(acme_home)
     with dg.instance_for_test() as instance:
-        first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=feed_defs))
+        first = daemon_ticks.tick(sensor, feed_defs, instance)
         keys = sorted(r.run_key for r in first.run_requests)
         assert len(keys) == 2 and keys[1].startswith("landing/acme/visits/2025-03-04.csv:")
         assert {r.partition_key for r in first.run_requests} == {"2025-03-01"}
         assert [r.asset_selection for r in first.run_requests if "visits" in r.run_key] == [
             [dg.AssetKey(["raw", "acme__visits"])]]
-        again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor,
-                                                             definitions=feed_defs))
+        again = daemon_ticks.tick(sensor, feed_defs, instance, cursor=first.cursor)
         assert again.run_requests == []                           # nothing new: nothing requested
         visits.touch()                                            # same bytes, new mtime: still nothing
-        touched = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=again.cursor,
-                                                               definitions=feed_defs))
+        touched = daemon_ticks.tick(sensor, feed_defs, instance, cursor=again.cursor)
         assert touched.run_requests == []
         write_visits(acme_home, rows=["V9;09/03/2025;A;B;01/01/2001;F;SH1 2AB;;;1"])  # corrected re-send
-        changed = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=touched.cursor,
-                                                               definitions=feed_defs))
+        changed = daemon_ticks.tick(sensor, feed_defs, instance, cursor=touched.cursor)
         assert len(changed.run_requests) == 1 and changed.run_requests[0].run_key not in keys
         assert json.loads(changed.cursor)["landing/acme/visits/2025-03-04.csv"][2] in changed.run_requests[0].run_key

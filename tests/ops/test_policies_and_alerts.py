@@ -17,6 +17,7 @@ from orchestration.defs.ops.policies import (
     with_feed_freshness,
 )
 from orchestration.defs.ops.sensors import make_run_failure_alert_sensor, ops_run_failure_alert_sensor
+from orchestration.defs.resources import settings_resource
 from orchestration.lib.errors import DataError, PlacelinkError
 from orchestration.lib.ops.alerts import Alert, FanOutSink, JsonLinesFileSink, WebhookSink, default_sink
 
@@ -100,7 +101,8 @@ def test_failed_run_is_written_to_the_alert_log(settings):
     failure = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[0]
     ctx = dg.build_run_status_sensor_context(
         sensor_name=ops_run_failure_alert_sensor.name, dagster_event=failure.dagster_event,
-        dagster_instance=instance, dagster_run=run).for_run_failure()
+        dagster_instance=instance, dagster_run=run,
+        resources={"placelink_settings": settings_resource(settings)}).for_run_failure()
     ops_run_failure_alert_sensor(ctx)
     [alert] = JsonLinesFileSink(settings.logs_dir / "alerts.log").read()
     assert alert["run_id"] == run.run_id and alert["job_name"] == "bad_job"
@@ -113,8 +115,8 @@ def test_failed_run_is_written_to_the_alert_log(settings):
         def send(self, a):
             got.append(a)
 
-    make_run_failure_alert_sensor(lambda: Collect(), name="custom")(ctx)
-    assert got[0].run_id == run.run_id
+    make_run_failure_alert_sensor(lambda s: Collect() if s == settings else None, name="custom")(ctx)
+    assert got[0].run_id == run.run_id  # the factory was given the bound home's settings
 
 
 def test_webhook_sink_posts_text_and_fan_out_keeps_the_log(settings, monkeypatch):

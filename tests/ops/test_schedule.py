@@ -12,14 +12,13 @@ from orchestration.defs.ops.planning import REFRESH_TAG
 from orchestration.defs.ops.schedules import nightly_refresh_schedule, ops_nightly_downstream_sensor
 from orchestration.runner import instance_for
 from tests.ops.conftest import write_drop
+from tests.support import daemon_ticks
 
 LONDON = ZoneInfo("Europe/London")
 
 
 def _tick(defs, instance, when):
-    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when,
-                                        repository_def=defs.get_repository_def())
-    return nightly_refresh_schedule.evaluate_tick(context)
+    return daemon_ticks.tick(nightly_refresh_schedule, defs, instance, when=when)
 
 
 def test_schedule_is_0200_london_and_running_by_default():
@@ -77,10 +76,11 @@ def test_downstream_sensor_waits_for_every_month_of_the_night(settings, fixture_
 
     def evaluate(run):
         success = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)[0]
-        ctx = dg.build_run_status_sensor_context(
-            sensor_name=ops_nightly_downstream_sensor.name, dagster_event=success.dagster_event,
-            dagster_instance=instance, dagster_run=run, repository_def=fixture_defs.get_repository_def())
-        return ops_nightly_downstream_sensor(ctx)
+        with dg.build_run_status_sensor_context(
+                sensor_name=ops_nightly_downstream_sensor.name, dagster_event=success.dagster_event,
+                dagster_instance=instance, dagster_run=run, repository_def=fixture_defs.get_repository_def(),
+                resources=daemon_ticks.resources_for(ops_nightly_downstream_sensor, fixture_defs)) as ctx:
+            return ops_nightly_downstream_sensor(ctx)
 
     waiting = evaluate(first.dagster_run)
     assert isinstance(waiting, dg.SkipReason) and "1 monthly load(s) of nightly-2025-03-05 still running" in waiting.skip_message
@@ -113,10 +113,11 @@ def test_a_failed_night_still_finishes_the_good_feed_and_a_quiet_night_catches_u
                                       raise_on_error=False)
     assert not load.success  # January: police's drop has a row that is not CSV (DataError); NHS's loaded
     failure = instance.all_logs(load.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[0]
-    ctx = dg.build_run_status_sensor_context(
-        sensor_name=ops_nightly_downstream_after_failure_sensor.name, dagster_event=failure.dagster_event,
-        dagster_instance=instance, dagster_run=load.dagster_run, repository_def=fixture_defs.get_repository_def())
-    finish = ops_nightly_downstream_after_failure_sensor(ctx)
+    with dg.build_run_status_sensor_context(
+            sensor_name=ops_nightly_downstream_after_failure_sensor.name, dagster_event=failure.dagster_event,
+            dagster_instance=instance, dagster_run=load.dagster_run, repository_def=fixture_defs.get_repository_def(),
+            resources=daemon_ticks.resources_for(ops_nightly_downstream_after_failure_sensor, fixture_defs)) as ctx:
+        finish = ops_nightly_downstream_after_failure_sensor(ctx)
     assert isinstance(finish, dg.RunRequest) and finish.run_key == "nightly-2025-02-05:downstream"
     assert finish.asset_selection == [dg.AssetKey(["link", "person_records"]),
                                       dg.AssetKey(["marts", "lsoa_monthly_indicators"])]
@@ -125,9 +126,7 @@ def test_a_failed_night_still_finishes_the_good_feed_and_a_quiet_night_catches_u
     # that downstream run never happens (the daemon was down); police's drop is still bad the next night: the load
     # is retried (and the sensor will finish the night), so the catch-up schedule stands aside
     def catch_up(when):
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when,
-                                            repository_def=fixture_defs.get_repository_def())
-        return nightly_catch_up_schedule.evaluate_tick(context)
+        return daemon_ticks.tick(nightly_catch_up_schedule, fixture_defs, instance, when=when)
 
     next_night = night + dt.timedelta(days=1)
     assert [r.partition_key for r in _tick(fixture_defs, instance, next_night).run_requests] == ["2025-01-01"]

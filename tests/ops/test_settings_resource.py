@@ -7,6 +7,7 @@ writes ``os.environ`` to get there; the code location ``dagster dev`` loads read
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 
@@ -49,3 +50,63 @@ def test_the_code_location_reads_the_environment_through_envvar(tmp_path, monkey
 
     assert dg.materialize([probe], resources={SETTINGS: resource}).success
     assert seen["home"] == (tmp_path / "from-env").resolve()
+
+
+def test_no_dagster_definition_resolves_settings_from_the_environment(tmp_path, monkeypatch):
+    """Every sensor and schedule of the code location, ticked as the daemon would, works on the home its
+    ``placelink_settings`` resource is bound to: a decoy home named by ``PLACELINK_HOME`` (with a drop of its own)
+    is neither read nor written. A new sensor or schedule fails this test until it says what its tick does."""
+    from zoneinfo import ZoneInfo
+
+    from orchestration.definitions import build_definitions
+    from orchestration.defs.ops.jobs import ops_partitioned_refresh_job
+    from orchestration.defs.ops.planning import REFRESH_TAG
+    from orchestration.lib.landing import contract_extensions
+    from orchestration.runner import instance_for
+    from tests.support.daemon_ticks import finished_run, tick
+    from tests.support.touched import touches
+
+    bound, decoy = (get_settings(home=tmp_path / name).ensure() for name in ("bound", "decoy"))
+    ext = contract_extensions()[("police", "street_crimes")]
+    for settings, day in ((bound, "2025-03-04"), (decoy, "2025-02-04")):  # one new drop each, different months
+        drop = settings.landing / "police" / "street_crimes" / f"{day}.{ext}"
+        drop.parent.mkdir(parents=True)
+        drop.write_text("header\nrow\n")
+    monkeypatch.setenv("PLACELINK_HOME", str(decoy.home))
+    decoy_before = sorted(p.relative_to(decoy.home) for p in decoy.home.rglob("*"))
+
+    defs = build_definitions(bound)
+    repo = defs.get_repository_def()
+    instance = instance_for(bound)  # the home's own instance, as the daemon of `placelink ui` uses
+    night = dt.datetime(2025, 3, 5, 2, tzinfo=ZoneInfo("Europe/London"))
+    definitions = [*repo.sensor_defs, *repo.schedule_defs]
+    with touches(decoy.home) as seen:
+        # run-status sensors see runs that end after their first tick: set their cursors, then end a night's loads
+        cursors = {d.name: tick(d, defs, instance).cursor for d in repo.sensor_defs
+                   if isinstance(d, dg.RunStatusSensorDefinition)}
+        for status, refresh in ((dg.DagsterRunStatus.SUCCESS, "nightly-2025-03-04"),
+                                (dg.DagsterRunStatus.FAILURE, "nightly-2025-03-05")):
+            finished_run(instance, ops_partitioned_refresh_job.name, status, {REFRESH_TAG: refresh})
+        ticks = {d.name: tick(d, defs, instance, cursor=cursors.get(d.name), when=night) for d in definitions}
+
+    march = "2025-03-01"  # the bound home's drop; the decoy's is in February
+    months = lambda t: {r.partition_key for r in t.run_requests}  # noqa: E731
+    skipped = lambda *words: lambda t: all(w in (t.skip_message or "") for w in words)  # noqa: E731
+    expected = {
+        "landing_drop_sensor": lambda t: months(t) == {march},
+        "nightly_refresh_schedule": lambda t: months(t) == {march},
+        "nightly_catch_up_schedule": skipped("months load tonight"),
+        "ops_nightly_downstream_sensor": skipped("nothing to rebuild after nightly-2025-03-04"),
+        "ops_nightly_downstream_after_failure_sensor": skipped("nothing to rebuild after nightly-2025-03-05"),
+        "ops_run_failure_alert_sensor": lambda t: (bound.logs_dir / "alerts.log").exists(),
+        "governance_audit_sensor": skipped("audited", "(success)"),
+        "governance_audit_failed_run_sensor": skipped("audited", "(failure)"),
+        # plain schedules of a fixed job: their runs get the home from the resource when they run
+        "governance_retention_schedule": lambda t: len(t.run_requests) == 1,
+        "governance_audit_check_schedule": lambda t: len(t.run_requests) == 1,
+        "ml_weekly_training_schedule": lambda t: len(t.run_requests) == 1,
+    }
+    assert set(ticks) == set(expected), "say what the tick of each new sensor or schedule does on the bound home"
+    assert [name for name, t in ticks.items() if not expected[name](t)] == []
+    assert seen == []  # nothing under the decoy home was opened, listed or written from Python
+    assert sorted(p.relative_to(decoy.home) for p in decoy.home.rglob("*")) == decoy_before  # nor by DuckDB

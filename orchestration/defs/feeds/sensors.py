@@ -24,7 +24,7 @@ import dagster as dg
 
 from orchestration.defs.ops.planning import load_history
 from orchestration.defs.partitions import monthly_partitions
-from orchestration.lib.config import get_settings
+from orchestration.defs.resources import PlacelinkSettings
 from orchestration.lib.contracts import Feed
 from orchestration.lib.feeds import sha256_of
 from orchestration.lib.landing import contract_extensions, scan_landing
@@ -36,8 +36,8 @@ def build_landing_sensor(feeds: list[Feed], job,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Starts a feed partition run for each new partner drop in landing/ "
                            "(run key = file + sha256, so no file is loaded twice).")
-    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        settings = get_settings()
+    def _sensor(context: dg.SensorEvaluationContext, placelink_settings: PlacelinkSettings) -> dg.SensorResult:
+        settings = placelink_settings.get()  # the home the code location is bound to, not os.environ
         seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
         valid = set(monthly_partitions.get_partition_keys())
         requests, skipped = [], []

@@ -154,8 +154,8 @@ def plan_refresh(
     Args:
         asset_graph: ``defs.resolve_asset_graph()`` or a schedule context's ``repository_def.asset_graph``.
         instance: where run history (what was loaded when, what completed when) lives.
-        landing: the landing folder (``get_settings().landing``); None plans no load, only the downstream of
-            what is loaded and unfinished (:func:`plan_catch_up`).
+        landing: the landing folder of the home planned for (``settings.landing``); None plans no load, only the
+            downstream of what is loaded and unfinished (:func:`plan_catch_up`).
         full: every partition that has a drop, whether loaded or not, and every downstream asset.
         exclusions: today's ``exclusions_fingerprint`` (erasure + opt-out lists); when the assets that apply
             them last applied another, they and their descendants are rebuilt from scratch.

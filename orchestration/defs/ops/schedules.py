@@ -24,7 +24,8 @@ from orchestration.defs.ops.planning import (
     plan_catch_up,
     plan_refresh,
 )
-from orchestration.lib.config import get_settings
+from orchestration.defs.resources import PlacelinkSettings
+from orchestration.lib.config import Settings
 
 _UNFINISHED = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
                DagsterRunStatus.STARTED]
@@ -41,10 +42,10 @@ _FAILED = [DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
                 "per stretch of consecutive months when the feeds load ranges); ops_nightly_downstream_sensor then "
                 "rebuilds what depends on them once they succeed.",
 )
-def nightly_refresh_schedule(context: dg.ScheduleEvaluationContext):
+def nightly_refresh_schedule(context: dg.ScheduleEvaluationContext, placelink_settings: PlacelinkSettings):
     from orchestration.lib.governance.erasure import exclusions_fingerprint
 
-    settings = get_settings()
+    settings = placelink_settings.get()  # the home the code location is bound to, not os.environ
     plan = plan_refresh(context.repository_def.asset_graph, context.instance, settings.landing,
                         exclusions=exclusions_fingerprint(settings))
     if not plan.partitions:
@@ -77,11 +78,12 @@ def nightly_refresh_schedule(context: dg.ScheduleEvaluationContext):
     ]
 
 
-def _downstream_request(asset_graph, instance, refresh: str, run_key: str) -> dg.RunRequest | dg.SkipReason:
+def _downstream_request(asset_graph, instance, settings: Settings, refresh: str,
+                        run_key: str) -> dg.RunRequest | dg.SkipReason:
     """The downstream run that finishes ``refresh``: everything loaded and not yet caught up (plan_catch_up)."""
     from orchestration.lib.governance.erasure import exclusions_fingerprint
 
-    plan = plan_catch_up(asset_graph, instance, exclusions=exclusions_fingerprint(get_settings()))
+    plan = plan_catch_up(asset_graph, instance, exclusions=exclusions_fingerprint(settings))
     if not plan.downstream:
         return dg.SkipReason(f"nothing to rebuild after {refresh}: every loaded month's downstream has completed")
     # a late month or a changed erasure / opt-out list: rebuilt from scratch (people leave every month)
@@ -93,7 +95,7 @@ def _downstream_request(asset_graph, instance, refresh: str, run_key: str) -> dg
                          run_config={"ops": ops} if ops else None, tags=tags)
 
 
-def _finish_night(context: dg.RunStatusSensorContext):
+def _finish_night(context: dg.RunStatusSensorContext, settings: Settings):
     refresh = context.dagster_run.tags.get(REFRESH_TAG)
     if not refresh:
         return dg.SkipReason("not part of a nightly refresh (no placelink/refresh tag)")
@@ -112,7 +114,7 @@ def _finish_night(context: dg.RunStatusSensorContext):
         # the failed feeds' months stay pending (nothing of theirs loaded); the run failure sensor alerts on them
         context.log.warning(f"monthly load run(s) {failed} of {refresh} failed: their months stay pending; "
                             "rebuilding the downstream of the feeds that loaded")
-    return _downstream_request(context.repository_def.asset_graph, context.instance, refresh,
+    return _downstream_request(context.repository_def.asset_graph, context.instance, settings, refresh,
                                f"{refresh}:downstream")
 
 
@@ -125,8 +127,8 @@ def _finish_night(context: dg.RunStatusSensorContext):
     description="When the last monthly load of a nightly refresh has finished, rebuild once what depends on the "
                 "months loaded and not yet caught up (model training excepted: weekly).",
 )
-def ops_nightly_downstream_sensor(context: dg.RunStatusSensorContext):
-    return _finish_night(context)
+def ops_nightly_downstream_sensor(context: dg.RunStatusSensorContext, placelink_settings: PlacelinkSettings):
+    return _finish_night(context, placelink_settings.get())
 
 
 @dg.run_status_sensor(
@@ -138,8 +140,8 @@ def ops_nightly_downstream_sensor(context: dg.RunStatusSensorContext):
     description="The same when the night's last load failed: one feed's bad drop must not keep the other feeds' "
                 "months out of the marts; the failed feed's month stays pending for the next night.",
 )
-def ops_nightly_downstream_after_failure_sensor(context: dg.RunStatusSensorContext):
-    return _finish_night(context)
+def ops_nightly_downstream_after_failure_sensor(context: dg.RunStatusSensorContext, placelink_settings: PlacelinkSettings):
+    return _finish_night(context, placelink_settings.get())
 
 
 @dg.schedule(
@@ -151,10 +153,11 @@ def ops_nightly_downstream_after_failure_sensor(context: dg.RunStatusSensorConte
     description="02:00 Europe/London, on a night with nothing new to load: rebuild the downstream of months an "
                 "earlier night loaded but did not finish (its downstream run failed or was never run).",
 )
-def nightly_catch_up_schedule(context: dg.ScheduleEvaluationContext):
+def nightly_catch_up_schedule(context: dg.ScheduleEvaluationContext, placelink_settings: PlacelinkSettings):
+    settings = placelink_settings.get()
     graph = context.repository_def.asset_graph
-    plan = plan_refresh(graph, context.instance, get_settings().landing)
+    plan = plan_refresh(graph, context.instance, settings.landing)
     if plan.partitions:
         return dg.SkipReason("months load tonight: ops_nightly_downstream_sensor rebuilds after them")
     tick = context.scheduled_execution_time.strftime("nightly-%Y-%m-%d")
-    return _downstream_request(graph, context.instance, tick, f"{tick}:catch-up")
+    return _downstream_request(graph, context.instance, settings, tick, f"{tick}:catch-up")

@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from orchestration.lib.config import get_settings
+from orchestration.defs.resources import PlacelinkSettings
+from orchestration.lib.config import Settings
 from orchestration.lib.ops.alerts import Alert, AlertSink, default_sink
 
 
@@ -28,16 +29,17 @@ def alert_from_failure(context: dg.RunFailureSensorContext) -> Alert:
 
 
 def make_run_failure_alert_sensor(
-    sink_factory: Callable[[], AlertSink] = lambda: default_sink(get_settings()),
+    sink_factory: Callable[[Settings], AlertSink] = default_sink,
     name: str = "ops_run_failure_alert_sensor",
 ) -> dg.SensorDefinition:
-    """A run-failure sensor that sends each failed run to ``sink_factory()`` (plug in email/Teams/Slack)."""
+    """A run-failure sensor that sends each failed run to ``sink_factory(settings)`` (plug in email/Teams/Slack),
+    ``settings`` being the home the code location is bound to (the ``placelink_settings`` resource)."""
 
     @dg.run_failure_sensor(name=name, default_status=dg.DefaultSensorStatus.RUNNING,
                            description="Every failed run becomes an alert (log file by default).")
-    def _sensor(context: dg.RunFailureSensorContext):
+    def _sensor(context: dg.RunFailureSensorContext, placelink_settings: PlacelinkSettings):
         alert = alert_from_failure(context)
-        sink_factory().send(alert)
+        sink_factory(placelink_settings.get()).send(alert)
         context.log.info(f"alert sent for failed run {alert.run_id}")
 
     return _sensor

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestration.lib import filemodes
-from orchestration.lib.config import Settings, get_settings
+from orchestration.lib.config import Settings
 from orchestration.lib.governance._store import locked_connect
 
 GENESIS_HASH = "0" * 64
@@ -64,14 +64,14 @@ def current_user() -> str:
     return _os_account()
 
 
-def current_role(settings: Settings | None = None) -> str:
+def current_role(settings: Settings) -> str:
     """The widest role the acting account holds in the role file (``none`` if it holds none).
 
     ``PLACELINK_ROLE`` is no longer read: a role is held, not declared.
     """
     from orchestration.lib.governance.identity import current_role as _held
 
-    return _held(settings or get_settings())
+    return _held(settings)
 
 
 def canonical_json(value: Any) -> str:
@@ -182,7 +182,7 @@ _EVIDENCE_OF_WORK = ("identifiable.duckdb", "warehouse.duckdb", "governance/gove
 
 
 def record_event(
-    settings: Settings | None = None,
+    settings: Settings,
     *,
     action: str,
     target: str | None = None,
@@ -195,7 +195,8 @@ def record_event(
     """Append one event to the audit log and return it (with its ``seq`` and ``hash``).
 
     Args:
-        settings: where the home is (default :func:`get_settings`).
+        settings: the home whose audit log it is (callers pass theirs: a Dagster run's comes from the
+            ``placelink_settings`` resource, a command's from its ``--home``/the environment, resolved once).
         action: what happened, a short verb: ``ingest``, ``link``, ``pseudonymise``, ``build``,
             ``export``, ``approve_export``, ``read``, ``erase``, ``retention``, ``train`` ...
         target: what it happened to, e.g. ``raw.police__street_crimes`` or a file path.
@@ -212,7 +213,7 @@ def record_event(
         "details": details, "who": who, "role": role}])[0]
 
 
-def record_events(settings: Settings | None, events: list[dict[str, Any]], *,
+def record_events(settings: Settings, events: list[dict[str, Any]], *,
                   once_per_run: str | None = None) -> list[dict[str, Any]]:
     """Append several events in one open of the log (each a dict of :func:`record_event`'s keywords).
 
@@ -223,7 +224,6 @@ def record_events(settings: Settings | None, events: list[dict[str, Any]], *,
     """
     from orchestration.lib.governance.identity import claimed_user
 
-    settings = settings or get_settings()
     rows: list[dict[str, Any]] = []
     me, claimed = current_user(), claimed_user()
     role = None if all(e.get("role") for e in events) else current_role(settings)
@@ -279,7 +279,7 @@ def record_events(settings: Settings | None, events: list[dict[str, Any]], *,
 
 
 def read_events(
-    settings: Settings | None = None,
+    settings: Settings,
     *,
     action: str | None = None,
     who: str | None = None,
@@ -289,7 +289,6 @@ def read_events(
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Read events, newest last, filtered by exact action/who/agreement, target substring, ISO ``since``."""
-    settings = settings or get_settings()
     where, params = [], []
     for col, value in (("action", action), ("who", who), ("agreement_id", agreement_id)):
         if value:
@@ -335,14 +334,13 @@ class AuditVerification:
         return f"audit log TAMPERED ({len(self.problems)} problems): " + "; ".join(self.problems[:10])
 
 
-def verify(settings: Settings | None = None) -> AuditVerification:
+def verify(settings: Settings) -> AuditVerification:
     """Recompute the hash chain and compare with the head anchor; list every inconsistency found.
 
     A missing log, a missing anchor, or a log without rows, are each a failure once the home has recorded
     anything (the start marker ``governance/audit_started.json``, or data files, prove it has). Only a home
     that has never done anything verifies as ``fresh`` with no events.
     """
-    settings = settings or get_settings()
     log_exists = settings.audit_db.exists()
     with locked_connect(settings.audit_db, read_only=True) as con:
         if con is None or not _has_table(con):

@@ -44,7 +44,7 @@ from typing import Any
 
 import duckdb
 
-from orchestration.lib.config import Settings, get_settings
+from orchestration.lib.config import Settings
 from orchestration.lib.errors import PlacelinkError
 from orchestration.lib.governance._store import locked_connect
 from orchestration.lib.governance._tables import base_tables, open_zone, qualified
@@ -192,9 +192,8 @@ class Exclusions:
             date_of_birth=date_of_birth))
 
 
-def load_exclusions(settings: Settings | None = None) -> Exclusions:
+def load_exclusions(settings: Settings) -> Exclusions:
     """The exclusion list of this home (empty when nothing was ever erased)."""
-    settings = settings or get_settings()
     entries = _entries(settings)
     if not entries:
         return Exclusions()
@@ -209,7 +208,7 @@ def load_exclusions(settings: Settings | None = None) -> Exclusions:
                       person_keys=frozenset(by.get(("person_key", SCHEME_HMAC), ())))
 
 
-def excluded_record_hashes(settings: Settings | None = None) -> set[str]:
+def excluded_record_hashes(settings: Settings) -> set[str]:
     """Keyed hashes of erased record ids (:func:`record_hash`); ingest uses :func:`load_exclusions` instead."""
     return set(load_exclusions(settings).records)
 
@@ -218,12 +217,12 @@ def is_excluded_record(settings: Settings, partner: str, feed: str, record_id: s
     return load_exclusions(settings).record(partner, feed, str(record_id))
 
 
-def excluded_person_keys(settings: Settings | None = None) -> set[str]:
+def excluded_person_keys(settings: Settings) -> set[str]:
     """``person_key`` values ML training and scoring must drop."""
     return set(load_exclusions(settings).person_keys)
 
 
-def excluded_identity_tokens(settings: Settings | None = None) -> set[str]:
+def excluded_identity_tokens(settings: Settings) -> set[str]:
     return set(load_exclusions(settings).identities)
 
 
@@ -546,11 +545,10 @@ def _scan_stores(settings: Settings, needles: set[str]) -> list[dict[str, Any]]:
     return out
 
 
-def erase(settings: Settings | None = None, *, partner: str | None = None, record_id: str | None = None,
+def erase(settings: Settings, *, partner: str | None = None, record_id: str | None = None,
           person_key: str | None = None, reason: str = "erasure request (UK GDPR Art. 17)",
           requested_by: str | None = None, dry_run: bool = False) -> ErasureProof:
     """Erase one person everywhere; returns the proof (also written to the audit log). See module doc."""
-    settings = settings or get_settings()
     if (record_id is None) == (person_key is None) or (record_id is not None and not partner):
         raise PlacelinkError("say who to erase: --partner P --record-id ID, or --person-key TOKEN",
                              fix="placelink erase --partner police --record-id PR-000123")

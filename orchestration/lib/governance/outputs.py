@@ -32,7 +32,7 @@ from typing import Any
 
 import duckdb
 
-from orchestration.lib.config import Settings, get_settings
+from orchestration.lib.config import Settings
 from orchestration.lib.errors import PlacelinkError
 from orchestration.lib.governance import audit, identity
 from orchestration.lib.governance._store import locked_connect
@@ -120,13 +120,12 @@ def check_file(path: Path, threshold: int | None = None) -> FileCheck:
     return result
 
 
-def check_outputs(settings: Settings | None = None, files: list[Path] | None = None) -> list[FileCheck]:
-    settings = settings or get_settings()
+def check_outputs(settings: Settings, files: list[Path] | None = None) -> list[FileCheck]:
     files = files if files is not None else published_files(settings)
     return [check_file(Path(f)) for f in files]
 
 
-def approve_export(settings: Settings | None = None, *, by: str | None = None, files: list[Path] | None = None,
+def approve_export(settings: Settings, *, by: str | None = None, files: list[Path] | None = None,
                    note: str | None = None) -> list[FileCheck]:
     """Check every (or the given) published file and, if all pass, record the acting user's approval of each hash.
 
@@ -134,7 +133,6 @@ def approve_export(settings: Settings | None = None, *, by: str | None = None, f
     (:mod:`.identity`) and not be the account that exported the file. ``by`` is not trusted: given, it must
     be that same account (a typed-in name is refused, not recorded).
     """
-    settings = settings or get_settings()
     approver = audit.current_user()
     if by is not None and by.strip() != approver:
         raise PlacelinkError("the approver is the account running this command, not a typed-in name",
@@ -173,8 +171,7 @@ def approve_export(settings: Settings | None = None, *, by: str | None = None, f
     return checks
 
 
-def approvals(settings: Settings | None = None) -> list[dict[str, Any]]:
-    settings = settings or get_settings()
+def approvals(settings: Settings) -> list[dict[str, Any]]:
     with locked_connect(governance_db(settings), read_only=True) as con:
         if con is None or not con.execute(
                 "SELECT count(*) FROM information_schema.tables WHERE table_name = 'export_approvals'").fetchone()[0]:
@@ -184,9 +181,8 @@ def approvals(settings: Settings | None = None) -> list[dict[str, Any]]:
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def release_status(settings: Settings | None = None) -> list[dict[str, Any]]:
+def release_status(settings: Settings) -> list[dict[str, Any]]:
     """Each published file: ``approved`` (this exact content), ``changed since approval`` or ``not approved``."""
-    settings = settings or get_settings()
     approved = {(a["file"], a["sha256"]): a for a in approvals(settings)}
     known = {a["file"] for a in approvals(settings)}
     out = []

@@ -24,7 +24,7 @@ from typing import Any
 
 from dateutil.relativedelta import relativedelta
 
-from orchestration.lib.config import Settings, get_settings
+from orchestration.lib.config import Settings
 from orchestration.lib.governance._tables import base_tables, open_zone, qualified
 from orchestration.lib.governance.audit import record_event
 from orchestration.lib.governance.register import read_feed_agreements
@@ -49,10 +49,9 @@ def cutoff_for(retention_months: int, today: dt.date) -> dt.date:
     return today - relativedelta(months=int(retention_months))
 
 
-def apply_retention(settings: Settings | None = None, *, today: dt.date | None = None, dry_run: bool = False,
+def apply_retention(settings: Settings, *, today: dt.date | None = None, dry_run: bool = False,
                     feeds_dir: Path | None = None, zones: tuple[str, ...] = ZONES) -> RetentionResult:
     """Delete (or with ``dry_run`` only count) expired records in ``zones``; audit what was deleted."""
-    settings = settings or get_settings()
     today = today or dt.date.today()
     result = RetentionResult(today=today, dry_run=dry_run)
     feeds = [f for f in read_feed_agreements(feeds_dir) if f["retention_months"]]

@@ -51,7 +51,7 @@ from typing import Any, Literal
 import duckdb
 
 from orchestration.lib import filemodes
-from orchestration.lib.config import Settings, get_settings
+from orchestration.lib.config import Settings
 from orchestration.lib.errors import PlacelinkError
 from orchestration.lib.governance import identity
 from orchestration.lib.governance.audit import record_event
@@ -124,12 +124,11 @@ def _require(path: Path, what: str) -> None:
                              fix="run the pipeline first (placelink refresh, or placelink demo)")
 
 
-def refresh_role_files(settings: Settings | None = None) -> dict[str, list[str]]:
+def refresh_role_files(settings: Settings) -> dict[str, list[str]]:
     """(Re)build the analyst role files from the warehouse; returns {file name: [schema.table, ...]}.
 
     Built into a temporary file and renamed into place, so a reader never sees a half-built file.
     """
-    settings = settings or get_settings()
     _require(settings.warehouse_db, "the warehouse")
     out_dir = filemodes.private_dir(role_dir(settings))
     try:
@@ -375,7 +374,7 @@ def _lock_down(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET lock_configuration = true")
 
 
-def connect(role: str, settings: Settings | None = None, *, project: str | None = None,
+def connect(role: str, settings: Settings, *, project: str | None = None,
             purpose: str | None = None, projects_dir: Path | None = None,
             feeds_dir: Path | None = None, timeout_s: float | None = None) -> RoleConnection:
     """Open a read-only connection that can reach only what ``role`` may see, if the acting account holds it.
@@ -388,7 +387,6 @@ def connect(role: str, settings: Settings | None = None, *, project: str | None 
         purpose: recorded on each audited read.
         timeout_s: a shorter time limit per query than ``settings.query_timeout_s`` (never a longer one).
     """
-    settings = settings or get_settings()
     if role not in ROLES:
         raise PlacelinkError(f"unknown role {role!r}", fix=f"use one of {', '.join(ROLES)}")
     try:

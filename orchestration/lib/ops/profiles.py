@@ -1,7 +1,7 @@
 """The Dagster instance profile (``infra/dagster.<env>.yaml``) that goes with the environment.
 
-``get_settings().env`` decides the profile, as it decides everything else: ``local`` keeps Dagster's runs,
-event log and schedules in SQLite under ``<home>/dagster``; ``production`` keeps them in Postgres
+The settings' ``env`` (``PLACELINK_ENV``) decides the profile, as it decides everything else: ``local`` keeps
+Dagster's runs, event log and schedules in SQLite under ``<home>/dagster``; ``production`` keeps them in Postgres
 (credentials from ``DAGSTER_PG_*`` environment variables, never in the file).
 """
 
