@@ -200,16 +200,33 @@ def test_review_queue_never_leaves_the_identifiable_zone(county, tmp_path):
     assert index[recs.iloc[0]] == index[recs.iloc[1]]  # the legacy decision was imported and applied
 
 
-def test_bad_decision_value_is_a_clear_error(county, tmp_path):
-    home = tmp_path / "bad_decisions"
+def _home_with_a_bad_decision(county, home):
     settings = get_settings(home=home)
     write_home(home, county.__class__({k: v.head(50) if k in ("records", "truth") else v
                                        for k, v in county.items()}))
     (review_dir(settings)).mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"record_id_l": ["x"], "record_id_r": ["y"], "decision": ["maybe"]}).to_csv(
         review_dir(settings) / REVIEW_DECISIONS, index=False)
+    return settings
+
+
+def test_bad_decision_value_is_a_clear_error(county, tmp_path):
+    settings = _home_with_a_bad_decision(county, tmp_path / "bad_decisions")
     with pytest.raises(PlacelinkError, match="row 2, column decision"):
         run_matching(settings, log_to_mlflow=False)
+
+
+def test_a_failed_matching_run_leaves_the_zone_free_for_its_retry(county, tmp_path):
+    """A run that fails after attaching the identifiable zone closes its connection: the retry in the same
+    process (Dagster's retry policy, the next CLI command in a notebook) attaches the zone again and fails, if it
+    fails, for its own reason, not on the zone the failed run still held."""
+    settings = _home_with_a_bad_decision(county, tmp_path / "retry")
+    failures = []  # each failure is kept, as a caller reporting it does, and with its traceback the run's frame
+    for _attempt in range(2):
+        with pytest.raises(PlacelinkError, match="row 2, column decision") as failed:
+            run_matching(settings, log_to_mlflow=False)
+        failures.append(failed)
+    assert len(failures) == 2
 
 
 def test_matching_without_ingest_says_what_to_run(tmp_path):
