@@ -51,6 +51,8 @@ STAGES = (
 
 def _stage(step_key: str) -> str:
     key = step_key.lower()
+    if key.endswith("_quality") and key.startswith(("marts__", "published__")):
+        return "quality checks of marts and published cells"
     if key.endswith("_quality") or key.startswith("quality"):
         return "ingest + quality checks"
     if key == "reference_tables":
@@ -133,8 +135,9 @@ def _markdown(result: dict) -> str:
     stages = sorted({s["stage"] for e in ENGINES for s in result[e]["steps"]})
     lines = [f"# `placelink demo`, small county: DuckDB beside Spark local[2] ({result['date']})", "",
              f"Command: `{result['command']}` at commit {result['commit']}. Both demos ran at the same time on "
-             f"the {os.cpu_count()}-core shared build machine; load average {result['load_before']} before, "
-             f"{result['load_after']} after.", "",
+             f"the {os.cpu_count()}-core shared build machine; load average {result['load_before']} "
+             f"({'during the runs' if '--report-only' in result['command'] else 'before'}), "
+             f"{result['load_after']} when this report was written. {result['note']}", "",
              "| stage (sum of its Dagster steps) | DuckDB s | Spark local[2] s | Spark / DuckDB |", "|---|---|---|---|"]
     for stage in stages:
         secs = [sum(s["seconds"] for s in result[e]["steps"] if s["stage"] == stage) for e in ENGINES]
@@ -170,11 +173,13 @@ def main() -> None:
     runs = {e: {"exit_code": None, "wall_seconds": None} for e in ENGINES}
     if not args.report_only:
         runs = _run_demos(args.work)
-    elif (args.work / "runs.json").exists():
+    elif (args.work / "runs.json").exists():  # the demos' exit codes, wall times and load, noted when they ran
         runs = json.loads((args.work / "runs.json").read_text())
+        load_before = runs.get("load_during", load_before)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     result = {"date": date, "commit": commit.strip(), "command": " ".join(["python benchmarks/spark_demo.py", *sys.argv[1:]]),
-              "load_before": round(load_before, 1), "load_after": round(os.getloadavg()[0], 1),
+              "load_before": load_before if isinstance(load_before, str) else round(load_before, 1), "load_after": round(os.getloadavg()[0], 1),
+              "note": runs.get("note", ""),
               **{e: {**runs[e], "steps": _steps(args.work / e)} for e in ENGINES},
               "agreement": _agreement(args.work)}
     out.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str) + "\n")
