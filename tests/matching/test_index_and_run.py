@@ -354,7 +354,7 @@ def test_linkage_pictures_draw_offline_in_chromium(two_nights, test_output):
     check_charts_draw_offline(two_nights[0], test_output)
 
 
-def test_linkage_pictures_take_a_model_trained_on_spark(linkage_county):
+def test_linkage_pictures_take_a_model_trained_on_spark(county):
     """A model trained with ``PLACELINK_ENGINE=spark`` is saved in Spark's SQL (the jar's ``jaro_winkler``); the
     pictures score pairs on DuckDB, so their linker gets the model in DuckDB's dialect, as the matching stage does.
     The small county's Spark demo failed here while drawing the linkage charts."""
@@ -365,7 +365,7 @@ def test_linkage_pictures_take_a_model_trained_on_spark(linkage_county):
     # as Splink saves it after training on Spark
     on_spark = {**pm.model_settings().create_settings_dict("spark"), "sql_dialect": "spark"}
     con = duckdb.connect()
-    con.register("_df", linkage_county["records"].head(200))
+    con.register("_df", county["records"].head(200))
     run(con, "CREATE TABLE recs AS SELECT * FROM _df")
     prepare_records(con, "recs", "prep")
     _, linker = _linker(con, "prep", on_spark)
