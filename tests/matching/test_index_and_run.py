@@ -357,7 +357,7 @@ def test_linkage_pictures_draw_offline_in_chromium(two_nights, test_output):
 def test_linkage_pictures_take_a_model_trained_on_spark(county):
     """A model trained with ``PLACELINK_ENGINE=spark`` is saved in Spark's SQL (the jar's ``jaro_winkler``); the
     pictures score pairs on DuckDB, so their linker gets the model in DuckDB's dialect, as the matching stage does.
-    The small county's Spark demo failed here while drawing the linkage charts."""
+    Without it Splink on DuckDB cannot parse the model's SQL ("Error parsing sql_statement")."""
     from orchestration.lib.matching import person as pm
     from orchestration.lib.matching.normalise import prepare_records, run
     from orchestration.lib.matching.pictures import _linker
