@@ -280,6 +280,8 @@ def run_dbt(args: Sequence[str], settings: Settings, raise_on_failure: bool = Tr
             res = dbtRunner().invoke(args)
         finally:
             release_warehouse()
+    if args and args[0] in ("build", "run", "seed"):
+        engine_outputs(s)
     results = []
     for r in getattr(res.result, "results", None) or []:
         node = getattr(r, "node", None)
@@ -382,13 +384,29 @@ def engine_inputs(settings: Settings) -> None:
         export_zone(settings, "pseudonymised")
 
 
+def engine_outputs(settings: Settings) -> None:
+    """The engine's I/O seam after a dbt build. DuckDB: nothing, dbt wrote the warehouse file. Spark: the tables
+    dbt-spark wrote as Parquet become views in the warehouse file (:func:`spark_storage.expose_built_tables`), so
+    publish, the atlas, the ML stages and the summary read them as they read the DuckDB profile's. Also after a
+    partly failed build: the tables that were built are the ones the next stage would read."""
+    if settings.engine == "spark":
+        from orchestration.lib.spark_storage import expose_built_tables
+
+        expose_built_tables(settings)
+
+
 @contextlib.contextmanager
 def dbt_environment(settings: Settings | None = None, extra: dict[str, str] | None = None) -> Iterator[None]:
     """Set the variables ``profiles.yml`` reads (and ``extra``) for the duration of a block (e.g. a dagster-dbt
-    subprocess), after the engine's inputs are in place (:func:`engine_inputs`)."""
-    engine_inputs(settings or get_settings())
-    with _environ({**dbt_env(settings), **(extra or {})}):
-        yield
+    subprocess), after the engine's inputs are in place (:func:`engine_inputs`); its outputs are exposed after the
+    block (:func:`engine_outputs`), also when it fails."""
+    settings = settings or get_settings()
+    engine_inputs(settings)
+    try:
+        with _environ({**dbt_env(settings), **(extra or {})}):
+            yield
+    finally:
+        engine_outputs(settings)
 
 
 def docs_generate(settings: Settings, catalog: bool = True) -> Path:
@@ -400,22 +418,6 @@ def docs_generate(settings: Settings, catalog: bool = True) -> Path:
     run_dbt(build_args("docs generate", extra=["--static", *([] if catalog else ["--empty-catalog"])]),
             settings)
     return target_dir(settings)
-
-
-def _spark_published(settings: Settings):
-    """The Spark profile's ``published.*`` tables on an in-memory DuckDB connection, read from their Parquet folders
-    under the pseudonymised zone (``<spark-warehouse>/published/<table>``, dbt_project.yml location_root; the
-    Python model's too, orchestration/lib/dbt_spark.py), so :func:`publish` writes the same files by the same query
-    on either engine, whichever process ran dbt."""
-    import duckdb
-
-    con = duckdb.connect()
-    con.execute("create schema published")
-    for table in PUBLISHED_TABLES:
-        folder = settings.spark_warehouse / "published" / table
-        if any(folder.glob("*.parquet")):
-            con.execute(f"create table published.{table} as select * from read_parquet('{folder}/*.parquet')")
-    return con
 
 
 def publish(settings: Settings | None = None) -> list[Path]:
@@ -431,7 +433,8 @@ def publish(settings: Settings | None = None) -> list[Path]:
                              fix="run `placelink build` first")
     s.published.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    con = duckdb.connect(str(s.warehouse_db), read_only=True) if s.engine != "spark" else _spark_published(s)
+    # on Spark too: the published tables are views over dbt-spark's Parquet in the warehouse file (engine_outputs)
+    con = duckdb.connect(str(s.warehouse_db), read_only=True)
     try:
         present = {r[0] for r in con.execute(
             "select table_name from information_schema.tables where table_schema = 'published'").fetchall()}

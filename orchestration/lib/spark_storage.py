@@ -98,3 +98,42 @@ def register_zone(spark, settings: Settings, zone_name: str) -> list[str]:
             spark.sql(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM parquet.`{folder}`")
             names.append(name)
     return names
+
+
+#: The dbt schemas whose tables dbt-spark writes as Parquet under the pseudonymised zone (dbt_project.yml's
+#: ``location_root``); staging models are views, which live in the Spark catalog only.
+BUILT_SCHEMAS = ("seeds", "intermediate", "marts", "published")
+
+
+def expose_built_tables(settings: Settings) -> list[str]:
+    """Make the tables dbt built on Spark readable where the DuckDB profile's are: a view ``<schema>.<table>`` in
+    ``warehouse.duckdb`` over each table's Parquet folder (``<spark-warehouse>/<schema>/<table>/``).
+
+    Everything downstream of dbt (publish, the atlas, the ML stages, the run summary, the role views) reads the
+    warehouse file; with this it reads the Spark-built tables through it, unchanged, on either engine. A table of
+    the same name left by a DuckDB-profile build is replaced; a view whose folder has gone is dropped. Returns the
+    names exposed."""
+    exposed: list[str] = []
+    if not settings.warehouse_db.exists():
+        return exposed
+    with duckdb.connect(str(settings.warehouse_db)) as con:
+        existing = {(s, t): kind for s, t, kind in con.execute(
+            """SELECT table_schema, table_name, table_type FROM information_schema.tables
+               WHERE table_catalog = current_database()""").fetchall()}
+        for schema in BUILT_SCHEMAS:
+            base = settings.spark_warehouse / schema
+            folders = {p.name: p for p in sorted(base.iterdir()) if p.is_dir()} if base.exists() else {}
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            for (s, table), kind in existing.items():
+                if s == schema and kind == "VIEW" and table not in folders:
+                    con.execute(f'DROP VIEW "{schema}"."{table}"')
+            for table, folder in folders.items():
+                if not any(folder.rglob("*.parquet")):
+                    continue
+                if existing.get((schema, table)) == "BASE TABLE":
+                    con.execute(f'DROP TABLE "{schema}"."{table}"')
+                path = str(folder).replace("'", "''")
+                con.execute(f"""CREATE OR REPLACE VIEW "{schema}"."{table}" AS
+                                SELECT * FROM read_parquet('{path}/**/*.parquet', hive_partitioning = true)""")
+                exposed.append(f"{schema}.{table}")
+    return exposed

@@ -51,8 +51,15 @@ def test_erase_one_person_removes_them_from_every_table(zone_home):
     alice, bob = PEOPLE["P1"], PEOPLE["P2"]
     alice_needles = ["PR-1'", "Alice", alice["nhs"], keys["P1"], keys["police.person_records:PR-1"],
                      keys["nhs.ae_attendances:AE-1"], "police.person_records:PR-1", "nhs.ae_attendances:AE-1"]
+    # PLACELINK_ENGINE=spark: Splink's intermediate tables (clear names) left as Parquet in the identifiable zone,
+    # keyed by Splink's own ids
+    checkpoint = s.spark_identifiable / "checkpoints" / "__splink__df_concat_with_tf_1a2b" / "part-0.parquet"
+    checkpoint.parent.mkdir(parents=True)
+    with duckdb.connect() as con:
+        con.execute(f"COPY (SELECT 'police-x1' AS unique_id, 'Alice' AS given_name) TO '{checkpoint}' (FORMAT PARQUET)")
     before = scan_everything(s.home, [n.rstrip("'") for n in alice_needles])
     assert any("identifiable.duckdb:raw.police__person_records" in k for k in before)
+    assert "part-0.parquet:Alice" in before
     assert any("warehouse.duckdb:src.nhs__ae_attendances" in k for k in before)
     assert any("person_extract.parquet" in k for k in before)
 
@@ -81,6 +88,8 @@ def test_erase_one_person_removes_them_from_every_table(zone_home):
     assert deleted[("marts.person_footprint", "person_key")] == 1
     assert deleted[("published/person_extract.parquet", "keys/record ids")] == 1
     assert deleted[("review/person_review_queue.csv", "keys/record ids")] == 1
+    assert deleted[("spark/checkpoints (Splink's scratch on Spark)", "files")] == 1
+    assert (s.spark_identifiable / "checkpoints").is_dir() and not checkpoint.exists()
     assert "Bob" in (s.home / "review" / "person_review_queue.csv").read_text()
     assert proof.remaining == [] and len(proof.proof_hash) == 64
 

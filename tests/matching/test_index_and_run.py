@@ -200,16 +200,33 @@ def test_review_queue_never_leaves_the_identifiable_zone(county, tmp_path):
     assert index[recs.iloc[0]] == index[recs.iloc[1]]  # the legacy decision was imported and applied
 
 
-def test_bad_decision_value_is_a_clear_error(county, tmp_path):
-    home = tmp_path / "bad_decisions"
+def _home_with_a_bad_decision(county, home):
     settings = get_settings(home=home)
     write_home(home, county.__class__({k: v.head(50) if k in ("records", "truth") else v
                                        for k, v in county.items()}))
     (review_dir(settings)).mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"record_id_l": ["x"], "record_id_r": ["y"], "decision": ["maybe"]}).to_csv(
         review_dir(settings) / REVIEW_DECISIONS, index=False)
+    return settings
+
+
+def test_bad_decision_value_is_a_clear_error(county, tmp_path):
+    settings = _home_with_a_bad_decision(county, tmp_path / "bad_decisions")
     with pytest.raises(PlacelinkError, match="row 2, column decision"):
         run_matching(settings, log_to_mlflow=False)
+
+
+def test_a_failed_matching_run_leaves_the_zone_free_for_its_retry(county, tmp_path):
+    """A run that fails after attaching the identifiable zone closes its connection: the retry in the same
+    process (Dagster's retry policy, the next CLI command in a notebook) attaches the zone again and fails, if it
+    fails, for its own reason, not on the zone the failed run still held."""
+    settings = _home_with_a_bad_decision(county, tmp_path / "retry")
+    failures = []  # each failure is kept, as a caller reporting it does, and with its traceback the run's frame
+    for _attempt in range(2):
+        with pytest.raises(PlacelinkError, match="row 2, column decision") as failed:
+            run_matching(settings, log_to_mlflow=False)
+        failures.append(failed)
+    assert len(failures) == 2
 
 
 def test_matching_without_ingest_says_what_to_run(tmp_path):
@@ -335,3 +352,22 @@ def test_linkage_pictures_draw_offline_in_chromium(two_nights, test_output):
     from tests.matching.pictures_checks import check_charts_draw_offline
 
     check_charts_draw_offline(two_nights[0], test_output)
+
+
+def test_linkage_pictures_take_a_model_trained_on_spark(county):
+    """A model trained with ``PLACELINK_ENGINE=spark`` is saved in Spark's SQL (the jar's ``jaro_winkler``); the
+    pictures score pairs on DuckDB, so their linker gets the model in DuckDB's dialect, as the matching stage does.
+    Without it Splink on DuckDB cannot parse the model's SQL ("Error parsing sql_statement")."""
+    from orchestration.lib.matching import person as pm
+    from orchestration.lib.matching.normalise import prepare_records, run
+    from orchestration.lib.matching.pictures import _linker
+
+    # as Splink saves it after training on Spark
+    on_spark = {**pm.model_settings().create_settings_dict("spark"), "sql_dialect": "spark"}
+    con = duckdb.connect()
+    con.register("_df", county["records"].head(200))
+    run(con, "CREATE TABLE recs AS SELECT * FROM _df")
+    prepare_records(con, "recs", "prep")
+    _, linker = _linker(con, "prep", on_spark)
+    pairs = linker.inference.predict(threshold_match_probability=0.5, warning_mode="never").as_pandas_dataframe()
+    assert len(pairs) > 0

@@ -454,6 +454,28 @@ def _scan_files(settings: Settings, person_keys, record_keys, link_ids, person_i
     return found
 
 
+def _spark_scratch(settings: Settings, *, delete: bool) -> list[dict[str, Any]]:
+    """Splink's checkpoints on Spark (``PLACELINK_ENGINE=spark``, docs/scaling.md): a linkage run writes its
+    intermediate tables (prepared records with clear names and dates of birth, candidate pairs) as Parquet under
+    the identifiable zone's ``spark/checkpoints/``, and no later run reads them. They are keyed by Splink's ids,
+    not the zone's record ids, so one person's rows cannot be picked out: erasure deletes them all (the next
+    linkage run writes its own)."""
+    import shutil
+
+    root = settings.spark_identifiable / "checkpoints"
+    files = [p for p in root.rglob("*") if p.is_file()] if root.is_dir() else []
+    if not files:
+        return []
+    if delete:
+        for child in root.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    return [{"where": "identifiable", "table": "spark/checkpoints (Splink's scratch on Spark)", "column": "files",
+             "rows": len(files)}]
+
+
 def _review_pages(settings: Settings, queue: Path, *, delete: bool) -> list[dict[str, Any]]:
     """The clerical review pages (Splink's waterfall and comparison viewer, with both records' names and dates
     of birth) are drawn from the review queue's rows: when the person is taken out of the queue they go too, and
@@ -589,10 +611,12 @@ def erase(settings: Settings, *, partner: str | None = None, record_id: str | No
                 con.execute("COMMIT")
     proof.deleted += _scan_files(settings, person_keys, record_keys, link_ids, person_ids, delete=not dry_run)
     proof.deleted += _scan_role_files(settings, person_keys, record_keys, delete=not dry_run)
+    proof.deleted += _spark_scratch(settings, delete=not dry_run)
     proof.checked = _scan_stores(settings, person_keys | record_keys | link_ids)
     if not dry_run:
         proof.remaining += _scan_files(settings, person_keys, record_keys, link_ids, person_ids, delete=False)
         proof.remaining += _scan_role_files(settings, person_keys, record_keys, delete=False)
+        proof.remaining += _spark_scratch(settings, delete=False)
         proof.remaining += [{"where": c["where"], "table": f, "column": "bytes", "rows": 1}
                             for c in proof.checked for f in c["hits"]]
     proof.landing_files = sorted(set(proof.landing_files))

@@ -88,9 +88,14 @@ def _linker(con: duckdb.DuckDBPyConnection, records_table: str, model: dict):
 
     from splink import DuckDBAPI, Linker
 
+    from orchestration.lib.matching.engine import model_for_engine
+
     db_api = DuckDBAPI(con)
-    # the model was validated when it was trained and when it linked this run (validation is ~1 s a linker)
-    return db_api, Linker(db_api.register(records_table), model, log_level=logging.ERROR, validate_settings=False)
+    # a model trained on Spark carries Spark's SQL (the jar's jaro_winkler, back-quoted names): the charts run on
+    # DuckDB, so the linker gets the model in DuckDB's dialect, as the matching stage does for its engine.
+    # The model was validated when it was trained and when it linked this run (validation is ~1 s a linker)
+    return db_api, Linker(db_api.register(records_table), model_for_engine(db_api, model),
+                          log_level=logging.ERROR, validate_settings=False)
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:

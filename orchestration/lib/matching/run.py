@@ -277,13 +277,23 @@ def run_matching(settings: Settings | None = None, full: bool = False, progress:
 
     The latest saved model is reused; a new model version is trained with EM when none exists or ``retrain``."""
     settings = (settings or get_settings()).ensure()
-    say = progress or (lambda _msg: None)
-    t_start = time.perf_counter()
-    run_at = datetime.now(UTC).replace(tzinfo=None)
     if not settings.identifiable_db.exists():
         raise PlacelinkError("the identifiable zone does not exist yet", where=str(settings.identifiable_db),
                              fix="run `placelink ingest` first")
     con = duckdb.connect()
+    try:
+        return _match(con, settings, full, progress, log_to_mlflow, retrain)
+    finally:
+        # also when the run fails: a failure kept by its caller (Dagster's retry, the CLI's report) keeps the
+        # run's frame alive, and with it the attached zone; the retry in this process could not attach it again
+        con.close()
+
+
+def _match(con: duckdb.DuckDBPyConnection, settings: Settings, full: bool, progress: Progress | None,
+           log_to_mlflow: bool, retrain: bool) -> dict:
+    say = progress or (lambda _msg: None)
+    t_start = time.perf_counter()
+    run_at = datetime.now(UTC).replace(tzinfo=None)
     _configure(con, settings)
     run(con, f"ATTACH '{settings.identifiable_db}' AS idz")
     tables = {(r[0], r[1]) for r in con.execute(
@@ -428,7 +438,6 @@ def run_matching(settings: Settings | None = None, full: bool = False, progress:
     out["total_seconds"] = round(time.perf_counter() - t_start, 2)
     if log_to_mlflow:
         _log_mlflow(settings, out, model_path, con, result)
-    con.close()
     return out
 
 
