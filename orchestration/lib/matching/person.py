@@ -97,6 +97,22 @@ FAMILY_POSTCODE_RULE = (
 )
 
 
+#: Same given and family name, and dates of birth that could be one person's: the same year, the same day and month,
+#: or one missing. Four rules, each an equality join (DuckDB hashes on the name *and* the date part), whose union is
+#: the pairs of the one rule ``same name AND (l.dob IS NULL OR r.dob IS NULL OR same year OR same day and month)``.
+#: That one rule could only hash on the name and filtered after: every John Smith in the county met every other
+#: before the date test threw most of them away. Same pairs (2,610,499 at county; tests/matching/test_linkage_cost.py
+#: checks the union against the one rule), a cheaper join. A pair two rules both find is scored once (Splink leaves
+#: out of each rule the pairs of the rules before it).
+_SAME_NAME = "l.given_name = r.given_name AND l.family_name = r.family_name"
+SAME_NAME_RULES = [
+    f"{_SAME_NAME} AND substr(l.dob, 1, 4) = substr(r.dob, 1, 4)",
+    f"{_SAME_NAME} AND substr(l.dob, 6, 5) = substr(r.dob, 6, 5)",
+    f"{_SAME_NAME} AND l.dob IS NULL",
+    f"{_SAME_NAME} AND r.dob IS NULL",
+]
+
+
 def model_settings():
     """The Splink settings (comparisons, blocking rules) for the standard person record."""
     import splink.comparison_level_library as cll
@@ -237,10 +253,7 @@ def model_settings():
         # day and month. Plain same-name blocking paired every John Smith in the county with every other
         # (county: 26 M pairs, 22 k of them true, none found by another rule); this keeps 21.3 k of those true
         # pairs in 2.5 M (benchmarks: docs/matching.md).
-        CustomRule(
-            "l.given_name = r.given_name AND l.family_name = r.family_name AND (l.dob IS NULL OR r.dob IS NULL "
-            "OR substr(l.dob, 1, 4) = substr(r.dob, 1, 4) OR substr(l.dob, 6, 5) = substr(r.dob, 6, 5))"
-        ),
+        *(CustomRule(rule) for rule in SAME_NAME_RULES),
         # Same family name and postcode (a household), and a pair the model's cannot-link lets through
         # (index._edges: a date of birth at the "else" level links only when an NHS number or national id agrees):
         # dates one missing, years at most one apart (exact, swapped, within a year) or the same month and day
@@ -287,6 +300,14 @@ class TrainedModel:
 #: tests/matching still holds). Half a million pairs per EM session is still thousands per comparison level.
 U_MAX_PAIRS = 1e6
 EM_MAX_PAIRS = 5e5
+#: EM iterates on the counts of distinct agreement patterns (gamma vectors) instead of on every sampled pair:
+#: Splink's ``estimate_without_term_frequencies``. Each iteration is then a pass over a few thousand patterns, not
+#: half a million pairs with their term-frequency columns. The m values EM estimates are per comparison level in
+#: either case; term frequencies still adjust the exact name and address-key levels when pairs are *scored* (u from
+#: the population's frequencies). What it changes is that EM's own E-step weighs a pair without them, as Splink's
+#: docs say ("the estimation of the parameters will change slightly"): county F1 and the labelled sets' F1 were
+#: measured unchanged (docs/matching.md, "Throughput").
+EM_WITHOUT_TERM_FREQUENCIES = True
 
 
 def train_model(db_api, records_sdf, seed: int = 42, max_pairs_u: float = U_MAX_PAIRS,
@@ -314,7 +335,8 @@ def train_model(db_api, records_sdf, seed: int = 42, max_pairs_u: float = U_MAX_
     # Two EM sessions, each blocking on what the other estimates, so every comparison gets m values.
     for rule in (block_on("dob"), block_on("given_name", "family_name")):
         try:
-            linker.training.estimate_parameters_using_expectation_maximisation(rule, max_pairs=max_pairs_em)
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                rule, estimate_without_term_frequencies=EM_WITHOUT_TERM_FREQUENCIES, max_pairs=max_pairs_em)
         except (EMTrainingException, ValueError) as exc:
             logging.getLogger(__name__).warning("EM session skipped (%s)", type(exc).__name__)
     return linker.misc.save_model_to_json()
