@@ -87,3 +87,28 @@ def test_each_same_name_rule_is_an_equality_join(rule):
     assert "Hash Join" in _plan(rule)
     assert " OR " not in _plan(rule)
     assert " OR " in _plan(ONE_RULE)
+
+
+def test_prior_from_group_counts_is_splinks_estimate(linkage_county):
+    """The prior counted from group sizes is the number Splink's estimate_probability_two_random_records_match
+    gives with the same deterministic rules and recall (it builds the pairs to count them)."""
+    import logging
+
+    from splink import DuckDBAPI, Linker, block_on
+
+    from orchestration.lib.matching.normalise import prepare_records, run
+
+    con = duckdb.connect()
+    con.register("_df", linkage_county["records"])
+    run(con, "CREATE TABLE recs AS SELECT * FROM _df")
+    prepare_records(con, "recs", "prep")
+    run(con, "CREATE TABLE strong AS SELECT * FROM prep WHERE NOT weak_identifiers")
+    db_api = DuckDBAPI(con)
+    sdf = db_api.register("strong")
+    linker = Linker(sdf, pm.model_settings(), log_level=logging.ERROR)
+    linker.training.estimate_probability_two_random_records_match(
+        [block_on(*cols) for cols in pm.PRIOR_RULES], recall=pm.PRIOR_RECALL)
+    splinks = linker._settings_obj._probability_two_random_records_match
+    ours = pm.prior_from_deterministic_rules(db_api, sdf.physical_name)
+    assert splinks > 0
+    assert ours == pytest.approx(splinks, rel=1e-12)
