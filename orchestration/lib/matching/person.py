@@ -101,7 +101,7 @@ FAMILY_POSTCODE_RULE = (
 #: or one missing. Four rules, each an equality join (DuckDB hashes on the name *and* the date part), whose union is
 #: the pairs of the one rule ``same name AND (l.dob IS NULL OR r.dob IS NULL OR same year OR same day and month)``.
 #: That one rule could only hash on the name and filtered after: every John Smith in the county met every other
-#: before the date test threw most of them away. Same pairs (2,610,499 at county; tests/matching/test_linkage_cost.py
+#: before the date test threw most of them away. Same pairs (1,724,805 at county; tests/matching/test_linkage_cost.py
 #: checks the union against the one rule), a cheaper join. A pair two rules both find is scored once (Splink leaves
 #: out of each rule the pairs of the rules before it).
 _SAME_NAME = "l.given_name = r.given_name AND l.family_name = r.family_name"
@@ -306,7 +306,7 @@ EM_MAX_PAIRS = 5e5
 #: either case; term frequencies still adjust the exact name and address-key levels when pairs are *scored* (u from
 #: the population's frequencies). What it changes is that EM's own E-step weighs a pair without them, as Splink's
 #: docs say ("the estimation of the parameters will change slightly"): county F1 and the labelled sets' F1 were
-#: measured unchanged (docs/matching.md, "Throughput").
+#: measured unchanged (docs/matching.md, "First link back over the bar").
 EM_WITHOUT_TERM_FREQUENCIES = True
 
 
