@@ -85,10 +85,14 @@ COUNTERPARTS: dict[tuple[str, str], object] = {
 
 #: Clear custom blocking rules (their SQL) -> the encoded rule's SQL. Equality rules carry over as they are.
 BLOCKING_COUNTERPARTS = {
-    "l.given_name = r.given_name AND l.family_name = r.family_name AND (l.dob IS NULL OR r.dob IS NULL "
-    "OR substr(l.dob, 1, 4) = substr(r.dob, 1, 4) OR substr(l.dob, 6, 5) = substr(r.dob, 6, 5))":
-        "l.given_name = r.given_name AND l.family_name = r.family_name AND (l.dob IS NULL OR r.dob IS NULL "
-        "OR l.dob_year = r.dob_year OR (l.dob_month = r.dob_month AND l.dob_day = r.dob_day))",
+    # person.SAME_NAME_RULES, one by one: the year and the day and month on their part tokens
+    **dict(zip(pm.SAME_NAME_RULES, (
+        "l.given_name = r.given_name AND l.family_name = r.family_name AND l.dob_year = r.dob_year",
+        "l.given_name = r.given_name AND l.family_name = r.family_name AND l.dob_month = r.dob_month "
+        "AND l.dob_day = r.dob_day",
+        "l.given_name = r.given_name AND l.family_name = r.family_name AND l.dob IS NULL",
+        "l.given_name = r.given_name AND l.family_name = r.family_name AND r.dob IS NULL",
+    ), strict=True)),
     # years one apart cannot be seen on year tokens: the encoded rule stays the household equality it was
     pm.FAMILY_POSTCODE_RULE: '(l."family_name" = r."family_name") AND (l."postcode" = r."postcode")',
 }

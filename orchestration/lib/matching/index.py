@@ -164,14 +164,19 @@ def _collapse_duplicates(con, mode: str) -> None:
     of them and the rest join it by a deterministic edge. Incrementally, a new record that duplicates an
     indexed one takes the indexed one as representative, so it is never scored at all."""
     key = ", ".join(DUPLICATE_KEY)
-    is_new = "unique_id NOT IN (SELECT record_id FROM _prev)" if mode == "incremental" else "FALSE"
+    # the group's smallest id, indexed records first: an ordered window (first_value) sorts inside every group;
+    # a whole-group aggregate does not (county full link: 9.6 s -> 7.5 s on a shared machine, the same map)
+    incremental = mode == "incremental"
+    rep = "arg_min(unique_id, (is_new, unique_id))" if incremental else "min(unique_id)"
+    strong = ("(SELECT *, unique_id NOT IN (SELECT record_id FROM _prev) AS is_new FROM _strong)" if incremental
+              else "_strong")
     run(con, f"""
         CREATE OR REPLACE TEMP TABLE _rep_map AS
         SELECT unique_id,
                CASE WHEN given_name IS NOT NULL AND family_name IS NOT NULL AND dob IS NOT NULL
-                    THEN first_value(unique_id) OVER (PARTITION BY {key} ORDER BY {is_new}, unique_id)
+                    THEN {rep} OVER (PARTITION BY {key})
                     ELSE unique_id END AS rep_id
-        FROM _strong
+        FROM {strong}
     """)
     run(con, """CREATE OR REPLACE TEMP TABLE _reps AS
         SELECT s.* FROM _strong s SEMI JOIN (SELECT unique_id FROM _rep_map WHERE unique_id = rep_id) r
