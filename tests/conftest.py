@@ -20,6 +20,9 @@ import pytest
 # the code location is imported, so it is set before any test imports it. The policy's count and backoff are the
 # production ones (tests/ops/test_policies_and_alerts.py); only the wait is shorter.
 os.environ.setdefault("PLACELINK_RETRY_DELAY_SECONDS", "2")
+# Likewise a step meeting another process's DuckDB lock gives up after 3 s instead of ~102 s and is retried by the
+# policy (defs/resources.py LOCK_WAIT_SECONDS): tests/attack/test_erasure.py holds the lock through a nightly.
+os.environ.setdefault("PLACELINK_LOCK_WAIT_SECONDS", "3")
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_OUTPUT = ROOT / "test-output"

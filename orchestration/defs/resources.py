@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 
 from orchestration.lib.config import Settings, get_settings
@@ -24,7 +26,43 @@ IDENTIFIABLE_POOL = "identifiable_writer"
 WAREHOUSE_POOL = "warehouse_writer"
 
 
-class IdentifiableDuckDBResource(DuckDBResource):
+#: The longest a step waits for a zone's DuckDB file that another process holds before it fails into the retry
+#: policy (env ``PLACELINK_LOCK_WAIT_SECONDS``, read when the code location loads). The default is what
+#: dagster-duckdb's own connect waits (0.1 s doubling, ten tries: ~102 s), which it does not let a user change.
+LOCK_WAIT_SECONDS = float(os.environ.get("PLACELINK_LOCK_WAIT_SECONDS", "102"))
+
+
+def connect_waiting(database: str, config: dict, wait_seconds: float) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect`` for writing, retried while another process holds the file's lock (DuckDB raises
+    ``IOException``), 0.1 s doubling, for at most ``wait_seconds``; then the lock error itself is raised."""
+    deadline = time.monotonic() + wait_seconds
+    delay = 0.1
+    while True:
+        try:
+            return duckdb.connect(database, read_only=False, config=config)
+        except (RuntimeError, duckdb.IOException):
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay *= 2
+
+
+class ZoneDuckDBResource(DuckDBResource):
+    """A zone's DuckDB file, as dagster-duckdb's resource opens it, but waiting at most ``LOCK_WAIT_SECONDS`` for
+    another writer's lock (a step that waited longer only delays its retry) and closed on failure too (the base
+    class closes only when the step's body succeeded, leaving the file attached in the process)."""
+
+    @contextlib.contextmanager
+    def get_connection(self) -> Iterator:
+        con = connect_waiting(self.database, {"custom_user_agent": "dagster", **self.connection_config},
+                              LOCK_WAIT_SECONDS)
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+class IdentifiableDuckDBResource(ZoneDuckDBResource):
     """The identifiable zone's DuckDB file, kept owner-only whatever umask the run's process started with: the
     file and its ``.wal`` as soon as they are opened; the whole zone (landing drops as delivered, review
     folder, governance: ``filemodes.identifiable_paths`` of the home the file sits in) after the first
@@ -83,6 +121,6 @@ def shared_resources(settings: Settings | None = None) -> dict:
     bound = settings or get_settings()
     return {
         IDENTIFIABLE: IdentifiableDuckDBResource(database=str(bound.identifiable_db)),
-        WAREHOUSE: DuckDBResource(database=str(bound.warehouse_db)),
+        WAREHOUSE: ZoneDuckDBResource(database=str(bound.warehouse_db)),
         SETTINGS: settings_resource(settings),
     }

@@ -12,14 +12,20 @@ audit log's neighbours, published CSVs, review files) byte for byte.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import hmac
 import json
 import re
 import shutil
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
@@ -29,6 +35,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from orchestration.lib.config import get_settings
+from orchestration.lib.errors import PlacelinkError
 from orchestration.lib.governance.erasure import (
     Exclusions,
     _identity_tokens,
@@ -229,13 +236,108 @@ def test_erasure_reaches_every_store_and_says_so(erasure_home):
     assert record_hash(s, partner, feed, rid) in stored
 
 
+# --- the next two nights: a bad drop fails fast and strands nothing; the next refresh recovers through a held lock,
+# and the erased person arrives again the same night as an opt-out ------------------------------------------------
+# (one home for both stories: each nightly costs the suite a minute, and a real night brings several things at once)
+
+GOOD = ("police", "street_crimes", "Crime ID", "Month")
+BAD = ("fire", "safe_and_well_visits", "VisitID", "VisitDate")
+MISSING = "Postcode"  # the column the bad drop leaves out
+
+
+def _step(feed) -> str:
+    return f"raw__{feed[0]}__{feed[1]}"
+
+
+def _re_sent(home: Path, feed, day: str, *, drop_column: str | None = None) -> Path:
+    """The feed's newest drop, re-sent as a new month: new record ids, event dates in the month before the drop,
+    optionally without one column (header and rows)."""
+    partner, name, id_column, date_column = feed
+    newest = max((home / "landing" / partner / name).glob("*.*"))
+    delimiter = "\t" if "\t" in newest.read_text().splitlines()[0] else ","
+    with newest.open(newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter=delimiter))
+    header = [c for c in rows[0] if c != drop_column]
+    previous = f"{int(day[:4]) - (day[5:7] == '01')}-{(int(day[5:7]) - 2) % 12 + 1:02d}"
+    target = newest.with_name(f"{day}{newest.suffix}")
+    with target.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, header, delimiter=delimiter, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            row[id_column] = "9" + row[id_column][::-1] if row[id_column].isdigit() else row[id_column][::-1]
+            row[date_column] = previous if len(row[date_column]) == 7 else f"{previous}-15"
+            writer.writerow(row)
+    return target
+
+
+def _events(settings, month: str) -> dict[str, int]:
+    with duckdb.connect(str(settings.warehouse_db), read_only=True) as con:
+        return dict(con.execute("select feed, count(*) from intermediate.int_events_joined_to_places "
+                                "where partition_month = cast(? as date) group by 1", [month]).fetchall())
+
+
+def _step_events(instance, run_id, step_key) -> list[dg.DagsterEventType]:
+    return [e.dagster_event.event_type for e in instance.all_logs(run_id)
+            if e.dagster_event and e.dagster_event.step_key == step_key]
+
+
+def _wait_for_retry(instance, before: set[str], step_key: str, finished: threading.Event,
+                    timeout: float = 600) -> bool:
+    """Until the refresh's load run has put ``step_key`` up for retry (it met the lock), or the refresh ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not finished.is_set():
+        for run in instance.get_runs(limit=5):
+            if run.run_id not in before and dg.DagsterEventType.STEP_UP_FOR_RETRY in _step_events(
+                    instance, run.run_id, step_key):
+                return True
+        time.sleep(0.5)
+    return False
+
+
+def _downstream_plan(s, graph, instance):
+    """What the refresh plans tonight, with today's erasure and opt-out lists (as the runner asks)."""
+    from orchestration.defs.ops.planning import plan_refresh
+    from orchestration.lib.governance.erasure import exclusions_fingerprint
+
+    return plan_refresh(graph, instance, s.landing, exclusions=exclusions_fingerprint(s))
+
+
 @pytest.fixture(scope="module")
-def next_night(erasure_home):
-    """The next night, through the CLI: the partner re-sends the erased person under new record ids (a new month's
-    drop) and, the same day, an NHS patient's opt-out is added to the list. One plain ``placelink refresh`` (a
-    nightly costs a minute of the suite: both arrivals share it, as they would share a real night)."""
+def night_1(erasure_home):
+    """The night after the erasure, through the runner in process (what the 02:00 schedule runs): a new month
+    lands for police street crimes (good) and fire safe-and-well visits (a header missing a contract column)."""
+    from orchestration.defs.ops.planning import plan_refresh
+    from orchestration.runner import _load_defs, instance_for, refresh
+
+    s = erasure_home["settings"]
+    month = NEW_MONTH_DROP[:7]
+    instance = instance_for(s)
+    graph = _load_defs(s).resolve_asset_graph()
+    pending_before = plan_refresh(graph, instance, s.landing)
+    _re_sent(s.home, GOOD, f"{month}-02")
+    bad = _re_sent(s.home, BAD, f"{month}-03", drop_column=MISSING)
+    before = {r.run_id for r in instance.get_runs()}
+    plan_at_night = _downstream_plan(s, graph, instance)
+    with pytest.raises(PlacelinkError) as failure:
+        refresh(settings=s, log_level="WARNING")
+    return {"month": month, "pk": f"{month}-01", "bad": bad, "instance": instance, "graph": graph,
+            "pending_before": pending_before, "plan_at_night": plan_at_night, "message": str(failure.value),
+            "runs": {r.run_id: r for r in instance.get_runs() if r.run_id not in before},
+            "events": _events(s, f"{month}-01"), "pending_after": plan_refresh(graph, instance, s.landing)}
+
+
+@pytest.fixture(scope="module")
+def next_night(erasure_home, night_1):
+    """The night after, through the CLI (``placelink refresh``: Dagster runs, in process): the fire partner
+    re-sends its drop corrected, the NHS partner re-sends the erased person under new record ids (a new month's
+    drop), and an NHS patient's opt-out is added to the list the same day. Another process holds the
+    identifiable zone's DuckDB write lock until the fire load has met it and been put up for retry."""
+    from orchestration.runner import instance_for
+
     s = erasure_home["settings"]
     person = erasure_home["person"]
+    night_1["bad"].unlink()
+    _re_sent(s.home, BAD, f"{night_1['month']}-03")
     patient = _pick_person(s, exclude_nhs={person["nhs"]})
     with duckdb.connect(str(s.identifiable_db), read_only=True) as con:
         # the opt-out is keyed on the NHS number (as the NHS opt-out service is): the A&E records carrying it
@@ -253,9 +355,75 @@ def next_night(erasure_home):
     drop.write_text("\n".join(json.dumps(r) for r in _new_drop_rows(person)) + "\n")
     with (s.reference / "nhs_opt_outs.csv").open("a") as fh:
         fh.write(f"{patient['nhs']}\n")
-    out = _cli("refresh", "--home", str(s.home))          # the CLI path: Dagster runs, in process
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
+                               "sys.stdin.readline(); con.close()", str(s.identifiable_db)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    instance = night_1["instance"]
+    before = {r.run_id for r in instance.get_runs()}
+    finished, retried = threading.Event(), []
+
+    def release_once_retried():
+        try:
+            retried.append(_wait_for_retry(instance_for(s), before, _step(BAD), finished))
+        finally:
+            holder.communicate("release\n", timeout=30)
+
+    watcher = threading.Thread(target=release_once_retried, daemon=True)
+    watcher.start()
+    try:
+        # the retry delay is the suite's (tests/conftest.py), the policy's count and backoff its own
+        out = _cli("refresh", "--home", str(s.home))
+    finally:
+        finished.set()
+        watcher.join(timeout=60)
     return {"out": out, "patient": patient, "opt_out_needles": opt_out_needles, "opt_out_before": opt_out_before,
-            "opt_out_lines": lines}
+            "opt_out_lines": lines, "retried": retried,
+            "runs": [r for r in instance.get_runs() if r.run_id not in before]}
+
+
+def test_a_bad_drop_fails_its_night_fast_and_strands_nothing(night_1):
+    n = night_1
+    pk, instance, message = n["pk"], n["instance"], n["message"]
+    assert n["pending_before"].empty  # the full refresh (and the erasure) left nothing pending
+    # the schema change fails its step once, police's month still reaches the marts
+    assert message.count("schema change") == 1 and f"missing: ['{MISSING}']" in message
+    assert f"still pending for the next refresh: raw/fire__safe_and_well_visits {n['month']}" in message
+    load = next(r for r in n["runs"].values() if r.job_name == "ops_partitioned_refresh_job")
+    assert load.status == dg.DagsterRunStatus.FAILURE
+    fire = _step_events(instance, load.run_id, _step(BAD))
+    # a DataError is not retried: one attempt (an in-process retry logs STEP_RESTARTED, not a second STEP_START)
+    assert fire.count(dg.DagsterEventType.STEP_START) + fire.count(dg.DagsterEventType.STEP_RESTARTED) == 1
+    assert dg.DagsterEventType.STEP_UP_FOR_RETRY not in fire and dg.DagsterEventType.STEP_FAILURE in fire
+    assert dg.DagsterEventType.STEP_SUCCESS in _step_events(instance, load.run_id, _step(GOOD))
+    [downstream] = [r for r in n["runs"].values() if r.job_name == "ops_downstream_refresh_job"]
+    assert downstream.status == dg.DagsterRunStatus.SUCCESS
+    # the first night after an erasure rebuilds downstream from scratch (the exclusion list changed), so it is not
+    # narrowed to the new month (tests/ops/test_incremental_refresh.py checks the narrowed nightly)
+    assert n["plan_at_night"].exclusions_changed and "placelink/months" not in downstream.tags
+    assert n["events"].get("street_crimes", 0) > 0 and "safe_and_well_visits" not in n["events"]
+    assert n["pending_after"].feeds == {"raw/fire__safe_and_well_visits": [pk]} and n["pending_after"].unfinished == {}
+
+
+def test_the_next_refresh_recovers_the_pending_month_through_a_held_lock(erasure_home, night_1, next_night):
+    from orchestration.defs.ops.planning import plan_refresh
+
+    s, instance, pk = erasure_home["settings"], night_1["instance"], night_1["pk"]
+    assert next_night["retried"] == [True]
+    [load] = [r for r in next_night["runs"] if r.job_name == "ops_partitioned_refresh_job"]
+    fire = _step_events(instance, load.run_id, _step(BAD))
+    assert fire.count(dg.DagsterEventType.STEP_UP_FOR_RETRY) >= 1 and fire[-1] == dg.DagsterEventType.STEP_SUCCESS
+    retry = next(e for e in instance.all_logs(load.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
+                 if e.dagster_event.step_key == _step(BAD))
+    error = retry.dagster_event.event_specific_data.error  # RetryRequestedFromPolicy, caused by DuckDB's lock
+    # DuckDB's "Could not set lock on file" (an IOException; where library messages are withheld, only its type)
+    assert "IOException" in error.message + (error.cause.message if error.cause else "")
+    after = _events(s, pk)
+    assert after.get("safe_and_well_visits", 0) > 0
+    assert after["street_crimes"] == night_1["events"]["street_crimes"]
+    assert plan_refresh(night_1["graph"], instance, s.landing).empty
 
 
 def test_the_erased_person_under_new_record_ids_is_quarantined_on_arrival_cli_and_dagster(erasure_home, next_night):

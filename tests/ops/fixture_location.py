@@ -25,15 +25,41 @@ MONTHLY = dg.MonthlyPartitionsDefinition(start_date="2024-11-01", end_offset=1)
 FEEDS = [("police", "street_crimes"), ("nhs", "ae_attendances")]
 
 
-def _hold(name: str = "", entered: float | None = None):
-    """Keep the DuckDB file open a while (tests of overlapping runs) and log when we held it."""
-    seconds = float(os.environ.get("PLACELINK_TEST_HOLD_SECONDS", "0"))
+def _hold(name: str = "", entered: float | None = None, context: dg.AssetExecutionContext | None = None):
+    """Keep the DuckDB file open while another run is waiting on it (tests of overlapping runs), and log when we
+    held it.
+
+    A feed step holds until the other run is really waiting: its step is inside the asset (blocked on DuckDB's
+    file lock: the control without pools) or queued for this pool's slot (the pool test), then a moment more.
+    ``PLACELINK_TEST_HOLD_SECONDS`` is only the cap (a fixed sleep long enough for the other run to start cost
+    the suite about 30 s a run).
+    """
+    cap = float(os.environ.get("PLACELINK_TEST_HOLD_SECONDS", "0"))
     start = time.time()
-    time.sleep(seconds)
+    if cap and context is not None:
+        while time.time() - start < cap and not _other_run_waits(context):
+            time.sleep(0.1)
+        time.sleep(min(SETTLE, max(0.0, cap - (time.time() - start))))
+    else:
+        time.sleep(cap)
     log = os.environ.get("PLACELINK_TEST_HOLD_LOG")
     if log:
         with open(log, "a") as fh:
             fh.write(f"{name} {entered or start} {start} {time.time()}\n")
+
+
+#: after the other run is seen waiting, how long to keep holding so it really meets the lock or the slot
+SETTLE = 1.0
+
+
+def _other_run_waits(context: dg.AssetExecutionContext) -> bool:
+    path = os.environ.get("PLACELINK_TEST_ENTER_LOG")
+    if path and os.path.exists(path):
+        with open(path) as fh:
+            if any(line.split()[0] != context.partition_key for line in fh if line.strip()):
+                return True   # the other step is inside the asset too
+    info = context.instance.event_log_storage.get_concurrency_info("identifiable_writer")
+    return bool(info.pending_run_ids - {context.run_id})   # the other step is queued for the slot
 
 
 def _feed_asset(partner: str, feed: str):
@@ -64,7 +90,7 @@ def _feed_asset(partner: str, feed: str):
             con.execute(f"delete from {table} where part = ?", [pk])
             if rows:
                 con.executemany(f"insert into {table} values (?, ?, ?)", rows)
-            _hold(f"{table}:{pk}", entered)
+            _hold(f"{table}:{pk}", entered, context)
         return dg.MaterializeResult(metadata={"rows": len(rows)})
 
     return _asset

@@ -31,7 +31,7 @@ from orchestration.runner import instance_for
 from tests.ops.conftest import write_drop
 
 ROOT = Path(__file__).resolve().parents[2]
-HOLD = 12.0  # longer than the second run takes to start, so the runs do overlap
+HOLD = 30.0  # the most a feed step holds its file waiting for the other run (fixture_location._hold)
 
 
 def _two_overlapping_runs(settings, dagster_yaml: Path | None, tmp_path):
