@@ -48,8 +48,15 @@ def test_asset_graph_snapshot(snapshot):
 
 
 def test_dagster_definitions_validate(tmp_path):
+    """The code location ``dagster dev`` loads validates, and loading it (bound to the environment's home, here on
+    the Spark engine: its dbt is a wrapper in the home) writes nothing in that home; the manifest dbt parses on
+    import when stale is the project's."""
+    home = tmp_path / "home"
+    env = {**__import__("os").environ, "DAGSTER_HOME": str(tmp_path), "PLACELINK_HOME": str(home),
+           "PLACELINK_ENGINE": "spark"}
     proc = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=ROOT, capture_output=True, text=True, env={**__import__("os").environ, "DAGSTER_HOME": str(tmp_path)},
+        cwd=ROOT, capture_output=True, text=True, env=env,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not home.exists()

@@ -126,18 +126,6 @@ def test_the_three_yaml_loaders_name_each_problem_by_the_files_own_words(tmp_pat
         p.startswith("human_oversight:") and "placeholder" in p for p in problems), problems
 
 
-#: the lib functions still allowed to resolve settings from the environment themselves (issue #24), each with why;
-#: the list may only shrink
-RESOLVES_SETTINGS_ITSELF = {
-    ("orchestration/lib/matching/engine.py", "splink_api"): "lib/matching is being reworked elsewhere",
-    ("orchestration/lib/matching/run.py", "run_matching"): "lib/matching is being reworked elsewhere",
-    ("orchestration/lib/dbt_runner.py", "dbt_executable"): "picked when the code location imports (dbt resource)",
-    ("orchestration/lib/dbt_runner.py", "parse"): "ensure_manifest parses when the code location imports",
-    ("orchestration/lib/dbt_runner.py", "dbt_environment"): "to go once the Spark engine's rewrite of it has merged",
-    ("orchestration/lib/dbt_runner.py", "publish"): "to go once the Spark engine's rewrite of it has merged",
-}
-
-
 def _functions_calling_get_settings_bare(path: Path) -> set[str]:
     """Functions in ``path`` that call ``get_settings()`` with no home: they resolve settings from the environment."""
     found = set()
@@ -157,8 +145,7 @@ def test_lib_functions_take_settings_from_their_caller():
     its entry point) and pass them."""
     found = {(str(p.relative_to(ROOT)), name) for p in sorted((ROOT / "orchestration" / "lib").rglob("*.py"))
              for name in _functions_calling_get_settings_bare(p)}
-    assert found - set(RESOLVES_SETTINGS_ITSELF) == set(), "take `settings: Settings` from the caller instead"
-    assert set(RESOLVES_SETTINGS_ITSELF) - found == set(), "fixed: remove it from RESOLVES_SETTINGS_ITSELF"
+    assert found == set(), "take `settings: Settings` from the caller instead"
 
 
 def test_the_settings_guard_sees_a_fallback(tmp_path):

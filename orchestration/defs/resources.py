@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import time
 from collections.abc import Iterator
+from functools import cached_property
 from pathlib import Path
 
 import dagster as dg
 import duckdb
+from dagster_dbt import DbtCliResource
 from dagster_duckdb import DuckDBResource
+from packaging import version
+from pydantic import field_validator
 
+from orchestration.lib import dbt_runner
 from orchestration.lib.config import Settings, get_settings
 from orchestration.lib.filemodes import harden, harden_identifiable
 
@@ -19,6 +25,7 @@ from orchestration.lib.filemodes import harden, harden_identifiable
 IDENTIFIABLE = "identifiable_db"
 WAREHOUSE = "warehouse_db"
 SETTINGS = "placelink_settings"
+DBT = "dbt"
 
 #: Dagster concurrency pools: DuckDB allows one writer process per file, so every asset that writes a
 #: zone's file declares that zone's pool (limit 1, set in infra/dagster*.yaml).
@@ -117,10 +124,48 @@ def settings_resource(settings: Settings | None = None) -> PlacelinkSettings:
                              engine=from_env("PLACELINK_ENGINE", default.engine))
 
 
+class PlacelinkDbtCli(DbtCliResource):
+    """dagster-dbt's resource, told the dbt version instead of asking ``dbt --version`` on every build, and
+    without an in-process dbt adapter it would not use.
+
+    Its executable is always this environment's dbt-core (:func:`dbt_runner.dbt_executable`: the venv's ``dbt``, or
+    on Spark a wrapper in the home running it), so its version is the installed dbt-core's. ``dbt --version`` also
+    asks PyPI for the latest release: 5-10 s of every dbt step.
+    """
+
+    @field_validator("dbt_executable")
+    def validate_dbt_executable(cls, dbt_executable: str) -> str:  # noqa: N805 - pydantic validator
+        """dagster-dbt's check that the executable exists, except for the Spark wrapper: it is written before each
+        build (``dbt_runner.engine_inputs``), so binding the resource to a home touches nothing in it."""
+        spark_wrapper = Path(dbt_executable).parts[-3:] == ("dbt", "bin", "dbt")
+        return dbt_executable if spark_wrapper else DbtCliResource.validate_dbt_executable(dbt_executable)
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        return version.parse(importlib.metadata.version("dbt-core"))
+
+    def _initialize_dbt_core_adapter(self, args):  # noqa: ARG002 - dagster-dbt's signature
+        """No in-process dbt adapter: dagster-dbt uses it only for ``fetch_row_counts()`` and
+        ``fetch_column_metadata()``, which these assets do not call, and making it loads dbt's profile, project and
+        the DuckDB adapter into the Dagster process (3-4 s of every dbt step; county nightly 4 s). Without one,
+        dagster-dbt takes its own "no adapter" path (it already does when making one fails)."""
+        return None
+
+
+def dbt_resource(settings: Settings) -> DbtCliResource:
+    """The ``dbt`` resource for ``settings``: the dbt installed next to this Python (the project's environment, so
+    runs work without an activated venv), or on Spark its wrapper in the home (:func:`dbt_runner.dbt_executable`)."""
+    return PlacelinkDbtCli(project_dir=str(dbt_runner.DBT_PROJECT_DIR), profiles_dir=str(dbt_runner.DBT_PROJECT_DIR),
+                           dbt_executable=dbt_runner.dbt_executable(settings))
+
+
 def shared_resources(settings: Settings | None = None) -> dict:
+    """Every domain's shared resources, bound to ``settings``; else to the environment's (``dagster dev``): the
+    settings resource through EnvVar, the DuckDB files and dbt executable resolved now (the environment's home)."""
     bound = settings or get_settings()
     return {
         IDENTIFIABLE: IdentifiableDuckDBResource(database=str(bound.identifiable_db)),
         WAREHOUSE: ZoneDuckDBResource(database=str(bound.warehouse_db)),
         SETTINGS: settings_resource(settings),
+        DBT: dbt_resource(bound),
     }

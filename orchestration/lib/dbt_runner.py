@@ -1,7 +1,7 @@
 """Run the dbt project (``dbt_project/``) as plain functions: build, parse, docs, and publish the outputs.
 
-dbt runs in process through ``dbt.cli.main.dbtRunner`` with the environment derived from
-:func:`orchestration.lib.config.get_settings`: ``PLACELINK_WAREHOUSE_DB`` (the profile's DuckDB path) and
+dbt runs in process through ``dbt.cli.main.dbtRunner`` with the environment derived from the caller's
+:class:`~orchestration.lib.config.Settings` (:func:`dbt_env`): ``PLACELINK_WAREHOUSE_DB`` (the profile's DuckDB path) and
 ``PLACELINK_DBT_TARGET`` (``local`` or ``production``). No Dagster import here: the Dagster assets in
 ``orchestration/defs/dbt`` and the ``placelink build|publish|dbt-docs`` commands both call these functions.
 """
@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestration.lib.config import Settings, get_settings, platform_period
+from orchestration.lib.config import Settings, platform_period
 from orchestration.lib.errors import PlacelinkError
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
@@ -58,14 +58,15 @@ def dbt_env(settings: Settings) -> dict[str, str]:
 PUBLISHED_MONTHS_ENV = "PLACELINK_PUBLISHED_MONTHS"
 
 
-def dbt_executable() -> str:
+def dbt_executable(settings: Settings) -> str:
     """The ``dbt`` of this Python environment (``<venv>/bin/dbt``), else the one on PATH. On the Spark profile, the
-    same dbt with Python models run in the Spark session (:func:`orchestration.lib.dbt_spark.executable`)."""
-    settings = get_settings()
+    same dbt with Python models run in the Spark session, at its path in the home
+    (:func:`orchestration.lib.dbt_spark.executable_path`; :func:`engine_inputs` writes it before each build, so
+    binding the dbt resource to a home reads and writes nothing)."""
     if settings.engine == "spark":
         from orchestration.lib import dbt_spark
 
-        return str(dbt_spark.executable(settings.home))
+        return str(dbt_spark.executable_path(settings.home))
     own = Path(sys.executable).parent / "dbt"
     return str(own) if own.exists() else (shutil.which("dbt") or "dbt")
 
@@ -323,15 +324,21 @@ def unit_tests(settings: Settings, raise_on_failure: bool = True) -> DbtRunResul
     return run_dbt(build_args("test", ["test_type:unit"]), settings, raise_on_failure=raise_on_failure)
 
 
-def parse(settings: Settings | None = None, project_dir: Path = DBT_PROJECT_DIR) -> Path:
-    """``dbt parse``: write ``<project>/target/manifest.json`` (no database needed). Returns its path."""
-    s = settings or get_settings()
-    with _environ(dbt_env(s)):
+def parse(project_dir: Path = DBT_PROJECT_DIR) -> Path:
+    """``dbt parse``: write ``<project>/target/manifest.json`` (no database needed). Returns its path.
+
+    The manifest (and the saved parse beside it, which a new home's first build starts from:
+    :func:`prepare_partial_parse`) describes the project, not a home: it is parsed on the DuckDB ``local`` profile
+    whatever the environment names, with a stand-in warehouse path and dbt's log in the project's target, so the
+    code location's import reads and writes nothing in any home."""
+    target = project_dir / "target"
+    stand_in = Settings(env="local", home=target / "parse-home", engine="duckdb")  # type: ignore[arg-type]
+    with _environ({**dbt_env(stand_in), "DBT_LOG_PATH": str(target)}):
         from dbt.cli.main import dbtRunner
 
         args = ["parse", "--project-dir", str(project_dir), "--profiles-dir", str(project_dir)]
         res = dbtRunner().invoke(args)
-    manifest = project_dir / "target" / "manifest.json"
+    manifest = target / "manifest.json"
     if not res.success or not manifest.exists():
         raise PlacelinkError(f"dbt parse failed: {res.exception}", where=str(DBT_PROJECT_DIR),
                              fix="run `uv run dbt parse --project-dir dbt_project --profiles-dir dbt_project`")
@@ -351,7 +358,7 @@ def manifest_is_stale(project_dir: Path = DBT_PROJECT_DIR) -> bool:
     return any((project_dir / f).stat().st_mtime > built for f in ("dbt_project.yml", "profiles.yml"))
 
 
-def ensure_manifest(settings: Settings | None = None, project_dir: Path = DBT_PROJECT_DIR) -> Path:
+def ensure_manifest(project_dir: Path = DBT_PROJECT_DIR) -> Path:
     """Return a current manifest, running ``dbt parse`` (a few seconds) only when it is missing or outdated.
 
     Called when the Dagster definitions import, so a clean clone (no ``dbt_project/target``) loads. A file lock
@@ -368,7 +375,7 @@ def ensure_manifest(settings: Settings | None = None, project_dir: Path = DBT_PR
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if manifest_is_stale(project_dir):
-                parse(settings, project_dir)
+                parse(project_dir)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return manifest
@@ -379,8 +386,10 @@ def engine_inputs(settings: Settings) -> None:
     (``PLACELINK_ENGINE=spark``): the pseudonymised zone's tables are written as month-partitioned Parquet under
     the home's spark-warehouse/, which dbt's on-run-start makes the sources (docs/scaling.md)."""
     if settings.engine == "spark":
+        from orchestration.lib import dbt_spark
         from orchestration.lib.spark_storage import export_zone
 
+        dbt_spark.executable(settings.home)  # the dbt a Dagster build starts (dbt_executable)
         export_zone(settings, "pseudonymised")
 
 
@@ -396,11 +405,10 @@ def engine_outputs(settings: Settings) -> None:
 
 
 @contextlib.contextmanager
-def dbt_environment(settings: Settings | None = None, extra: dict[str, str] | None = None) -> Iterator[None]:
+def dbt_environment(settings: Settings, extra: dict[str, str] | None = None) -> Iterator[None]:
     """Set the variables ``profiles.yml`` reads (and ``extra``) for the duration of a block (e.g. a dagster-dbt
     subprocess), after the engine's inputs are in place (:func:`engine_inputs`); its outputs are exposed after the
     block (:func:`engine_outputs`), also when it fails."""
-    settings = settings or get_settings()
     engine_inputs(settings)
     try:
         with _environ({**dbt_env(settings), **(extra or {})}):
@@ -420,14 +428,14 @@ def docs_generate(settings: Settings, catalog: bool = True) -> Path:
     return target_dir(settings)
 
 
-def publish(settings: Settings | None = None) -> list[Path]:
+def publish(settings: Settings) -> list[Path]:
     """Write every ``published.*`` table to ``<home>/published/<table>.parquet`` and ``.csv``.
 
     Only the disclosure-controlled tables leave the warehouse; nothing else is exported.
     """
     import duckdb
 
-    s = settings or get_settings()
+    s = settings
     if not s.warehouse_db.exists():
         raise PlacelinkError(f"no warehouse at {s.warehouse_db}", where="publish",
                              fix="run `placelink build` first")

@@ -74,9 +74,16 @@ def main() -> None:
     cli()
 
 
+def executable_path(home: Path) -> Path:
+    """Where :func:`executable` writes the Spark profile's ``dbt`` for a home (nothing is read or written here)."""
+    return home / "dbt" / "bin" / "dbt"
+
+
 def executable(home: Path) -> Path:
-    """A ``dbt`` executable for the Spark profile, under ``<home>/dbt/bin``: this Python running :func:`main`."""
-    path = home / "dbt" / "bin" / "dbt"
+    """A ``dbt`` executable for the Spark profile, under ``<home>/dbt/bin``: this Python running :func:`main`.
+    Written before each dbt build on Spark (:func:`orchestration.lib.dbt_runner.engine_inputs`), not when the
+    code location binds its resources."""
+    path = executable_path(home)
     script = f"#!{sys.executable}\nfrom orchestration.lib.dbt_spark import main\n\nmain()\n"
     if not path.exists() or path.read_text(encoding="utf-8") != script:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,15 +7,16 @@ import shutil
 
 import dagster as dg
 
-from orchestration.defs.resources import settings_resource
+from orchestration.defs.resources import shared_resources
 from orchestration.lib import dbt_runner
+from orchestration.lib.config import get_settings
 
 
-def test_models_are_schema_keyed_assets_under_the_feed_assets():
+def test_models_are_schema_keyed_assets_under_the_feed_assets(tmp_path):
     from orchestration.defs.dbt import defs
 
-    # the shared resources (definitions.py) complete the domain's: its assets ask for the home's settings
-    graph = dg.Definitions.merge(defs, dg.Definitions(resources={"placelink_settings": settings_resource()})
+    # the shared resources (definitions.py) complete the domain's: its assets ask for the home's settings and dbt
+    graph = dg.Definitions.merge(defs, dg.Definitions(resources=shared_resources(get_settings(home=tmp_path)))
                                  ).resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert {"marts/lsoa_monthly_indicators", "published/place_monthly_indicators", "published/files",

@@ -110,3 +110,21 @@ def test_no_dagster_definition_resolves_settings_from_the_environment(tmp_path, 
     assert [name for name, t in ticks.items() if not expected[name](t)] == []
     assert seen == []  # nothing under the decoy home was opened, listed or written from Python
     assert sorted(p.relative_to(decoy.home) for p in decoy.home.rglob("*")) == decoy_before  # nor by DuckDB
+
+
+def test_binding_the_code_location_to_a_home_touches_no_home_and_picks_that_homes_dbt(tmp_path, monkeypatch):
+    """The ``dbt`` resource is bound with the other shared resources: its executable is the bound home's (on Spark,
+    the wrapper under ``<home>/dbt/bin``, written before a build, not when binding), never one chosen from the
+    environment when the code location was imported; binding reads and writes nothing in either home."""
+    from orchestration.definitions import build_definitions
+    from tests.support.touched import touches
+
+    bound = get_settings(home=tmp_path / "bound", engine="spark")
+    decoy = tmp_path / "decoy"
+    monkeypatch.setenv("PLACELINK_HOME", str(decoy))
+    monkeypatch.setenv("PLACELINK_ENGINE", "duckdb")
+
+    with touches(tmp_path) as seen:
+        dbt = build_definitions(bound).resources["dbt"]
+    assert dbt.dbt_executable == str(bound.home / "dbt" / "bin" / "dbt")  # dbt_spark.executable_path
+    assert seen == [] and not bound.home.exists() and not decoy.exists()

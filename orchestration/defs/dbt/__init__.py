@@ -9,12 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.defs.dbt.assets import (
-    DBT_RESOURCE_KEY,
-    dbt_resource,
-    placelink_dbt_models,
-    published_files,
-)
+from orchestration.defs.dbt.assets import placelink_dbt_models, published_files
 
 dbt_build_job = dg.define_asset_job(
     "dbt_build_job",
@@ -27,5 +22,6 @@ dbt_build_job = dg.define_asset_job(
 defs = dg.Definitions(
     assets=[placelink_dbt_models, published_files],
     jobs=[dbt_build_job],
-    resources={DBT_RESOURCE_KEY: dbt_resource()},
+    # the `dbt` resource is bound with the other shared resources to the code location's settings
+    # (orchestration/defs/resources.py `shared_resources`)
 )

@@ -1,10 +1,8 @@
 """dagster-dbt assets for dbt_project/ and the published-files asset. Thin: the logic is in lib/dbt_runner."""
 
 
-import importlib.metadata
 import shutil
 from collections.abc import Mapping
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +14,11 @@ from dagster_dbt import (
     DbtProject,
     dbt_assets,
 )
-from packaging import version
 
 from orchestration.defs.ops.planning import MONTHS_TAG
 from orchestration.defs.resources import WAREHOUSE_POOL, PlacelinkSettings
 from orchestration.lib import dbt_runner
 
-DBT_RESOURCE_KEY = "dbt"
 OWNER = "data.engineering@placelink.example"
 
 dbt_project = DbtProject(project_dir=dbt_runner.DBT_PROJECT_DIR, profiles_dir=dbt_runner.DBT_PROJECT_DIR)
@@ -79,34 +75,6 @@ def event_months(warehouse_db, partitions: list[str]) -> list[str]:
                 [parts]).fetchall()
             months.update(m for (m,) in rows if m)
     return sorted(months)
-
-
-class PlacelinkDbtCli(DbtCliResource):
-    """dagster-dbt's resource, told the dbt version instead of asking ``dbt --version`` on every build, and
-    without an in-process dbt adapter it would not use.
-
-    The executable is this environment's own dbt (:func:`dbt_runner.dbt_executable`), so its version is the
-    installed dbt-core's. ``dbt --version`` also asks PyPI for the latest release: 5-10 s of every dbt step.
-    """
-
-    @cached_property
-    def _cli_version(self) -> version.Version:
-        if self.dbt_executable == dbt_runner.dbt_executable():
-            return version.parse(importlib.metadata.version("dbt-core"))
-        return super()._cli_version
-
-    def _initialize_dbt_core_adapter(self, args):  # noqa: ARG002 - dagster-dbt's signature
-        """No in-process dbt adapter: dagster-dbt uses it only for ``fetch_row_counts()`` and
-        ``fetch_column_metadata()``, which these assets do not call, and making it loads dbt's profile, project and
-        the DuckDB adapter into the Dagster process (3-4 s of every dbt step; county nightly 4 s). Without one,
-        dagster-dbt takes its own "no adapter" path (it already does when making one fails)."""
-        return None
-
-
-def dbt_resource() -> DbtCliResource:
-    # the dbt installed next to this Python (the project's environment), so runs work without an activated venv
-    return PlacelinkDbtCli(project_dir=dbt_project, profiles_dir=str(dbt_runner.DBT_PROJECT_DIR),
-                           dbt_executable=dbt_runner.dbt_executable())
 
 
 def _partial_parse_env(settings) -> dict[str, str]:

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import duckdb
 
-from orchestration.lib.config import Settings, get_settings
+from orchestration.lib.config import Settings
 from orchestration.lib.matching.normalise import run
 
 
-def splink_api(con: duckdb.DuckDBPyConnection, settings: Settings | None = None):
-    """The Splink database API for the configured engine, registering tables of ``con`` by name."""
-    settings = settings or get_settings()
+def splink_api(con: duckdb.DuckDBPyConnection, settings: Settings):
+    """The Splink database API for the engine of ``settings``, registering tables of ``con`` by name."""
     if settings.engine == "spark":
         return _spark_api(con, settings)
     from splink import DuckDBAPI

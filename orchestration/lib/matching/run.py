@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from orchestration.lib.config import Settings, get_settings
+from orchestration.lib.config import Settings
 from orchestration.lib.errors import PlacelinkError
 from orchestration.lib.matching import encoded_run
 from orchestration.lib.matching import metrics as lm
@@ -271,12 +271,12 @@ def _configure(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     run(con, "SET preserve_insertion_order = false")
 
 
-def run_matching(settings: Settings | None = None, full: bool = False, progress: Progress | None = None,
+def run_matching(settings: Settings, full: bool = False, progress: Progress | None = None,
                  log_to_mlflow: bool = True, retrain: bool = False) -> dict:
     """Match everything in the identifiable zone. Incremental unless ``full`` (or no index exists yet).
 
     The latest saved model is reused; a new model version is trained with EM when none exists or ``retrain``."""
-    settings = (settings or get_settings()).ensure()
+    settings = settings.ensure()
     if not settings.identifiable_db.exists():
         raise PlacelinkError("the identifiable zone does not exist yet", where=str(settings.identifiable_db),
                              fix="run `placelink ingest` first")
