@@ -61,11 +61,18 @@ def _new_key_sql(col: str) -> str:
     return f"'P' || substr(sha256({col}), 1, 12)"
 
 
+def _drop_pred(con) -> None:
+    """Drop the run's ``_pred``, a temp table or a full link's renamed Splink table, so one name never means two."""
+    for schema in ("temp.main", "main"):
+        run(con, f"DROP TABLE IF EXISTS {schema}._pred")
+
+
 def _edges(con, db_api, linker, mode: str, decisions: pd.DataFrame | None, score: bool = True) -> None:
     """Create ``_edges`` (unique_id_l, unique_id_r, match_probability) and ``_review`` for this run.
 
     Splink scores the representatives only (``_reps``); every exact duplicate is tied to its representative
     by a deterministic edge, and records sharing a valid NHS number by another, both in SQL."""
+    _drop_pred(con)
     if not score:
         # every new record is an exact duplicate of an indexed one: nothing for Splink to score
         run(con, """CREATE OR REPLACE TEMP TABLE _pred AS SELECT NULL::VARCHAR AS unique_id_l,
@@ -78,7 +85,15 @@ def _edges(con, db_api, linker, mode: str, decisions: pd.DataFrame | None, score
                                             (SELECT record_id FROM _prev))"""
     elif mode == "full":
         pred = linker.inference.predict(threshold_match_probability=pm.PREDICT_FLOOR, warning_mode="never")
-        to_duckdb(con, db_api, pred, "_pred")
+        if getattr(db_api, "placelink_engine", "duckdb") == "duckdb":
+            # Splink's predictions are already a table on this connection: take it under our name rather than
+            # copy it. Each row carries both records' compared columns (the review queue reads them), so the
+            # copy was the whole of prediction's output a second time: on the 1.5 M-record encoded county 3.45 M
+            # wide rows, 26-36 s of a 280-350 s link, spilled to disk (docs/matching.md, encoded linkage)
+            _drop_pred(con)
+            run(con, f"ALTER TABLE {pred.physical_name} RENAME TO _pred")
+        else:
+            to_duckdb(con, db_api, pred, "_pred")
         nhs_sql = pm.deterministic_nhs_edges_sql("_strong")
     else:
         old = db_api.register("_strong_old")
@@ -246,6 +261,7 @@ def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.Dat
         _edges(con, db_api, linker, mode, decisions, score=n_new_reps > 0)
         review = con.execute("SELECT * FROM _review").df()
     else:
+        _drop_pred(con)
         for t in ("_edges", "_pred"):
             run(con, f"CREATE OR REPLACE TEMP TABLE {t} (unique_id_l VARCHAR, unique_id_r VARCHAR, "
                         "match_probability DOUBLE)")
