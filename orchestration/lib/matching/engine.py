@@ -22,9 +22,12 @@ from orchestration.lib.config import Settings
 from orchestration.lib.matching.normalise import run
 
 
-def splink_api(con: duckdb.DuckDBPyConnection, settings: Settings):
-    """The Splink database API for the engine of ``settings``, registering tables of ``con`` by name."""
-    if settings.engine == "spark":
+def splink_api(con: duckdb.DuckDBPyConnection, settings: Settings | None):
+    """The Splink database API for the engine of ``settings``, registering tables of ``con`` by name.
+
+    ``settings`` None is a stand-alone link with no home (``placelink link``, ``link_frame``): DuckDB on ``con``.
+    The engine is never read from the process environment here; the caller's settings choose it."""
+    if settings is not None and settings.engine == "spark":
         return _spark_api(con, settings)
     from splink import DuckDBAPI
 

@@ -214,7 +214,7 @@ def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.Dat
         trainer: ``train_model(db_api, sdf)`` of the model to train when ``model`` is None: the clear model's
             (default) or :func:`orchestration.lib.matching.encoded_model.train_model` for encoded records.
         settings: the run's settings (engine, and for Spark the home whose identifiable zone holds its
-            checkpoints); default :func:`~orchestration.lib.config.get_settings`, i.e. the process environment.
+            checkpoints); None links on DuckDB on ``con`` (a stand-alone link with no home: ``placelink link``).
     """
     if isinstance(previous, str):
         run(con, f"""CREATE OR REPLACE TEMP TABLE _prev AS SELECT CAST(record_id AS VARCHAR) AS record_id,
