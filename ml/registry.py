@@ -43,6 +43,9 @@ def configure(settings: Settings | None = None) -> MlflowClient:
     # MLflow copies uv.lock and runs `uv export` beside every model it logs (seconds per model); the
     # repository's uv.lock already pins the environment the models run in
     os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
+    # MLflow draws a tqdm bar for every artifact it reads (a fairness table of a few KB from a local folder): noise
+    # in the CLI, the demo's output and Dagster's compute logs. MLflow reads this switch only from the environment.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # the SQLite store logs every Alembic migration at INFO on first use; keep the CLI readable
     logging.getLogger("alembic").setLevel(logging.WARNING)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -79,6 +79,20 @@ class NoChampionError(PlacelinkError):
     """The model has no version behind the alias yet (never trained, or every version refused by the gate)."""
 
 
+def require_champion(model: str, settings: Settings, *, client=None, alias: str = registry.CHAMPION):
+    """The model's version behind ``alias``; :class:`NoChampionError` when there is none (never trained, or every
+    version refused by the ethics gate)."""
+    spec = load_spec(model)
+    client = client or registry.configure(settings)
+    champion = registry.version_by_alias(client, spec.registered_model, alias)
+    if champion is None:
+        raise NoChampionError(
+            f"model {spec.registered_model!r} has no {alias!r} version, so there is nothing to score with",
+            where=settings.mlflow_tracking_uri,
+            fix=f"run `placelink train --model {model}`; if the gate refused it, its model card says why")
+    return champion
+
+
 def score_model(model: str, *, settings: Settings | None = None, feeds_dir=None, alias: str = registry.CHAMPION,
                 projects_dir=None) -> ScoreResult:
     settings = settings or get_settings()
@@ -89,12 +103,7 @@ def score_model(model: str, *, settings: Settings | None = None, feeds_dir=None,
     require_permitted(record, feeds_dir)
     require_project(record, stage="scoring", feeds_dir=feeds_dir, projects_dir=projects_dir)
     client = registry.configure(settings)
-    champion = registry.version_by_alias(client, spec.registered_model, alias)
-    if champion is None:
-        raise NoChampionError(
-            f"model {spec.registered_model!r} has no {alias!r} version, so there is nothing to score with",
-            where=settings.mlflow_tracking_uri,
-            fix=f"run `placelink train --model {model}`; if the gate refused it, its model card says why")
+    champion = require_champion(model, settings, client=client, alias=alias)
     run = client.get_run(champion.run_id)
     feeds = [f for f in (run.data.params.get("feeds") or "").split(",") if f] or record.feeds
     estimator = mlflow.sklearn.load_model(f"models:/{spec.registered_model}/{champion.version}")

@@ -242,15 +242,13 @@ def train(
     feeds_dir: FeedsDirOption = None,
     home: HomeOption = None,
 ) -> None:
-    """Train models on the marts, log them to MLflow, register a challenger and run the ethics gate."""
-    from ml.train import train_all
+    """Train models on the marts, log them to MLflow, register a challenger and run the ethics gate.
 
-    for r in train_all(model or None, settings=_settings(home), feeds_dir=feeds_dir):
-        key = {"risk": ("auc", "baseline_auc"), "demand": ("mae", "baseline_seasonal_naive_mae")}
-        kind = "risk" if "auc" in r.metrics else "demand"
-        metric, base = key[kind]
-        typer.echo(f"{r.model} v{r.version}: {metric} {r.metrics[metric]:.3f} (baseline {r.metrics[base]:.3f}); "
-                   f"{r.decision.summary}")
+    A run of the ml/<model>_training assets on this home's Dagster instance (placelink ui shows it), the assets
+    the weekly training schedule and a full refresh run."""
+    from orchestration.stage_cli import run_train
+
+    run_train(home, models=model, feeds_dir=feeds_dir, echo=typer.echo)
 
 
 @app.command()
@@ -259,27 +257,13 @@ def score(
     feeds_dir: FeedsDirOption = None,
     home: HomeOption = None,
 ) -> None:
-    """Write predictions from each model's champion to the warehouse (ml.*), with the model version on every row."""
-    from ml.features import list_models
-    from ml.score import NoChampionError, score_model
+    """Write predictions from each model's champion to the warehouse (ml.*), with the model version on every row.
 
-    settings = _settings(home)
-    if model:  # asked for by name: a model without a champion is an error
-        results = [score_model(m, settings=settings, feeds_dir=feeds_dir) for m in model]
-    else:
-        # every model: one the ethics gate has not (yet) promoted is reported and skipped, so a refused
-        # model does not stop the others' predictions
-        results = []
-        for name in list_models():
-            try:
-                results.append(score_model(name, settings=settings, feeds_dir=feeds_dir))
-            except NoChampionError as exc:
-                console.print(f"[yellow]skipped {name}:[/] {exc}", highlight=False, soft_wrap=True)
-        if not results:
-            raise PlacelinkError("no model has a champion to score with", where=settings.mlflow_tracking_uri,
-                                 fix="run `placelink train`; each refused model's card says why it was refused")
-    for r in results:
-        typer.echo(f"{r.model} v{r.version}: {r.rows} rows from {r.as_of} -> {r.table}")
+    A run of the prediction assets on this home's Dagster instance (placelink ui shows it), as the nightly
+    refresh runs them."""
+    from orchestration.stage_cli import run_score
+
+    run_score(home, models=model, feeds_dir=feeds_dir, echo=typer.echo)
 
 
 @app.command("mlflow-ui")

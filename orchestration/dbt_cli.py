@@ -56,12 +56,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def publish(home: HomeOption = None) -> None:
-        """Write the disclosure-controlled tables (published.*) to <home>/published as Parquet and CSV."""
-        from orchestration.lib import dbt_runner
-        from orchestration.lib.config import get_settings
+        """Write the disclosure-controlled tables (published.*) to <home>/published as Parquet and CSV.
 
-        for path in dbt_runner.publish(get_settings(home=home).ensure()):
-            typer.echo(f"wrote {path}")
+        A run of the published/files asset on this home's Dagster instance (placelink ui shows it), which also
+        redraws the atlas from those files."""
+        from orchestration.stage_cli import run_publish
+
+        run_publish(home, echo=typer.echo)
 
     @app.command("dbt-docs")
     def dbt_docs(home: HomeOption = None) -> None:

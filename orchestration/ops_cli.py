@@ -99,9 +99,12 @@ def run_refresh(full: bool, home: Path | None, log_level: str = "WARNING", captu
                       "(use --full to rebuild everything)")
         return
     for run in result.runs:
-        console.print(f"  {run.label:22} {len(run.assets):3} asset(s)  {run.seconds:6.1f}s  run {run.run_id}")
+        # soft_wrap: a run id is looked up whole (a terminal narrower than the line, or a log file, must not
+        # break it)
+        console.print(f"  {run.label:22} {len(run.assets):3} asset(s)  {run.seconds:6.1f}s  run {run.run_id}",
+                      highlight=False, soft_wrap=True)
     console.print(f"[green]refresh {result.refresh_id} done[/]: {len(result.runs)} run(s); "
-                  f"see them with `placelink ui`")
+                  f"see them with `placelink ui`", soft_wrap=True)
 
 
 def run_demo(home: Path | None) -> None:

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from orchestration.defs.ops.jobs import ops_downstream_refresh_job, ops_partitioned_refresh_job
 from orchestration.defs.ops.planning import (
     LATE_TAG,
     MONTHS_TAG,
     NEW_MONTHS_TAG,
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
     REFRESH_TAG,
     RefreshPlan,
     full_refresh_op_config,
@@ -137,8 +138,8 @@ def load_batches(graph, partitions: dict[str, list[dg.AssetKey]], single_run: bo
             if first == last:
                 batches.append((f"month {first}", {"partition_key": first}, keys))
             else:
-                batches.append((f"months {first}..{last}", {"tags": {ASSET_PARTITION_RANGE_START_TAG: first,
-                                                                    ASSET_PARTITION_RANGE_END_TAG: last}}, keys))
+                batches.append((f"months {first}..{last}", {"tags": {PARTITION_RANGE_START_TAG: first,
+                                                                    PARTITION_RANGE_END_TAG: last}}, keys))
     else:
         for pk, keys in partitions.items():
             batches.append((f"month {pk}", {"partition_key": pk}, keys))
@@ -316,7 +317,7 @@ def run_loads(stage: str, partitions: dict[str, list[dg.AssetKey]], settings: Se
             ops = {graph.get(k).assets_def.op.name: {"config": {"rebuild": True}} for k in keys if k not in dropped}
             dropped.update(keys)
         months = ([kwargs["partition_key"]] if "partition_key" in kwargs else
-                  [kwargs["tags"][ASSET_PARTITION_RANGE_START_TAG], kwargs["tags"][ASSET_PARTITION_RANGE_END_TAG]])
+                  [kwargs["tags"][PARTITION_RANGE_START_TAG], kwargs["tags"][PARTITION_RANGE_END_TAG]])
         tags = {REFRESH_TAG: stage_id, **kwargs.pop("tags", {})}
         outcome = _execute(job, instance, label, keys, settings, tags=tags,
                            run_config=_stage_config({"ops": ops} if ops else None, log_level),

@@ -1,4 +1,4 @@
-"""What ``placelink ingest``, ``placelink match`` and ``placelink pseudonymise`` do: each is a run of the code
+"""What ``placelink ingest``, ``match``, ``pseudonymise``, ``publish``, ``train`` and ``score`` do: each is a run of the code
 location's assets on this home's Dagster instance (:mod:`orchestration.runner`), the same assets and jobs the
 landing sensor, the nightly schedule and the UI start, so run history, asset status, sensor cursors and the
 audit agree whoever started the work. The figures printed are the runs' own materialisation metadata (what the
@@ -160,3 +160,91 @@ def run_pseudonymise(home: Path | None, *, partner: str | None, feed: str | None
                 else f"{meta['dagster/row_count']:>10,}")
         echo(f"{'src.' + f.name:48} {rows}")
     echo(f"-> {settings.warehouse_db} (run {outcome.run_id}: placelink ui shows it)")
+
+
+def _ml_config(feeds_dir: Path | None) -> dict:
+    from orchestration.defs.ml.assets import ML_ASSETS
+
+    if not feeds_dir:
+        return {}
+    return {"ops": {a.op.name: {"config": {"feeds_dir": str(feeds_dir)}} for a in ML_ASSETS}}
+
+
+def run_publish(home: Path | None, *, echo) -> None:
+    """``placelink publish``: a run of ``published/files`` (the files and the atlas drawn from them)."""
+    from orchestration.runner import run_stage
+
+    settings = get_settings(home=home).ensure()
+    if not settings.warehouse_db.exists():  # before starting a run that could only fail
+        raise PlacelinkError(f"no warehouse at {settings.warehouse_db}", where="publish",
+                             fix="run `placelink build` (or `placelink demo`) first")
+    key = dg.AssetKey(["published", "files"])
+    with console.status("publishing"):
+        outcome = run_stage("publish", [key], settings)
+    meta = outcome.materialised.get((key.to_user_string(), None), {})
+    for path in meta.get("files", []):
+        echo(f"wrote {path}")
+    if meta.get("atlas_error"):
+        echo(f"atlas not built: {meta['atlas_error']}")
+    echo(f"run {outcome.run_id} (placelink ui shows it)")
+
+
+def run_train(home: Path | None, *, models: list[str] | None, feeds_dir: Path | None, echo) -> None:
+    """``placelink train``: a run of the ``ml/<model>_training`` assets (train, register, gate, promote)."""
+    from ml.features import list_models
+    from orchestration.runner import run_stage
+
+    settings = get_settings(home=home).ensure()
+    models = models or list_models()
+    unknown = sorted(set(models) - set(list_models()))
+    if unknown:
+        raise PlacelinkError(f"no model named {', '.join(unknown)}", where="--model",
+                             fix=f"choose from {', '.join(list_models())} (ml/models/)")
+    keys = [dg.AssetKey(["ml", f"{m}_training"]) for m in models]
+    with console.status(f"training {', '.join(models)}"):
+        # feeds_dir is the ML checks' contracts folder (agreements permit the purpose), given to the assets only
+        outcome = run_stage("train", keys, settings, run_config=_ml_config(feeds_dir))
+    for model, key in zip(models, keys, strict=True):
+        meta = outcome.materialised.get((key.to_user_string(), None))
+        if meta is None:  # too little history: the asset says so in its log and is not materialised
+            echo(f"{model}: not trained (too little history in the marts; the run's log says how much): "
+                 f"run {outcome.run_id}")
+            continue
+        metric, base = (("metric/auc", "metric/baseline_auc") if "metric/auc" in meta
+                        else ("metric/mae", "metric/baseline_seasonal_naive_mae"))
+        echo(f"{model} v{meta['model_version']}: {metric.split('/')[1]} {meta[metric]:.3f} "
+             f"(baseline {meta[base]:.3f}); {meta['decision']}")
+    echo(f"run {outcome.run_id} (placelink ui shows it; MLflow has the runs and model cards)")
+
+
+def run_score(home: Path | None, *, models: list[str] | None, feeds_dir: Path | None, echo) -> None:
+    """``placelink score``: a run of the prediction assets, each writing from its model's champion. A model named
+    on the command line without a champion is an error; of all models, those without one are skipped and named."""
+    from ml.features import list_models, load_spec
+    from ml.score import NoChampionError, require_champion
+    from orchestration.defs.ml.assets import MODELS
+    from orchestration.runner import run_stage
+
+    settings = get_settings(home=home).ensure()
+    chosen = []
+    for model in models or list_models():
+        try:
+            require_champion(model, settings)
+        except NoChampionError as exc:
+            if models:  # asked for by name
+                raise
+            # a refused model does not stop the others' predictions; its card says why it was refused
+            console.print(f"[yellow]skipped {model}:[/] {exc}", highlight=False, soft_wrap=True)
+            continue
+        chosen.append(model)
+    if not chosen:
+        raise PlacelinkError("no model has a champion to score with", where=settings.mlflow_tracking_uri,
+                             fix="run `placelink train`; each refused model's card says why it was refused")
+    keys = [dg.AssetKey(["ml", MODELS[m][1]]) for m in chosen]
+    with console.status(f"scoring {', '.join(chosen)}"):
+        outcome = run_stage("score", keys, settings, run_config=_ml_config(feeds_dir))
+    for model, key in zip(chosen, keys, strict=True):
+        meta = outcome.materialised.get((key.to_user_string(), None), {})
+        echo(f"{model} v{meta.get('model_version')}: {meta.get('dagster/row_count')} rows from {meta.get('as_of')} "
+             f"-> {meta.get('table') or load_spec(model).predictions_table}")
+    echo(f"run {outcome.run_id} (placelink ui shows it)")

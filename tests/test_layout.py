@@ -51,6 +51,27 @@ def test_no_test_support_lives_in_product_code():
     assert not found, f"test support belongs in tests/support/ (or beside its tests), not in product code: {found}"
 
 
+def _private_dagster_modules(path: Path) -> list[str]:
+    """Modules of the Dagster family (``dagster``, ``dagster_dbt`` ...) that ``path`` imports from a private
+    (underscored) part: those change without notice between releases."""
+    return sorted(n for n in _imports(path) if n.split(".")[0].startswith("dagster")
+                  and any(part.startswith("_") for part in n.split(".")[1:]))
+
+
+def test_product_code_uses_only_public_dagster_apis():
+    offenders = {str(p.relative_to(ROOT)): _private_dagster_modules(p) for p in _product_files()}
+    offenders = {k: v for k, v in offenders.items() if v}
+    assert not offenders, ("product code must use Dagster's public API (``import dagster as dg``); a name Dagster "
+                           f"keeps private is written once in our code with a drift test: {offenders}")
+
+
+def test_the_private_dagster_guard_sees_a_private_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import dagster as dg\nfrom dagster._core.errors import DagsterError\n"
+                   "import dagster_dbt._internal as x\nfrom dagster_dbt import DbtCliResource\n")
+    assert _private_dagster_modules(bad) == ["dagster._core.errors", "dagster_dbt._internal"]
+
+
 def test_the_guards_see_a_product_file_that_imports_tests(tmp_path):
     # the guard above must be able to fail: both import forms are caught
     bad = tmp_path / "bad.py"

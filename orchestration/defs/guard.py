@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import dagster as dg
-from dagster._core.errors import DagsterError
 
 from orchestration.defs.ops.policies import as_failure
 from orchestration.lib.errors import PlacelinkError, as_placelink_error
@@ -29,7 +28,7 @@ T = TypeVar("T")
 
 def safe_failure(exc: BaseException, stage: str) -> BaseException:
     """What to raise instead of ``exc``: a Dagster exception as it is, ours as a Failure, a library's withheld."""
-    if isinstance(exc, DagsterError | dg.Failure | dg.RetryRequested):
+    if isinstance(exc, dg.DagsterError | dg.Failure | dg.RetryRequested):
         return exc
     # a data error cannot be fixed by running again; other failures (a locked file) follow the job's retry policy
     return as_failure(as_placelink_error(exc, stage=stage))

@@ -41,3 +41,31 @@ def test_score_all_without_any_champion_names_the_skipped_models_and_fails(fresh
     assert "skipped household_risk" in proc.stderr and "skipped lsoa_demand" in proc.stderr
     assert "no model has a champion to score with" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_train_and_score_from_the_cli_are_runs_of_the_ml_assets(fresh_home, ml_source):
+    """``placelink train`` / ``score`` run the same assets as the weekly schedule and the nightly refresh, on this
+    home's Dagster instance: the UI's run history and asset status show work started from the CLI."""
+    import dagster as dg
+    import duckdb
+
+    from orchestration.runner import instance_for
+
+    feeds = ["--feeds-dir", str(ml_source / "feeds"), "--home", str(fresh_home.home)]
+    trained = CliRunner().invoke(app, ["train", "--model", "lsoa_demand", *feeds])
+    assert trained.exit_code == 0, trained.output
+    assert "lsoa_demand v1: mae" in trained.output and "placelink ui shows it" in trained.output
+    scored = CliRunner().invoke(app, ["score", "--model", "lsoa_demand", *feeds])
+    assert scored.exit_code == 0, scored.output
+    with duckdb.connect(str(fresh_home.warehouse_db), read_only=True) as con:
+        rows = con.execute("select count(*) from ml.lsoa_demand_forecasts").fetchone()[0]
+    assert f"lsoa_demand v1: {rows} rows" in scored.output and rows > 0
+    instance = instance_for(fresh_home)
+    try:
+        for key in (["ml", "lsoa_demand_training"], ["ml", "lsoa_demand_forecasts"]):
+            event = instance.get_latest_materialization_event(dg.AssetKey(key))
+            assert event is not None, key
+            assert event.run_id in trained.output + scored.output
+        assert instance.get_latest_materialization_event(dg.AssetKey(["ml", "household_risk_training"])) is None
+    finally:
+        instance.dispose()

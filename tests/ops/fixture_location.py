@@ -25,7 +25,16 @@ MONTHLY = dg.MonthlyPartitionsDefinition(start_date="2024-11-01", end_offset=1)
 FEEDS = [("police", "street_crimes"), ("nhs", "ae_attendances")]
 
 
-def _hold(name: str = "", entered: float | None = None, context: dg.AssetExecutionContext | None = None):
+def _enter(context: dg.AssetExecutionContext) -> float:
+    """Note that this step is inside its asset now (tells a test, and the other run's :func:`_hold`)."""
+    entered = time.time()
+    if os.environ.get("PLACELINK_TEST_ENTER_LOG"):
+        with open(os.environ["PLACELINK_TEST_ENTER_LOG"], "a") as fh:
+            fh.write(f"{context.run_id} {entered}\n")
+    return entered
+
+
+def _hold(name: str, entered: float, context: dg.AssetExecutionContext, pool: str):
     """Keep the DuckDB file open while another run is waiting on it (tests of overlapping runs), and log when we
     held it.
 
@@ -36,12 +45,10 @@ def _hold(name: str = "", entered: float | None = None, context: dg.AssetExecuti
     """
     cap = float(os.environ.get("PLACELINK_TEST_HOLD_SECONDS", "0"))
     start = time.time()
-    if cap and context is not None:
-        while time.time() - start < cap and not _other_run_waits(context):
+    if cap:
+        while time.time() - start < cap and not _other_run_waits(context, pool):
             time.sleep(0.1)
         time.sleep(min(SETTLE, max(0.0, cap - (time.time() - start))))
-    else:
-        time.sleep(cap)
     log = os.environ.get("PLACELINK_TEST_HOLD_LOG")
     if log:
         with open(log, "a") as fh:
@@ -52,13 +59,13 @@ def _hold(name: str = "", entered: float | None = None, context: dg.AssetExecuti
 SETTLE = 1.0
 
 
-def _other_run_waits(context: dg.AssetExecutionContext) -> bool:
+def _other_run_waits(context: dg.AssetExecutionContext, pool: str) -> bool:
     path = os.environ.get("PLACELINK_TEST_ENTER_LOG")
     if path and os.path.exists(path):
         with open(path) as fh:
-            if any(line.split()[0] != context.partition_key for line in fh if line.strip()):
+            if any(line.split()[0] != context.run_id for line in fh if line.strip()):
                 return True   # the other step is inside the asset too
-    info = context.instance.event_log_storage.get_concurrency_info("identifiable_writer")
+    info = context.instance.event_log_storage.get_concurrency_info(pool)
     return bool(info.pending_run_ids - {context.run_id})   # the other step is queued for the slot
 
 
@@ -69,11 +76,8 @@ def _feed_asset(partner: str, feed: str):
         freshness_policy=feed_freshness_policy(),
     )
     def _asset(context, identifiable_db: DuckDBResource) -> dg.MaterializeResult:
-        entered = time.time()
+        entered = _enter(context)
         pk = context.partition_key
-        if os.environ.get("PLACELINK_TEST_ENTER_LOG"):  # tells a test this step is inside the asset now
-            with open(os.environ["PLACELINK_TEST_ENTER_LOG"], "a") as fh:
-                fh.write(f"{pk} {entered}\n")
         rows = []
         for drop in list_drops(get_settings().landing, partner, feed):
             if drop.partition != pk:
@@ -90,7 +94,7 @@ def _feed_asset(partner: str, feed: str):
             con.execute(f"delete from {table} where part = ?", [pk])
             if rows:
                 con.executemany(f"insert into {table} values (?, ?, ?)", rows)
-            _hold(f"{table}:{pk}", entered, context)
+            _hold(f"{table}:{pk}", entered, context, "identifiable_writer")
         return dg.MaterializeResult(metadata={"rows": len(rows)})
 
     return _asset
@@ -101,23 +105,25 @@ feed_assets = [_feed_asset(p, f) for p, f in FEEDS]
 
 @dg.asset(key=["link", "person_records"], group_name="matching", deps=[a.key for a in feed_assets],
           pool="identifiable_writer")
-def person_records(identifiable_db: DuckDBResource) -> dg.MaterializeResult:
+def person_records(context, identifiable_db: DuckDBResource) -> dg.MaterializeResult:
+    entered = _enter(context)
     with identifiable_db.get_connection() as con:
         con.execute("create schema if not exists link")
         union = " union all ".join(f"select part, line from raw.{p}__{f}" for p, f in FEEDS)
         con.execute(f"create or replace table link.person_records as {union}")
         n = con.execute("select count(*) from link.person_records").fetchone()[0]
-        _hold()
+        _hold("link.person_records", entered, context, "identifiable_writer")
     return dg.MaterializeResult(metadata={"rows": n})
 
 
 @dg.asset(key=["marts", "lsoa_monthly_indicators"], group_name="marts", deps=[person_records],
           pool="warehouse_writer")
-def lsoa_monthly_indicators(warehouse_db: DuckDBResource) -> dg.MaterializeResult:
+def lsoa_monthly_indicators(context, warehouse_db: DuckDBResource) -> dg.MaterializeResult:
+    entered = _enter(context)
     with warehouse_db.get_connection() as con:
         con.execute("create schema if not exists marts")
         con.execute("create or replace table marts.lsoa_monthly_indicators as select 1 as n")
-        _hold()
+        _hold("marts.lsoa_monthly_indicators", entered, context, "warehouse_writer")
     return dg.MaterializeResult(metadata={"rows": 1})
 
 

@@ -34,6 +34,13 @@ from orchestration.lib.ops.pending import unfinished_partitions
 PARTITIONED = dg.AssetSelection.from_string('partitions:"time" and is:materializable')
 UNPARTITIONED = dg.AssetSelection.from_string('partitions:"none" and is:materializable')
 
+#: Dagster's run tags for a single run over a range of time partitions (a "single-run backfill"): the way Dagster's
+#: maintainers document for launching one run over several partitions from code (RunRequest and
+#: execute_in_process take one partition key only). Dagster keeps these names in a private module, so they are
+#: written here once; tests/ops/test_partition_range_tags.py fails if Dagster's own names ever differ.
+PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+
 #: Run tag shared by every run of one refresh, so the downstream run knows when the feeds are done.
 REFRESH_TAG = "placelink/refresh"
 #: Run tag on the downstream run of a nightly refresh that loaded only new months (RefreshPlan.new_months_only):

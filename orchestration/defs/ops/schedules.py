@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dagster as dg
 from dagster import DagsterRunStatus
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from orchestration.defs.ops.jobs import ops_downstream_refresh_job, ops_partitioned_refresh_job
 from orchestration.defs.ops.planning import (
     LATE_TAG,
     MONTHS_TAG,
     NEW_MONTHS_TAG,
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
     REFRESH_TAG,
     full_refresh_op_config,
     month_ranges,
@@ -63,8 +64,8 @@ def nightly_refresh_schedule(context: dg.ScheduleEvaluationContext, placelink_se
                           tags=tags)
             if len(months) == 1 else
             dg.RunRequest(run_key=f"{tick}:{months[0]}..{months[-1]}", asset_selection=keys,
-                          tags={**tags, ASSET_PARTITION_RANGE_START_TAG: months[0],
-                                ASSET_PARTITION_RANGE_END_TAG: months[-1]})
+                          tags={**tags, PARTITION_RANGE_START_TAG: months[0],
+                                PARTITION_RANGE_END_TAG: months[-1]})
             for months, keys in ranges
         ]
     return [
