@@ -70,9 +70,9 @@ KINDS: list[tuple[str, bool, str]] = [
     ("other", False, r""),
 ]
 
-#: Files that are copies of a fact held elsewhere: path -> (how, source, the check that keeps it true: a file and
-#: a string it must contain at that revision for the copy to count as kept).
-DERIVED: dict[str, tuple[str, str, str, str]] = {
+#: Files that are copies of a fact held elsewhere: path -> (how, what is copied from where, the check that keeps it
+#: true: a file and a string it must contain at that revision for the copy to count as kept; None: nothing checks it).
+DERIVED: dict[str, tuple[str, str, str | None, str | None]] = {
     "docs/data-dictionary.md": (
         "derived", "rendered from orchestration/feeds/*.yml by orchestration/lib/synthetic/dictionary.py",
         "tests/synthetic/test_contracts_cli.py", "render_data_dictionary"),
@@ -81,13 +81,30 @@ DERIVED: dict[str, tuple[str, str, str, str]] = {
         "tests/dbt/test_event_feeds.py", "def test_seed_and_event_feeds_agree"),
     "expectations/suites/police__street_crimes.yml": (
         "checked", "header (asset, table, record id, event date, columns) taken from the contract; a header key "
-                   "the suite still writes must equal the contract's", "expectations/suite.py", "_with_contract_header"),
+                   "the suite still writes must equal the contract's (its description still paraphrases the "
+                   "contract's, unchecked)", "expectations/suite.py", "_with_contract_header"),
     "dbt_project/models/staging/police/_police__sources.yml": (
-        "checked", "the dbt source tables are the contracts' feeds (src.<partner>__<feed>)",
-        "tests/dbt/test_sources_match_contracts.py", "def test_dbt_sources_are_the_contracts_feeds"),
+        "checked", "the dbt source tables are the contracts' feeds (src.<partner>__<feed>); the table description "
+                   "paraphrases the contract's, unchecked", "tests/dbt/test_sources_match_contracts.py",
+        "def test_dbt_sources_are_the_contracts_feeds"),
+    "dbt_project/models/intermediate/int_events_joined_to_places.sql": (
+        "checked", "one hand-written CTE per feed repeats the partner/feed/agency/indicator constants the seed "
+                "indicators.csv holds", "tests/dbt/test_event_feeds.py", "def test_seed_and_event_feeds_agree"),
+    "dbt_project/models/intermediate/int_lsoa_month_indicator_counts.sql": (
+        "copy", "crimes_total = the street_crimes feed's events repeats the seed's hierarchy (crimes_* -> "
+                "crimes_total)", None, None),
     "orchestration/lib/synthetic/dictionary.py": (
         "checked", "the generator's per-feed defect table is keyed by <partner>/<feed>; the rendered page is compared "
                    "with the committed one", "tests/synthetic/test_contracts_cli.py", "render_data_dictionary"),
+    "orchestration/lib/synthetic/feeds.py": (
+        "checked", "each feed's FeedSpec (record id, date format) repeats the contract; the generated files are read "
+                   "with the contract", "tests/synthetic/test_contracts_cli.py", "test_every_feed_file_matches_its_contract"),
+    "ml/features.py": (
+        "copy", "EVENT_TYPE_FEEDS maps crimes_* to police.street_crimes, which seeds/indicators.csv also says",
+        None, None),
+    "docs/architecture.md": (
+        "copy", "its 'Partners and feeds' table repeats each contract's format and columns (docs/data-dictionary.md "
+                "is the derived page)", None, None),
 }
 
 
@@ -167,7 +184,7 @@ def copy_note(rev: str, path: str) -> str:
         return ""
     how, source, check, needle = DERIVED[path]
     try:
-        kept = needle in git("show", f"{rev}:{check}")
+        kept = bool(check and needle) and needle in git("show", f"{rev}:{check}")
     except subprocess.CalledProcessError:
         kept = False
     return f"{how}: {source} ({check})" if kept else f"copy (unchecked at this revision): {source}"
@@ -213,7 +230,8 @@ def summary(rev: str, feed: str) -> dict:
         "feed": feed, "pattern": name_pattern(feed_id).pattern,
         "files": len(found), "on_path_files": len(on_path), "on_path_holding": len(holding),
         "on_path_kinds": sorted({p.kind for p in on_path}, key=[k for k, _, _ in KINDS].index),
-        "copies": sum(bool(p.copy) for p in found),
+        "copies_kept": sum(p.copy.startswith(("derived", "checked")) for p in found),
+        "copies_unchecked": sum(p.copy.startswith("copy") for p in found),
         "places": [asdict(p) for p in found],
         "broad_partner_and_crime_not_named": broad(rev, found, partner),
     }
@@ -224,10 +242,10 @@ def markdown(results: list[dict], command: str) -> str:
              f"`{command}` (benchmarks/feed_places.py says what counts). Pattern `{results[0]['pattern']}`, "
              "case-insensitive, over every tracked file except tests/, benchmarks/, .ci/, pictures and lock files.", "",
              "| revision | files naming the feed | on the path | on the path, holding something | kinds on the path "
-             "| copies (derived or checked) |", "|---|---|---|---|---|---|"]
+             "| copies derived or checked | copies nothing checks |", "|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| `{r['commit']}` {r['subject'][:60]} | {r['files']} | {r['on_path_files']} | "
-                     f"{r['on_path_holding']} | {len(r['on_path_kinds'])} | {r['copies']} |")
+                     f"{r['on_path_holding']} | {len(r['on_path_kinds'])} | {r['copies_kept']} | {r['copies_unchecked']} |")
     for r in results:
         lines += ["", f"## `{r['commit']}` ({r['rev']}): {r['files']} files, kinds on the path: "
                   + ", ".join(r["on_path_kinds"]), "", "| file | kind | on path | lines | example only | copy of |",
