@@ -72,6 +72,7 @@ KINDS: list[tuple[str, bool, str]] = [
 
 #: Files that are copies of a fact held elsewhere: path -> (how, what is copied from where, the check that keeps it
 #: true: a file and a string it must contain at that revision for the copy to count as kept; None: nothing checks it).
+#: A path in APPLIES is a copy only at the revisions where its text holds that string (the copy was removed later).
 DERIVED: dict[str, tuple[str, str, str | None, str | None]] = {
     "docs/data-dictionary.md": (
         "derived", "rendered from orchestration/feeds/*.yml by orchestration/lib/synthetic/dictionary.py",
@@ -106,6 +107,10 @@ DERIVED: dict[str, tuple[str, str, str | None, str | None]] = {
         "copy", "its 'Partners and feeds' table repeats each contract's format and columns (docs/data-dictionary.md "
                 "is the derived page)", None, None),
 }
+
+
+APPLIES = {"docs/architecture.md": "| partner | feed | format | record id | people? | place |",
+           "dbt_project/models/intermediate/int_lsoa_month_indicator_counts.sql": "crimes_total"}
 
 
 @dataclass
@@ -179,8 +184,8 @@ def in_scope(path: str) -> bool:
     return not path.startswith(EXCLUDE) and not path.endswith(EXCLUDE_SUFFIX)
 
 
-def copy_note(rev: str, path: str) -> str:
-    if path not in DERIVED:
+def copy_note(rev: str, path: str, text: str) -> str:
+    if path not in DERIVED or (path in APPLIES and APPLIES[path] not in text):
         return ""
     how, source, check, needle = DERIVED[path]
     try:
@@ -201,9 +206,10 @@ def places(rev: str, feed: str) -> list[Place]:
         path = line.split(":", 1)[1]
         if not in_scope(path):
             continue
-        count, example_only = mentions(path, git("show", f"{rev}:{path}"), pattern)
+        text = git("show", f"{rev}:{path}")
+        count, example_only = mentions(path, text, pattern)
         kind, on_path = kind_of(path)
-        out.append(Place(path, kind, on_path, count, example_only, copy_note(rev, path)))
+        out.append(Place(path, kind, on_path, count, example_only, copy_note(rev, path, text)))
     return sorted(out, key=lambda p: ([k for k, _, _ in KINDS].index(p.kind), p.path))
 
 
