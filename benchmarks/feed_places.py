@@ -110,7 +110,8 @@ DERIVED: dict[str, tuple[str, str, str | None, str | None]] = {
 
 
 APPLIES = {"docs/architecture.md": "| partner | feed | format | record id | people? | place |",
-           "dbt_project/models/intermediate/int_lsoa_month_indicator_counts.sql": "crimes_total"}
+           "dbt_project/models/intermediate/int_lsoa_month_indicator_counts.sql": "crimes_total",
+           "ml/features.py": "EVENT_TYPE_FEEDS"}
 
 
 @dataclass
