@@ -11,6 +11,7 @@ been checked against the feed agreements); an indicator whose feed cannot be tol
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import re
@@ -26,22 +27,15 @@ from orchestration.lib.errors import PlacelinkError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 
-#: Which feed each indicator (or event type) comes from, by prefix. The warehouse's own
-#: (indicator, partner, feed) rows in int_events_joined_to_places take precedence; this covers indicators
-#: built only in the place marts (crimes_total, school_sessions_possible ...). Longest prefix wins.
-EVENT_TYPE_FEEDS = {
-    "crime:": "police.street_crimes",
-    "crimes_": "police.street_crimes",
-    "police_person:": "police.person_records",
-    "police_": "police.person_records",
-    "social_care_referral": "county_council.social_care_referrals",
-    "school_": "county_council.school_attendance",
-    "homelessness_presentation": "district_councils.homelessness_presentations",
-    "asb_complaint": "district_councils.asb_complaints",
-    "ae_attendance": "nhs.ae_attendances",
-    "food_bank_referral": "voluntary.food_bank_referrals",
-    "fire_safe_and_well_visit": "fire.safe_and_well_visits",
-}
+#: The indicator catalogue (dbt seed ``indicators``): the one statement of which partner feed each indicator is
+#: counted from, including those built only in the place marts (crimes_total, school_sessions_possible ...).
+INDICATOR_CATALOGUE = Path(__file__).resolve().parents[1] / "dbt_project" / "seeds" / "indicators.csv"
+
+
+def _catalogue_feeds() -> dict[str, str]:
+    """indicator -> '<partner>.<feed>' from the indicator catalogue."""
+    with open(INDICATOR_CATALOGUE, newline="", encoding="utf-8") as f:
+        return {row["indicator"]: f"{row['partner']}.{row['feed']}" for row in csv.DictReader(f)}
 
 
 @dataclass(frozen=True)
@@ -135,14 +129,8 @@ def indicator_feeds(con: duckdb.DuckDBPyConnection, indicators) -> dict[str, str
             rows = con.execute(f"select distinct {column}, partner || '.' || feed "
                                "from intermediate.int_events_joined_to_places").fetchall()
             known.update({r[0]: r[1] for r in rows if r[0]})
-    out: dict[str, str | None] = {}
-    prefixes = sorted(EVENT_TYPE_FEEDS, key=len, reverse=True)
-    for ind in indicators:
-        if ind in known:
-            out[ind] = known[ind]
-            continue
-        out[ind] = next((EVENT_TYPE_FEEDS[p] for p in prefixes if ind.startswith(p)), None)
-    return out
+    catalogue = _catalogue_feeds()
+    return {ind: known.get(ind) or catalogue.get(ind) for ind in indicators}
 
 
 def permitted_indicators(con, indicators, feeds: list[str]) -> tuple[list[str], dict[str, str]]:

@@ -54,6 +54,24 @@ def test_lsoa_mart_counts_every_placed_event_and_keeps_zeros(con):
     assert crimes["total"] == crimes["by_group"] > 0
 
 
+def test_a_parent_indicator_counts_every_event_of_its_children(con):
+    """crimes_total is the seed's parent of every crime type, counted from the hierarchy (seed column parent), not
+    from a feed named in SQL: per LSOA and month it is still every placed street crime of the source."""
+    diff = q(con, """
+        with src as (
+            select lsoa_code, event_month as month, count(*) as n from src.police__street_crimes
+            where lsoa_code is not null group by all
+        )
+        select m.lsoa_code, m.month, m.event_count, coalesce(src.n, 0) as n
+        from marts.lsoa_monthly_indicators as m
+        left join src on m.lsoa_code = src.lsoa_code and m.month = src.month
+        where m.indicator = 'crimes_total' and m.event_count <> coalesce(src.n, 0)
+    """)
+    assert diff.empty, diff.head()
+    assert q(con, "select sum(event_count) n from marts.lsoa_monthly_indicators where indicator = 'crimes_total'")[
+        "n"].item() > 0
+
+
 def test_district_total_equals_the_sum_of_its_lsoas_before_suppression(con):
     diff = q(con, """
         select d.district_code, d.month, d.indicator, d.event_count, sum(l.event_count) lsoa_sum

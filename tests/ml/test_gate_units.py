@@ -233,3 +233,22 @@ def test_a_persons_household_and_attributes_do_not_depend_on_row_order(tmp_path)
     assert [h[0] for h in homes] == ["hB"]
     # each household's own reference person and its latest place; ties inside one household to the larger value
     assert ("hB", "M", "35-44", "Asian", "E02") in groups
+
+
+def test_an_indicator_gets_its_feed_from_the_indicator_catalogue(tmp_path, monkeypatch):
+    """Indicators built only in the place marts (crimes_total, school_*) take their feed from the dbt seed
+    ``indicators`` (the one statement of it), not from a second hand-written map: edit the catalogue and the
+    feed the ethics gate sees follows."""
+    import duckdb
+
+    from ml import features
+
+    con = duckdb.connect()  # no events table: every answer comes from the catalogue
+    got = features.indicator_feeds(con, ["crimes_total", "school_sessions_possible", "police_victims", "no_such"])
+    assert got == {"crimes_total": "police.street_crimes", "school_sessions_possible": "county_council.school_attendance",
+                   "police_victims": "police.person_records", "no_such": None}
+    moved = tmp_path / "indicators.csv"
+    moved.write_text(features.INDICATOR_CATALOGUE.read_text().replace(
+        "crimes_total,police,street_crimes", "crimes_total,police,person_records"))
+    monkeypatch.setattr(features, "INDICATOR_CATALOGUE", moved)
+    assert features.indicator_feeds(con, ["crimes_total"]) == {"crimes_total": "police.person_records"}

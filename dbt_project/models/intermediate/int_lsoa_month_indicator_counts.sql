@@ -1,5 +1,6 @@
 {#- Non-zero counts per LSOA x month x indicator. A view: the incremental mart filters it by month, and DuckDB pushes
-    that filter down. School sessions are sums (not rows): sessions possible is the denominator of absence rates. -#}
+    that filter down. School sessions are sums (not rows): sessions possible is the denominator of absence rates.
+    A parent indicator of the seed `indicators` (crimes_total) is the sum of its children's counts. -#}
 {{ config(materialized='view') }}
 
 with
@@ -19,18 +20,20 @@ events as (
 
 ),
 
-crimes_total as (
+parents as (
 
+    -- a parent indicator (crimes_total) counts its children's events: the hierarchy is the seed's (column
+    -- parent), stated there once; no feed or indicator is named here
     select
-        lsoa_code,
-        event_month as month,
-        'crimes_total' as indicator,
-        count(*) as event_count
-    from {{ ref('int_events_joined_to_places') }}
-    where
-        lsoa_code is not null
-        and feed = 'street_crimes'
-    group by lsoa_code, event_month
+        events.lsoa_code,
+        events.month,
+        catalogue.parent as indicator,
+        cast(sum(events.event_count) as bigint) as event_count
+    from events
+    inner join {{ ref('indicators') }} as catalogue
+        on events.indicator = catalogue.indicator
+    where catalogue.parent is not null and catalogue.parent <> ''
+    group by events.lsoa_code, events.month, catalogue.parent
 
 ),
 
@@ -75,6 +78,6 @@ school as (
 
 select * from events
 union all
-select * from crimes_total
+select * from parents
 union all
 select * from school

@@ -59,6 +59,13 @@ CODES = """\
 """
 
 
+def _mapping(mapping) -> str:
+    """``given_name <- forename, ...`` for a contract's person or place mapping; "none" when it has none."""
+    if mapping is None or not mapping.columns():
+        return "none"
+    return ", ".join(f"`{field}` ← " + " + ".join(f"`{c}`" for c in cols) for field, cols in mapping.columns().items())
+
+
 def render_data_dictionary() -> str:
     from orchestration.lib.contracts import load_contracts
 
@@ -91,6 +98,8 @@ def render_data_dictionary() -> str:
             f"- agreement: {feed.agreement.id}, purposes {', '.join(feed.agreement.purposes)}; "
             f"retention {feed.agreement.retention_months} months; national data opt-out "
             f"{'applied' if feed.agreement.national_data_opt_out else 'not applicable'}",
+            f"- people (standard person record): {_mapping(feed.person)}",
+            f"- place: {_mapping(feed.place)}",
             "",
             "| column | type | required | identifier | meaning |",
             "|---|---|---|---|---|",
