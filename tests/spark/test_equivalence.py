@@ -26,8 +26,8 @@ def _link(records, model, settings):
     con.register("_df", records)
     run(con, "CREATE TABLE recs AS SELECT * FROM _df")
     prepare_records(con, "recs", "prep")
-    with settings.active():
-        result = update_index(con, "prep", model=model, full=True)
+    # the engine is the settings' (Spark for spark_home): never read from the environment
+    result = update_index(con, "prep", model=model, full=True, settings=settings)
     return result.person_index, result.summary
 
 
