@@ -364,6 +364,11 @@ def ensure_manifest(project_dir: Path = DBT_PROJECT_DIR) -> Path:
     Called when the Dagster definitions import, so a clean clone (no ``dbt_project/target``) loads. A file lock
     keeps parallel importers (pytest-xdist workers, the webserver and the daemon) from parsing at once and reading
     a half-written manifest.
+
+    Why not dagster-dbt's ``DbtProject.prepare_if_dev()``: it parses only under ``dagster dev`` (a clean clone's
+    ``placelink`` command, test or run worker would find no manifest), re-parses on every import there (no
+    staleness check), takes no lock against parallel importers, and parses with the environment's profile and
+    home, where :func:`parse` uses a stand-in home so importing the code location touches no home.
     """
     import fcntl
 

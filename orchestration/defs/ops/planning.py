@@ -18,6 +18,13 @@ has not completed since it was loaded (:func:`~orchestration.lib.ops.pending.unf
 whose downstream failed or was skipped leaves its months to the next one (``RefreshPlan.unfinished``).
 
 Shared by the nightly schedule, its downstream sensors and ``placelink refresh``.
+
+Why a planner of our own rather than Dagster's declarative automation (``AutomationCondition``): the same plan
+must run synchronously in one process with no daemon (``placelink refresh``, ``make demo``, the CLI's stage
+commands), where automation conditions are only evaluated by the daemon's sensor; the plan is also made from
+things outside the asset graph (files in ``landing/`` and their dates, the erasure and opt-out lists) and batches
+months into single runs per feed (one DuckDB writer per zone). Dagster's own pieces are used where they fit:
+partitions, single-run backfill policies, concurrency pools, run tags and the instance's materialisation records.
 """
 
 from __future__ import annotations
