@@ -223,12 +223,17 @@ def quality(
 ) -> None:
     """Run the GX suites on every loaded table, print a summary and where the Data Docs are (opens nothing).
 
-    Exits 1 when a blocking (structural) expectation fails.
+    Exits 1 when a blocking (structural) expectation fails. A report, not a stage: it materialises nothing. With
+    --scorecard, a run of the quality/feed_scorecard asset on this home's Dagster instance (placelink ui shows it).
     """
     from orchestration.lib.quality import print_quality_report
 
-    raise typer.Exit(print_quality_report(_settings(home), partner=partner, kind=kind, scorecard=scorecard,
-                                          console=console))
+    code = print_quality_report(_settings(home), partner=partner, kind=kind, console=console)
+    if scorecard:
+        from orchestration.stage_cli import run_scorecard
+
+        run_scorecard(home, partner=partner, echo=typer.echo)
+    raise typer.Exit(code)
 
 
 FeedsDirOption = Annotated[

@@ -248,3 +248,21 @@ def run_score(home: Path | None, *, models: list[str] | None, feeds_dir: Path | 
         echo(f"{model} v{meta.get('model_version')}: {meta.get('dagster/row_count')} rows from {meta.get('as_of')} "
              f"-> {meta.get('table') or load_spec(model).predictions_table}")
     echo(f"run {outcome.run_id} (placelink ui shows it)")
+
+
+def run_scorecard(home: Path | None, *, partner: str | None, echo) -> None:
+    """``placelink quality --scorecard``: a run of ``quality/feed_scorecard`` (the asset the nightly refresh
+    rebuilds), then its latest month per feed from the warehouse."""
+    import duckdb
+
+    from orchestration.defs.quality.checks import SCORECARD_KEY
+    from orchestration.lib.quality import SCORECARD_TABLE, print_scorecard
+    from orchestration.runner import run_stage
+
+    settings = get_settings(home=home).ensure()
+    with console.status("feed scorecard"):
+        outcome = run_stage("scorecard", [SCORECARD_KEY], settings)
+    with duckdb.connect(str(settings.warehouse_db), read_only=True) as con:
+        card = con.execute(f"SELECT * FROM {SCORECARD_TABLE}").df()
+    print_scorecard(card, partner=partner, console=console)
+    echo(f"run {outcome.run_id} (placelink ui shows it)")

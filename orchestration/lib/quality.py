@@ -449,12 +449,6 @@ def connect_read_only(path: str | Path, wait_seconds: float = 120) -> duckdb.Duc
             time.sleep(2)
 
 
-def write_feed_scorecard(settings: Settings, partner: str | None = None) -> pd.DataFrame:
-    """CLI/plain-function entry point: open both zones and build the scorecard."""
-    with connect_read_only(settings.identifiable_db) as idz, duckdb.connect(str(settings.warehouse_db)) as wh:
-        return build_feed_scorecard(idz, wh, partner=partner, verdicts_dir=settings.quality_dir / VERDICTS_DIR)
-
-
 _SHORT = {"expect_column_values_to_not_be_null": "missing", "expect_column_values_to_match_regex": "format",
           "expect_column_values_to_be_in_set": "code", "expect_column_values_to_be_between": "range",
           "expect_column_values_to_be_in_type_list": "type", "expect_column_to_exist": "no column",
@@ -471,8 +465,8 @@ def _short(o) -> str:
 
 # --- CLI report ---------------------------------------------------------------------------------------------------
 def print_quality_report(settings: Settings, *, partner: str | None = None, kind: str | None = None,
-                         scorecard: bool = False, console=None) -> int:
-    """Validate, print a rich summary table (and the scorecard) and return the exit code (1 = blocking)."""
+                         console=None) -> int:
+    """Validate, print a rich summary table and return the exit code (1 = blocking)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -492,21 +486,29 @@ def print_quality_report(settings: Settings, *, partner: str | None = None, kind
                       "[green]ok[/]" if r.passed_blocking else f"[bold red]FAIL {len(r.blocking_failures)}[/]",
                       "[green]0[/]" if not r.warnings else f"[yellow]{len(r.warnings)}[/]", top)
     console.print(table)
-    if scorecard:
-        card = write_feed_scorecard(settings, partner=partner)
-        latest = card.sort_values("month").groupby(["partner", "feed"]).tail(1).sort_values(["partner", "feed"])
-        st = Table(title=f"feed scorecard, latest month, % ({SCORECARD_TABLE})")
-        cols = {"feed": "feed", "month": "month", "rows_loaded": "rows", "completeness": "complete",
-                "validity": "valid", "timeliness": "timely", "duplicate_rate": "dup", "quarantine_rate": "quar",
-                "address_match_rate": "addr", "person_linked_rate": "linked"}
-        for label in cols.values():
-            st.add_column(label, justify="left" if label == "feed" else "right")
-        for _, row in latest.iterrows():
-            cells = [row["feed"], str(row["month"])[:7], f"{int(row['rows_loaded']):,}"]
-            cells += ["-" if pd.isna(row[c]) else f"{100 * row[c]:.1f}" for c in list(cols)[3:]]
-            st.add_row(*cells)
-        console.print(st)
     index = settings.quality_dir / "docs" / "index.html"
     console.print(f"Data Docs: file://{index}" if index.exists() else "Data Docs: not built",
                   soft_wrap=True, highlight=False)
     return 1 if any(not r.passed_blocking for r in results) else 0
+
+
+def print_scorecard(card: pd.DataFrame, *, partner: str | None = None, console=None) -> None:
+    """The latest month of each feed of the scorecard (``quality.feed_scorecard``), as a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    if partner:
+        card = card[card["partner"] == partner]
+    latest = card.sort_values("month").groupby(["partner", "feed"]).tail(1).sort_values(["partner", "feed"])
+    st = Table(title=f"feed scorecard, latest month, % ({SCORECARD_TABLE})")
+    cols = {"feed": "feed", "month": "month", "rows_loaded": "rows", "completeness": "complete",
+            "validity": "valid", "timeliness": "timely", "duplicate_rate": "dup", "quarantine_rate": "quar",
+            "address_match_rate": "addr", "person_linked_rate": "linked"}
+    for label in cols.values():
+        st.add_column(label, justify="left" if label == "feed" else "right")
+    for _, row in latest.iterrows():
+        cells = [row["feed"], str(row["month"])[:7], f"{int(row['rows_loaded']):,}"]
+        cells += ["-" if pd.isna(row[c]) else f"{100 * row[c]:.1f}" for c in list(cols)[3:]]
+        st.add_row(*cells)
+    console.print(st)

@@ -15,6 +15,18 @@ def test_quality_command_summarises_and_builds_docs(ae_db, tmp_path):
     assert f"file://{tmp_path}/quality/docs/index.html" in result.output
     assert (tmp_path / "quality" / "docs" / "index.html").exists()
     assert (tmp_path / "warehouse.duckdb").exists()
+    # the scorecard is the nightly refresh's asset, built by a run on this home's instance (the UI shows it)
+    import dagster as dg
+
+    from orchestration.lib.config import get_settings
+    from orchestration.runner import instance_for
+
+    instance = instance_for(get_settings(home=tmp_path))
+    try:
+        event = instance.get_latest_materialization_event(dg.AssetKey(["quality", "feed_scorecard"]))
+    finally:
+        instance.dispose()
+    assert event is not None and f"run {event.run_id}" in result.output
 
 
 def test_quality_command_exits_1_on_a_broken_structure(ae_db, tmp_path):
