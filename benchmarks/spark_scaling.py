@@ -37,8 +37,7 @@ def _match(source: Path, home: Path, engine: str, models_from: Path | None) -> d
         shutil.copytree(models_from, home / "models")
     settings = get_settings(home=home, env="local", engine=engine)
     t0 = time.perf_counter()
-    with settings.active():
-        out = run_matching(settings, full=True, log_to_mlflow=False)
+    out = run_matching(settings, full=True, log_to_mlflow=False)
     out["wall_seconds"] = round(time.perf_counter() - t0, 1)
     return out
 

@@ -7,11 +7,9 @@ warehouse DuckDB files, Dagster's home, the MLflow store, quality docs and publi
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -198,23 +196,6 @@ class Settings:
         filemodes.private_dir(self.governance_dir)
         filemodes.harden_identifiable(self.home)
         return self
-
-    @contextlib.contextmanager
-    def active(self) -> Iterator[Settings]:
-        """Make these the settings :func:`get_settings` resolves (``PLACELINK_HOME``/``PLACELINK_ENV``) for the
-        block, for scripts and tests calling code that reads the environment. Dagster runs do not need it: their
-        assets get the home from the ``placelink_settings`` resource (orchestration/defs/resources.py)."""
-        saved = {k: os.environ.get(k) for k in ("PLACELINK_HOME", "PLACELINK_ENV", "PLACELINK_ENGINE")}
-        os.environ["PLACELINK_HOME"], os.environ["PLACELINK_ENV"] = str(self.home), self.env
-        os.environ["PLACELINK_ENGINE"] = self.engine
-        try:
-            yield self
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
 
 
 def get_settings(home: str | os.PathLike | None = None, env: str | None = None,

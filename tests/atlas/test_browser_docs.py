@@ -49,8 +49,7 @@ def served(refreshed_tiny_county, tmp_path_factory):
     home = tmp_path_factory.mktemp("docs") / "home"
     shutil.copytree(shared.home, home, ignore=shutil.ignore_patterns("*.lock", "landing", "truth"))
     settings = get_settings(home=home, env="local")
-    with settings.active():
-        dbt_runner.docs_generate(settings, catalog=False)  # the page, not the catalog (test_dbt_build checks it)
+    dbt_runner.docs_generate(settings, catalog=False)  # the page, not the catalog (test_dbt_build checks it)
     server = make_server(settings, port=0)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()

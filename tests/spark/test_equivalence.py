@@ -141,10 +141,9 @@ def test_marts_published_cells_and_suppression_on_spark_equal_duckdb(full_refres
     from orchestration.lib import dbt_runner
 
     shutil.copyfile(full_refresh_warehouse, spark_home.warehouse_db)
-    with spark_home.active():
-        # models and seeds; the data tests run on DuckDB (make test) and are what this equality carries over
-        dbt_runner.run_dbt(dbt_runner.build_args("build", extra=["--exclude-resource-type", "test", "unit_test"]), spark_home)
-        published = dbt_runner.publish(spark_home)
+    # models and seeds; the data tests run on DuckDB (make test) and are what this equality carries over
+    dbt_runner.run_dbt(dbt_runner.build_args("build", extra=["--exclude-resource-type", "test", "unit_test"]), spark_home)
+    published = dbt_runner.publish(spark_home)
     assert published, "nothing published from Spark"
     with duckdb.connect(str(full_refresh_warehouse), read_only=True) as con:
         tables = con.execute(f"""SELECT table_schema, table_name FROM information_schema.tables
