@@ -126,6 +126,41 @@ def test_every_encoded_level_and_blocking_rule_runs_on_encoded_records():
     assert row == (1, 1, True, True)
 
 
+def test_compact_tokens_give_every_level_and_term_frequency_join_the_same_result():
+    """A full encoded link scores on tokens as 128-bit integers (encoded_model.compact_columns: fixed-width, no heap
+    string): every level of the model and the term-frequency join must agree on them exactly as on the hex text."""
+    records = pd.DataFrame({
+        "record_id": ["a", "b", "c"], "source": ["s"] * 3, "given_name": ["Jon", "John", "Ann"],
+        "family_name": ["Smith-Jones", "Smith", "Jones"], "date_of_birth": ["1980-02-03", "1980-03-02", "1980-02-03"],
+        "sex": ["M", "M", "F"], "postcode": ["SH1 2SA", "SH1 2SB", "SH1 2SA"],
+        "address": ["12 High Street", "12 High St", "3 Mill Lane"],
+        "nhs_number": ["9434765919", "9434765919", None], "uprn": [None, None, "100"],
+        "national_id": ["QQ123456C", None, None]})
+    con = duckdb.connect()
+    con.register("_enc_df", encode_person_records(records, Encoder(SECRET)))
+    con.execute("CREATE TABLE _enc AS SELECT * FROM _enc_df")
+    em.prepare_encoded(con, "_enc", "_p")
+    con.execute(f"CREATE TABLE _c AS SELECT {em.compact_columns(con, '_p')} FROM _p")
+    types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE _c)").fetchall())
+    assert types["given_name"] == "UHUGEINT" and types["addr_words"] == "UHUGEINT[]"
+    assert types["given_name_bf"] == "BIT" and types["unique_id"] == "VARCHAR"
+
+    def levels(table: str) -> list:
+        cols = ", ".join(f"l.{c} AS {c}_l, r.{c} AS {c}_r" for c in _cols(con))
+        out = []
+        for comparison in em.model_settings().comparisons:
+            for level in _levels(comparison):
+                sql = level.get_comparison_level("duckdb").sql_condition
+                if sql != "ELSE":
+                    out += con.execute(f"SELECT l_id, r_id, ({sql}) FROM (SELECT l.unique_id AS l_id, "
+                                       f"r.unique_id AS r_id, {cols} FROM {table} l, {table} r) ORDER BY 1, 2").fetchall()
+        return out
+
+    assert levels("_c") == levels("_p")
+    tf = "SELECT a.unique_id, count(*) FROM {t} a JOIN {t} b ON a.given_name = b.given_name GROUP BY 1 ORDER BY 1"
+    assert con.execute(tf.format(t="_c")).fetchall() == con.execute(tf.format(t="_p")).fetchall()
+
+
 def _cols(con) -> list[str]:
     return [r[0] for r in con.execute("DESCRIBE _p").fetchall()]
 

@@ -81,7 +81,7 @@ def link_with_encoded(con: duckdb.DuckDBPyConnection, settings: Settings, clear:
     say(f"encoded person linkage ({'training a new model' if model_path is None else 'model ' + model_path.name})")
     enc = update_index(con, "_encoded_prepared", previous="_prev_encoded" if previous else None,
                        model=pm.load_model(model_path) if model_path else None, full=full, decisions=decisions,
-                       trainer=em.train_model, settings=settings)
+                       trainer=em.train_model, settings=settings, score_as=em.compact_columns)
     if model_path is None and enc.model is not None:
         pm.save_model(enc.model, models)
     run(con, f"""CREATE OR REPLACE TEMP TABLE _all_index AS

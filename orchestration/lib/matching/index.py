@@ -67,11 +67,65 @@ def _drop_pred(con) -> None:
         run(con, f"DROP TABLE IF EXISTS {schema}._pred")
 
 
-def _edges(con, db_api, linker, mode: str, decisions: pd.DataFrame | None, score: bool = True) -> None:
+#: Whether a full DuckDB link scores narrow (:func:`_narrow_predict`); False gives Splink's full rows for every pair
+#: kept, as before #25's last fix (the tests compare the two: the same index, the same review queue).
+NARROW_SCORING = True
+#: The columns whose exact agreement is term-frequency adjusted (lookups of the whole population: update_index).
+TF_COLUMNS = ("given_name", "family_name", "addr_key")
+#: The comparisons whose levels the cannot-link of :func:`_edges` reads (their ``gamma_`` columns).
+GUARD_GAMMAS = ("gamma_given_name", "gamma_dob", "gamma_nhs_number", "gamma_national_id")
+
+
+def _narrow_predict(con, db_api, narrow, wide, records: str = "_reps") -> None:
+    """``_pred`` of a full DuckDB link: every blocked pair scored by ``narrow`` (the model without its compared
+    columns: ids, match key, weight, probability), plus the :data:`GUARD_GAMMAS` of the pairs kept, computed by
+    the model's own CASE statements on the two records joined back to those pairs only.
+
+    Splink's full rows carry both records' compared columns through the whole join and into the output; on the
+    1.5 M-record encoded county that was 18.4 M joined pairs and 3.45 M kept rows of ~50 wide columns (32-hex
+    tokens, 1024-bit filters), spilled to disk (docs/matching.md, encoded linkage). The review queue's detail
+    comes from ``wide`` for its pairs only (:func:`_review_from_wide`). ``records`` is ``narrow``'s input table."""
+    pred = narrow.inference.predict(threshold_match_probability=pm.PREDICT_FLOOR, warning_mode="never")
+    comps = [c for c in wide._settings_obj.comparisons if c._gamma_column_name in GUARD_GAMMAS]
+    cols = dict.fromkeys(ic.unquote().name for c in comps for ic in c._input_columns_used_by_case_statement)
+    sides = ", ".join(f'{s}."{col}" AS "{col}_{s}"' for col in cols for s in ("l", "r"))
+    cases = ", ".join(c._case_statement for c in comps)
+    run(con, f"""CREATE OR REPLACE TEMP TABLE _pred AS
+        SELECT * EXCLUDE ({', '.join(f'"{col}_{s}"' for col in cols for s in ("l", "r"))}){', ' if cases else ''}{cases}
+        FROM (SELECT p.*{', ' if sides else ''}{sides} FROM {pred.physical_name} p
+              JOIN {records} l ON l.unique_id = p.unique_id_l JOIN {records} r ON r.unique_id = p.unique_id_r)""")
+    pred.drop_table_from_database_and_remove_from_cache()
+
+
+def _review_from_wide(con, db_api, wide) -> None:
+    """``_review`` with Splink's full rows (both records' compared columns, every level's weight), scored again by
+    ``wide`` for the review pairs only: Splink's rows for the same pairs and model as a wide link's."""
+    run(con, f"""CREATE OR REPLACE TEMP TABLE _review_pairs AS
+        SELECT unique_id_l AS join_key_l, unique_id_r AS join_key_r, match_key FROM _pred p
+        WHERE {_REVIEW_WHERE}""")
+    for col in TF_COLUMNS:  # Splink keeps one lookup per column on the connection: the narrow model's replaced it
+        wide.table_management.register_term_frequency_lookup(db_api.register(f"_tf_{col}"), col)
+    wide.table_management.register_blocked_pairs_for_predict(db_api.register("_review_pairs"))
+    detail = wide.inference.predict(threshold_match_probability=pm.PREDICT_FLOOR, warning_mode="never")
+    run(con, f"CREATE OR REPLACE TEMP TABLE _review AS SELECT * FROM {detail.physical_name} "
+             "ORDER BY match_probability DESC")
+    detail.drop_table_from_database_and_remove_from_cache()
+
+
+#: The clerical review queue: borderline pairs nobody has decided yet (``p`` a scored pair, ``_decisions`` known).
+_REVIEW_WHERE = f"""p.match_probability >= {pm.REVIEW_BAND[0]} AND p.match_probability < {pm.REVIEW_BAND[1]}
+          AND (least(p.unique_id_l, p.unique_id_r), greatest(p.unique_id_l, p.unique_id_r))
+              NOT IN (SELECT (a, b) FROM _decisions)"""
+
+
+def _edges(con, db_api, linker, mode: str, decisions: pd.DataFrame | None, score: bool = True,
+           narrow=None, narrow_records: str = "_reps") -> None:
     """Create ``_edges`` (unique_id_l, unique_id_r, match_probability) and ``_review`` for this run.
 
     Splink scores the representatives only (``_reps``); every exact duplicate is tied to its representative
-    by a deterministic edge, and records sharing a valid NHS number by another, both in SQL."""
+    by a deterministic edge, and records sharing a valid NHS number by another, both in SQL. A full link on
+    DuckDB scores with ``narrow`` (the model without its compared columns, :func:`_narrow_predict`) and takes
+    the review queue's detail from ``linker``."""
     _drop_pred(con)
     if not score:
         # every new record is an exact duplicate of an indexed one: nothing for Splink to score
@@ -83,6 +137,9 @@ def _edges(con, db_api, linker, mode: str, decisions: pd.DataFrame | None, score
                                             (SELECT record_id FROM _prev))
                          OR unique_id_r IN (SELECT unique_id FROM _strong WHERE unique_id NOT IN
                                             (SELECT record_id FROM _prev))"""
+    elif mode == "full" and narrow is not None:
+        _narrow_predict(con, db_api, narrow, linker, narrow_records)
+        nhs_sql = pm.deterministic_nhs_edges_sql("_strong")
     elif mode == "full":
         pred = linker.inference.predict(threshold_match_probability=pm.PREDICT_FLOOR, warning_mode="never")
         if getattr(db_api, "placelink_engine", "duckdb") == "duckdb":
@@ -156,14 +213,11 @@ def _edges(con, db_api, linker, mode: str, decisions: pd.DataFrame | None, score
         GROUP BY 1, 2
     """)
     # the clerical review queue: borderline pairs nobody has decided yet, with every comparison's detail
-    run(con, f"""
-        CREATE OR REPLACE TEMP TABLE _review AS
-        SELECT p.* FROM _pred p
-        WHERE p.match_probability >= {pm.REVIEW_BAND[0]} AND p.match_probability < {pm.REVIEW_BAND[1]}
-          AND (least(p.unique_id_l, p.unique_id_r), greatest(p.unique_id_l, p.unique_id_r))
-              NOT IN (SELECT (a, b) FROM _decisions)
-        ORDER BY p.match_probability DESC
-    """)
+    if mode == "full" and score and narrow is not None:
+        _review_from_wide(con, db_api, linker)
+    else:
+        run(con, f"CREATE OR REPLACE TEMP TABLE _review AS SELECT p.* FROM _pred p WHERE {_REVIEW_WHERE} "
+                 "ORDER BY p.match_probability DESC")
 
 
 #: Columns that must all agree for two strong records to be exact duplicates (everything the model compares).
@@ -200,7 +254,7 @@ def _collapse_duplicates(con, mode: str) -> None:
 
 def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.DataFrame | str | None = None,
                  model: dict | None = None, full: bool = False,
-                 decisions: pd.DataFrame | None = None, trainer=None, settings=None) -> LinkResult:
+                 decisions: pd.DataFrame | None = None, trainer=None, settings=None, score_as=None) -> LinkResult:
     """Link the prepared records (see :func:`normalise.prepare_records`) into the stable index.
 
     Args:
@@ -215,6 +269,9 @@ def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.Dat
             (default) or :func:`orchestration.lib.matching.encoded_model.train_model` for encoded records.
         settings: the run's settings (engine, and for Spark the home whose identifiable zone holds its
             checkpoints); None links on DuckDB on ``con`` (a stand-alone link with no home: ``placelink link``).
+        score_as: ``score_as(con, table)`` -> the SELECT list of a compact copy of ``table`` that a full DuckDB
+            link scores on (the same equalities, cheaper to join and compare): the encoded model's
+            :func:`~orchestration.lib.matching.encoded_model.compact_columns`; None scores the records as they are.
     """
     if isinstance(previous, str):
         run(con, f"""CREATE OR REPLACE TEMP TABLE _prev AS SELECT CAST(record_id AS VARCHAR) AS record_id,
@@ -245,20 +302,42 @@ def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.Dat
             model = (trainer or pm.train_model)(db_api, db_api.register("_strong"))
             summary["model_trained"] = True
         sdf = db_api.register("_reps", table_name="_reps_for_predict")
-        linker = pm.make_linker(db_api, sdf, model_for_engine(db_api, model))
-        for col in ("given_name", "family_name", "addr_key"):
+        engine_model = model_for_engine(db_api, model)
+        for col in TF_COLUMNS:
             # term frequencies of the whole population, not of the representatives: the scores are then
             # exactly those every duplicate would have had
             run(con, f"""CREATE OR REPLACE TEMP TABLE _tf_{col} AS
                 SELECT {col}, CAST(count(*) AS DOUBLE) / (SELECT count({col}) FROM _strong) AS tf_{col}
                 FROM _strong WHERE {col} IS NOT NULL GROUP BY 1""")
-            linker.table_management.register_term_frequency_lookup(db_api.register(f"_tf_{col}"), col)
+
+        def linker_for(m: dict, records=sdf, suffix: str = ""):
+            out = pm.make_linker(db_api, records, m)
+            for col in TF_COLUMNS:
+                out.table_management.register_term_frequency_lookup(db_api.register(f"_tf_{col}{suffix}"), col)
+            return out
+
+        linker = linker_for(engine_model)
+        narrow, narrow_records = None, "_reps"
+        if NARROW_SCORING and mode == "full" and getattr(db_api, "placelink_engine", "duckdb") == "duckdb":
+            # a full link on DuckDB scores narrow: the same model without its compared columns in the output;
+            # on ``score_as``'s compact copy of the records when the caller gives one (encoded tokens as integers)
+            narrow_sdf = sdf
+            if score_as is not None:
+                narrow_records = "_reps_scored"
+                for table, out in [("_reps", narrow_records)] + [(f"_tf_{c}", f"_tf_{c}_scored")
+                                                                 for c in TF_COLUMNS]:
+                    run(con, f"CREATE OR REPLACE TEMP TABLE {out} AS SELECT {score_as(con, table)} FROM {table}")
+                narrow_sdf = db_api.register(narrow_records, table_name="_reps_scored_for_predict")
+            narrow = linker_for({**engine_model, "retain_matching_columns": False,
+                                 "retain_intermediate_calculation_columns": False}, narrow_sdf,
+                                "_scored" if score_as is not None else "")
         if mode == "incremental":
             run(con, "CREATE OR REPLACE TEMP TABLE _strong_old AS "
                         "SELECT * FROM _reps WHERE unique_id IN (SELECT record_id FROM _prev)")
             run(con, "CREATE OR REPLACE TEMP TABLE _strong_new AS "
                         "SELECT * FROM _reps WHERE unique_id NOT IN (SELECT record_id FROM _prev)")
-        _edges(con, db_api, linker, mode, decisions, score=n_new_reps > 0)
+        _edges(con, db_api, linker, mode, decisions, score=n_new_reps > 0, narrow=narrow,
+               narrow_records=narrow_records)
         review = con.execute("SELECT * FROM _review").df()
     else:
         _drop_pred(con)
