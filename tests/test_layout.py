@@ -72,6 +72,75 @@ def test_the_private_dagster_guard_sees_a_private_import(tmp_path):
     assert _private_dagster_modules(bad) == ["dagster._core.errors", "dagster_dbt._internal"]
 
 
+def _lib_import_graph(root: Path) -> dict[str, set[str]]:
+    """module -> the ``orchestration.lib`` modules it imports anywhere in the file (function-level imports too:
+    they hide a circle from Python's import system, not from a reader)."""
+    lib = root / "orchestration" / "lib"
+    modules = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in lib.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                # ``from pkg import submodule`` names the submodule
+                found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                          for a in node.names}
+        graph[name] = {m for m in found if m in modules and m != name}
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected groups of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                out.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_domain_logic_has_no_import_circle():
+    circles = _circles(_lib_import_graph(ROOT))
+    assert not circles, ("modules of orchestration/lib import each other in a circle (counting imports inside "
+                         "functions): move what both need below both, or choose at the caller. " + str(circles))
+
+
+def test_the_circle_guard_sees_a_circle_through_a_function_level_import(tmp_path):
+    lib = tmp_path / "orchestration" / "lib"
+    (lib / "pkg").mkdir(parents=True)
+    (lib / "a.py").write_text("from orchestration.lib.pkg import b\n")
+    (lib / "pkg" / "__init__.py").write_text("")
+    (lib / "pkg" / "b.py").write_text("def f():\n    from orchestration.lib.c import x\n")
+    (lib / "c.py").write_text("import orchestration.lib.a\nx = 1\n")
+    assert _circles(_lib_import_graph(tmp_path)) == [["orchestration.lib.a", "orchestration.lib.c",
+                                                      "orchestration.lib.pkg.b"]]
+
+
 def test_the_guards_see_a_product_file_that_imports_tests(tmp_path):
     # the guard above must be able to fail: both import forms are caught
     bad = tmp_path / "bad.py"

@@ -252,7 +252,7 @@ def encode_landing(home: Path, secret: bytes, report_dir: Path) -> dict:
     import tempfile
 
     from orchestration.lib.contracts import FEEDS_DIR, load_contracts
-    from orchestration.lib.feeds.load import read_opt_outs
+    from orchestration.lib.governance.erasure import read_opt_outs
     from orchestration.lib.landing import MANIFEST_SUFFIX, scan_feed
 
     home = Path(home)

@@ -162,7 +162,7 @@ def test_a_drop_from_the_previous_partner_tool_is_not_loaded_silently_without_it
     import pandas as pd
 
     from orchestration.lib.contracts import load_contract
-    from orchestration.lib.feeds.load import ingest_partition
+    from orchestration.lib.feeds import ingest_partition
     from tests.partner.conftest import make_partner_dir
     from tests.partner.test_partner import _encode
 

@@ -114,7 +114,7 @@ def test_ingest_loads_a_verified_encoded_drop_and_quarantines_a_refused_one_line
     import shutil
 
     from orchestration.lib.contracts import load_contract
-    from orchestration.lib.feeds.load import ingest_partition
+    from orchestration.lib.feeds import ingest_partition
 
     rc, drop_dir = _encode(partner_dir)
     assert rc == 0, capsys.readouterr().err
@@ -150,7 +150,7 @@ def test_a_home_from_before_the_address_tokens_takes_a_drop_that_carries_them(pa
     import shutil
 
     from orchestration.lib.contracts import load_contract
-    from orchestration.lib.feeds.load import ingest_partition
+    from orchestration.lib.feeds import ingest_partition
 
     rc, drop_dir = _encode(partner_dir)
     assert rc == 0, capsys.readouterr().err

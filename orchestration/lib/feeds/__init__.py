@@ -15,24 +15,55 @@ import duckdb
 
 from orchestration.lib.config import Settings
 from orchestration.lib.contracts import Feed, load_contracts
-from orchestration.lib.errors import PlacelinkError
+from orchestration.lib.errors import PlacelinkError, withhold_library_errors
+from orchestration.lib.feeds.encoded import ingest_encoded_partition
 from orchestration.lib.feeds.load import (
     ParsedDrops,
     PartitionResult,
+    check_agreement,
     drop_feed,
     drop_partition,
     feed_drops,
-    ingest_partition,
+    ingest_clear_partition,
     parse_partitions,
-    read_opt_outs,
     record_rejected,
     sha256_of,
 )
+from orchestration.lib.governance.erasure import read_opt_outs
 from orchestration.lib.landing import LandingFile, contract_extensions, scan_landing
 
 __all__ = ["IngestReport", "PartitionResult", "drop_partition", "feed_drops", "ingest", "ingest_partition",
            "parse_partitions",
            "read_opt_outs", "sha256_of", "month_partition"]
+
+
+def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str, landing: Path, *,
+                     home: Path | None = None, opt_outs=None, today: dt.date | None = None,
+                     parsed: ParsedDrops | None = None) -> PartitionResult:
+    """Replace one monthly partition of a feed with what its landing drops hold. Idempotent.
+
+    Args:
+        con: a writable connection to the identifiable zone.
+        feed: the validated feed contract.
+        partition: ``YYYY-MM-01`` (or ``YYYY-MM``).
+        landing: the landing root (``<home>/landing``).
+        home: paths are recorded relative to it (``landing/<partner>/<feed>/<file>``).
+        opt_outs: normalised NHS numbers under the national data opt-out.
+        parsed: files already parsed by :func:`parse_partitions` (the rest are parsed here).
+
+    Raises:
+        DataError: agreement expired / no lawful basis; a drop's columns differ from the contract; a library
+            rejected a value (:class:`~orchestration.lib.errors.LibraryDataError`).
+        PlacelinkError: any other failure, a library's own message withheld (it can quote the data).
+    """
+    if feed.linkage.mode == "encoded":
+        # the partner sent placelink-partner's drops (encodings + manifest), not the native export. Chosen here,
+        # above both readers: the encoded one reuses the clear one's helpers, so the clear one must not import it
+        with withhold_library_errors(f"ingest of {feed.source} {partition[:7]}", where=feed.table):
+            check_agreement(feed, today)
+            return ingest_encoded_partition(con, feed, partition, landing, home=home, opt_outs=opt_outs)
+    return ingest_clear_partition(con, feed, partition, landing, home=home, opt_outs=opt_outs, today=today,
+                                  parsed=parsed)
 
 
 def month_partition(month: str) -> str:

@@ -16,7 +16,6 @@ so a rerun gives exactly the same rows. For every file, loaded + quarantined = r
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import re
 from collections import Counter
@@ -31,7 +30,14 @@ from orchestration.lib.contracts import Column, Feed
 from orchestration.lib.errors import DataError, PlacelinkError, withhold_library_errors
 from orchestration.lib.feeds.coerce import SQL_TYPES, CoerceError, check_plausible, coerce, date_checks
 from orchestration.lib.feeds.readers import Drop, RawRow, read_drop
-from orchestration.lib.governance.erasure import Exclusions, load_exclusions
+
+# the exclusion lists (erasure, objection, the national data opt-out) and their quarantine reasons are governance's
+from orchestration.lib.governance.erasure import (
+    ERASED_REASON,
+    OPT_OUT_REASON,
+    Exclusions,
+    load_exclusions,
+)
 from orchestration.lib.landing import REJECTED, LandingFile, leading_date, open_drop, partition_of, scan_feed
 from orchestration.lib.pseudonymise import (
     normalise_name,
@@ -41,8 +47,6 @@ from orchestration.lib.pseudonymise import (
     normalise_text,
 )
 
-OPT_OUT_REASON = "national_data_opt_out"
-ERASED_REASON = "erased_or_objected"  # placelink erase: on the governance exclusion list
 _ARROW = {"string": pa.string(), "integer": pa.int64(), "float": pa.float64(), "date": pa.date32(),
           "datetime": pa.timestamp("us"), "boolean": pa.bool_()}
 
@@ -231,31 +235,6 @@ def _record_refused(con: duckdb.DuckDBPyConnection, feed: Feed, part_date: dt.da
     except Exception:
         con.execute("ROLLBACK")
         raise
-
-
-def read_opt_outs(reference: Path) -> frozenset[str]:
-    """NHS numbers that opted out of secondary use (``reference/nhs_opt_outs.csv``, column ``nhs_number``).
-
-    Read once per version of the file in a process: a refresh loads nine feeds in one process, and each read of
-    a county's list (74 k numbers, normalised in Python) took 0.26 s."""
-    path = reference / "nhs_opt_outs.csv"
-    if not path.is_file():
-        return frozenset()
-    stat = path.stat()
-    return _read_opt_outs(str(path), stat.st_mtime_ns, stat.st_size)
-
-
-@functools.lru_cache(maxsize=4)
-def _read_opt_outs(path_text: str, mtime_ns: int, size: int) -> frozenset[str]:  # noqa: ARG001 - cache key
-    import csv
-
-    path = Path(path_text)
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
-        if "nhs_number" not in (reader.fieldnames or []):
-            raise PlacelinkError("the opt-out list has no nhs_number column", where=str(path),
-                                 fix="write a CSV with a header line 'nhs_number'")
-        return frozenset(n for n in (normalise_nhs_number(r["nhs_number"], validate=False) for r in reader) if n)
 
 
 # --- schema and agreement ---------------------------------------------------------------------------
@@ -744,25 +723,11 @@ def parse_partitions(feed: Feed, partitions: list[str], landing: Path, *, home: 
     return ParsedDrops(pool, {t[0]: pool.submit(_parse_in_worker, t) for t in tasks})
 
 
-def ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str, landing: Path, *,
-                     home: Path | None = None, opt_outs: AbstractSet[str] | None = None,
-                     today: dt.date | None = None, parsed: ParsedDrops | None = None) -> PartitionResult:
-    """Replace one monthly partition of a feed with what its landing drops hold. Idempotent.
-
-    Args:
-        con: a writable connection to the identifiable zone.
-        feed: the validated feed contract.
-        partition: ``YYYY-MM-01`` (or ``YYYY-MM``).
-        landing: the landing root (``<home>/landing``).
-        home: paths are recorded relative to it (``landing/<partner>/<feed>/<file>``).
-        opt_outs: normalised NHS numbers under the national data opt-out.
-        parsed: files already parsed by :func:`parse_partitions` (the rest are parsed here).
-
-    Raises:
-        DataError: agreement expired / no lawful basis; a drop's columns differ from the contract; a library
-            rejected a value (:class:`~orchestration.lib.errors.LibraryDataError`).
-        PlacelinkError: any other failure, a library's own message withheld (it can quote the data).
-    """
+def ingest_clear_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str, landing: Path, *,
+                           home: Path | None = None, opt_outs: AbstractSet[str] | None = None,
+                           today: dt.date | None = None, parsed: ParsedDrops | None = None) -> PartitionResult:
+    """:func:`orchestration.lib.feeds.ingest_partition` for a feed whose partner sends its native export (linkage
+    ``clear``); the package's function chooses this or the encoded path (``feeds/encoded.py``)."""
     with withhold_library_errors(f"ingest of {feed.source} {partition[:7]}", where=feed.table):
         return _ingest_partition(con, feed, partition, landing, home=home, opt_outs=opt_outs, today=today,
                                  parsed=parsed)
@@ -772,11 +737,6 @@ def _ingest_partition(con: duckdb.DuckDBPyConnection, feed: Feed, partition: str
                       home: Path | None, opt_outs: AbstractSet[str] | None, today: dt.date | None,
                       parsed: ParsedDrops | None) -> PartitionResult:
     check_agreement(feed, today)
-    if feed.linkage.mode == "encoded":
-        # the partner sent placelink-partner's drops (encodings + manifest), not the native export
-        from orchestration.lib.feeds.encoded import ingest_encoded_partition
-
-        return ingest_encoded_partition(con, feed, partition, landing, home=home, opt_outs=opt_outs)
     part_date = dt.date.fromisoformat(partition[:7] + "-01")
     partition = part_date.isoformat()
     files = feed_drops(landing, feed).get(partition, [])

@@ -26,6 +26,10 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+#: The clerical review queue (``<home>/identifiable/review/``): the pairs these pages explain. Named here, below
+#: the linkage stage that writes it (run.py) and erasure that cleans it, so neither imports the other for it.
+REVIEW_QUEUE = "person_review_queue.csv"
+
 #: Pairs per waterfall file: each file carries the ~0.85 MB of inlined vega once, and a few hundred pairs
 #: keep a file quick to open (about 3 kB of chart data per pair).
 PAIRS_PER_WATERFALL = 250

@@ -36,12 +36,12 @@ from orchestration.lib.matching.normalise import (
     prepare_records,
     run,
 )
+from orchestration.lib.matching.pictures import REVIEW_QUEUE
 from orchestration.lib.spreadsheet import people_csv, undo
 
 #: Warnings ``placelink link`` / ``link-eval`` report to the user.
 REPORTED_WARNINGS = (MissingFieldWarning, IgnoredColumnWarning)
 
-REVIEW_QUEUE = "person_review_queue.csv"
 REVIEW_DECISIONS = "person_review_decisions.csv"
 #: Columns a reviewer sees for each borderline pair.
 REVIEW_DETAIL = ["given_name", "family_name", "dob", "sex", "postcode", "uprn", "nhs_number"]
