@@ -1,5 +1,5 @@
-"""What ``placelink ingest``, ``match``, ``pseudonymise``, ``publish``, ``train`` and ``score`` do: each is a run of the code
-location's assets on this home's Dagster instance (:mod:`orchestration.runner`), the same assets and jobs the
+"""What ``placelink ingest``, ``match``, ``pseudonymise``, ``publish``, ``train``, ``score`` and ``quality
+--scorecard`` do: each is a run of the code location's assets on this home's Dagster instance (:mod:`orchestration.runner`), the same assets and jobs the
 landing sensor, the nightly schedule and the UI start, so run history, asset status, sensor cursors and the
 audit agree whoever started the work. The figures printed are the runs' own materialisation metadata (what the
 Dagster UI shows for them)."""
@@ -220,7 +220,7 @@ def run_train(home: Path | None, *, models: list[str] | None, feeds_dir: Path | 
 def run_score(home: Path | None, *, models: list[str] | None, feeds_dir: Path | None, echo) -> None:
     """``placelink score``: a run of the prediction assets, each writing from its model's champion. A model named
     on the command line without a champion is an error; of all models, those without one are skipped and named."""
-    from ml.features import list_models, load_spec
+    from ml.features import list_models
     from ml.score import NoChampionError, require_champion
     from orchestration.defs.ml.assets import MODELS
     from orchestration.runner import run_stage
@@ -244,9 +244,12 @@ def run_score(home: Path | None, *, models: list[str] | None, feeds_dir: Path | 
     with console.status(f"scoring {', '.join(chosen)}"):
         outcome = run_stage("score", keys, settings, run_config=_ml_config(feeds_dir))
     for model, key in zip(chosen, keys, strict=True):
-        meta = outcome.materialised.get((key.to_user_string(), None), {})
-        echo(f"{model} v{meta.get('model_version')}: {meta.get('dagster/row_count')} rows from {meta.get('as_of')} "
-             f"-> {meta.get('table') or load_spec(model).predictions_table}")
+        meta = outcome.materialised.get((key.to_user_string(), None))
+        if meta is None:  # the asset wrote nothing and said why in the run's log
+            echo(f"{model}: no predictions written (the run's log says why): run {outcome.run_id}")
+            continue
+        echo(f"{model} v{meta['model_version']}: {meta['dagster/row_count']} rows from {meta['as_of']} "
+             f"-> {meta['table']}")
     echo(f"run {outcome.run_id} (placelink ui shows it)")
 
 
