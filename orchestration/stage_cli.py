@@ -1,8 +1,8 @@
 """What ``placelink ingest``, ``match``, ``pseudonymise``, ``publish``, ``train``, ``score`` and ``quality
---scorecard`` do: each is a run of the code location's assets on this home's Dagster instance (:mod:`orchestration.runner`), the same assets and jobs the
-landing sensor, the nightly schedule and the UI start, so run history, asset status, sensor cursors and the
-audit agree whoever started the work. The figures printed are the runs' own materialisation metadata (what the
-Dagster UI shows for them)."""
+--scorecard`` do: each is a run of the code location's assets on this home's Dagster instance
+(:mod:`orchestration.runner`), the same assets and jobs the landing sensor, the nightly schedule and the UI start,
+so run history, asset status, sensor cursors and the audit agree whoever started the work. The figures printed are
+the runs' own materialisation metadata (what the Dagster UI shows for them)."""
 
 from __future__ import annotations
 
