@@ -190,16 +190,34 @@ def run_publish(home: Path | None, *, echo) -> None:
 
 
 def run_train(home: Path | None, *, models: list[str] | None, feeds_dir: Path | None, echo) -> None:
-    """``placelink train``: a run of the ``ml/<model>_training`` assets (train, register, gate, promote)."""
-    from ml.features import list_models
+    """``placelink train``: a run of the ``ml/<model>_training`` assets (train, register, gate, promote). A model
+    named on the command line whose marts hold too little history is an error (exit 2, saying how many months it
+    needs); of all models, those are skipped and named, and none left to train is an error."""
+    from ml.features import NotEnoughHistoryError, connect_read_only, list_models, load_spec, require_history
     from orchestration.runner import run_stage
 
     settings = get_settings(home=home).ensure()
-    models = models or list_models()
-    unknown = sorted(set(models) - set(list_models()))
+    unknown = sorted(set(models or []) - set(list_models()))
     if unknown:
         raise PlacelinkError(f"no model named {', '.join(unknown)}", where="--model",
                              fix=f"choose from {', '.join(list_models())} (ml/models/)")
+    chosen = []
+    # the training asset's own first check, made before the run so the command can fail on it: in a nightly
+    # refresh the asset skips such a model with a warning instead
+    with connect_read_only(settings.warehouse_db) as con:
+        for model in models or list_models():
+            try:
+                require_history(con, load_spec(model), settings.warehouse_db)
+            except NotEnoughHistoryError as exc:
+                if models:  # asked for by name
+                    raise
+                console.print(f"[yellow]skipped {model}:[/] {exc}", highlight=False, soft_wrap=True)
+                continue
+            chosen.append(model)
+    if not chosen:
+        raise PlacelinkError("no model has enough history in the marts to train", where=str(settings.warehouse_db),
+                             fix="load more months of drops; each skipped model above says how many it needs")
+    models = chosen
     keys = [dg.AssetKey(["ml", f"{m}_training"]) for m in models]
     with console.status(f"training {', '.join(models)}"):
         # feeds_dir is the ML checks' contracts folder (agreements permit the purpose), given to the assets only

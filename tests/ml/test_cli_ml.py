@@ -69,3 +69,32 @@ def test_train_and_score_from_the_cli_are_runs_of_the_ml_assets(fresh_home, ml_s
         assert instance.get_latest_materialization_event(dg.AssetKey(["ml", "household_risk_training"])) is None
     finally:
         instance.dispose()
+
+
+def test_train_a_named_model_with_too_little_history_fails_saying_how_much_it_needs(tmp_path, ml_source):
+    """The training asset skips a young county's model with a warning (a nightly goes on); asked for by name on the
+    command line, it is an error before any run (the CLI's exit 2), with the months it needs."""
+    import shutil
+
+    from ml.features import NotEnoughHistoryError
+    from orchestration.lib.config import get_settings
+    from orchestration.lib.errors import PlacelinkError
+    from orchestration.runner import instance_for
+    from tests.support.mart_warehouse import build_mart_warehouse
+
+    settings = get_settings(home=tmp_path / "home").ensure()
+    build_mart_warehouse(settings.warehouse_db, months=12)
+    shutil.copy(ml_source / "mlflow.db", settings.mlflow_dir / "mlflow.db")
+    args = ["--feeds-dir", str(ml_source / "feeds"), "--home", str(settings.home)]
+    named = CliRunner().invoke(app, ["train", "--model", "lsoa_demand", *args])
+    assert isinstance(named.exception, NotEnoughHistoryError), named.output
+    assert "not enough history" in str(named.exception) and "need" in str(named.exception)
+    every = CliRunner().invoke(app, ["train", *args])
+    assert isinstance(every.exception, PlacelinkError), every.output
+    assert "skipped household_risk" in every.output and "skipped lsoa_demand" in every.output
+    assert "no model has enough history" in str(every.exception)
+    instance = instance_for(settings)
+    try:
+        assert instance.get_runs() == []  # refused before any run
+    finally:
+        instance.dispose()

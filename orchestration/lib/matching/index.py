@@ -287,7 +287,7 @@ def update_index(con: duckdb.DuckDBPyConnection, prepared: str, previous: pd.Dat
     mode = "full" if (full or n_prev == 0) else "incremental"
     run(con, f"CREATE OR REPLACE TEMP TABLE _strong AS SELECT * FROM {prepared} WHERE NOT weak_identifiers")
     n_strong = con.execute("SELECT count(*) FROM _strong").fetchall()[0][0]
-    db_api = splink_api(con, settings)  # DuckDB on this connection, or Spark (PLACELINK_ENGINE): engine.py
+    db_api = splink_api(con, settings)  # Spark when settings.engine says so, else DuckDB on con: engine.py
     summary: dict = {"mode": mode, "records": n_total, "weak_identifier_records": n_total - n_strong}
     review = pd.DataFrame()
     n_new_strong = n_strong if mode == "full" else con.execute(
