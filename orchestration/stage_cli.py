@@ -170,6 +170,27 @@ def _ml_config(feeds_dir: Path | None) -> dict:
     return {"ops": {a.op.name: {"config": {"feeds_dir": str(feeds_dir)}} for a in ML_ASSETS}}
 
 
+def _ready_models(named: list[str] | None, check, refused: type[Exception], none_left: PlacelinkError) -> list[str]:
+    """The models a train/score command runs: ``check(model)`` raises ``refused`` for one that cannot run. A model
+    named on the command line that cannot run is the command's error; of all models, those are skipped and named,
+    and ``none_left`` is raised when none can run."""
+    from ml.features import list_models
+
+    chosen = []
+    for model in named or list_models():
+        try:
+            check(model)
+        except refused as exc:
+            if named:
+                raise
+            console.print(f"[yellow]skipped {model}:[/] {exc}", highlight=False, soft_wrap=True)
+            continue
+        chosen.append(model)
+    if not chosen:
+        raise none_left
+    return chosen
+
+
 def run_publish(home: Path | None, *, echo) -> None:
     """``placelink publish``: a run of ``published/files`` (the files and the atlas drawn from them)."""
     from orchestration.runner import run_stage
@@ -201,23 +222,13 @@ def run_train(home: Path | None, *, models: list[str] | None, feeds_dir: Path | 
     if unknown:
         raise PlacelinkError(f"no model named {', '.join(unknown)}", where="--model",
                              fix=f"choose from {', '.join(list_models())} (ml/models/)")
-    chosen = []
     # the training asset's own first check, made before the run so the command can fail on it: in a nightly
     # refresh the asset skips such a model with a warning instead
     with connect_read_only(settings.warehouse_db) as con:
-        for model in models or list_models():
-            try:
-                require_history(con, load_spec(model), settings.warehouse_db)
-            except NotEnoughHistoryError as exc:
-                if models:  # asked for by name
-                    raise
-                console.print(f"[yellow]skipped {model}:[/] {exc}", highlight=False, soft_wrap=True)
-                continue
-            chosen.append(model)
-    if not chosen:
-        raise PlacelinkError("no model has enough history in the marts to train", where=str(settings.warehouse_db),
-                             fix="load more months of drops; each skipped model above says how many it needs")
-    models = chosen
+        models = _ready_models(
+            models, lambda m: require_history(con, load_spec(m), settings.warehouse_db), NotEnoughHistoryError,
+            PlacelinkError("no model has enough history in the marts to train", where=str(settings.warehouse_db),
+                           fix="load more months of drops; each skipped model above says how many it needs"))
     keys = [dg.AssetKey(["ml", f"{m}_training"]) for m in models]
     with console.status(f"training {', '.join(models)}"):
         # feeds_dir is the ML checks' contracts folder (agreements permit the purpose), given to the assets only
@@ -238,26 +249,16 @@ def run_train(home: Path | None, *, models: list[str] | None, feeds_dir: Path | 
 def run_score(home: Path | None, *, models: list[str] | None, feeds_dir: Path | None, echo) -> None:
     """``placelink score``: a run of the prediction assets, each writing from its model's champion. A model named
     on the command line without a champion is an error; of all models, those without one are skipped and named."""
-    from ml.features import list_models
     from ml.score import NoChampionError, require_champion
     from orchestration.defs.ml.assets import MODELS
     from orchestration.runner import run_stage
 
     settings = get_settings(home=home).ensure()
-    chosen = []
-    for model in models or list_models():
-        try:
-            require_champion(model, settings)
-        except NoChampionError as exc:
-            if models:  # asked for by name
-                raise
-            # a refused model does not stop the others' predictions; its card says why it was refused
-            console.print(f"[yellow]skipped {model}:[/] {exc}", highlight=False, soft_wrap=True)
-            continue
-        chosen.append(model)
-    if not chosen:
-        raise PlacelinkError("no model has a champion to score with", where=settings.mlflow_tracking_uri,
-                             fix="run `placelink train`; each refused model's card says why it was refused")
+    # a refused model does not stop the others' predictions; its card says why it was refused
+    chosen = _ready_models(
+        models, lambda m: require_champion(m, settings), NoChampionError,
+        PlacelinkError("no model has a champion to score with", where=settings.mlflow_tracking_uri,
+                       fix="run `placelink train`; each refused model's card says why it was refused"))
     keys = [dg.AssetKey(["ml", MODELS[m][1]]) for m in chosen]
     with console.status(f"scoring {', '.join(chosen)}"):
         outcome = run_stage("score", keys, settings, run_config=_ml_config(feeds_dir))
